@@ -1,0 +1,600 @@
+//! The engine API validators and the server use: load a GGUF, generate (streamed, seeded)
+//! and score (teacher-forced logprobs with top-k alternatives and ranks, shared-prefix reuse).
+//!
+//! Generation is a step machine ([`Generation`]) so one worker thread can interleave many
+//! requests fairly; [`Engine::generate`] is the simple loop over it. Nothing here knows HTTP.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use crate::error::{EngineError, EngineResult};
+use crate::model::{self, KvCache, Llama, Logits};
+use crate::sampling::{Sampler, SamplingParams};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// Most top-k alternatives a caller may ask for per position.
+pub const MAX_TOP_K: usize = 20;
+/// Prompt tokens processed per step, so a long prompt cannot starve other requests.
+pub const PREFILL_CHUNK: usize = 256;
+
+/// A loaded model and its tokenizer.
+#[derive(Debug)]
+pub struct Engine {
+    model: Llama,
+    tokenizer: Tokenizer,
+    name: String,
+}
+
+/// The log-probability of one token at one position, with alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenScore {
+    /// The token actually at this position.
+    pub token: u32,
+    /// Its natural-log probability under the model (raw logits, no sampling transforms).
+    pub logprob: f32,
+    /// 1-based rank of the token among the vocabulary (1 = most likely).
+    pub rank: u32,
+    /// The `top_k` most likely tokens with their logprobs, best first (ties: lower id first).
+    pub top: Vec<(u32, f32)>,
+}
+
+/// Scores of one completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredCompletion {
+    /// One entry per completion token.
+    pub tokens: Vec<TokenScore>,
+}
+
+impl ScoredCompletion {
+    /// Sum of the token logprobs.
+    pub fn total_logprob(&self) -> f64 {
+        self.tokens.iter().map(|t| f64::from(t.logprob)).sum()
+    }
+}
+
+/// Result of [`Engine::score`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreReport {
+    /// Scores of prompt positions 1.. (position 0 has no context and no score).
+    pub prompt: Vec<TokenScore>,
+    /// One entry per completion, in input order.
+    pub completions: Vec<ScoredCompletion>,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The caller stopped it (client went away).
+    Cancelled,
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// Prompt tokens (at least one).
+    pub prompt: Vec<u32>,
+    /// Most tokens to generate (at least one).
+    pub max_tokens: usize,
+    /// Sampling settings.
+    pub sampling: SamplingParams,
+    /// Generation stops before the first occurrence of any of these strings.
+    pub stop: Vec<String>,
+    /// How many alternatives to report per generated token (0..=[`MAX_TOP_K`]).
+    pub top_logprobs: usize,
+    /// If set, score the prompt too with this many alternatives per position.
+    pub prompt_logprobs: Option<usize>,
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedToken {
+    /// The token with its logprob, rank and alternatives.
+    pub score: TokenScore,
+}
+
+/// What one [`Generation::step`] produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepOutput {
+    /// Tokens sampled this step (zero while the prompt is being processed).
+    pub tokens: Vec<GeneratedToken>,
+    /// Text that became final this step (held back while it could still be a stop string).
+    pub text: String,
+    /// Set when the generation is over.
+    pub finish: Option<FinishReason>,
+}
+
+/// An in-progress generation; drive it with [`Generation::step`].
+#[derive(Debug)]
+pub struct Generation {
+    req: GenerateRequest,
+    cache: KvCache,
+    sampler: Sampler,
+    decoder: StreamDecoder,
+    /// Prompt tokens not yet run through the model.
+    prefilled: usize,
+    /// Prompt plus generated tokens.
+    history: Vec<u32>,
+    generated: usize,
+    /// Logits row that predicts the next token (after the prompt has been processed).
+    next_logits: Option<Vec<f32>>,
+    prompt_scores: Vec<TokenScore>,
+    /// Generated text, and how much of it has been handed out.
+    text: String,
+    emitted: usize,
+    finish: Option<FinishReason>,
+}
+
+impl Generation {
+    /// Prompt scores (filled once the prompt has been processed, if requested).
+    pub fn prompt_scores(&self) -> &[TokenScore] {
+        &self.prompt_scores
+    }
+
+    /// Number of prompt tokens.
+    pub fn prompt_tokens(&self) -> usize {
+        self.req.prompt.len()
+    }
+
+    /// Number of tokens generated so far.
+    pub fn completion_tokens(&self) -> usize {
+        self.generated
+    }
+
+    /// Whether the generation is over.
+    pub fn is_finished(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Ends the generation early; the next step reports [`FinishReason::Cancelled`].
+    pub fn cancel(&mut self) {
+        if self.finish.is_none() {
+            self.finish = Some(FinishReason::Cancelled);
+        }
+    }
+
+    /// Advances by one prompt chunk or one generated token.
+    pub fn step(&mut self, engine: &Engine) -> EngineResult<StepOutput> {
+        if let Some(f) = self.finish {
+            return Ok(StepOutput { finish: Some(f), ..Default::default() });
+        }
+        if self.prefilled < self.req.prompt.len() {
+            self.prefill_chunk(engine)?;
+            return Ok(StepOutput::default());
+        }
+        let Some(logits) = self.next_logits.take() else {
+            return Err(EngineError::InvalidInput("generation has no logits to sample from".into()));
+        };
+        let id = self.sampler.sample(&logits, &self.history);
+        let score = score_row(&logits_to_logprobs(&logits), id, self.req.top_logprobs);
+        self.history.push(id);
+        self.generated += 1;
+        let mut out = StepOutput { tokens: vec![GeneratedToken { score }], ..Default::default() };
+        let tok = engine.tokenizer();
+        let is_eos = tok.eos_token() == Some(id) || (tok.is_special(id) && tok.token_text(id) == "<|endoftext|>");
+        if is_eos {
+            self.text.push_str(&self.decoder.finish());
+            return Ok(self.finish_with(FinishReason::Stop, out));
+        }
+        self.text.push_str(&self.decoder.push(tok, id));
+        if let Some(cut) = find_stop(&self.text, self.emitted, &self.req.stop) {
+            self.text.truncate(cut);
+            return Ok(self.finish_with(FinishReason::Stop, out));
+        }
+        if self.generated >= self.req.max_tokens {
+            self.text.push_str(&self.decoder.finish());
+            if let Some(cut) = find_stop(&self.text, self.emitted, &self.req.stop) {
+                self.text.truncate(cut);
+                return Ok(self.finish_with(FinishReason::Stop, out));
+            }
+            return Ok(self.finish_with(FinishReason::Length, out));
+        }
+        if self.history.len() >= engine.context_length() {
+            self.text.push_str(&self.decoder.finish());
+            return Ok(self.finish_with(FinishReason::Length, out));
+        }
+        let row = engine.model.forward(&[id], &mut self.cache, Logits::Last)?;
+        self.next_logits = Some(first_row(&row)?);
+        let safe = safe_emit_end(&self.text, self.emitted, &self.req.stop);
+        out.text = self.text[self.emitted..safe].to_string();
+        self.emitted = safe;
+        Ok(out)
+    }
+
+    fn finish_with(&mut self, reason: FinishReason, mut out: StepOutput) -> StepOutput {
+        out.text = self.text.get(self.emitted..).unwrap_or_default().to_string();
+        self.emitted = self.text.len();
+        self.finish = Some(reason);
+        out.finish = Some(reason);
+        out
+    }
+
+    fn prefill_chunk(&mut self, engine: &Engine) -> EngineResult<()> {
+        let end = (self.prefilled + PREFILL_CHUNK).min(self.req.prompt.len());
+        let chunk = &self.req.prompt[self.prefilled..end];
+        let last_chunk = end == self.req.prompt.len();
+        match self.req.prompt_logprobs {
+            Some(k) => {
+                let logits = engine.model.forward(chunk, &mut self.cache, Logits::All)?;
+                let rows = model::log_softmax_rows(&logits)?;
+                // Row i predicts prompt[prefilled + i + 1].
+                for (i, row) in rows.iter().enumerate() {
+                    if let Some(&next) = self.req.prompt.get(self.prefilled + i + 1) {
+                        self.prompt_scores.push(score_row(row, next, k));
+                    }
+                }
+                if last_chunk {
+                    let raw = logits.narrow(0, chunk.len() - 1, 1)?;
+                    self.next_logits = Some(first_row(&raw)?);
+                }
+            }
+            None => {
+                let logits = engine.model.forward(chunk, &mut self.cache, Logits::Last)?;
+                if last_chunk {
+                    self.next_logits = Some(first_row(&logits)?);
+                }
+            }
+        }
+        self.prefilled = end;
+        Ok(())
+    }
+}
+
+fn first_row(t: &candle_core::Tensor) -> EngineResult<Vec<f32>> {
+    Ok(t.get(0)?.to_vec1::<f32>()?)
+}
+
+/// Earliest stop-string match that ends after `emitted` (earlier text was already final).
+fn find_stop(text: &str, emitted: usize, stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            let from = emitted.saturating_sub(s.len() - 1);
+            let from = (0..=from).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            text[from..].find(s.as_str()).map(|p| from + p)
+        })
+        .min()
+}
+
+/// End of the text that can be emitted: holds back a suffix that may begin a stop string.
+fn safe_emit_end(text: &str, emitted: usize, stops: &[String]) -> usize {
+    let mut end = text.len();
+    for s in stops.iter().filter(|s| !s.is_empty()) {
+        for (i, _) in text.char_indices().rev().take(s.chars().count()) {
+            if i >= emitted && s.starts_with(&text[i..]) {
+                end = end.min(i);
+            }
+        }
+    }
+    end.max(emitted)
+}
+
+/// Log-softmax of one row of raw logits, computed sequentially (deterministic).
+pub fn logits_to_logprobs(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let lse = max + sum.ln() as f32;
+    logits.iter().map(|&l| l - lse).collect()
+}
+
+/// Score of `token` in a row of logprobs: logprob, 1-based rank, top-k alternatives.
+pub fn score_row(logprobs: &[f32], token: u32, k: usize) -> TokenScore {
+    let lp = logprobs.get(token as usize).copied().unwrap_or(f32::NEG_INFINITY);
+    let mut rank = 1u32;
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &v) in logprobs.iter().enumerate() {
+        if v > lp || (v == lp && (i as u32) < token) {
+            rank += 1;
+        }
+        if k > 0 && (top.len() < k || top.last().is_some_and(|&(_, w)| v > w)) {
+            let at = top.partition_point(|&(_, w)| w >= v);
+            top.insert(at, (i as u32, v));
+            top.truncate(k);
+        }
+    }
+    TokenScore { token, logprob: lp, rank, top }
+}
+
+impl Engine {
+    /// Loads a llama GGUF and its tokenizer.
+    pub fn load(path: &Path) -> EngineResult<Self> {
+        let loaded = model::load_gguf(path)?;
+        let tokenizer = Tokenizer::from_spec(loaded.vocab)?;
+        if tokenizer.vocab_size() != loaded.model.config().vocab_size {
+            return Err(EngineError::Unsupported(format!(
+                "tokenizer has {} tokens but the model outputs {}",
+                tokenizer.vocab_size(),
+                loaded.model.config().vocab_size
+            )));
+        }
+        let name = loaded.name.unwrap_or_else(|| {
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+        });
+        Ok(Self { model: loaded.model, tokenizer, name })
+    }
+
+    /// The tokenizer (encode, decode, chat template).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The underlying model.
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// `general.name` from the GGUF (or the file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Maximum prompt plus completion length in tokens.
+    pub fn context_length(&self) -> usize {
+        self.model.config().context_length
+    }
+
+    /// Checks a request and sets up its generation (no model work happens yet).
+    pub fn start(&self, req: GenerateRequest) -> EngineResult<Generation> {
+        req.sampling.validate()?;
+        if req.prompt.is_empty() {
+            return Err(EngineError::InvalidInput("the prompt is empty; give at least one token".into()));
+        }
+        if req.max_tokens == 0 {
+            return Err(EngineError::InvalidInput("max_tokens must be at least 1".into()));
+        }
+        if req.top_logprobs > MAX_TOP_K || req.prompt_logprobs.is_some_and(|k| k > MAX_TOP_K) {
+            return Err(EngineError::InvalidInput(format!("at most {MAX_TOP_K} logprobs per position")));
+        }
+        let vocab = self.tokenizer.vocab_size();
+        if let Some(bad) = req.prompt.iter().find(|&&id| id as usize >= vocab) {
+            return Err(EngineError::InvalidInput(format!("prompt token {bad} is outside the vocabulary of {vocab}")));
+        }
+        let limit = self.context_length();
+        let requested = req.prompt.len().saturating_add(req.max_tokens);
+        if requested > limit {
+            return Err(EngineError::ContextOverflow { limit, requested, prompt: req.prompt.len() });
+        }
+        Ok(Generation {
+            cache: self.model.new_cache(),
+            sampler: Sampler::new(req.sampling.clone()),
+            decoder: StreamDecoder::default(),
+            prefilled: 0,
+            history: req.prompt.clone(),
+            generated: 0,
+            next_logits: None,
+            prompt_scores: Vec::new(),
+            text: String::new(),
+            emitted: 0,
+            finish: None,
+            req,
+        })
+    }
+
+    /// Generates to completion, calling `on_token` for each step that produced tokens or
+    /// text; returning `ControlFlow::Break` from it cancels. Returns the final text.
+    pub fn generate(
+        &self,
+        req: GenerateRequest,
+        mut on_step: impl FnMut(&StepOutput) -> ControlFlow<()>,
+    ) -> EngineResult<(String, FinishReason, Generation)> {
+        let mut generation = self.start(req)?;
+        let mut text = String::new();
+        loop {
+            let out = generation.step(self)?;
+            text.push_str(&out.text);
+            let flow = if out.tokens.is_empty() && out.text.is_empty() && out.finish.is_none() {
+                ControlFlow::Continue(())
+            } else {
+                on_step(&out)
+            };
+            if let Some(reason) = out.finish {
+                return Ok((text, reason, generation));
+            }
+            if flow.is_break() {
+                generation.cancel();
+                return Ok((text, FinishReason::Cancelled, generation));
+            }
+        }
+    }
+
+    /// Teacher-forced scores of every position of `tokens` after the first, in one forward pass.
+    pub fn score_sequence(&self, tokens: &[u32], top_k: usize) -> EngineResult<Vec<TokenScore>> {
+        if tokens.len() < 2 {
+            return Err(EngineError::InvalidInput("scoring needs at least two tokens".into()));
+        }
+        check_top_k(top_k)?;
+        let mut cache = self.model.new_cache();
+        let logits = self.model.forward(&tokens[..tokens.len() - 1], &mut cache, Logits::All)?;
+        let rows = model::log_softmax_rows(&logits)?;
+        Ok(rows.iter().zip(&tokens[1..]).map(|(row, &t)| score_row(row, t, top_k)).collect())
+    }
+
+    /// Scores many completions of one prompt. The prompt is run once; each completion then
+    /// runs in one forward pass on a clone of the prompt's KV cache.
+    pub fn score(&self, prompt: &[u32], completions: &[Vec<u32>], top_k: usize) -> EngineResult<ScoreReport> {
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
+        }
+        check_top_k(top_k)?;
+        let limit = self.context_length();
+        if let Some(c) = completions.iter().find(|c| prompt.len() + c.len() > limit) {
+            return Err(EngineError::ContextOverflow { limit, requested: prompt.len() + c.len(), prompt: prompt.len() });
+        }
+        let mut prefix = self.model.new_cache();
+        let logits = self.model.forward(prompt, &mut prefix, Logits::All)?;
+        let rows = model::log_softmax_rows(&logits)?;
+        let prompt_scores = rows.iter().zip(&prompt[1..]).map(|(row, &t)| score_row(row, t, top_k)).collect();
+        let Some(last_row) = rows.last() else {
+            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
+        };
+        let mut out = Vec::with_capacity(completions.len());
+        for completion in completions {
+            let mut tokens = Vec::with_capacity(completion.len());
+            let Some((&first, _)) = completion.split_first() else {
+                out.push(ScoredCompletion { tokens });
+                continue;
+            };
+            tokens.push(score_row(last_row, first, top_k));
+            if completion.len() > 1 {
+                let mut cache = prefix.clone();
+                // The last completion token predicts nothing we score, so it is not run.
+                let logits = self.model.forward(&completion[..completion.len() - 1], &mut cache, Logits::All)?;
+                let rows = model::log_softmax_rows(&logits)?;
+                tokens.extend(rows.iter().zip(&completion[1..]).map(|(row, &t)| score_row(row, t, top_k)));
+            }
+            out.push(ScoredCompletion { tokens });
+        }
+        Ok(ScoreReport { prompt: prompt_scores, completions: out })
+    }
+}
+
+fn check_top_k(k: usize) -> EngineResult<()> {
+    if k > MAX_TOP_K {
+        return Err(EngineError::InvalidInput(format!("top_k must be at most {MAX_TOP_K}, got {k}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::tiny_model;
+
+    fn req(prompt: Vec<u32>, seed: u64, temperature: f32) -> GenerateRequest {
+        GenerateRequest {
+            prompt,
+            max_tokens: 12,
+            sampling: SamplingParams { temperature, seed, ..Default::default() },
+            stop: Vec::new(),
+            top_logprobs: 3,
+            prompt_logprobs: None,
+        }
+    }
+
+    #[test]
+    fn score_row_ranks_and_top_k() {
+        let lp = logits_to_logprobs(&[0.0, 2.0, 1.0, 2.0]);
+        let s = score_row(&lp, 2, 2);
+        assert_eq!(s.rank, 3);
+        assert_eq!(s.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(score_row(&lp, 3, 0).rank, 2, "ties rank the lower id first");
+        let total: f64 = lp.iter().map(|&l| f64::from(l).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn stop_strings_hold_back_and_cut() {
+        let stops = vec!["END".to_string()];
+        assert_eq!(safe_emit_end("abcEN", 0, &stops), 3);
+        assert_eq!(safe_emit_end("abcx", 0, &stops), 4);
+        assert_eq!(find_stop("abcENDxyz", 0, &stops), Some(3));
+        assert_eq!(find_stop("abc", 0, &stops), None);
+    }
+
+    #[test]
+    fn same_seed_gives_identical_tokens_and_greedy_ignores_seed() {
+        let (_dir, path) = tiny_model();
+        let engine = Engine::load(&path).unwrap();
+        let prompt = engine.tokenizer().encode("hello world");
+        let run = |seed, t| {
+            let mut ids = Vec::new();
+            engine
+                .generate(req(prompt.clone(), seed, t), |s| {
+                    ids.extend(s.tokens.iter().map(|t| t.score.token));
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            ids
+        };
+        let a = run(42, 1.0);
+        assert!(!a.is_empty());
+        assert_eq!(a, run(42, 1.0));
+        assert_ne!(a, run(43, 1.0), "a different seed should change a 12-token random sample");
+        assert_eq!(run(1, 0.0), run(2, 0.0));
+    }
+
+    #[test]
+    fn generated_logprobs_match_teacher_forced_scores() {
+        let (_dir, path) = tiny_model();
+        let engine = Engine::load(&path).unwrap();
+        let prompt = engine.tokenizer().encode("hello");
+        let (_, _, generation) = engine.generate(req(prompt.clone(), 5, 1.0), |_| ControlFlow::Continue(())).unwrap();
+        let generated: Vec<u32> = generation.history[prompt.len()..].to_vec();
+        let mut streamed = Vec::new();
+        engine
+            .generate(req(prompt.clone(), 5, 1.0), |s| {
+                streamed.extend(s.tokens.iter().map(|t| t.score.clone()));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        let report = engine.score(&prompt, std::slice::from_ref(&generated), 3).unwrap();
+        let scored = &report.completions[0].tokens;
+        assert_eq!(scored.len(), streamed.len());
+        for (a, b) in scored.iter().zip(&streamed) {
+            assert_eq!(a.token, b.token);
+            assert!((a.logprob - b.logprob).abs() < 1e-3, "{a:?} vs {b:?}");
+            assert_eq!(a.top.first().map(|t| t.0), b.top.first().map(|t| t.0));
+        }
+    }
+
+    #[test]
+    fn prefix_reuse_matches_full_sequence_scoring() {
+        let (_dir, path) = tiny_model();
+        let engine = Engine::load(&path).unwrap();
+        let prompt: Vec<u32> = vec![1, 100, 101, 102, 103];
+        let completions = vec![vec![50, 51, 52, 53], vec![60], vec![], vec![70, 71]];
+        let report = engine.score(&prompt, &completions, 5).unwrap();
+        assert_eq!(report.prompt.len(), prompt.len() - 1);
+        for (c, scored) in completions.iter().zip(&report.completions) {
+            assert_eq!(c.len(), scored.tokens.len());
+            if c.is_empty() {
+                continue;
+            }
+            let full: Vec<u32> = prompt.iter().chain(c).copied().collect();
+            let direct = engine.score_sequence(&full, 5).unwrap();
+            for (a, b) in scored.tokens.iter().zip(&direct[prompt.len() - 1..]) {
+                assert_eq!(a.token, b.token);
+                assert!((a.logprob - b.logprob).abs() < 1e-3, "{a:?} vs {b:?}");
+                assert_eq!(a.rank, b.rank);
+                assert!(a.rank >= 1 && a.top.len() == 5);
+            }
+        }
+        // The same call twice is bit-identical.
+        assert_eq!(report, engine.score(&prompt, &completions, 5).unwrap());
+    }
+
+    #[test]
+    fn start_rejects_bad_requests() {
+        let (_dir, path) = tiny_model();
+        let engine = Engine::load(&path).unwrap();
+        let mut r = req(vec![5], 0, 1.0);
+        r.max_tokens = 0;
+        assert!(matches!(engine.start(r).unwrap_err(), EngineError::InvalidInput(_)));
+        let mut r = req(vec![5], 0, 1.0);
+        r.max_tokens = 1_000_000;
+        assert!(matches!(engine.start(r).unwrap_err(), EngineError::ContextOverflow { .. }));
+        assert!(matches!(engine.start(req(vec![], 0, 1.0)).unwrap_err(), EngineError::InvalidInput(_)));
+        assert!(matches!(engine.start(req(vec![5], 0, 3.0)).unwrap_err(), EngineError::InvalidInput(_)));
+        assert!(engine.score(&[1], &[vec![2]], 21).is_err());
+    }
+
+    #[test]
+    fn prompt_logprobs_and_chunked_prefill_agree_with_scoring() {
+        let (_dir, path) = tiny_model();
+        let engine = Engine::load(&path).unwrap();
+        let prompt: Vec<u32> = (0..(PREFILL_CHUNK as u32 + 40)).map(|i| 3 + (i * 7) % 250).collect();
+        let mut r = req(prompt.clone(), 0, 0.0);
+        r.prompt_logprobs = Some(2);
+        r.max_tokens = 2;
+        let (_, _, generation) = engine.generate(r, |_| ControlFlow::Continue(())).unwrap();
+        let direct = engine.score_sequence(&prompt, 2).unwrap();
+        assert_eq!(generation.prompt_scores().len(), direct.len());
+        for (a, b) in generation.prompt_scores().iter().zip(&direct) {
+            assert!((a.logprob - b.logprob).abs() < 1e-3);
+        }
+    }
+}

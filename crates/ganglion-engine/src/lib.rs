@@ -1,0 +1,25 @@
+//! `ganglion-engine`: a deterministic CPU LLM engine with full logprobs and an
+//! OpenAI-compatible server.
+//!
+//! Layers, inner to outer (each knows nothing about the ones after it):
+//! - [`store`]: where model files live, `model pull`/`list` (no tensors);
+//! - [`tokenizer`]: byte-level BPE from GGUF metadata and the chat template (no tensors);
+//! - [`model`]: the llama forward over GGUF quantized weights with all-position logits and a
+//!   reusable KV cache (no tokenizer, no sampling);
+//! - [`sampling`]: seeded, deterministic token selection;
+//! - [`engine`]: generation and teacher-forced scoring, the API validators use (no HTTP);
+//! - [`server`]: axum, OpenAI wire types, SSE, metrics; the only module that knows HTTP;
+//! - [`bench`]: throughput measurements for `ganglion bench engine`.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod bench;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod sampling;
+pub mod server;
+pub mod store;
+pub mod tokenizer;
+
+pub use engine::Engine;
+pub use error::{EngineError, EngineResult};

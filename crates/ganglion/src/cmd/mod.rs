@@ -1,0 +1,4 @@
+//! One module per command group; each exposes a clap type and a `run` function.
+
+pub(crate) mod bench;
+pub(crate) mod wallet;

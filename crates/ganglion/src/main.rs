@@ -1,0 +1,61 @@
+//! The `ganglion` binary: command-line parsing and glue only.
+//!
+//! Every command lives in `cmd/<area>.rs` and calls into the library crates;
+//! `main` sets up logging and turns errors into a message and an exit code.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Ganglion: run Bittensor-style subnets (wallets, a local chain, miners, validators).
+#[derive(Debug, Parser)]
+#[command(name = "ganglion", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log filter, e.g. `info`, `debug`, `ganglion=trace` (env: RUST_LOG).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, import and inspect Bittensor-compatible wallets (coldkeys and hotkeys).
+    #[command(subcommand)]
+    Wallet(cmd::wallet::WalletCommand),
+    /// Measure performance: prints a table (or `--json`).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Wallet(command) => cmd::wallet::run(command),
+        Command::Bench(command) => cmd::bench::run(command),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr so that `--json` output on stdout stays machine-readable.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
