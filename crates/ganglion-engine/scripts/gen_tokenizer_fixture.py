@@ -60,6 +60,7 @@ CASES = [
     "x" * 64,
     "The quick brown fox jumps over the lazy dog. " * 3,
     "\u0000control\u0007chars\u001b[0m",
+    "bytes without a token: \u0004 and \u0006 are dropped",
     "Ｆｕｌｌｗｉｄｔｈ ｃｈａｒａｃｔｅｒｓ",
     "mixed123numbers456in789words",
     "−5 minus sign vs -5 hyphen, 1e-10, 0x1F",
@@ -113,7 +114,10 @@ def main():
     cases = []
     for text in CASES:
         ids = tok.encode(text, add_special_tokens=False).ids
-        assert tok.decode(ids, skip_special_tokens=False) == text, text
+        # Bytes with no byte-level token (0x04, 0x06, … in SmolLM2) are dropped, as HF does
+        # without an unknown token; every other text must round-trip.
+        if not any(b in (0x04, 0x06, 0x13, 0x14, 0x16, 0x1D) for b in text.encode()):
+            assert tok.decode(ids, skip_special_tokens=False) == text, text
         cases.append({"text": text, "ids": ids})
     cross = transformers_ids(path, CASES)
     if cross is not None:

@@ -144,6 +144,16 @@ impl Generation {
         self.generated
     }
 
+    /// Whether the whole prompt has been run through the model.
+    pub fn prompt_processed(&self) -> bool {
+        self.prefilled == self.req.prompt.len()
+    }
+
+    /// The request this generation serves.
+    pub fn request(&self) -> &GenerateRequest {
+        &self.req
+    }
+
     /// Whether the generation is over.
     pub fn is_finished(&self) -> bool {
         self.finish.is_some()

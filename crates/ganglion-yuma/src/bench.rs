@@ -181,6 +181,62 @@ pub fn bench(mode: BondsMode, iterations: u32, seed: u64) -> Result<Vec<BenchRes
         .collect()
 }
 
+impl BondsMode {
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Classic => "classic",
+            Self::Yuma3LiquidAlpha => "yuma3+liquid-alpha",
+        }
+    }
+}
+
+/// A plain-text table of results: one line per case with time per epoch and its growth
+/// relative to the smallest case of the same mode.
+pub fn render_table(results: &[BenchResult]) -> String {
+    let mut out = String::from(
+        "mode                 uids  validators  weights    min ms   mean ms  x smallest\n",
+    );
+    for r in results {
+        let base = results
+            .iter()
+            .find(|b| b.mode == r.mode)
+            .map_or(r.mean, |b| b.mean);
+        let growth = r.mean.as_secs_f64() / base.as_secs_f64().max(f64::MIN_POSITIVE);
+        out.push_str(&format!(
+            "{:<19} {:>5} {:>11} {:>8} {:>9.3} {:>9.3} {:>11.1}\n",
+            r.mode.name(),
+            r.uids,
+            r.validators,
+            r.weight_entries,
+            r.min.as_secs_f64() * 1e3,
+            r.mean.as_secs_f64() * 1e3,
+            growth,
+        ));
+    }
+    out
+}
+
+/// The results as a JSON array (hand-written: the crate has no serde on purpose).
+pub fn render_json(results: &[BenchResult]) -> String {
+    let items: Vec<String> = results
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"mode\":\"{}\",\"uids\":{},\"validators\":{},\"weight_entries\":{},\"iterations\":{},\"min_ms\":{:.4},\"mean_ms\":{:.4}}}",
+                r.mode.name(),
+                r.uids,
+                r.validators,
+                r.weight_entries,
+                r.iterations,
+                r.min.as_secs_f64() * 1e3,
+                r.mean.as_secs_f64() * 1e3
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
 /// SplitMix64: a tiny seeded generator so the library needs no RNG dependency.
 #[derive(Debug, Clone)]
 struct SplitMix64(u64);

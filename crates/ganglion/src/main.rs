@@ -29,6 +29,12 @@ enum Command {
     /// Measure performance: prints a table (or `--json`).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Fetch and list local LLM weights (`model pull smollm2`, `model list`).
+    #[command(subcommand)]
+    Model(cmd::engine::ModelCommand),
+    /// Run the LLM engine (`engine serve`: an OpenAI-compatible server).
+    #[command(subcommand)]
+    Engine(cmd::engine::EngineCommand),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Wallet(command) => cmd::wallet::run(command),
         Command::Bench(command) => cmd::bench::run(command),
+        Command::Model(command) => cmd::engine::run_model(command),
+        Command::Engine(command) => cmd::engine::run_engine(command),
     }
 }
 

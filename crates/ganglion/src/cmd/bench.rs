@@ -6,8 +6,13 @@ use std::process::ExitCode;
 pub(crate) enum BenchCommand {
     /// Epistula signing, verification and middleware latency.
     Epistula,
+    /// LLM engine: prompt processing, generation and scoring throughput, peak RSS.
+    Engine(super::bench_engine::EngineBenchArgs),
 }
 
-pub(crate) fn run(_command: BenchCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("benchmarks are being written")
+pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Engine(args) => super::bench_engine::run(args),
+        BenchCommand::Epistula => anyhow::bail!("benchmarks are being written"),
+    }
 }

@@ -1,4 +1,6 @@
 //! One module per command group; each exposes a clap type and a `run` function.
 
 pub(crate) mod bench;
+pub(crate) mod bench_engine;
+pub(crate) mod engine;
 pub(crate) mod wallet;

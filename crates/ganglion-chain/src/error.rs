@@ -1,0 +1,269 @@
+//! Errors: [`TxError`] (why the chain refused a transaction, named after subtensor's errors)
+//! and [`ChainError`] (what a [`crate::Chain`] caller sees, including transport failures).
+
+use ganglion_yuma::weights::WeightsError;
+
+/// Result alias for [`ChainError`].
+pub type ChainResult<T> = Result<T, ChainError>;
+
+/// What a caller of [`crate::Chain`] can get back.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChainError {
+    /// The chain refused the transaction or query. `name` is the chain's error name
+    /// (`SettingWeightsTooFast`, `NotEnoughStake`, …), `message` a one-line explanation.
+    #[error("{name}: {message}")]
+    Rejected {
+        /// The chain's error name.
+        name: String,
+        /// One-line explanation with what to do.
+        message: String,
+    },
+    /// The chain could not be reached or the connection broke.
+    #[error("cannot reach the chain at {url}: {reason}; is `ganglion chain serve` running there?")]
+    Transport {
+        /// Endpoint.
+        url: String,
+        /// Underlying error.
+        reason: String,
+    },
+    /// The chain answered something this client does not understand.
+    #[error("unexpected answer from the chain: {0}; check that client and node versions match")]
+    Protocol(String),
+    /// The local node failed internally (storage).
+    #[error("chain node failure: {0}")]
+    Node(String),
+}
+
+impl ChainError {
+    /// The chain error name, if this is a rejection.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            ChainError::Rejected { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl From<TxError> for ChainError {
+    fn from(err: TxError) -> Self {
+        ChainError::Rejected { name: err.name().to_string(), message: err.to_string() }
+    }
+}
+
+/// Why the chain refused a transaction. Display is `Name: explanation`; [`TxError::name`]
+/// gives the bare name. State is unchanged whenever one of these is returned.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TxError {
+    /// The transaction body could not be decoded.
+    #[error("Malformed: {0}")]
+    Malformed(String),
+    /// Signature invalid, or signed for another chain (genesis hash).
+    #[error("BadProof: the signature does not verify for the signer over this chain's genesis hash; sign with the right key for this chain")]
+    BadProof,
+    /// Nonce already used.
+    #[error("Stale: nonce {got} was already used (next is {expected}); re-read the account nonce and sign again")]
+    Stale {
+        /// Nonce sent.
+        got: u64,
+        /// Expected nonce.
+        expected: u64,
+    },
+    /// Nonce ahead of the account's.
+    #[error("Future: nonce {got} is ahead of the account's next nonce {expected}; send transactions in nonce order")]
+    Future {
+        /// Nonce sent.
+        got: u64,
+        /// Expected nonce.
+        expected: u64,
+    },
+    /// Subnet does not exist.
+    #[error("SubnetNotExists: subnet {0} does not exist; see `ganglion subnet list`")]
+    SubnetNotExists(u16),
+    /// The netuid asked for is taken or reserved.
+    #[error("NetuidInUse: netuid {0} is taken or reserved (0 is root); omit it to get the next free one")]
+    NetuidInUse(u16),
+    /// No more subnets allowed.
+    #[error("SubnetLimitReached: the chain already has {0} subnets")]
+    SubnetLimitReached(usize),
+    /// Not the subnet owner.
+    #[error("NotSubnetOwner: only the owner coldkey of subnet {0} may do this")]
+    NotSubnetOwner(u16),
+    /// Coldkey cannot pay.
+    #[error("NotEnoughBalanceToStake: balance {balance} rao is below the {needed} rao needed; fund the coldkey (e.g. `ganglion faucet`)")]
+    NotEnoughBalanceToStake {
+        /// Free balance.
+        balance: u64,
+        /// Amount needed.
+        needed: u64,
+    },
+    /// Transfer exceeds the balance.
+    #[error("InsufficientBalance: balance {balance} rao is below the {needed} rao to transfer")]
+    InsufficientBalance {
+        /// Free balance.
+        balance: u64,
+        /// Amount asked.
+        needed: u64,
+    },
+    /// Not enough stake to remove.
+    #[error("NotEnoughStakeToWithdraw: this coldkey has {stake} rao staked on the hotkey, less than the {needed} rao asked")]
+    NotEnoughStakeToWithdraw {
+        /// Stake held.
+        stake: u64,
+        /// Amount asked.
+        needed: u64,
+    },
+    /// Amount zero or below the minimum.
+    #[error("AmountTooLow: {amount} rao is below the minimum of {min} rao")]
+    AmountTooLow {
+        /// Amount sent.
+        amount: u64,
+        /// Minimum.
+        min: u64,
+    },
+    /// Hotkey already registered in the subnet.
+    #[error("HotKeyAlreadyRegisteredInSubNet: this hotkey already has uid {0} in the subnet")]
+    HotKeyAlreadyRegisteredInSubNet(u16),
+    /// Hotkey not registered in the subnet.
+    #[error("HotKeyNotRegisteredInSubNet: hotkey {0} is not registered in subnet {1}; register it first")]
+    HotKeyNotRegisteredInSubNet(String, u16),
+    /// Hotkey belongs to another coldkey.
+    #[error("NonAssociatedColdKey: hotkey {0} is owned by another coldkey; use that coldkey or another hotkey")]
+    NonAssociatedColdKey(String),
+    /// Registration limit for this block reached.
+    #[error("TooManyRegistrationsThisBlock: subnet {netuid} allows {max} registration(s) per block; retry next block")]
+    TooManyRegistrationsThisBlock {
+        /// Subnet.
+        netuid: u16,
+        /// `MaxRegistrationsPerBlock`.
+        max: u16,
+    },
+    /// Registration disabled by the owner.
+    #[error("SubNetRegistrationDisabled: registration is disabled on subnet {0}")]
+    SubNetRegistrationDisabled(u16),
+    /// Subnet full and every neuron immune.
+    #[error("NoNeuronIdAvailable: subnet {0} is full and no neuron can be pruned (all immune); retry later")]
+    NoNeuronIdAvailable(u16),
+    /// Weight submission refused.
+    #[error("{0}")]
+    Weights(WeightsError),
+    /// Commit-reveal is on: plain `set_weights` refused.
+    #[error("CommitRevealEnabled: subnet {0} has commit-reveal on, which this local chain does not implement; the owner can turn it off")]
+    CommitRevealEnabled(u16),
+    /// `ip_type` not 4 or 6, or the address family disagrees.
+    #[error("InvalidIpType: the address must be IPv4 or IPv6")]
+    InvalidIpType,
+    /// Unusable address.
+    #[error("InvalidIpAddress: {0} cannot be served (loopback is allowed only on a local chain; unspecified, multicast and broadcast never)")]
+    InvalidIpAddress(String),
+    /// Port 0.
+    #[error("InvalidPort: port 0 cannot be served; pass the port the axon listens on")]
+    InvalidPort,
+    /// Served again too soon.
+    #[error("ServingRateLimitExceeded: last served at block {last}, limit {limit} blocks; wait and retry")]
+    ServingRateLimitExceeded {
+        /// Last serve block.
+        last: u64,
+        /// `ServingRateLimit`.
+        limit: u64,
+    },
+    /// Commitment too long.
+    #[error("SpaceLimitExceeded: commitment is {0} bytes, the limit is 128")]
+    SpaceLimitExceeded(usize),
+    /// Hyperparameter value out of range.
+    #[error("InvalidHyperparameter: {0}")]
+    InvalidHyperparameter(String),
+    /// Faucet disabled on this node.
+    #[error("FaucetDisabled: this node was started without the dev faucet")]
+    FaucetDisabled,
+    /// Faucet amount too large.
+    #[error("FaucetAmountTooHigh: at most {max} rao per faucet call")]
+    FaucetAmountTooHigh {
+        /// Cap.
+        max: u64,
+    },
+    /// Arithmetic overflow (absurd amounts).
+    #[error("Overflow: the amount would overflow a balance; use a smaller amount")]
+    Overflow,
+}
+
+impl TxError {
+    /// The bare chain error name (`SettingWeightsTooFast`, `NotEnoughBalanceToStake`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            TxError::Malformed(_) => "Malformed",
+            TxError::BadProof => "BadProof",
+            TxError::Stale { .. } => "Stale",
+            TxError::Future { .. } => "Future",
+            TxError::SubnetNotExists(_) => "SubnetNotExists",
+            TxError::NetuidInUse(_) => "NetuidInUse",
+            TxError::SubnetLimitReached(_) => "SubnetLimitReached",
+            TxError::NotSubnetOwner(_) => "NotSubnetOwner",
+            TxError::NotEnoughBalanceToStake { .. } => "NotEnoughBalanceToStake",
+            TxError::InsufficientBalance { .. } => "InsufficientBalance",
+            TxError::NotEnoughStakeToWithdraw { .. } => "NotEnoughStakeToWithdraw",
+            TxError::AmountTooLow { .. } => "AmountTooLow",
+            TxError::HotKeyAlreadyRegisteredInSubNet(_) => "HotKeyAlreadyRegisteredInSubNet",
+            TxError::HotKeyNotRegisteredInSubNet(..) => "HotKeyNotRegisteredInSubNet",
+            TxError::NonAssociatedColdKey(_) => "NonAssociatedColdKey",
+            TxError::TooManyRegistrationsThisBlock { .. } => "TooManyRegistrationsThisBlock",
+            TxError::SubNetRegistrationDisabled(_) => "SubNetRegistrationDisabled",
+            TxError::NoNeuronIdAvailable(_) => "NoNeuronIdAvailable",
+            TxError::Weights(w) => weights_error_name(w),
+            TxError::CommitRevealEnabled(_) => "CommitRevealEnabled",
+            TxError::InvalidIpType => "InvalidIpType",
+            TxError::InvalidIpAddress(_) => "InvalidIpAddress",
+            TxError::InvalidPort => "InvalidPort",
+            TxError::ServingRateLimitExceeded { .. } => "ServingRateLimitExceeded",
+            TxError::SpaceLimitExceeded(_) => "SpaceLimitExceeded",
+            TxError::InvalidHyperparameter(_) => "InvalidHyperparameter",
+            TxError::FaucetDisabled => "FaucetDisabled",
+            TxError::FaucetAmountTooHigh { .. } => "FaucetAmountTooHigh",
+            TxError::Overflow => "Overflow",
+        }
+    }
+}
+
+/// The chain error name of a weights error.
+pub fn weights_error_name(err: &WeightsError) -> &'static str {
+    match err {
+        WeightsError::NegativeWeight { .. } => "NegativeWeight",
+        WeightsError::NonFiniteWeight { .. } => "NonFiniteWeight",
+        WeightsError::WeightVecNotEqualSize { .. } => "WeightVecNotEqualSize",
+        WeightsError::UidsLengthExceedUidsInSubNet { .. } => "UidsLengthExceedUidsInSubNet",
+        WeightsError::NotEnoughStakeToSetWeights { .. } => "NotEnoughStakeToSetWeights",
+        WeightsError::IncorrectWeightVersionKey { .. } => "IncorrectWeightVersionKey",
+        WeightsError::SettingWeightsTooFast { .. } => "SettingWeightsTooFast",
+        WeightsError::NeuronNoValidatorPermit { .. } => "NeuronNoValidatorPermit",
+        WeightsError::DuplicateUids { .. } => "DuplicateUids",
+        WeightsError::UidVecContainInvalidOne { .. } => "UidVecContainInvalidOne",
+        WeightsError::WeightVecLengthIsLow { .. } => "WeightVecLengthIsLow",
+        WeightsError::MaxWeightExceeded { .. } => "MaxWeightExceeded",
+    }
+}
+
+/// Storage failures of the node.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed.
+    #[error("chain database {path}: {reason}; check the disk and permissions of --data-dir")]
+    Db {
+        /// Database file.
+        path: String,
+        /// Underlying error.
+        reason: String,
+    },
+    /// Stored data could not be decoded.
+    #[error("chain database {path} holds undecodable data ({reason}); the data dir is corrupt or from another version")]
+    Corrupt {
+        /// Database file.
+        path: String,
+        /// Underlying error.
+        reason: String,
+    },
+}
+
+impl From<StoreError> for ChainError {
+    fn from(err: StoreError) -> Self {
+        ChainError::Node(err.to_string())
+    }
+}

@@ -1,0 +1,69 @@
+//! `ganglion bench engine`: prompt processing, generation and scoring throughput of the LLM
+//! engine, peak RSS, and ratios against llama.cpp's `llama-bench` when it is on the PATH.
+
+use std::process::ExitCode;
+
+use ganglion_engine::bench::{BenchOptions, BenchReport};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EngineBenchArgs {
+    /// Model name (`smollm2`) or path to a llama GGUF.
+    #[arg(long, default_value = "smollm2")]
+    model: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Prompt length for the prompt-processing figure.
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens generated for the generation figure.
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    /// Completions scored per prompt.
+    #[arg(long, default_value_t = 16)]
+    completions: usize,
+    /// Repetitions per figure (best is kept).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Do not run llama-bench even if it is on the PATH.
+    #[arg(long)]
+    no_llama_bench: bool,
+}
+
+pub(crate) fn run(args: EngineBenchArgs) -> anyhow::Result<ExitCode> {
+    let path = super::engine::resolve_model(&args.model)?;
+    let engine = ganglion_engine::Engine::load(&path)?;
+    let opts = BenchOptions {
+        prompt_tokens: args.prompt_tokens,
+        gen_tokens: args.gen_tokens,
+        completions: args.completions,
+        repeats: args.repeats,
+        llama_bench: !args.no_llama_bench,
+        ..BenchOptions::default()
+    };
+    let report = ganglion_engine::bench::run(&engine, &path, &opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(r: &BenchReport) {
+    let ratio = |ours: f64, theirs: Option<f64>| theirs.map_or_else(|| "-".to_string(), |t| format!("{:.2}x", ours / t));
+    let pp = r.llama_cpp.as_ref().map(|l| l.prompt_tok_s);
+    let tg = r.llama_cpp.as_ref().map(|l| l.gen_tok_s);
+    let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    println!("model {} ({} threads)", r.model, r.threads);
+    println!("{:<52} {:>12} {:>12} {:>8}", "measure", "ganglion", "llama.cpp", "ratio");
+    println!("{:<52} {:>12.1} {:>12} {:>8}", format!("prompt processing, {} tokens (tok/s)", r.prompt_tokens), r.prompt_tok_s, fmt(pp), ratio(r.prompt_tok_s, pp));
+    println!("{:<52} {:>12.1} {:>12} {:>8}", format!("generation, {} tokens (tok/s)", r.gen_tokens), r.gen_tok_s, fmt(tg), ratio(r.gen_tok_s, tg));
+    let what = format!("{}x({}+{})", r.completions, r.score_prompt_tokens, r.completion_tokens);
+    println!("{:<52} {:>12.1} {:>12} {:>8}", format!("scoring {what}, no prefix reuse (tok/s)"), r.score_tok_s, fmt(pp), ratio(r.score_tok_s, pp));
+    println!("{:<52} {:>12.1} {:>12} {:>8}", format!("scoring {what}, shared prefix (tok/s)"), r.score_prefix_tok_s, fmt(pp), ratio(r.score_prefix_tok_s, pp));
+    println!("{:<52} {:>12}", "peak RSS (MB)", r.peak_rss_bytes.map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1e6)));
+    if let Some(note) = &r.llama_cpp_note {
+        println!("llama.cpp: {note}");
+    }
+}
