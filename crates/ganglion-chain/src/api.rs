@@ -208,7 +208,7 @@ pub struct NeuronsSnapshot {
     pub netuid: u16,
     /// Block the snapshot was read at.
     pub block: u64,
-    /// Last block in which any neuron field of the subnet changed.
+    /// Chain state revision of the subnet's last change (opaque; pass it back as `since`).
     pub changed_at: u64,
     /// Neurons by uid.
     pub neurons: Vec<NeuronInfo>,
@@ -232,6 +232,9 @@ pub struct TxReceipt {
     pub block: u64,
     /// Uid assigned by a `register` (None for other calls).
     pub uid: Option<u16>,
+    /// Netuid of a subnet created by `register_network`.
+    #[serde(default)]
+    pub netuid: Option<u16>,
 }
 
 /// A chain: queries plus transaction submission. See the module doc.
@@ -260,8 +263,8 @@ pub trait Chain: Send + Sync {
     /// A subnet's hyperparameters.
     async fn hyperparams(&self, netuid: u16) -> ChainResult<Hyperparams>;
 
-    /// The neurons of a subnet. With `since = Some(b)`, returns `None` when nothing changed
-    /// after block `b` (what makes [`Metagraph::sync`] cheap).
+    /// The neurons of a subnet. With `since = Some(r)`, returns `None` when nothing changed
+    /// after revision `r` (a snapshot's `changed_at`; what makes [`Metagraph::sync`] cheap).
     async fn neurons(&self, netuid: u16, since: Option<u64>) -> ChainResult<Option<NeuronsSnapshot>>;
 
     /// A hotkey's commitment in a subnet.
@@ -290,8 +293,7 @@ pub trait Chain: Send + Sync {
     }
 
     /// Create a subnet owned by `coldkey`, with `hotkey` as its owner neuron (uid 0). Pays the
-    /// lock cost. The receipt's `uid` is the owner's; read the netuid from [`Chain::subnets`]
-    /// or pass `netuid` to claim a specific free one.
+    /// lock cost. The receipt carries the new netuid; pass `netuid` to claim a specific free one.
     async fn register_network(&self, coldkey: &Keypair, hotkey: &PublicKey, netuid: Option<u16>) -> ChainResult<TxReceipt> {
         self.sign_and_submit(coldkey, Call::RegisterNetwork { hotkey: AccountId(*hotkey), netuid }).await
     }

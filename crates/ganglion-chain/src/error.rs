@@ -46,7 +46,10 @@ impl ChainError {
 
 impl From<TxError> for ChainError {
     fn from(err: TxError) -> Self {
-        ChainError::Rejected { name: err.name().to_string(), message: err.to_string() }
+        let name = err.name();
+        let full = err.to_string();
+        let message = full.strip_prefix(name).and_then(|m| m.strip_prefix(": ")).unwrap_or(&full).to_string();
+        ChainError::Rejected { name: name.to_string(), message }
     }
 }
 

@@ -211,8 +211,8 @@ impl HyperparamUpdate {
         if next.max_allowed_uids < n.max(1) {
             return bad(format!("max_allowed_uids {} is below the {} registered neurons", next.max_allowed_uids, n));
         }
-        if next.max_allowed_validators == 0 || next.max_allowed_validators > next.max_allowed_uids {
-            return bad("max_allowed_validators must be in 1..=max_allowed_uids".into());
+        if next.max_allowed_validators == 0 {
+            return bad("max_allowed_validators must be at least 1".into());
         }
         if next.min_burn > next.max_burn {
             return bad("min_burn must not exceed max_burn".into());

@@ -178,7 +178,7 @@ pub struct Subnet {
     pub pending_emission: u64,
     /// Creation block.
     pub registered_at: u64,
-    /// Last block any neuron changed.
+    /// State revision of the last change to any neuron (see [`State::revision`]).
     pub changed_at: u64,
     /// Commitments by hotkey.
     pub commitments: BTreeMap<AccountId, Commitment>,
@@ -198,7 +198,7 @@ impl Subnet {
     /// registration, then lowest uid; non-immune neurons first; the owner hotkey never.
     pub fn neuron_to_prune(&self, now: u64) -> Option<u16> {
         let immunity = u64::from(self.params.immunity_period);
-        let key = |(uid, n): &(usize, &Neuron)| (n.emission, n.block_at_registration, *uid);
+        let key = |item: &&(usize, &Neuron)| (item.1.emission, item.1.block_at_registration, item.0);
         let candidates = self.neurons.iter().enumerate().filter(|(_, n)| n.hotkey != self.owner_hotkey);
         let (immune, mortal): (Vec<_>, Vec<_>) =
             candidates.partition(|(_, n)| now.saturating_sub(n.block_at_registration) < immunity);
@@ -252,6 +252,8 @@ impl Subnet {
 pub struct Applied {
     /// Uid assigned by a registration.
     pub uid: Option<u16>,
+    /// Netuid of a created subnet.
+    pub netuid: Option<u16>,
 }
 
 /// The whole chain state. `block` is the last committed block; transactions apply to the
@@ -264,6 +266,9 @@ pub struct State {
     pub block_hash: String,
     /// Genesis hash.
     pub genesis: [u8; 32],
+    /// Counts successful transactions and finalised blocks; subnets record the revision of
+    /// their last change so a metagraph sync can tell "unchanged" within a block too.
+    pub revision: u64,
     /// Accounts.
     pub accounts: BTreeMap<AccountId, Account>,
     /// Hotkey → owning coldkey.
@@ -289,6 +294,7 @@ impl State {
             block: 0,
             block_hash: hex::encode(genesis),
             genesis,
+            revision: 0,
             accounts: BTreeMap::new(),
             owners: BTreeMap::new(),
             subnets: BTreeMap::new(),
@@ -348,6 +354,7 @@ impl State {
         }
         let applied = self.apply_call(tx.signer, &tx.call, cfg)?;
         self.account_mut(tx.signer).nonce = expected + 1;
+        self.revision += 1;
         Ok(applied)
     }
 
@@ -369,7 +376,7 @@ impl State {
                 let neuron = &mut subnet.neurons[usize::from(uid)];
                 let entry = neuron.stakes.entry(signer).or_insert(0);
                 *entry = checked_add(*entry, *amount)?;
-                subnet.changed_at = now;
+                subnet.changed_at = self.revision + 1;
                 self.account_mut(signer).balance = balance - amount;
                 Ok(Applied::default())
             }
@@ -391,7 +398,7 @@ impl State {
                 } else {
                     neuron.stakes.insert(signer, stake - amount);
                 }
-                subnet.changed_at = now;
+                subnet.changed_at = self.revision + 1;
                 self.account_mut(signer).balance = new_balance;
                 Ok(Applied::default())
             }
@@ -427,7 +434,7 @@ impl State {
                 }
                 let ip_type = if ip.is_ipv4() { 4 } else { 6 };
                 neuron.axon = Some(AxonInfo { block: now, version: *version, ip: *ip, port: *port, ip_type, protocol: *protocol });
-                subnet.changed_at = now;
+                subnet.changed_at = self.revision + 1;
                 Ok(Applied::default())
             }
             Call::SetWeights { netuid, uids, values, version_key } => {
@@ -459,7 +466,7 @@ impl State {
                 let neuron = &mut subnet.neurons[usize::from(uid)];
                 neuron.weights = row;
                 neuron.last_update = now;
-                subnet.changed_at = now;
+                subnet.changed_at = self.revision + 1;
                 Ok(Applied::default())
             }
             Call::SetCommitment { netuid, data } => {
@@ -543,11 +550,11 @@ impl State {
             epoch_index: 0,
             pending_emission: 0,
             registered_at: now,
-            changed_at: now,
+            changed_at: self.revision + 1,
             commitments: BTreeMap::new(),
         };
         self.subnets.insert(netuid, subnet);
-        Ok(Applied { uid: Some(0) })
+        Ok(Applied { uid: Some(0), netuid: Some(netuid) })
     }
 
     fn burned_register(&mut self, coldkey: AccountId, netuid: u16, hotkey: AccountId, now: u64) -> Result<Applied, TxError> {
@@ -598,18 +605,20 @@ impl State {
         subnet.registrations_block = now;
         subnet.registrations_this_block = regs + 1;
         subnet.burn = (burn.saturating_mul(126) / 100).clamp(subnet.params.min_burn, subnet.params.max_burn);
-        subnet.changed_at = now;
+        subnet.changed_at = self.revision + 1;
         for (staker, amount) in refunds {
             let account = self.account_mut(staker);
             account.balance = account.balance.saturating_add(amount);
         }
-        Ok(Applied { uid: Some(uid) })
+        Ok(Applied { uid: Some(uid), netuid: None })
     }
 
     /// Finalise block `number`: coinbase, burn decay and due epochs. Returns the netuids whose
     /// epoch ran. The caller then persists the state and sets `block`/`block_hash`.
     pub fn finalize_block(&mut self, number: u64, cfg: &ChainConfig) -> Vec<u16> {
         let per_subnet = self.emission_per_subnet(cfg);
+        self.revision += 1;
+        let revision = self.revision;
         let mut epochs = Vec::new();
         let mut credits: Vec<(AccountId, u64)> = Vec::new();
         for subnet in self.subnets.values_mut() {
@@ -620,7 +629,7 @@ impl State {
             let decayed = subnet.burn - subnet.burn / 1_000_000 * 1_924 - (subnet.burn % 1_000_000) * 1_924 / 1_000_000;
             subnet.burn = decayed.clamp(subnet.params.min_burn, subnet.params.max_burn);
             if number.saturating_sub(subnet.last_epoch_block) >= u64::from(subnet.params.tempo) && !subnet.neurons.is_empty() {
-                match epoch(subnet, number) {
+                match epoch(subnet, number, revision) {
                     Ok(()) => epochs.push(subnet.netuid),
                     Err(e) => tracing::error!(target: "ganglion::chain", netuid = subnet.netuid, "epoch failed: {e}"),
                 }
@@ -644,7 +653,7 @@ fn check_ip(ip: &IpAddr, allow_loopback: bool) -> Result<(), TxError> {
 }
 
 /// Run one epoch of `subnet` at `block` and distribute its pending emission.
-fn epoch(subnet: &mut Subnet, block: u64) -> Result<(), ganglion_yuma::YumaError> {
+fn epoch(subnet: &mut Subnet, block: u64, revision: u64) -> Result<(), ganglion_yuma::YumaError> {
     let p = &subnet.params;
     let params = EpochParams {
         kappa: p.kappa,
@@ -700,7 +709,7 @@ fn epoch(subnet: &mut Subnet, block: u64) -> Result<(), ganglion_yuma::YumaError
     subnet.pending_emission = 0;
     subnet.last_step_block = block;
     subnet.epoch_index += 1;
-    subnet.changed_at = block;
+    subnet.changed_at = revision;
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 use std::io::{Read, Seek};
 use std::path::Path;
 
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
 use crate::error::{EngineError, EngineResult};
@@ -339,24 +339,40 @@ impl Llama {
         };
         *slot = Some((k.clone(), v.clone()));
         let s = k.dim(2)?;
-        // Group the query heads that share a KV head so K/V are never copied per head:
-        // (1, nh, t, hd) -> (1, nkv, rep * t, hd).
         let rep = nh / nkv;
-        let q = q.reshape((1, nkv, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?; // (1, nkv, rep*t, s)
-        let att = match mask {
-            Some(m) => {
-                let att = att.reshape((1, nkv, rep, t, s))?;
-                att.broadcast_add(m)?.reshape((1, nkv, rep * t, s))?
+        let y = match mask {
+            // Decoding one token: group the query heads that share a KV head so the cache is
+            // never copied per head: (1, nh, 1, hd) -> (1, nkv, rep, hd).
+            None => {
+                let q = q.reshape((1, nkv, rep * t, hd))?;
+                let att = (q.matmul(&k.t()?)? * scale)?;
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                att.matmul(&v)?.reshape((1, nh, t, hd))?
             }
-            None => att,
+            // Several tokens with a causal mask: expand K/V per query head. (The grouped form
+            // above with a 5-D broadcast mask disagreed with token-by-token decoding on real
+            // weights; tests/reference_forward.rs guards this path.)
+            Some(m) => {
+                let k = repeat_kv(&k, rep)?;
+                let v = repeat_kv(&v, rep)?;
+                let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(m)?;
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                att.matmul(&v)?
+            }
         };
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let y = att.matmul(&v)?; // (1, nkv, rep*t, hd)
-        let y = y.reshape((1, nh, t, hd))?.transpose(1, 2)?.reshape((t, nh * hd))?;
+        debug_assert_eq!(k.dim(2).ok(), Some(s));
+        let y = y.transpose(1, 2)?.reshape((t, nh * hd))?;
         Ok(block.wo.forward(&y)?)
     }
+}
+
+fn repeat_kv(x: &Tensor, rep: usize) -> candle_core::Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, n, s, d) = x.dims4()?;
+    Tensor::cat(&vec![x; rep], 2)?.reshape((b, n * rep, s, d))
 }
 
 /// `(t, pos + t)` additive mask: query i (absolute position pos + i) sees keys 0..=pos + i.
@@ -385,73 +401,77 @@ pub fn log_softmax_rows(logits: &Tensor) -> EngineResult<Vec<Vec<f32>>> {
     Ok(lp.to_vec2::<f32>()?)
 }
 
+/// Writes a tiny random-weight llama GGUF (2 layers, 64 wide, GQA 4/2 heads, context 512) with
+/// [`tiny_byte_level_spec`](crate::tokenizer::tiny_byte_level_spec): for plumbing tests only.
+pub fn write_random_llama_gguf(path: &Path, seed: u64) -> EngineResult<()> {
+    use gguf_file::Value as V;
+    let spec = crate::tokenizer::tiny_byte_level_spec();
+    let vocab = spec.tokens.len();
+    let (e, f, nh, nkv, layers) = (64usize, 128usize, 4usize, 2usize, 2usize);
+    let hd = e / nh;
+    let dev = Device::Cpu;
+    let mut rng_state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut rand_tensor = |shape: &[usize], scale: f32| -> candle_core::Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((rng_state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &dev)
+    };
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    let q = |t: Tensor, ty| QTensor::quantize(&t, ty);
+    tensors.push(("token_embd.weight".into(), q(rand_tensor(&[vocab, e], 0.1)?, GgmlDType::Q8_0)?));
+    tensors.push(("output_norm.weight".into(), q((rand_tensor(&[e], 0.1)? + 1.0)?, GgmlDType::F32)?));
+    for i in 0..layers {
+        let p = format!("blk.{i}");
+        let w = 1.0 / (e as f32).sqrt();
+        tensors.push((format!("{p}.attn_norm.weight"), q((rand_tensor(&[e], 0.1)? + 1.0)?, GgmlDType::F32)?));
+        tensors.push((format!("{p}.ffn_norm.weight"), q((rand_tensor(&[e], 0.1)? + 1.0)?, GgmlDType::F32)?));
+        tensors.push((format!("{p}.attn_q.weight"), q(rand_tensor(&[e, e], w)?, GgmlDType::Q4_1)?));
+        tensors.push((format!("{p}.attn_k.weight"), q(rand_tensor(&[nkv * hd, e], w)?, GgmlDType::Q4_1)?));
+        tensors.push((format!("{p}.attn_v.weight"), q(rand_tensor(&[nkv * hd, e], w)?, GgmlDType::Q4_1)?));
+        tensors.push((format!("{p}.attn_output.weight"), q(rand_tensor(&[e, e], w)?, GgmlDType::Q4_1)?));
+        tensors.push((format!("{p}.ffn_gate.weight"), q(rand_tensor(&[f, e], w)?, GgmlDType::Q4_1)?));
+        tensors.push((format!("{p}.ffn_up.weight"), q(rand_tensor(&[f, e], w)?, GgmlDType::Q4_1)?));
+        tensors.push((format!("{p}.ffn_down.weight"), q(rand_tensor(&[e, f], 1.0 / (f as f32).sqrt())?, GgmlDType::Q4_1)?));
+    }
+    let strs = |v: &[String]| V::Array(v.iter().map(|s| V::String(s.clone())).collect());
+    let metadata: Vec<(&str, V)> = vec![
+        ("general.architecture", V::String("llama".into())),
+        ("general.name", V::String("tiny-random".into())),
+        ("llama.block_count", V::U32(layers as u32)),
+        ("llama.context_length", V::U32(512)),
+        ("llama.embedding_length", V::U32(e as u32)),
+        ("llama.feed_forward_length", V::U32(f as u32)),
+        ("llama.attention.head_count", V::U32(nh as u32)),
+        ("llama.attention.head_count_kv", V::U32(nkv as u32)),
+        ("llama.rope.freq_base", V::F32(10000.0)),
+        ("llama.attention.layer_norm_rms_epsilon", V::F32(1e-5)),
+        ("tokenizer.ggml.model", V::String("gpt2".into())),
+        ("tokenizer.ggml.pre", V::String(spec.pre.clone())),
+        ("tokenizer.ggml.tokens", strs(&spec.tokens)),
+        ("tokenizer.ggml.token_type", V::Array(spec.token_types.iter().map(|&t| V::I32(t)).collect())),
+        ("tokenizer.ggml.merges", strs(&spec.merges)),
+        ("tokenizer.ggml.bos_token_id", V::U32(1)),
+        ("tokenizer.ggml.eos_token_id", V::U32(2)),
+        ("tokenizer.chat_template", V::String(spec.chat_template.clone().unwrap_or_default())),
+    ];
+    let meta_refs: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut file = std::fs::File::create(path).map_err(|e| EngineError::io(path, e))?;
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs)?;
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::tokenizer::tests::tiny_spec;
-    use candle_core::quantized::GgmlDType;
 
-    /// Writes a tiny random-weight llama GGUF (2 layers, GQA 4/2 heads) with the tiny tokenizer.
     pub(crate) fn write_tiny_gguf(path: &Path, seed: u64) {
-        use gguf_file::Value as V;
-        let spec = tiny_spec();
-        let vocab = spec.tokens.len();
-        let (e, f, nh, nkv, layers) = (64usize, 128usize, 4usize, 2usize, 2usize);
-        let hd = e / nh;
-        let dev = Device::Cpu;
-        let mut rng_state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let mut rand_tensor = |shape: &[usize], scale: f32| -> Tensor {
-            let n: usize = shape.iter().product();
-            let data: Vec<f32> = (0..n)
-                .map(|_| {
-                    rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    ((rng_state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-                })
-                .collect();
-            Tensor::from_vec(data, shape, &dev).unwrap()
-        };
-        let mut tensors: Vec<(String, QTensor)> = Vec::new();
-        let q = |t: &Tensor, ty| QTensor::quantize(t, ty).unwrap();
-        tensors.push(("token_embd.weight".into(), q(&rand_tensor(&[vocab, e], 0.1), GgmlDType::Q8_0)));
-        tensors.push(("output_norm.weight".into(), q(&(rand_tensor(&[e], 0.1) + 1.0).unwrap(), GgmlDType::F32)));
-        for i in 0..layers {
-            let p = format!("blk.{i}");
-            let w = 1.0 / (e as f32).sqrt();
-            tensors.push((format!("{p}.attn_norm.weight"), q(&(rand_tensor(&[e], 0.1) + 1.0).unwrap(), GgmlDType::F32)));
-            tensors.push((format!("{p}.ffn_norm.weight"), q(&(rand_tensor(&[e], 0.1) + 1.0).unwrap(), GgmlDType::F32)));
-            tensors.push((format!("{p}.attn_q.weight"), q(&rand_tensor(&[e, e], w), GgmlDType::Q4_1)));
-            tensors.push((format!("{p}.attn_k.weight"), q(&rand_tensor(&[nkv * hd, e], w), GgmlDType::Q4_1)));
-            tensors.push((format!("{p}.attn_v.weight"), q(&rand_tensor(&[nkv * hd, e], w), GgmlDType::Q4_1)));
-            tensors.push((format!("{p}.attn_output.weight"), q(&rand_tensor(&[e, e], w), GgmlDType::Q4_1)));
-            tensors.push((format!("{p}.ffn_gate.weight"), q(&rand_tensor(&[f, e], w), GgmlDType::Q4_1)));
-            tensors.push((format!("{p}.ffn_up.weight"), q(&rand_tensor(&[f, e], w), GgmlDType::Q4_1)));
-            tensors.push((format!("{p}.ffn_down.weight"), q(&rand_tensor(&[e, f], 1.0 / (f as f32).sqrt()), GgmlDType::Q4_1)));
-        }
-        let strs = |v: &[String]| V::Array(v.iter().map(|s| V::String(s.clone())).collect());
-        let metadata: Vec<(&str, V)> = vec![
-            ("general.architecture", V::String("llama".into())),
-            ("general.name", V::String("tiny-random".into())),
-            ("llama.block_count", V::U32(layers as u32)),
-            ("llama.context_length", V::U32(512)),
-            ("llama.embedding_length", V::U32(e as u32)),
-            ("llama.feed_forward_length", V::U32(f as u32)),
-            ("llama.attention.head_count", V::U32(nh as u32)),
-            ("llama.attention.head_count_kv", V::U32(nkv as u32)),
-            ("llama.rope.freq_base", V::F32(10000.0)),
-            ("llama.attention.layer_norm_rms_epsilon", V::F32(1e-5)),
-            ("tokenizer.ggml.model", V::String("gpt2".into())),
-            ("tokenizer.ggml.pre", V::String(spec.pre.clone())),
-            ("tokenizer.ggml.tokens", strs(&spec.tokens)),
-            ("tokenizer.ggml.token_type", V::Array(spec.token_types.iter().map(|&t| V::I32(t)).collect())),
-            ("tokenizer.ggml.merges", strs(&spec.merges)),
-            ("tokenizer.ggml.bos_token_id", V::U32(1)),
-            ("tokenizer.ggml.eos_token_id", V::U32(2)),
-            ("tokenizer.chat_template", V::String(spec.chat_template.clone().unwrap_or_default())),
-        ];
-        let meta_refs: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
-        let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        let mut file = std::fs::File::create(path).unwrap();
-        gguf_file::write(&mut file, &meta_refs, &tensor_refs).unwrap();
+        write_random_llama_gguf(path, seed).unwrap();
     }
 
     pub(crate) fn tiny_model() -> (tempfile::TempDir, std::path::PathBuf) {

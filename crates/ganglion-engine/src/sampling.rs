@@ -83,8 +83,16 @@ impl Sampler {
             return argmax(&logits);
         }
         let inv_t = 1.0 / self.params.temperature;
-        // Candidates sorted by logit, descending; ties by lower id.
-        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l * inv_t)).collect();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) * inv_t;
+        // Candidates sorted by logit, descending; ties by lower id. Tokens more than e^-30
+        // less likely than the best are left out: their total mass is below 1e-8 even for a
+        // 100k vocabulary, and skipping them keeps the sort small.
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l * inv_t))
+            .filter(|c| c.1 >= max - 30.0)
+            .collect();
         cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if self.params.top_k > 0 && self.params.top_k < cand.len() {
             cand.truncate(self.params.top_k);

@@ -412,32 +412,37 @@ impl StreamDecoder {
     }
 }
 
+/// A tiny byte-level vocabulary (the 256 byte tokens, a few merges, three ChatML control
+/// tokens and a ChatML template), for tests and plumbing without a real model.
+pub fn tiny_byte_level_spec() -> VocabSpec {
+    let b2c = byte_to_char();
+    let mut tokens: Vec<String> = vec!["<|endoftext|>".into(), "<|im_start|>".into(), "<|im_end|>".into()];
+    tokens.extend(b2c.iter().map(|c| c.to_string()));
+    let merges = vec!["h e", "l l", "he ll", "hell o", "Ġ w", "Ġw o"];
+    for m in &merges {
+        tokens.push(m.replace(' ', ""));
+    }
+    let mut token_types = vec![3, 3, 3];
+    token_types.resize(tokens.len(), 1);
+    VocabSpec {
+        tokens,
+        token_types,
+        merges: merges.into_iter().map(String::from).collect(),
+        pre: "smollm".into(),
+        bos: Some(1),
+        eos: Some(2),
+        chat_template: Some(
+            "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}".into(),
+        ),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    /// A tiny byte-level vocabulary: the 256 byte tokens, a few merges and two control tokens.
     pub(crate) fn tiny_spec() -> VocabSpec {
-        let b2c = byte_to_char();
-        let mut tokens: Vec<String> = vec!["<|endoftext|>".into(), "<|im_start|>".into(), "<|im_end|>".into()];
-        tokens.extend(b2c.iter().map(|c| c.to_string()));
-        let merges = vec!["h e", "l l", "he ll", "hell o", "Ġ w", "Ġw o"];
-        for m in &merges {
-            tokens.push(m.replace(' ', ""));
-        }
-        let mut token_types = vec![3, 3, 3];
-        token_types.resize(tokens.len(), 1);
-        VocabSpec {
-            tokens,
-            token_types,
-            merges: merges.into_iter().map(String::from).collect(),
-            pre: "smollm".into(),
-            bos: Some(1),
-            eos: Some(2),
-            chat_template: Some(
-                "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}".into(),
-            ),
-        }
+        tiny_byte_level_spec()
     }
 
     #[test]

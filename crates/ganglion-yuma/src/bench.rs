@@ -81,7 +81,13 @@ impl SyntheticSubnet {
         let mut rng = SplitMix64(seed);
         let current_block = 10_000;
         let stake: Vec<u64> = (0..n)
-            .map(|i| if i < v { 1_000_000_000 + rng.next() % 1_000_000_000_000 } else { 0 })
+            .map(|i| {
+                if i < v {
+                    1_000_000_000 + rng.next() % 1_000_000_000_000
+                } else {
+                    0
+                }
+            })
             .collect();
         let weights: Vec<Vec<(u16, u16)>> = (0..n)
             .map(|i| {

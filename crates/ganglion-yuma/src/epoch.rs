@@ -166,7 +166,7 @@ pub fn run_epoch(
     input: &EpochInput<'_>,
     rao_emission: u64,
 ) -> Result<EpochOutput, YumaError> {
-    run_epoch_traced(params, input, rao_emission).map(|(out, _)| out)
+    epoch_impl(params, input, rao_emission, false).map(|(out, _)| out)
 }
 
 fn check_len(field: &'static str, expected: usize, got: usize) -> Result<(), YumaError> {
@@ -190,12 +190,52 @@ pub fn run_epoch_traced(
     input: &EpochInput<'_>,
     rao_emission: u64,
 ) -> Result<(EpochOutput, EpochTrace), YumaError> {
+    let (out, trace) = epoch_impl(params, input, rao_emission, true)?;
+    // `epoch_impl` always returns the trace when asked for it.
+    Ok((out, trace.unwrap_or_else(EpochTrace::empty)))
+}
+
+impl EpochTrace {
+    fn empty() -> Self {
+        Self {
+            stake: Vec::new(),
+            active_stake: Vec::new(),
+            weights: Vec::new(),
+            consensus: Vec::new(),
+            clipped_weights: Vec::new(),
+            validator_trust: Vec::new(),
+            ranks: Vec::new(),
+            incentive: Vec::new(),
+            weights_for_bonds: Vec::new(),
+            bonds: Vec::new(),
+            bonds_delta: Vec::new(),
+            ema_bonds: Vec::new(),
+            dividends: Vec::new(),
+            normalized_server_emission: Vec::new(),
+            normalized_validator_emission: Vec::new(),
+            normalized_combined_emission: Vec::new(),
+        }
+    }
+}
+
+/// The epoch; `keep_trace` decides whether intermediates are kept (which costs copies of
+/// the large matrices) or dropped as soon as possible.
+fn epoch_impl(
+    params: &EpochParams,
+    input: &EpochInput<'_>,
+    rao_emission: u64,
+    keep_trace: bool,
+) -> Result<(EpochOutput, Option<EpochTrace>), YumaError> {
     let n_usize = input.stake.len();
     if n_usize > u16::MAX as usize {
         return Err(YumaError::TooManyUids { n: n_usize });
     }
     check_len("last_update", n_usize, input.last_update.len())?;
-    check_len("block_at_registration", n_usize, input.block_at_registration.len())?;
+    check_len(
+        "block_at_registration",
+        n_usize,
+        input.block_at_registration.len(),
+    )?;
     check_len("validator_permit", n_usize, input.validator_permit.len())?;
     check_len("weights", n_usize, input.weights.len())?;
     check_len("bonds", n_usize, input.bonds.len())?;
@@ -261,42 +301,51 @@ pub fn run_epoch_traced(
     math::inplace_mask_vector(&forbids, &mut active_stake);
     math::inplace_normalize(&mut active_stake);
 
-    // 5. Weights.
+    // 5. Weights: (a) rows of non-permitted uids, (b) the diagonal except the owner's,
+    // (c) outdated entries and (d) entries masked by commit-reveal are dropped in one pass;
+    // the same filters as the chain's successive `mask_*` calls, so the same rows.
+    let owner_u16 = params.owner_uid;
     let mut weights: Vec<SparseRow> = input
         .weights
         .iter()
-        .map(|row| {
+        .enumerate()
+        .map(|(i, row)| {
+            if forbids[i] {
+                return Vec::new();
+            }
+            let updated = input.last_update[i];
+            let commit = input.commit_blocks.map(|cb| cb[i]);
             row.iter()
-                .filter(|(j, _)| *j < n)
+                .filter(|&&(j, _)| {
+                    j < n
+                        && (i != j as usize || owner_u16 == Some(j))
+                        && updated > input.block_at_registration[j as usize]
+                        && commit.is_none_or(|cb| cb >= input.block_at_registration[j as usize])
+                })
                 .map(|&(j, w)| (j, I32F32::from_num(w)))
                 .collect()
         })
         .collect();
-    weights = math::mask_rows_sparse(&forbids, &weights);
-    weights = match params.owner_uid {
-        Some(o) => math::mask_diag_sparse_except_index(&weights, o),
-        None => math::mask_diag_sparse(&weights),
-    };
-    weights = math::vec_mask_sparse_matrix(
-        &weights,
-        input.last_update,
-        input.block_at_registration,
-        |updated, registered| updated <= registered,
-    );
-    if let Some(commit_blocks) = input.commit_blocks {
-        weights = math::vec_mask_sparse_matrix(
-            &weights,
-            commit_blocks,
-            input.block_at_registration,
-            |cb, reg| cb < reg,
-        );
-    }
     math::inplace_row_normalize_sparse(&mut weights);
 
     // 6-8. Consensus, clipping, validator trust.
     let kappa = math::safe_div(I32F32::from_num(params.kappa), I32F32::from_num(u16::MAX));
     let consensus = math::weighted_median_col_sparse(&active_stake, &weights, n, kappa);
-    let clipped_weights = math::col_clip_sparse(&weights, &consensus);
+    let bonds_penalty = math::safe_div(
+        I32F32::from_num(params.bonds_penalty),
+        I32F32::from_num(u16::MAX),
+    );
+    let one = I32F32::from_num(1);
+    // Without a trace and at bonds penalty 1 the unclipped weights are never read again, so
+    // clip them in place (same entries, same order) instead of allocating a copy.
+    let clip_in_place = !keep_trace && bonds_penalty == one;
+    let mut clipped_weights = if clip_in_place {
+        let mut w = std::mem::take(&mut weights);
+        math::col_clip_sparse_in_place(&mut w, &consensus);
+        w
+    } else {
+        math::col_clip_sparse(&weights, &consensus)
+    };
     let validator_trust = math::row_sum_sparse(&clipped_weights);
 
     // 9. Ranks and incentive.
@@ -304,20 +353,42 @@ pub fn run_epoch_traced(
     let mut incentive = ranks.clone();
     math::inplace_normalize(&mut incentive);
 
-    // 10. Weights for bonds.
-    let bonds_penalty = math::safe_div(
-        I32F32::from_num(params.bonds_penalty),
-        I32F32::from_num(u16::MAX),
-    );
-    let weights_for_bonds =
-        math::interpolate_sparse(&weights, &clipped_weights, n, bonds_penalty);
+    // 10. Weights for bonds. Ratio 0 or 1 returns one input unchanged; without a trace that
+    // input is moved rather than copied, and matrices no longer needed are freed early so
+    // later allocations reuse their memory.
+    let mut weights_for_bonds: Vec<SparseRow> = if keep_trace {
+        math::interpolate_sparse(&weights, &clipped_weights, n, bonds_penalty)
+    } else if clip_in_place {
+        std::mem::take(&mut clipped_weights)
+    } else if bonds_penalty == zero {
+        clipped_weights = Vec::new();
+        std::mem::take(&mut weights)
+    } else if bonds_penalty == one {
+        weights = Vec::new();
+        std::mem::take(&mut clipped_weights)
+    } else {
+        let wb = math::interpolate_sparse(&weights, &clipped_weights, n, bonds_penalty);
+        weights = Vec::new();
+        clipped_weights = Vec::new();
+        wb
+    };
 
-    // Bonds as stored, then masked for uids registered since the last tempo.
-    let raw_bonds: Vec<SparseRow> = input
+    // Bonds as stored (Yuma3: as proportions of 65535), dropping those to uids registered at
+    // or after the last tempo (`scalar_vec_mask_sparse_matrix`; unknown uids read as 0).
+    let last_tempo = input.last_tempo_block;
+    let mut bonds: Vec<SparseRow> = input
         .bonds
         .iter()
         .map(|row| {
             row.iter()
+                .filter(|(j, _)| {
+                    let registered = input
+                        .block_at_registration
+                        .get(*j as usize)
+                        .copied()
+                        .unwrap_or(0);
+                    last_tempo > registered
+                })
                 .map(|&(j, b)| {
                     let b = I32F32::from_num(b);
                     let b = if params.yuma3 {
@@ -330,12 +401,6 @@ pub fn run_epoch_traced(
                 .collect()
         })
         .collect();
-    let mut bonds = math::scalar_vec_mask_sparse_matrix(
-        &raw_bonds,
-        input.last_tempo_block,
-        input.block_at_registration,
-        |last_tempo, registered| last_tempo <= registered,
-    );
 
     // EMA alpha from the bonds moving average (I64F64 division, then I32F32).
     let bma = math::safe_div_64(
@@ -347,12 +412,27 @@ pub fn run_epoch_traced(
     let mut bonds_delta: Vec<SparseRow> = Vec::new();
     let mut dividends: Vec<I32F32>;
     let mut ema_bonds: Vec<SparseRow>;
-    let stored_bonds: Vec<SparseRow>;
+    let new_bonds: Vec<Vec<(u16, u16)>>;
+    // 13. Bond storage per row: newly permitted uids keep their row, everyone else is emptied.
+    let to_storage = |stored: &[SparseRow], permits: &[bool]| -> Vec<Vec<(u16, u16)>> {
+        stored
+            .iter()
+            .zip(permits.iter())
+            .map(|(row, permitted)| {
+                if *permitted {
+                    row.iter()
+                        .map(|(j, v)| (*j, math::fixed_proportion_to_u16(*v)))
+                        .collect()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect()
+    };
     if params.yuma3 {
         // 12. Yuma3: absolute bond proportions.
-        let liquid = params.liquid_alpha
-            && !consensus.is_empty()
-            && consensus.iter().any(|c| *c != zero);
+        let liquid =
+            params.liquid_alpha && !consensus.is_empty() && consensus.iter().any(|c| *c != zero);
         ema_bonds = if liquid {
             let la = LiquidAlpha {
                 low: math::safe_div(
@@ -369,25 +449,50 @@ pub fn run_epoch_traced(
         } else {
             math::mat_ema_sparse(&weights_for_bonds, &bonds, scalar_alpha)
         };
-        let mut ema_norm = ema_bonds.clone();
+        // Stored: the EMA itself (no max-upscale).
+        new_bonds = to_storage(&ema_bonds, &new_permit);
+        let mut ema_norm = if keep_trace {
+            ema_bonds.clone()
+        } else {
+            std::mem::take(&mut ema_bonds)
+        };
         math::inplace_col_normalize_sparse(&mut ema_norm, n);
-        let per_validator =
-            math::row_sum_sparse(&math::mat_vec_mul_sparse(&ema_norm, &incentive));
+        let per_validator = math::row_sum_sparse(&math::mat_vec_mul_sparse(&ema_norm, &incentive));
         dividends = math::vec_mul(&per_validator, &active_stake);
         math::inplace_normalize(&mut dividends);
-        stored_bonds = ema_bonds.clone();
     } else {
         // 11. Classic: column-normalised bonds.
         math::inplace_col_normalize_sparse(&mut bonds, n);
-        bonds_delta = math::row_hadamard_sparse(&weights_for_bonds, &active_stake);
+        bonds_delta = if keep_trace {
+            math::row_hadamard_sparse(&weights_for_bonds, &active_stake)
+        } else {
+            // Same products as `row_hadamard_sparse`, written over the moved input.
+            let mut wb = std::mem::take(&mut weights_for_bonds);
+            for (row, scale) in wb.iter_mut().zip(active_stake.iter()) {
+                for (_, v) in row.iter_mut() {
+                    *v = v.saturating_mul(*scale);
+                }
+            }
+            wb
+        };
         math::inplace_col_normalize_sparse(&mut bonds_delta, n);
         ema_bonds = math::mat_ema_sparse(&bonds_delta, &bonds, scalar_alpha);
+        if !keep_trace {
+            bonds_delta = Vec::new();
+            bonds = Vec::new();
+        }
         math::inplace_col_normalize_sparse(&mut ema_bonds, n);
         dividends = math::matmul_transpose_sparse(&ema_bonds, &incentive);
         math::inplace_normalize(&mut dividends);
-        let mut upscaled = ema_bonds.clone();
-        math::inplace_col_max_upscale_sparse(&mut upscaled, n);
-        stored_bonds = upscaled;
+        // Stored: column max-upscaled.
+        if keep_trace {
+            let mut upscaled = ema_bonds.clone();
+            math::inplace_col_max_upscale_sparse(&mut upscaled, n);
+            new_bonds = to_storage(&upscaled, &new_permit);
+        } else {
+            math::inplace_col_max_upscale_sparse(&mut ema_bonds, n);
+            new_bonds = to_storage(&ema_bonds, &new_permit);
+        }
     }
 
     // 14. Emission split.
@@ -423,23 +528,10 @@ pub fn run_epoch_traced(
             .collect()
     };
     let to_u16 = |v: &[I32F32]| -> Vec<u16> {
-        v.iter().map(|x| math::fixed_proportion_to_u16(*x)).collect()
+        v.iter()
+            .map(|x| math::fixed_proportion_to_u16(*x))
+            .collect()
     };
-
-    // 13. Bond storage: rows of newly permitted uids, empty otherwise.
-    let new_bonds: Vec<Vec<(u16, u16)>> = stored_bonds
-        .iter()
-        .zip(new_permit.iter())
-        .map(|(row, permitted)| {
-            if *permitted {
-                row.iter()
-                    .map(|(j, v)| (*j, math::fixed_proportion_to_u16(*v)))
-                    .collect()
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
 
     let output = EpochOutput {
         active,
@@ -454,16 +546,16 @@ pub fn run_epoch_traced(
         emission: to_rao(&norm_combined),
         new_bonds,
     };
-    let trace = EpochTrace {
+    let trace = keep_trace.then_some(EpochTrace {
         stake,
         active_stake,
+        weights_for_bonds,
         weights,
         consensus,
         clipped_weights,
         validator_trust,
         ranks,
         incentive,
-        weights_for_bonds,
         bonds,
         bonds_delta,
         ema_bonds,
@@ -471,7 +563,7 @@ pub fn run_epoch_traced(
         normalized_server_emission: norm_server,
         normalized_validator_emission: norm_validator,
         normalized_combined_emission: norm_combined,
-    };
+    });
     Ok((output, trace))
 }
 

@@ -21,7 +21,9 @@ pub enum YumaError {
         got: usize,
     },
     /// More uids than a `u16` uid can address.
-    #[error("epoch input has {n} uids but uids are u16, so at most 65535 are allowed; shrink the subnet")]
+    #[error(
+        "epoch input has {n} uids but uids are u16, so at most 65535 are allowed; shrink the subnet"
+    )]
     TooManyUids {
         /// Number of uids passed.
         n: usize,

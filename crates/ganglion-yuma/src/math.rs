@@ -20,7 +20,192 @@ const ONE: I32F32 = I32F32::from_bits(1 << 32);
 
 /// `a / b` as the chain's `safe_div`: 0 when `b` is 0 or the quotient overflows.
 pub fn safe_div(a: I32F32, b: I32F32) -> I32F32 {
-    a.checked_div(b).unwrap_or(ZERO)
+    checked_div(a, b).unwrap_or(ZERO)
+}
+
+/// `I32F32::checked_div`, bit for bit, without the slow generic 128-bit division: the
+/// quotient `trunc((a << 32) / b)`, or `None` when `b` is 0 or it does not fit an i64.
+pub fn checked_div(a: I32F32, b: I32F32) -> Option<I32F32> {
+    div_bits(a.to_bits(), b.to_bits()).map(I32F32::from_bits)
+}
+
+/// `I32F32::saturating_div`, bit for bit for a non-zero divisor (the original panics on
+/// zero; here a zero divisor saturates by the dividend's sign, and no caller passes one).
+fn saturating_div(a: I32F32, b: I32F32) -> I32F32 {
+    match checked_div(a, b) {
+        Some(q) => q,
+        None if (a < ZERO) != (b < ZERO) && b != ZERO => I32F32::min_value(),
+        None => I32F32::max_value(),
+    }
+}
+
+/// A fixed-point divisor prepared for many divisions: `Divisor::new(d).div(a)` equals
+/// [`checked_div`]`(a, d)` bit for bit, but for the common case (non-negative dividend whose
+/// shifted value fits 64 bits) it replaces the hardware division by a multiplication with a
+/// precomputed reciprocal (Granlund–Montgomery round-up method, exact for every u64).
+#[derive(Debug, Clone, Copy)]
+pub struct Divisor {
+    d: I32F32,
+    /// Left shift applied to the dividend's magnitude (32 minus the stripped zeros).
+    shift: u32,
+    kind: DivKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DivKind {
+    /// Zero or negative divisor: always use the general path.
+    General,
+    /// Divide by `2^k`.
+    Pow2(u32),
+    /// Divisor above 2^63: the quotient of a u64 is 0 or 1.
+    Huge(u64),
+    /// Multiply-high by `magic`, then the round-up correction and a shift by `post`.
+    Magic { magic: u64, post: u32 },
+}
+
+impl Divisor {
+    /// Prepare division by `d`.
+    pub fn new(d: I32F32) -> Self {
+        let bits = d.to_bits();
+        if bits <= 0 {
+            return Self {
+                d,
+                shift: 0,
+                kind: DivKind::General,
+            };
+        }
+        let mut ub = bits as u64;
+        let t = ub.trailing_zeros().min(32);
+        ub >>= t;
+        let kind = if ub.is_power_of_two() {
+            DivKind::Pow2(ub.trailing_zeros())
+        } else if ub > 1 << 63 {
+            DivKind::Huge(ub)
+        } else {
+            // l = ceil(log2(ub)) in 2..=63; magic = floor(2^(64+l) / ub) - 2^64 + 1.
+            let l = 64 - (ub - 1).leading_zeros();
+            let m = ((1_u128 << (64 + l)) / u128::from(ub)) - (1_u128 << 64) + 1;
+            DivKind::Magic {
+                magic: m as u64,
+                post: l - 1,
+            }
+        };
+        Self {
+            d,
+            shift: 32 - t,
+            kind,
+        }
+    }
+
+    /// `a / d` exactly as [`checked_div`].
+    pub fn div(&self, a: I32F32) -> Option<I32F32> {
+        let bits = a.to_bits();
+        if matches!(self.kind, DivKind::General)
+            || bits < 0
+            || (bits as u64).leading_zeros() < self.shift
+        {
+            return checked_div(a, self.d);
+        }
+        let n = (bits as u64) << self.shift;
+        let q = match self.kind {
+            DivKind::Pow2(k) => n >> k,
+            DivKind::Huge(ub) => u64::from(n >= ub),
+            DivKind::Magic { magic, post } => {
+                let hi = ((u128::from(magic) * u128::from(n)) >> 64) as u64;
+                (hi + ((n - hi) >> 1)) >> post
+            }
+            DivKind::General => return checked_div(a, self.d),
+        };
+        finish_div(q, false).map(I32F32::from_bits)
+    }
+
+    /// `safe_div(a, d)`: the quotient, or 0 on overflow or a zero divisor.
+    pub fn safe_div(&self, a: I32F32) -> I32F32 {
+        self.div(a).unwrap_or(ZERO)
+    }
+}
+
+/// `trunc((a · 2^32) / b)` on raw bits, `None` on a zero divisor or an i64 overflow.
+fn div_bits(a: i64, b: i64) -> Option<i64> {
+    if b == 0 {
+        return None;
+    }
+    let negative = (a < 0) != (b < 0);
+    let ua = a.unsigned_abs();
+    let mut ub = b.unsigned_abs();
+    // (ua · 2^32) / (ub' · 2^t) == (ua · 2^(32 - t)) / ub' exactly, so strip up to 32 trailing
+    // zero bits of the divisor first: integer-valued divisors then need one u64 division.
+    let t = ub.trailing_zeros().min(32);
+    ub >>= t;
+    let shift = 32 - t;
+    if ua.leading_zeros() >= shift {
+        let q = (ua << shift) / ub;
+        return finish_div(q, negative);
+    }
+    // Numerator ua · 2^shift as two 64-bit words (shift is 1..=32 here).
+    let hi = ua >> (64 - shift);
+    let lo = ua << shift;
+    let q = if hi >= ub {
+        return None; // quotient >= 2^64
+    } else {
+        div_128_by_64(hi, lo, ub)
+    };
+    finish_div(q, negative)
+}
+
+/// Apply the sign to an unsigned quotient, `None` when it does not fit an i64.
+fn finish_div(q: u64, negative: bool) -> Option<i64> {
+    if negative {
+        if q > 1 << 63 {
+            return None;
+        }
+        Some((q as i64).wrapping_neg())
+    } else {
+        i64::try_from(q).ok()
+    }
+}
+
+/// `(hi · 2^64 + lo) / d` for `hi < d`, by two 32-bit long-division steps (Knuth's
+/// algorithm D as in Hacker's Delight `divlu`). The quotient fits a u64 because `hi < d`.
+fn div_128_by_64(hi: u64, lo: u64, d: u64) -> u64 {
+    const B: u64 = 1 << 32;
+    let s = d.leading_zeros();
+    let d = d << s;
+    let dn1 = d >> 32;
+    let dn0 = d & (B - 1);
+    let un32 = if s == 0 {
+        hi
+    } else {
+        (hi << s) | (lo >> (64 - s))
+    };
+    let un10 = lo << s;
+    let un1 = un10 >> 32;
+    let un0 = un10 & (B - 1);
+    let mut q1 = un32 / dn1;
+    let mut rhat = un32 - q1 * dn1;
+    while q1 >= B
+        || u128::from(q1) * u128::from(dn0) > u128::from(rhat) * u128::from(B) + u128::from(un1)
+    {
+        q1 -= 1;
+        rhat += dn1;
+        if rhat >= B {
+            break;
+        }
+    }
+    let un21 = (u128::from(un32) * u128::from(B) + u128::from(un1) - u128::from(q1) * u128::from(d))
+        as u64;
+    let mut q0 = un21 / dn1;
+    rhat = un21 - q0 * dn1;
+    while q0 >= B
+        || u128::from(q0) * u128::from(dn0) > u128::from(rhat) * u128::from(B) + u128::from(un0)
+    {
+        q0 -= 1;
+        rhat += dn1;
+        if rhat >= B {
+            break;
+        }
+    }
+    q1 * B + q0
 }
 
 /// `a / b` in `I64F64` as the chain's `safe_div`: 0 when `b` is 0 or the quotient overflows.
@@ -106,11 +291,39 @@ pub fn exp_safe(input: I32F32) -> I32F32 {
     let lo = I32F32::from_num(-20);
     let hi = I32F32::from_num(20);
     let x = input.clamp(lo, hi);
-    match exp::<I32F32, I32F32>(x) {
-        Ok(v) => v,
-        Err(()) if x <= ZERO => ZERO,
-        Err(()) => I32F32::max_value(),
+    match exp_fixed(x) {
+        Some(v) => v,
+        None if x <= ZERO => ZERO,
+        None => I32F32::max_value(),
     }
+}
+
+/// substrate-fixed's `transcendental::exp` for `I32F32`, step for step (Taylor series to
+/// term 31 with checked arithmetic, reciprocal for negative inputs), using the fast exact
+/// division. The two special cases (0 and exactly 1) defer to the original. `None` where
+/// the original returns `Err(())` (overflow).
+pub fn exp_fixed(x: I32F32) -> Option<I32F32> {
+    if x == ZERO || x == ONE {
+        return exp::<I32F32, I32F32>(x).ok();
+    }
+    let neg = x < ZERO;
+    let x = if neg { x.checked_neg()? } else { x };
+    let mut result = x.checked_add(ONE)?;
+    let mut term = x;
+    // term / i for the fixed integer i is trunc(term_bits / i) (term >= 0 here); spelling
+    // each divisor out lets the compiler turn the divisions into multiplications.
+    macro_rules! step {
+        ($($i:literal)*) => {$(
+            term = term.checked_mul(x)?;
+            term = I32F32::from_bits(term.to_bits() / $i);
+            result = result.checked_add(term)?;
+        )*};
+    }
+    step!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    if neg {
+        result = checked_div(ONE, result)?;
+    }
+    Some(result)
 }
 
 /// Clamp to `[low, high]`: first `min(high)`, then `max(low)` (`clamp_value`).
@@ -142,7 +355,8 @@ pub fn inplace_normalize(x: &mut [I32F32]) {
     if s == ZERO {
         return;
     }
-    x.iter_mut().for_each(|v| *v = safe_div(*v, s));
+    let d = Divisor::new(s);
+    x.iter_mut().for_each(|v| *v = d.safe_div(*v));
 }
 
 /// Divide every entry by `x_sum` unless it is 0 (`inplace_normalize_using_sum`).
@@ -150,7 +364,8 @@ pub fn inplace_normalize_using_sum(x: &mut [I32F32], x_sum: I32F32) {
     if x_sum == ZERO {
         return;
     }
-    x.iter_mut().for_each(|v| *v = safe_div(*v, x_sum));
+    let d = Divisor::new(x_sum);
+    x.iter_mut().for_each(|v| *v = d.safe_div(*v));
 }
 
 /// Normalise an `I64F64` vector in place (`inplace_normalize_64`).
@@ -168,7 +383,8 @@ pub fn inplace_row_normalize_sparse(m: &mut [SparseRow]) {
     for row in m.iter_mut() {
         let s = row.iter().fold(ZERO, |acc, (_, v)| acc.saturating_add(*v));
         if s > ZERO {
-            row.iter_mut().for_each(|(_, v)| *v = safe_div(*v, s));
+            let d = Divisor::new(s);
+            row.iter_mut().for_each(|(_, v)| *v = d.safe_div(*v));
         }
     }
 }
@@ -191,11 +407,13 @@ pub fn inplace_col_normalize_sparse(m: &mut [SparseRow], columns: u16) {
             }
         }
     }
+    let divisors: Vec<Divisor> = col_sum.iter().map(|d| Divisor::new(*d)).collect();
     for row in m.iter_mut() {
         for (j, v) in row.iter_mut() {
-            let d = col_sum.get(*j as usize).copied().unwrap_or(ZERO);
-            if d != ZERO {
-                *v = safe_div(*v, d);
+            if let Some(d) = divisors.get(*j as usize)
+                && d.d != ZERO
+            {
+                *v = d.safe_div(*v);
             }
         }
     }
@@ -214,11 +432,13 @@ pub fn inplace_col_max_upscale_sparse(m: &mut [SparseRow], columns: u16) {
             }
         }
     }
+    let divisors: Vec<Divisor> = col_max.iter().map(|d| Divisor::new(*d)).collect();
     for row in m.iter_mut() {
         for (j, v) in row.iter_mut() {
-            let mx = col_max.get(*j as usize).copied().unwrap_or(ZERO);
-            if mx != ZERO {
-                *v = safe_div(*v, mx);
+            if let Some(d) = divisors.get(*j as usize)
+                && d.d != ZERO
+            {
+                *v = d.safe_div(*v);
             }
         }
     }
@@ -255,7 +475,12 @@ pub fn mask_rows_sparse(mask: &[bool], m: &[SparseRow]) -> Vec<SparseRow> {
 pub fn mask_diag_sparse(m: &[SparseRow]) -> Vec<SparseRow> {
     m.iter()
         .enumerate()
-        .map(|(i, row)| row.iter().filter(|(j, _)| i != *j as usize).copied().collect())
+        .map(|(i, row)| {
+            row.iter()
+                .filter(|(j, _)| i != *j as usize)
+                .copied()
+                .collect()
+        })
         .collect()
 }
 
@@ -314,7 +539,11 @@ pub fn scalar_vec_mask_sparse_matrix(
 pub fn row_hadamard_sparse(m: &[SparseRow], v: &[I32F32]) -> Vec<SparseRow> {
     m.iter()
         .zip(v.iter())
-        .map(|(row, &scale)| row.iter().map(|&(j, x)| (j, x.saturating_mul(scale))).collect())
+        .map(|(row, &scale)| {
+            row.iter()
+                .map(|&(j, x)| (j, x.saturating_mul(scale)))
+                .collect()
+        })
         .collect()
 }
 
@@ -363,6 +592,21 @@ pub fn col_clip_sparse(m: &[SparseRow], threshold: &[I32F32]) -> Vec<SparseRow> 
             out
         })
         .collect()
+}
+
+/// [`col_clip_sparse`] in place: the same entries in the same order, without a copy.
+pub fn col_clip_sparse_in_place(m: &mut [SparseRow], threshold: &[I32F32]) {
+    for row in m.iter_mut() {
+        row.retain_mut(|(j, v)| {
+            let th = threshold.get(*j as usize).copied().unwrap_or(ZERO);
+            if th < *v {
+                *v = th;
+                th > ZERO
+            } else {
+                true
+            }
+        });
+    }
 }
 
 /// Scratch buffers reused across calls of [`weighted_median_with`].
@@ -474,7 +718,6 @@ pub fn weighted_median_col_sparse(
     inplace_normalize(&mut use_stake);
     let stake_sum = sum(&use_stake);
     let minority = stake_sum.saturating_sub(majority);
-    let stake_idx: Vec<usize> = (0..use_stake.len()).collect();
     let k_total = use_stake.len();
 
     // Column-major dense score table: columns x k_total (the chain's `use_score`).
@@ -490,21 +733,122 @@ pub fn weighted_median_col_sparse(
             k += 1;
         }
     }
-    let mut scratch = MedianScratch::default();
+    let mut scratch = PairScratch::default();
     (0..columns as usize)
         .map(|c| {
             let col = &use_score[c * k_total..(c + 1) * k_total];
-            weighted_median_with(
-                &mut scratch,
-                &use_stake,
-                col,
-                &stake_idx,
-                minority,
-                ZERO,
-                stake_sum,
-            )
+            scratch.current.clear();
+            scratch
+                .current
+                .extend(col.iter().copied().zip(use_stake.iter().copied()));
+            weighted_median_pairs(&mut scratch, minority, stake_sum)
         })
         .collect()
+}
+
+/// Scratch buffers for [`weighted_median_pairs`].
+#[derive(Debug, Default)]
+struct PairScratch {
+    current: Vec<(I32F32, I32F32)>,
+    lower: Vec<(I32F32, I32F32)>,
+    upper: Vec<(I32F32, I32F32)>,
+}
+
+/// [`weighted_median_with`] over `(score, stake)` pairs held in `scratch.current` (in uid
+/// order) instead of indices: the same partitions, pivots and result, without indirection.
+fn weighted_median_pairs(scratch: &mut PairScratch, minority: I32F32, mut hi: I32F32) -> I32F32 {
+    let PairScratch {
+        current,
+        lower,
+        upper,
+    } = scratch;
+    let mut lo = ZERO;
+    let limit = current.len();
+    let mut iterations = 0usize;
+    loop {
+        let n = current.len();
+        if n == 0 {
+            return ZERO;
+        }
+        if n == 1 {
+            return current[0].0;
+        }
+        let pivot = current[n / 2].0;
+        let mut lo_stake = ZERO;
+        let mut hi_stake = ZERO;
+        lower.clear();
+        upper.clear();
+        for &(score, stake) in current.iter() {
+            if score < pivot {
+                lo_stake = lo_stake.saturating_add(stake);
+                lower.push((score, stake));
+            } else if score > pivot {
+                hi_stake = hi_stake.saturating_add(stake);
+                upper.push((score, stake));
+            }
+        }
+        if minority < lo.saturating_add(lo_stake) && !lower.is_empty() {
+            std::mem::swap(current, lower);
+            hi = lo.saturating_add(lo_stake);
+        } else if hi.saturating_sub(hi_stake) <= minority && !upper.is_empty() {
+            std::mem::swap(current, upper);
+            lo = hi.saturating_sub(hi_stake);
+        } else {
+            return pivot;
+        }
+        iterations += 1;
+        if iterations > limit {
+            return ZERO;
+        }
+    }
+}
+
+/// True when a row's columns are strictly increasing (sorted, no duplicates): then merges
+/// give exactly what the chain's dense scratch rows give, without sorting.
+fn strictly_sorted(row: &[(u16, I32F32)]) -> bool {
+    row.windows(2).all(|w| w[0].0 < w[1].0)
+}
+
+/// Walk the union of two strictly sorted rows in column order, restricted to columns below
+/// `limit`, calling `f(j, value in a, value in b)`.
+fn merge_rows(
+    a: &[(u16, I32F32)],
+    b: &[(u16, I32F32)],
+    limit: usize,
+    mut f: impl FnMut(u16, Option<I32F32>, Option<I32F32>),
+) {
+    let (mut x, mut y) = (0, 0);
+    while x < a.len() && y < b.len() {
+        let (ja, va) = a[x];
+        let (jb, vb) = b[y];
+        let j = ja.min(jb);
+        if j as usize >= limit {
+            return;
+        }
+        if ja == jb {
+            f(j, Some(va), Some(vb));
+            x += 1;
+            y += 1;
+        } else if ja < jb {
+            f(j, Some(va), None);
+            x += 1;
+        } else {
+            f(j, None, Some(vb));
+            y += 1;
+        }
+    }
+    for &(j, v) in &a[x..] {
+        if j as usize >= limit {
+            return;
+        }
+        f(j, Some(v), None);
+    }
+    for &(j, v) in &b[y..] {
+        if j as usize >= limit {
+            return;
+        }
+        f(j, None, Some(v));
+    }
 }
 
 /// `A + ratio*(B - A)` over dense columns, keeping entries > 0 (`interpolate_sparse`).
@@ -533,6 +877,18 @@ pub fn interpolate_sparse(
     mat1.iter()
         .zip(mat2.iter())
         .map(|(r1, r2)| {
+            if strictly_sorted(r1) && strictly_sorted(r2) {
+                let mut out = Vec::with_capacity(r1.len().max(r2.len()));
+                merge_rows(r1, r2, cols, |j, v1, v2| {
+                    let v1 = v1.unwrap_or(ZERO);
+                    let v2 = v2.unwrap_or(ZERO);
+                    let x = v1.saturating_add(ratio.saturating_mul(v2.saturating_sub(v1)));
+                    if x > ZERO {
+                        out.push((j, x));
+                    }
+                });
+                return out;
+            }
             touched.clear();
             for &(j, v) in r1 {
                 if let Some(e) = row1.get_mut(j as usize) {
@@ -602,6 +958,23 @@ pub fn mat_ema_sparse(new: &[SparseRow], old: &[SparseRow], alpha: I32F32) -> Ve
     new.iter()
         .enumerate()
         .map(|(i, new_row)| {
+            let old_row = old.get(i).unwrap_or(&empty);
+            if strictly_sorted(new_row) && strictly_sorted(old_row) {
+                let mut out = Vec::with_capacity(new_row.len().max(old_row.len()));
+                merge_rows(new_row, old_row, n, |j, vn, vo| {
+                    let mut v = ZERO;
+                    if let Some(x) = vn {
+                        v = v.saturating_add(alpha.saturating_mul(x));
+                    }
+                    if let Some(x) = vo {
+                        v = v.saturating_add(one_minus_alpha.saturating_mul(x));
+                    }
+                    if v > ZERO {
+                        out.push((j, v));
+                    }
+                });
+                return out;
+            }
             touched.clear();
             for &(j, v) in new_row {
                 if let Some(c) = acc.get_mut(j as usize) {
@@ -717,7 +1090,14 @@ pub fn liquid_alpha_matrix_sparse(
                 .enumerate()
                 .map(|(j, c)| {
                     let j = j as u16;
-                    alpha_sigmoid(*c, w.advance_to(j), b.advance_to(j), la.low, la.high, la.steepness)
+                    alpha_sigmoid(
+                        *c,
+                        w.advance_to(j),
+                        b.advance_to(j),
+                        la.low,
+                        la.high,
+                        la.steepness,
+                    )
                 })
                 .collect()
         })
@@ -746,9 +1126,19 @@ pub fn liquid_alpha_ema_sparse(
         .zip(bonds.iter())
         .map(|(w_row, b_row)| {
             needed.clear();
-            needed.extend(w_row.iter().chain(b_row.iter()).map(|(j, _)| *j).filter(|j| (*j as usize) < cols));
-            needed.sort_unstable();
-            needed.dedup();
+            if strictly_sorted(w_row) && strictly_sorted(b_row) {
+                merge_rows(w_row, b_row, cols, |j, _, _| needed.push(j));
+            } else {
+                needed.extend(
+                    w_row
+                        .iter()
+                        .chain(b_row.iter())
+                        .map(|(j, _)| *j)
+                        .filter(|j| (*j as usize) < cols),
+                );
+                needed.sort_unstable();
+                needed.dedup();
+            }
             let mut w = MergeCursor::new(w_row);
             let mut b = MergeCursor::new(b_row);
             for &j in needed.iter() {
@@ -807,11 +1197,11 @@ pub fn alpha_sigmoid(
     let diff_buy = clamp_value(weight.saturating_sub(consensus), ZERO, ONE);
     let diff_sell = clamp_value(bond.saturating_sub(weight), ZERO, ONE);
     let combined = if weight >= bond { diff_buy } else { diff_sell };
-    let x = steepness
-        .saturating_div(I32F32::from_num(-100))
+    let x = saturating_div(steepness, I32F32::from_num(-100))
         .saturating_mul(combined.saturating_sub(half));
-    let sigmoid = ONE.saturating_div(ONE.saturating_add(exp_safe(x)));
-    let alpha = alpha_low.saturating_add(sigmoid.saturating_mul(alpha_high.saturating_sub(alpha_low)));
+    let sigmoid = saturating_div(ONE, ONE.saturating_add(exp_safe(x)));
+    let alpha =
+        alpha_low.saturating_add(sigmoid.saturating_mul(alpha_high.saturating_sub(alpha_low)));
     clamp_value(alpha, alpha_low, alpha_high)
 }
 

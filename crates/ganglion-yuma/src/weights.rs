@@ -38,7 +38,9 @@ pub enum WeightsError {
         values: usize,
     },
     /// `UidsLengthExceedUidsInSubNet`: more uids than the subnet has.
-    #[error("UidsLengthExceedUidsInSubNet: {len} uids for a subnet of {n}; send at most one weight per neuron")]
+    #[error(
+        "UidsLengthExceedUidsInSubNet: {len} uids for a subnet of {n}; send at most one weight per neuron"
+    )]
     UidsLengthExceedUidsInSubNet {
         /// Number of uids sent.
         len: usize,
@@ -46,7 +48,9 @@ pub enum WeightsError {
         n: u16,
     },
     /// `NotEnoughStakeToSetWeights`: stake below the subnet's `StakeThreshold`.
-    #[error("NotEnoughStakeToSetWeights: stake {stake} rao is below the threshold {threshold} rao; stake more first")]
+    #[error(
+        "NotEnoughStakeToSetWeights: stake {stake} rao is below the threshold {threshold} rao; stake more first"
+    )]
     NotEnoughStakeToSetWeights {
         /// Caller's stake weight in rao.
         stake: u64,
@@ -54,7 +58,9 @@ pub enum WeightsError {
         threshold: u64,
     },
     /// `IncorrectWeightVersionKey`: the version key is older than the subnet requires.
-    #[error("IncorrectWeightVersionKey: version key {got} is below the subnet's {required}; upgrade the validator")]
+    #[error(
+        "IncorrectWeightVersionKey: version key {got} is below the subnet's {required}; upgrade the validator"
+    )]
     IncorrectWeightVersionKey {
         /// Key sent.
         got: u64,
@@ -62,7 +68,9 @@ pub enum WeightsError {
         required: u64,
     },
     /// `SettingWeightsTooFast`: within the rate limit of the last update.
-    #[error("SettingWeightsTooFast: last update at block {last_update}, now {current_block}, limit {rate_limit} blocks; wait and retry")]
+    #[error(
+        "SettingWeightsTooFast: last update at block {last_update}, now {current_block}, limit {rate_limit} blocks; wait and retry"
+    )]
     SettingWeightsTooFast {
         /// `LastUpdate` of the caller.
         last_update: u64,
@@ -72,7 +80,9 @@ pub enum WeightsError {
         rate_limit: u64,
     },
     /// `NeuronNoValidatorPermit`: non-self weights without a validator permit.
-    #[error("NeuronNoValidatorPermit: uid {uid} has no validator permit; only a single self-weight is allowed without one")]
+    #[error(
+        "NeuronNoValidatorPermit: uid {uid} has no validator permit; only a single self-weight is allowed without one"
+    )]
     NeuronNoValidatorPermit {
         /// Caller uid.
         uid: u16,
@@ -84,7 +94,9 @@ pub enum WeightsError {
         uid: u16,
     },
     /// `UidVecContainInvalidOne`: a uid is not registered in the subnet.
-    #[error("UidVecContainInvalidOne: uid {uid} does not exist in a subnet of {n}; refresh the metagraph")]
+    #[error(
+        "UidVecContainInvalidOne: uid {uid} does not exist in a subnet of {n}; refresh the metagraph"
+    )]
     UidVecContainInvalidOne {
         /// The unknown uid.
         uid: u16,
@@ -92,7 +104,9 @@ pub enum WeightsError {
         n: u16,
     },
     /// `WeightVecLengthIsLow`: fewer weights than `min(MinAllowedWeights, n)`.
-    #[error("WeightVecLengthIsLow: {len} weights but at least {min} are required; weight more neurons")]
+    #[error(
+        "WeightVecLengthIsLow: {len} weights but at least {min} are required; weight more neurons"
+    )]
     WeightVecLengthIsLow {
         /// Number of weights sent.
         len: usize,
@@ -100,7 +114,9 @@ pub enum WeightsError {
         min: usize,
     },
     /// `MaxWeightExceeded`: a normalised weight exceeds `MaxWeightsLimit / 65535`.
-    #[error("MaxWeightExceeded: a weight exceeds the limit {limit}/65535 of the total; spread weight more evenly")]
+    #[error(
+        "MaxWeightExceeded: a weight exceeds the limit {limit}/65535 of the total; spread weight more evenly"
+    )]
     MaxWeightExceeded {
         /// `MaxWeightsLimit`.
         limit: u16,

@@ -89,7 +89,10 @@ impl Net {
     }
 
     fn bond(&self, i: usize, j: usize) -> u16 {
-        self.bonds[i].iter().find(|(c, _)| *c as usize == j).map_or(0, |(_, v)| *v)
+        self.bonds[i]
+            .iter()
+            .find(|(c, _)| *c as usize == j)
+            .map_or(0, |(_, v)| *v)
     }
 }
 
@@ -126,10 +129,18 @@ fn test_10_graph() {
 }
 
 /// `distribute_nodes`: blockwise, regular or (seeded) random interleaving.
-fn distribute_nodes(validators_n: usize, n: usize, interleave: usize, seed: u64) -> (Vec<u16>, Vec<u16>) {
+fn distribute_nodes(
+    validators_n: usize,
+    n: usize,
+    interleave: usize,
+    seed: u64,
+) -> (Vec<u16>, Vec<u16>) {
     match interleave {
-        0 => ((0..validators_n as u16).collect(), (validators_n as u16..n as u16).collect()),
-        1 => (0..n as u16).partition(|i| *i as usize % (n / validators_n) == 0),
+        0 => (
+            (0..validators_n as u16).collect(),
+            (validators_n as u16..n as u16).collect(),
+        ),
+        1 => (0..n as u16).partition(|i| (*i as usize).is_multiple_of(n / validators_n)),
         _ => {
             let mut p: Vec<u16> = (0..n as u16).collect();
             p.shuffle(&mut StdRng::seed_from_u64(seed));
@@ -179,7 +190,10 @@ fn test_512_graph() {
             }
             for &s in &servers {
                 let s = s as usize;
-                assert_eq!((o.consensus[s], o.incentive[s], o.dividends[s]), (146, 146, 0));
+                assert_eq!(
+                    (o.consensus[s], o.incentive[s], o.dividends[s]),
+                    (146, 146, 0)
+                );
                 assert_eq!(o.emission[s], 1_116_071); // floor(0.5/448 * 1e9)
                 assert_eq!((net.bond(s, validator), net.bond(s, server)), (0, 0));
             }
@@ -263,7 +277,10 @@ fn test_outdated_weights() {
         "[[(2, 0.6666632756), (3, 0.3333367242)], [(2, 0.6666632756), (3, 0.3333367242)], [], []]"
     );
     assert_eq!(dbg(&t.consensus), "[0, 0, 0.6666632756, 0.3333367242]");
-    assert_eq!(dbg(&t.validator_trust), "[0.9999999998, 0.9999999998, 0, 0]");
+    assert_eq!(
+        dbg(&t.validator_trust),
+        "[0.9999999998, 0.9999999998, 0, 0]"
+    );
     assert_eq!(dbg(&t.ranks), "[0, 0, 0.3333316376, 0.166668362]");
     assert_eq!(dbg(&t.incentive), "[0, 0, 0.6666632756, 0.3333367242]");
     assert_eq!(
@@ -271,19 +288,34 @@ fn test_outdated_weights() {
         "[[(2, 0.5), (3, 0.5)], [(2, 0.5), (3, 0.5)], [], []]"
     );
     assert_eq!(dbg(&t.dividends), "[0.5, 0.5, 0, 0]");
-    assert_eq!(net.out().emission, [250_000_000, 250_000_000, 333_331_637, 166_668_361]);
+    assert_eq!(
+        net.out().emission,
+        [250_000_000, 250_000_000, 333_331_637, 166_668_361]
+    );
 
     // Replace uid 3 at block 1, then only uid 0 updates at block 2.
     net.reregister(3);
     net.block = 2;
     net.set_weights(0, &[2, 3], &[2 * (u16::MAX / 3), u16::MAX / 3]);
     let t = net.epoch();
-    assert_eq!(dbg(&t.stake), "[0.3333333333, 0.3333333333, 0.3333333333, 0]");
-    assert_eq!(dbg(&t.weights), "[[(2, 0.6666632756), (3, 0.3333367242)], [(2, 1)], [], []]");
+    assert_eq!(
+        dbg(&t.stake),
+        "[0.3333333333, 0.3333333333, 0.3333333333, 0]"
+    );
+    assert_eq!(
+        dbg(&t.weights),
+        "[[(2, 0.6666632756), (3, 0.3333367242)], [(2, 1)], [], []]"
+    );
     assert_eq!(dbg(&t.ranks), "[0, 0, 0.4444421832, 0]");
     assert_eq!(dbg(&t.consensus), "[0, 0, 0.6666632756, 0]");
-    assert_eq!(dbg(&t.clipped_weights), "[[(2, 0.6666632756)], [(2, 0.6666632756)], [], []]");
-    assert_eq!(dbg(&t.validator_trust), "[0.6666632756, 0.6666632756, 0, 0]");
+    assert_eq!(
+        dbg(&t.clipped_weights),
+        "[[(2, 0.6666632756)], [(2, 0.6666632756)], [], []]"
+    );
+    assert_eq!(
+        dbg(&t.validator_trust),
+        "[0.6666632756, 0.6666632756, 0, 0]"
+    );
     assert_eq!(dbg(&t.incentive), "[0, 0, 1, 0]");
     assert_eq!(dbg(&t.dividends), "[0.5, 0.5, 0, 0]");
     let o = net.out();
@@ -334,7 +366,11 @@ fn test_validator_permits() {
                 let (validators, servers) = distribute_nodes(validators_n, n, interleave, n as u64);
                 let mut stake = vec![0u64; n];
                 for v in &validators {
-                    stake[*v as usize] = if assignment == 1 { *v as u64 + n as u64 } else { 1 };
+                    stake[*v as usize] = if assignment == 1 {
+                        *v as u64 + n as u64
+                    } else {
+                        1
+                    };
                 }
                 for s in &servers {
                     stake[*s as usize] = if assignment == 1 { *s as u64 } else { 0 };
@@ -342,10 +378,16 @@ fn test_validator_permits() {
                 let mut net = Net::new(stake, validators_n as u16);
                 net.epoch();
                 for v in &validators {
-                    assert!(net.permit[*v as usize], "validator {v} {interleave} {n} {assignment}");
+                    assert!(
+                        net.permit[*v as usize],
+                        "validator {v} {interleave} {n} {assignment}"
+                    );
                 }
                 for s in &servers {
-                    assert!(!net.permit[*s as usize], "server {s} {interleave} {n} {assignment}");
+                    assert!(
+                        !net.permit[*s as usize],
+                        "server {s} {interleave} {n} {assignment}"
+                    );
                 }
                 for s in &servers {
                     net.stake[*s as usize] += 2 * n as u64;

@@ -35,6 +35,22 @@ enum Command {
     /// Run the LLM engine (`engine serve`: an OpenAI-compatible server).
     #[command(subcommand)]
     Engine(cmd::engine::EngineCommand),
+    /// Run the local chain node (`chain serve`).
+    #[command(subcommand)]
+    Chain(cmd::chain::ChainCommand),
+    /// Create, list and inspect subnets and their hyperparameters.
+    #[command(subcommand)]
+    Subnet(cmd::chain::SubnetCommand),
+    /// Register, stake, unstake and serve a neuron.
+    #[command(subcommand)]
+    Neuron(cmd::chain::NeuronCommand),
+    /// Set weights as a validator.
+    #[command(subcommand)]
+    Weights(cmd::chain::WeightsCommand),
+    /// Show a subnet's metagraph as a table (like `btcli subnet metagraph`).
+    Metagraph(cmd::chain::MetagraphArgs),
+    /// Fund the wallet's coldkey from the local chain's dev faucet.
+    Faucet(cmd::chain::FaucetArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +71,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(command) => cmd::bench::run(command),
         Command::Model(command) => cmd::engine::run_model(command),
         Command::Engine(command) => cmd::engine::run_engine(command),
+        Command::Chain(command) => cmd::chain::run_chain(command),
+        Command::Subnet(command) => cmd::chain::run_subnet(command),
+        Command::Neuron(command) => cmd::chain::run_neuron(command),
+        Command::Weights(command) => cmd::chain::run_weights(command),
+        Command::Metagraph(args) => cmd::chain::run_metagraph(args),
+        Command::Faucet(args) => cmd::chain::run_faucet(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! `test_check_*` port subtensor's `pallets/subtensor/src/tests/math.rs` with its expected
 //! values; the dense-matrix variants there have no counterpart here and are not ported.
 //! Tests named `ours_*` are this crate's own (equivalence of the fast paths).
+#![allow(clippy::excessive_precision)] // upstream's literals, kept verbatim
 
 use super::*;
 use rand::rngs::StdRng;
@@ -74,9 +75,14 @@ fn test_vec_max_upscale_to_u16() {
         (vec_to_fixed(&[0., 1.]), vec![0, 65535]),
         (vec_to_fixed(&[0., 0.000000001]), vec![0, 65535]),
         (vec_to_fixed(&[0., 0.000016, 1.]), vec![0, 1, 65535]),
-        (vec_to_fixed(&[0.000000001, 0.000000001]), vec![65535, 65535]),
         (
-            vec_to_fixed(&[0.000001, 0.000006, 0.000007, 0.0001, 0.001, 0.01, 0.1, 0.2, 0.3, 0.4]),
+            vec_to_fixed(&[0.000000001, 0.000000001]),
+            vec![65535, 65535],
+        ),
+        (
+            vec_to_fixed(&[
+                0.000001, 0.000006, 0.000007, 0.0001, 0.001, 0.01, 0.1, 0.2, 0.3, 0.4,
+            ]),
             vec![0, 1, 1, 16, 164, 1638, 16384, 32768, 49151, 65535],
         ),
         (vec![I32F32::from_num(16384)], vec![65535]),
@@ -85,7 +91,10 @@ fn test_vec_max_upscale_to_u16() {
         (vec![I32F32::from_num(65535)], vec![65535]),
         (vec![I32F32::max_value()], vec![65535]),
         (vec_to_fixed(&[0., 1., 65535.]), vec![0, 1, 65535]),
-        (vec_to_fixed(&[0., 0.5, 1., 1.5, 2., 32768.]), vec![0, 1, 2, 3, 4, 65535]),
+        (
+            vec_to_fixed(&[0., 0.5, 1., 1.5, 2., 32768.]),
+            vec![0, 1, 2, 3, 4, 65535],
+        ),
         (
             vec_to_fixed(&[0., 0.5, 1., 1.5, 2., 32768., 32769.]),
             vec![0, 1, 2, 3, 4, 65533, 65535],
@@ -149,7 +158,10 @@ fn test_math_fixed_overflow() {
     assert_eq!(I32F32::from_num(0.1), alpha);
     let max_32 = I32F32::max_value();
     let bma = I64F64::from_num(max_32) / I64F64::from_num(max_32);
-    assert_eq!(I32F32::from_num(0), I32F32::from_num(1) - I32F32::from_num(bma));
+    assert_eq!(
+        I32F32::from_num(0),
+        I32F32::from_num(1) - I32F32::from_num(bma)
+    );
 }
 
 #[test]
@@ -203,7 +215,9 @@ fn test_math_is_topk_nonzero() {
     let mut t = vec![true; 5];
     t.extend([false; 5]);
     assert_eq!(is_topk_nonzero(&v, 5), t);
-    let alt = vec![true, false, true, false, true, false, true, false, true, false];
+    let alt = vec![
+        true, false, true, false, true, false, true, false, true, false,
+    ];
     let v = vec_to_fixed(&[9., 0., 8., 1., 7., 2., 6., 3., 5., 4.]);
     assert_eq!(is_topk_nonzero(&v, 5), alt);
     let v = vec_to_fixed(&[0.9, 0., 0.8, 0.1, 0.7, 0.2, 0.6, 0.3, 0.5, 0.4]);
@@ -229,21 +243,35 @@ fn test_math_inplace_normalize() {
     let eps = fixed(0.0001);
     let mut x = vec_to_fixed(&[1., 10., 30.]);
     inplace_normalize(&mut x);
-    assert_vec_compare(&x, &vec_to_fixed(&[0.0243902437, 0.243902439, 0.7317073171]), eps);
+    assert_vec_compare(
+        &x,
+        &vec_to_fixed(&[0.0243902437, 0.243902439, 0.7317073171]),
+        eps,
+    );
     let mut x = vec_to_fixed(&[-1., 10., 30.]);
     inplace_normalize(&mut x);
-    assert_vec_compare(&x, &vec_to_fixed(&[-0.0256410255, 0.2564102563, 0.769230769]), eps);
+    assert_vec_compare(
+        &x,
+        &vec_to_fixed(&[-0.0256410255, 0.2564102563, 0.769230769]),
+        eps,
+    );
 }
 
 #[test]
 fn test_math_inplace_normalize_64() {
     let eps = I64F64::from_num(0.0001);
-    let mut x: Vec<I64F64> = [1., 10., 30.].iter().map(|v| I64F64::from_num(*v)).collect();
+    let mut x: Vec<I64F64> = [1., 10., 30.]
+        .iter()
+        .map(|v| I64F64::from_num(*v))
+        .collect();
     inplace_normalize_64(&mut x);
     for (a, b) in x.iter().zip([0.0243902437, 0.243902439, 0.7317073171]) {
         assert!((*a - I64F64::from_num(b)).abs() <= eps);
     }
-    let mut x: Vec<I64F64> = [-1., 10., 30.].iter().map(|v| I64F64::from_num(*v)).collect();
+    let mut x: Vec<I64F64> = [-1., 10., 30.]
+        .iter()
+        .map(|v| I64F64::from_num(*v))
+        .collect();
     inplace_normalize_64(&mut x);
     for (a, b) in x.iter().zip([-0.0256410255, 0.2564102563, 0.769230769]) {
         assert!((*a - I64F64::from_num(b)).abs() <= eps);
@@ -251,8 +279,8 @@ fn test_math_inplace_normalize_64() {
 }
 
 const SPARSE_IN: [f32; 42] = [
-    0., 1., 0., 2., 0., 3., 4., 0., 1., 0., 2., 0., 3., 0., 1., 0., 0., 2., 0., 3., 4., 0., 10., 0.,
-    100., 1000., 0., 10000., 0., 0., 0., 0., 0., 0., 0., 1., 1., 1., 1., 1., 1., 1.,
+    0., 1., 0., 2., 0., 3., 4., 0., 1., 0., 2., 0., 3., 0., 1., 0., 0., 2., 0., 3., 4., 0., 10.,
+    0., 100., 1000., 0., 10000., 0., 0., 0., 0., 0., 0., 0., 1., 1., 1., 1., 1., 1., 1.,
 ];
 const SPARSE_NORM: [f32; 42] = [
     0., 0.1, 0., 0.2, 0., 0.3, 0.4, 0., 0.166666, 0., 0.333333, 0., 0.5, 0., 0.1, 0., 0., 0.2, 0.,
@@ -264,20 +292,36 @@ const SPARSE_NORM: [f32; 42] = [
 fn test_math_inplace_row_normalize_sparse() {
     let mut mat = vec_to_sparse_mat_fixed(&SPARSE_IN, 6, false);
     inplace_row_normalize_sparse(&mut mat);
-    assert_sparse_mat_compare(&mat, &vec_to_sparse_mat_fixed(&SPARSE_NORM, 6, false), fixed(0.0001));
+    assert_sparse_mat_compare(
+        &mat,
+        &vec_to_sparse_mat_fixed(&SPARSE_NORM, 6, false),
+        fixed(0.0001),
+    );
     let mut mat = vec_to_sparse_mat_fixed(&[0.; 12], 3, false);
     inplace_row_normalize_sparse(&mut mat);
-    assert_sparse_mat_compare(&mat, &vec_to_sparse_mat_fixed(&[0.; 12], 3, false), fixed(0.));
+    assert_sparse_mat_compare(
+        &mat,
+        &vec_to_sparse_mat_fixed(&[0.; 12], 3, false),
+        fixed(0.),
+    );
 }
 
 #[test]
 fn test_math_inplace_col_normalize_sparse() {
     let mut mat = vec_to_sparse_mat_fixed(&SPARSE_IN, 6, true);
     inplace_col_normalize_sparse(&mut mat, 6);
-    assert_sparse_mat_compare(&mat, &vec_to_sparse_mat_fixed(&SPARSE_NORM, 6, true), fixed(0.0001));
+    assert_sparse_mat_compare(
+        &mat,
+        &vec_to_sparse_mat_fixed(&SPARSE_NORM, 6, true),
+        fixed(0.0001),
+    );
     let mut mat = vec_to_sparse_mat_fixed(&[0.; 12], 3, false);
     inplace_col_normalize_sparse(&mut mat, 6);
-    assert_sparse_mat_compare(&mat, &vec_to_sparse_mat_fixed(&[0.; 12], 3, false), fixed(0.));
+    assert_sparse_mat_compare(
+        &mat,
+        &vec_to_sparse_mat_fixed(&[0.; 12], 3, false),
+        fixed(0.),
+    );
     let mut mat: Vec<SparseRow> = vec![];
     inplace_col_normalize_sparse(&mut mat, 0);
     assert!(mat.is_empty());
@@ -298,7 +342,11 @@ fn test_math_inplace_col_max_upscale_sparse() {
     ];
     let mut mat = vec_to_sparse_mat_fixed(&SPARSE_IN, 6, true);
     inplace_col_max_upscale_sparse(&mut mat, 6);
-    assert_sparse_mat_compare(&mat, &vec_to_sparse_mat_fixed(&target, 6, true), fixed(0.0001));
+    assert_sparse_mat_compare(
+        &mat,
+        &vec_to_sparse_mat_fixed(&target, 6, true),
+        fixed(0.0001),
+    );
 }
 
 #[test]
@@ -331,7 +379,10 @@ fn test_math_mask_rows_sparse() {
 #[test]
 fn test_math_mask_diag_sparse() {
     for (input, target) in [
-        ([1., 2., 3., 4., 5., 6., 7., 8., 9.], [0., 2., 3., 4., 0., 6., 7., 8., 0.]),
+        (
+            [1., 2., 3., 4., 5., 6., 7., 8., 9.],
+            [0., 2., 3., 4., 0., 6., 7., 8., 0.],
+        ),
         ([1., 0., 0., 0., 5., 0., 0., 0., 9.], [0.; 9]),
         ([0.; 9], [0.; 9]),
     ] {
@@ -346,9 +397,15 @@ fn test_math_vec_mask_sparse_matrix() {
     let mat = vec_to_sparse_mat_fixed(&input, 3, false);
     let v = [1, 2, 3];
     let r = vec_mask_sparse_matrix(&mat, &v, &v, |a, b| a == b);
-    assert_eq!(r, vec_to_sparse_mat_fixed(&[0., 2., 3., 4., 0., 6., 7., 8., 0.], 3, false));
+    assert_eq!(
+        r,
+        vec_to_sparse_mat_fixed(&[0., 2., 3., 4., 0., 6., 7., 8., 0.], 3, false)
+    );
     let r = vec_mask_sparse_matrix(&mat, &v, &v, |a, b| a < b);
-    assert_eq!(r, vec_to_sparse_mat_fixed(&[1., 0., 0., 4., 5., 0., 7., 8., 9.], 3, false));
+    assert_eq!(
+        r,
+        vec_to_sparse_mat_fixed(&[1., 0., 0., 4., 5., 0., 7., 8., 9.], 3, false)
+    );
     let zero = vec_to_sparse_mat_fixed(&[0.; 9], 3, false);
     assert_eq!(vec_mask_sparse_matrix(&zero, &v, &v, |a, b| a == b), zero);
 }
@@ -375,12 +432,24 @@ fn test_math_row_hadamard_sparse() {
 #[test]
 fn test_math_row_sum_sparse() {
     for (m, t) in [
-        ([1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.], [6., 15., 24., 33.]),
-        ([0., 2., 3., 4., 0., 6., 7., 8., 0., 10., 11., 12.], [5., 10., 15., 33.]),
-        ([1., 2., 3., 0., 0., 0., 7., 8., 9., 10., 11., 12.], [6., 0., 24., 33.]),
+        (
+            [1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.],
+            [6., 15., 24., 33.],
+        ),
+        (
+            [0., 2., 3., 4., 0., 6., 7., 8., 0., 10., 11., 12.],
+            [5., 10., 15., 33.],
+        ),
+        (
+            [1., 2., 3., 0., 0., 0., 7., 8., 9., 10., 11., 12.],
+            [6., 0., 24., 33.],
+        ),
         ([0.; 12], [0.; 4]),
     ] {
-        assert_eq!(row_sum_sparse(&vec_to_sparse_mat_fixed(&m, 4, false)), vec_to_fixed(&t));
+        assert_eq!(
+            row_sum_sparse(&vec_to_sparse_mat_fixed(&m, 4, false)),
+            vec_to_fixed(&t)
+        );
     }
 }
 
@@ -388,11 +457,20 @@ fn test_math_row_sum_sparse() {
 fn test_math_sparse_matmul() {
     let v = vec_to_fixed(&[1., 2., 3., 4.]);
     for (m, t) in [
-        ([1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.], [70., 80., 90.]),
-        ([0., 2., 3., 4., 0., 6., 7., 8., 0., 10., 11., 12.], [69., 70., 63.]),
+        (
+            [1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.],
+            [70., 80., 90.],
+        ),
+        (
+            [0., 2., 3., 4., 0., 6., 7., 8., 0., 10., 11., 12.],
+            [69., 70., 63.],
+        ),
         ([0.; 12], [0.; 3]),
     ] {
-        assert_eq!(matmul_sparse(&vec_to_sparse_mat_fixed(&m, 4, false), &v, 3), vec_to_fixed(&t));
+        assert_eq!(
+            matmul_sparse(&vec_to_sparse_mat_fixed(&m, 4, false), &v, 3),
+            vec_to_fixed(&t)
+        );
     }
 }
 
@@ -400,11 +478,20 @@ fn test_math_sparse_matmul() {
 fn test_math_sparse_matmul_transpose() {
     let v = vec_to_fixed(&[1., 2., 3.]);
     for (m, t) in [
-        ([1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.], [14., 32., 50., 68.]),
-        ([0., 2., 3., 4., 0., 6., 7., 8., 0., 10., 11., 12.], [13., 22., 23., 68.]),
+        (
+            [1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.],
+            [14., 32., 50., 68.],
+        ),
+        (
+            [0., 2., 3., 4., 0., 6., 7., 8., 0., 10., 11., 12.],
+            [13., 22., 23., 68.],
+        ),
         ([0.; 12], [0.; 4]),
     ] {
-        assert_eq!(matmul_transpose_sparse(&vec_to_sparse_mat_fixed(&m, 4, false), &v), vec_to_fixed(&t));
+        assert_eq!(
+            matmul_transpose_sparse(&vec_to_sparse_mat_fixed(&m, 4, false), &v),
+            vec_to_fixed(&t)
+        );
     }
 }
 
@@ -429,7 +516,14 @@ fn test_math_col_clip_sparse() {
 
 fn median_all(stake: &[I32F32], score: &[I32F32], majority: I32F32) -> I32F32 {
     let idx: Vec<usize> = (0..stake.len()).collect();
-    weighted_median(stake, score, &idx, fixed(1.) - majority, fixed(0.), sum(stake))
+    weighted_median(
+        stake,
+        score,
+        &idx,
+        fixed(1.) - majority,
+        fixed(0.),
+        sum(stake),
+    )
 }
 
 #[test]
@@ -537,15 +631,38 @@ fn test_math_weighted_median_randomised() {
 fn test_math_weighted_median_col_sparse() {
     assert!(weighted_median_col_sparse(&[], &[vec![]], 0, fixed(0.5)).is_empty());
     let w = vec_to_sparse_mat_fixed(&[0.; 4], 2, false);
-    assert_eq!(weighted_median_col_sparse(&vec_to_fixed(&[0., 0.]), &w, 2, fixed(0.5)), vec_to_fixed(&[0., 0.]));
+    assert_eq!(
+        weighted_median_col_sparse(&vec_to_fixed(&[0., 0.]), &w, 2, fixed(0.5)),
+        vec_to_fixed(&[0., 0.])
+    );
     let stake = vec_to_fixed(&[0., 0.75, 0.25, 0.]);
-    let w = vec_to_sparse_mat_fixed(&[0., 0.1, 0., 0., 0.2, 0.4, 0., 0.3, 0.1, 0., 0.4, 0.5], 4, false);
-    assert_eq!(weighted_median_col_sparse(&stake, &w, 3, fixed(0.24)), vec_to_fixed(&[0., 0.3, 0.4]));
-    assert_eq!(weighted_median_col_sparse(&stake, &w, 3, fixed(0.26)), vec_to_fixed(&[0., 0.2, 0.4]));
-    assert_eq!(weighted_median_col_sparse(&stake, &w, 3, fixed(0.76)), vec_to_fixed(&[0., 0.2, 0.1]));
+    let w = vec_to_sparse_mat_fixed(
+        &[0., 0.1, 0., 0., 0.2, 0.4, 0., 0.3, 0.1, 0., 0.4, 0.5],
+        4,
+        false,
+    );
+    assert_eq!(
+        weighted_median_col_sparse(&stake, &w, 3, fixed(0.24)),
+        vec_to_fixed(&[0., 0.3, 0.4])
+    );
+    assert_eq!(
+        weighted_median_col_sparse(&stake, &w, 3, fixed(0.26)),
+        vec_to_fixed(&[0., 0.2, 0.4])
+    );
+    assert_eq!(
+        weighted_median_col_sparse(&stake, &w, 3, fixed(0.76)),
+        vec_to_fixed(&[0., 0.2, 0.1])
+    );
     let stake = vec_to_fixed(&[0., 0.3, 0.2, 0.5]);
-    let w = vec_to_sparse_mat_fixed(&[0., 0.1, 0., 0., 0.2, 0.4, 0., 0.3, 0.1, 0., 0., 0.5], 4, false);
-    assert_eq!(weighted_median_col_sparse(&stake, &w, 3, fixed(0.51)), vec_to_fixed(&[0., 0., 0.4]));
+    let w = vec_to_sparse_mat_fixed(
+        &[0., 0.1, 0., 0., 0.2, 0.4, 0., 0.3, 0.1, 0., 0., 0.5],
+        4,
+        false,
+    );
+    assert_eq!(
+        weighted_median_col_sparse(&stake, &w, 3, fixed(0.51)),
+        vec_to_fixed(&[0., 0., 0.4])
+    );
 }
 
 #[test]
@@ -565,7 +682,11 @@ fn test_math_interpolate_sparse() {
     let m2 = vec_to_sparse_mat_fixed(&[10., 100., 1000., 10000., 100000., 0.], 3, false);
     assert_eq!(interpolate_sparse(&m1, &m2, 2, fixed(0.)), m1);
     let t = vec_to_sparse_mat_fixed(&[9.1, 90., 910., 9100., 91000., 10000.], 3, false);
-    assert_sparse_mat_compare(&interpolate_sparse(&m1, &m2, 2, I32F32::from_num(0.9)), &t, fixed(0.0001));
+    assert_sparse_mat_compare(
+        &interpolate_sparse(&m1, &m2, 2, I32F32::from_num(0.9)),
+        &t,
+        fixed(0.0001),
+    );
     let ones = vec_to_sparse_mat_fixed(&[1.; 12], 4, false);
     assert_eq!(interpolate_sparse(&z, &ones, 3, fixed(0.)), z);
     let r = interpolate_sparse(&z, &ones, 3, I32F32::from_num(0.000000001));
@@ -583,8 +704,12 @@ fn test_math_sparse_mat_ema() {
     let cases: [([f32; 12], [f32; 12], [f32; 12]); 5] = [
         (
             [1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.],
-            [10., 20., 30., 40., 50., 60., 70., 80., 90., 100., 110., 120.],
-            [1.9, 3.8, 5.7, 7.6, 9.5, 11.4, 13.3, 15.2, 17.1, 19., 20.9, 22.8],
+            [
+                10., 20., 30., 40., 50., 60., 70., 80., 90., 100., 110., 120.,
+            ],
+            [
+                1.9, 3.8, 5.7, 7.6, 9.5, 11.4, 13.3, 15.2, 17.1, 19., 20.9, 22.8,
+            ],
         ),
         (
             [0., 2., 3., 4., 0., 6., 7., 8., 0., 10., 11., 12.],
@@ -617,7 +742,10 @@ fn test_math_sparse_mat_ema() {
 fn test_fixed_proportion_to_u16() {
     assert_eq!(fixed_proportion_to_u16(I32F32::from_num(0)), 0);
     // Saturates: 65535 * 65535 does not fit a u16.
-    assert_eq!(fixed_proportion_to_u16(I32F32::from_num(u16::MAX)), u16::MAX);
+    assert_eq!(
+        fixed_proportion_to_u16(I32F32::from_num(u16::MAX)),
+        u16::MAX
+    );
     assert_eq!(fixed_proportion_to_u16(I32F32::from_num(-1)), 0);
 }
 
@@ -635,12 +763,22 @@ fn ours_mat_ema_alpha_sparse_clamps_and_drops_absent_bonds() {
     let old = vec![vec![(0, fixed(0.4)), (1, fixed(0.9))], vec![(0, fixed(3.))]];
     let alpha = vec![vec![fixed(0.5), fixed(0.5)], vec![fixed(0.5), fixed(0.5)]];
     let r = mat_ema_alpha_sparse(&new, &old, &alpha);
-    assert_sparse_mat_compare(&r, &[vec![(0, fixed(0.7))], vec![(0, fixed(1.))]], fixed(0.000001));
+    assert_sparse_mat_compare(
+        &r,
+        &[vec![(0, fixed(0.7))], vec![(0, fixed(1.))]],
+        fixed(0.000001),
+    );
     // Mismatched shapes return `new` unchanged.
     assert_eq!(mat_ema_alpha_sparse(&new, &old[..1], &alpha), new);
 }
 
-fn random_sparse(rng: &mut StdRng, rows: usize, cols: u16, density: f64, shuffle: bool) -> Vec<SparseRow> {
+fn random_sparse(
+    rng: &mut StdRng,
+    rows: usize,
+    cols: u16,
+    density: f64,
+    shuffle: bool,
+) -> Vec<SparseRow> {
     (0..rows)
         .map(|_| {
             let mut row: SparseRow = Vec::new();
@@ -673,14 +811,24 @@ fn ours_liquid_alpha_ema_matches_dense_alpha_matrix() {
         let shuffle = case % 3 == 0;
         let w = random_sparse(&mut rng, n, n as u16, 0.4, shuffle);
         let b = random_sparse(&mut rng, n, n as u16, 0.4, shuffle);
-        let c: Vec<I32F32> = (0..n).map(|_| I32F32::from_bits(rng.gen_range(0..=(1_i64 << 32)))).collect();
+        let c: Vec<I32F32> = (0..n)
+            .map(|_| I32F32::from_bits(rng.gen_range(0..=(1_i64 << 32))))
+            .collect();
         let dense = mat_ema_alpha_sparse(&w, &b, &liquid_alpha_matrix_sparse(&w, &b, &c, la));
-        assert_eq!(liquid_alpha_ema_sparse(&w, &b, &c, la), dense, "case {case}");
+        assert_eq!(
+            liquid_alpha_ema_sparse(&w, &b, &c, la),
+            dense,
+            "case {case}"
+        );
     }
 }
 
 /// The chain's `mat_ema_sparse`, written densely as the chain does, for comparison.
-fn mat_ema_sparse_dense_reference(new: &[SparseRow], old: &[SparseRow], alpha: I32F32) -> Vec<SparseRow> {
+fn mat_ema_sparse_dense_reference(
+    new: &[SparseRow],
+    old: &[SparseRow],
+    alpha: I32F32,
+) -> Vec<SparseRow> {
     let n = new.len();
     let oma = fixed(1.).saturating_sub(alpha);
     new.iter()
@@ -714,6 +862,190 @@ fn ours_mat_ema_sparse_matches_dense_reference() {
         let w = random_sparse(&mut rng, n, (n + 3) as u16, 0.3, case % 2 == 0);
         let b = random_sparse(&mut rng, n, (n + 3) as u16, 0.3, case % 2 == 1);
         let alpha = I32F32::from_bits(rng.gen_range(0..=(1_i64 << 32)));
-        assert_eq!(mat_ema_sparse(&w, &b, alpha), mat_ema_sparse_dense_reference(&w, &b, alpha), "case {case}");
+        assert_eq!(
+            mat_ema_sparse(&w, &b, alpha),
+            mat_ema_sparse_dense_reference(&w, &b, alpha),
+            "case {case}"
+        );
+    }
+}
+
+#[test]
+fn ours_fast_division_matches_substrate_fixed_bit_for_bit() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let edge: [i64; 12] = [
+        0,
+        1,
+        -1,
+        i64::MAX,
+        i64::MIN,
+        i64::MIN + 1,
+        1 << 32,
+        -(1 << 32),
+        (1 << 31) - 1,
+        1 << 31,
+        65_535 << 32,
+        3,
+    ];
+    let mut pairs: Vec<(i64, i64)> = Vec::new();
+    for &a in &edge {
+        for &b in &edge {
+            pairs.push((a, b));
+        }
+    }
+    for _ in 0..200_000 {
+        let shift_a = rng.gen_range(0..64);
+        let shift_b = rng.gen_range(0..64);
+        let a = rng.r#gen::<i64>() >> shift_a;
+        let b = rng.r#gen::<i64>() >> shift_b;
+        pairs.push((a, b));
+    }
+    for (a, b) in pairs {
+        let (fa, fb) = (I32F32::from_bits(a), I32F32::from_bits(b));
+        assert_eq!(checked_div(fa, fb), fa.checked_div(fb), "{a} / {b}");
+        if b != 0 {
+            assert_eq!(saturating_div(fa, fb), fa.saturating_div(fb), "{a} / {b}");
+        }
+    }
+}
+
+#[test]
+fn ours_exp_matches_substrate_fixed_bit_for_bit() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut xs: Vec<I32F32> = vec![
+        fixed(0.),
+        fixed(1.),
+        fixed(-1.),
+        fixed(20.),
+        fixed(-20.),
+        fixed(21.),
+        fixed(0.5),
+        I32F32::from_bits(1),
+        I32F32::from_bits(-1),
+    ];
+    for _ in 0..20_000 {
+        xs.push(I32F32::from_bits(
+            rng.gen_range(-(25_i64 << 32)..(25_i64 << 32)),
+        ));
+    }
+    for x in xs {
+        assert_eq!(exp_fixed(x), exp::<I32F32, I32F32>(x).ok(), "exp({x:?})");
+    }
+}
+
+#[test]
+fn ours_prepared_divisor_matches_checked_div_bit_for_bit() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut divisors: Vec<i64> = vec![
+        1,
+        2,
+        3,
+        7,
+        1 << 32,
+        3 << 32,
+        (1 << 32) + 1,
+        i64::MAX,
+        -5,
+        0,
+        65_535 << 32,
+    ];
+    for _ in 0..2_000 {
+        let shift = rng.gen_range(0..64);
+        divisors.push(rng.r#gen::<i64>() >> shift);
+        divisors.push((rng.r#gen::<u64>() >> rng.gen_range(1..64)) as i64);
+    }
+    for d in divisors {
+        let prepared = Divisor::new(I32F32::from_bits(d));
+        let mut numerators: Vec<i64> = vec![
+            0,
+            1,
+            -1,
+            i64::MAX,
+            i64::MIN,
+            1 << 32,
+            (1 << 32) - 1,
+            d,
+            d.wrapping_mul(2),
+        ];
+        for _ in 0..200 {
+            numerators.push(rng.r#gen::<i64>() >> rng.gen_range(0..64));
+            numerators.push((rng.r#gen::<u64>() >> rng.gen_range(1..64)) as i64);
+        }
+        for a in numerators {
+            let (fa, fd) = (I32F32::from_bits(a), I32F32::from_bits(d));
+            assert_eq!(prepared.div(fa), fa.checked_div(fd), "{a} / {d}");
+        }
+    }
+}
+
+#[test]
+fn ours_col_clip_in_place_matches_col_clip() {
+    let mut rng = StdRng::seed_from_u64(13);
+    for case in 0..100 {
+        let n = rng.gen_range(1..30usize);
+        let m = random_sparse(&mut rng, n, n as u16 + 2, 0.5, case % 2 == 0);
+        let th: Vec<I32F32> = (0..n)
+            .map(|_| {
+                if rng.gen_bool(0.2) {
+                    fixed(0.)
+                } else {
+                    I32F32::from_bits(rng.gen_range(0..=(1_i64 << 32)))
+                }
+            })
+            .collect();
+        let mut inplace = m.clone();
+        col_clip_sparse_in_place(&mut inplace, &th);
+        assert_eq!(inplace, col_clip_sparse(&m, &th), "case {case}");
+    }
+}
+
+#[test]
+fn ours_column_median_matches_index_based_weighted_median() {
+    let mut rng = StdRng::seed_from_u64(17);
+    for case in 0..300 {
+        let n = rng.gen_range(1..40usize);
+        let stake: Vec<I32F32> = (0..n)
+            .map(|_| {
+                if rng.gen_bool(0.3) {
+                    fixed(0.)
+                } else {
+                    I32F32::from_bits(rng.gen_range(1..(1_i64 << 32)))
+                }
+            })
+            .collect();
+        // Few distinct scores so ties and equal pivots are common.
+        let levels: Vec<I32F32> = (0..rng.gen_range(1..6))
+            .map(|_| I32F32::from_bits(rng.gen_range(0..(1_i64 << 32))))
+            .collect();
+        let mut w: Vec<SparseRow> = Vec::new();
+        for _ in 0..n {
+            let mut row = Vec::new();
+            for j in 0..n as u16 {
+                if rng.gen_bool(0.7) {
+                    row.push((j, levels[rng.gen_range(0..levels.len())]));
+                }
+            }
+            w.push(row);
+        }
+        let kappa = I32F32::from_bits(rng.gen_range(0..(1_i64 << 32)));
+        let got = weighted_median_col_sparse(&stake, &w, n as u16, kappa);
+        // Reference: the chain's formulation with index partitions.
+        let mut use_stake: Vec<I32F32> = stake.iter().copied().filter(|s| *s > fixed(0.)).collect();
+        inplace_normalize(&mut use_stake);
+        let total = sum(&use_stake);
+        let minority = total.saturating_sub(kappa);
+        let idx: Vec<usize> = (0..use_stake.len()).collect();
+        let want: Vec<I32F32> = (0..n as u16)
+            .map(|c| {
+                let col: Vec<I32F32> = stake
+                    .iter()
+                    .zip(&w)
+                    .filter(|(s, _)| **s > fixed(0.))
+                    .map(|(_, row)| row.iter().find(|(j, _)| *j == c).map_or(fixed(0.), |e| e.1))
+                    .collect();
+                weighted_median(&use_stake, &col, &idx, minority, fixed(0.), total)
+            })
+            .collect();
+        assert_eq!(got, want, "case {case}");
     }
 }

@@ -6,15 +6,32 @@ use super::*;
 
 #[test]
 fn sdk_conversion_matches_python_rounding() {
-    let cases: Vec<(Vec<u16>, Vec<f64>, Vec<(u16, u16)>)> = vec![
+    type Case = (Vec<u16>, Vec<f64>, Vec<(u16, u16)>);
+    let cases: Vec<Case> = vec![
         (vec![0, 1], vec![0.5, 1.0], vec![(0, 32768), (1, 65535)]),
-        (vec![0, 1, 2, 3], vec![0.1, 0.2, 0.3, 0.4], vec![(0, 16384), (1, 32768), (2, 49151), (3, 65535)]),
+        (
+            vec![0, 1, 2, 3],
+            vec![0.1, 0.2, 0.3, 0.4],
+            vec![(0, 16384), (1, 32768), (2, 49151), (3, 65535)],
+        ),
         // 1e-6 rounds to 0 and is dropped together with its uid.
-        (vec![3, 5, 7], vec![1e-6, 0.25, 0.75], vec![(5, 21845), (7, 65535)]),
+        (
+            vec![3, 5, 7],
+            vec![1e-6, 0.25, 0.75],
+            vec![(5, 21845), (7, 65535)],
+        ),
         // 2.5 rounds half to even (2), not away from zero (3); explicit zeros are dropped.
-        (vec![0, 1, 2], vec![2.5, 65535.0, 0.0], vec![(0, 2), (1, 65535)]),
+        (
+            vec![0, 1, 2],
+            vec![2.5, 65535.0, 0.0],
+            vec![(0, 2), (1, 65535)],
+        ),
         // f32 inputs (numpy float32) widen exactly.
-        (vec![0, 1], vec![f64::from(0.1_f32), f64::from(0.3_f32)], vec![(0, 21845), (1, 65535)]),
+        (
+            vec![0, 1],
+            vec![f64::from(0.1_f32), f64::from(0.3_f32)],
+            vec![(0, 21845), (1, 65535)],
+        ),
         // Order is kept as given.
         (vec![9, 4], vec![1.0, 1e-5], vec![(9, 65535), (4, 1)]),
     ];
@@ -91,22 +108,45 @@ fn each_chain_check_fires_with_its_name() {
         check_set_weights(&c, &nine, &[1; 9]),
         Err(WeightsError::UidsLengthExceedUidsInSubNet { len: 9, n: 8 })
     );
-    let poor = SetWeightsContext { stake_threshold: 2_000, ..c };
+    let poor = SetWeightsContext {
+        stake_threshold: 2_000,
+        ..c
+    };
     assert_eq!(
         check_set_weights(&poor, &[1], &[1]),
-        Err(WeightsError::NotEnoughStakeToSetWeights { stake: 1_000, threshold: 2_000 })
+        Err(WeightsError::NotEnoughStakeToSetWeights {
+            stake: 1_000,
+            threshold: 2_000
+        })
     );
-    let old = SetWeightsContext { required_version_key: 10_002_000, version_key: 10_001_999, ..c };
+    let old = SetWeightsContext {
+        required_version_key: 10_002_000,
+        version_key: 10_001_999,
+        ..c
+    };
     assert_eq!(
         check_set_weights(&old, &[1], &[1]),
-        Err(WeightsError::IncorrectWeightVersionKey { got: 10_001_999, required: 10_002_000 })
+        Err(WeightsError::IncorrectWeightVersionKey {
+            got: 10_001_999,
+            required: 10_002_000
+        })
     );
-    let fast = SetWeightsContext { last_update: 950, ..c };
+    let fast = SetWeightsContext {
+        last_update: 950,
+        ..c
+    };
     assert_eq!(
         check_set_weights(&fast, &[1], &[1]),
-        Err(WeightsError::SettingWeightsTooFast { last_update: 950, current_block: 1_000, rate_limit: 100 })
+        Err(WeightsError::SettingWeightsTooFast {
+            last_update: 950,
+            current_block: 1_000,
+            rate_limit: 100
+        })
     );
-    let no_permit = SetWeightsContext { validator_permit: false, ..c };
+    let no_permit = SetWeightsContext {
+        validator_permit: false,
+        ..c
+    };
     assert_eq!(
         check_set_weights(&no_permit, &[1], &[1]),
         Err(WeightsError::NeuronNoValidatorPermit { uid: 0 })
@@ -119,25 +159,38 @@ fn each_chain_check_fires_with_its_name() {
         check_set_weights(&c, &[1, 8], &[1, 1]),
         Err(WeightsError::UidVecContainInvalidOne { uid: 8, n: 8 })
     );
-    let picky = SetWeightsContext { min_allowed_weights: 3, ..c };
+    let picky = SetWeightsContext {
+        min_allowed_weights: 3,
+        ..c
+    };
     assert_eq!(
         check_set_weights(&picky, &[1, 2], &[1, 1]),
         Err(WeightsError::WeightVecLengthIsLow { len: 2, min: 3 })
     );
     // Two equal weights are 0.5 each: allowed at a limit of 32768/65535, not at 32767/65535.
-    let loose = SetWeightsContext { max_weight_limit: u16::MAX / 2 + 1, ..c };
+    let loose = SetWeightsContext {
+        max_weight_limit: u16::MAX / 2 + 1,
+        ..c
+    };
     assert_eq!(
         check_set_weights(&loose, &[1, 2, 3], &[u16::MAX, u16::MAX, 0]),
         Ok(vec![(1, 65535), (2, 65535), (3, 0)])
     );
-    let capped = SetWeightsContext { max_weight_limit: u16::MAX / 2, ..c };
+    let capped = SetWeightsContext {
+        max_weight_limit: u16::MAX / 2,
+        ..c
+    };
     assert_eq!(
         check_set_weights(&capped, &[1, 2, 3], &[u16::MAX, u16::MAX, 0]),
-        Err(WeightsError::MaxWeightExceeded { limit: u16::MAX / 2 })
+        Err(WeightsError::MaxWeightExceeded {
+            limit: u16::MAX / 2
+        })
     );
     assert_eq!(
         check_set_weights(&capped, &[1, 2], &[u16::MAX, 1]),
-        Err(WeightsError::MaxWeightExceeded { limit: u16::MAX / 2 })
+        Err(WeightsError::MaxWeightExceeded {
+            limit: u16::MAX / 2
+        })
     );
 }
 
@@ -145,10 +198,17 @@ fn each_chain_check_fires_with_its_name() {
 fn exemptions_follow_the_chain() {
     let c = ctx();
     // Rate limit: exactly `rate_limit` blocks later is allowed; a never-set uid always is.
-    let edge = SetWeightsContext { last_update: 900, ..c };
+    let edge = SetWeightsContext {
+        last_update: 900,
+        ..c
+    };
     assert!(check_set_weights(&edge, &[1], &[1]).is_ok());
     // Commit-reveal skips the rate limit here.
-    let cr = SetWeightsContext { last_update: 999, commit_reveal_enabled: true, ..c };
+    let cr = SetWeightsContext {
+        last_update: 999,
+        commit_reveal_enabled: true,
+        ..c
+    };
     assert!(check_set_weights(&cr, &[1], &[1]).is_ok());
     // A single self-weight needs no permit, no minimum length and ignores the max limit.
     let lone = SetWeightsContext {
@@ -168,7 +228,11 @@ fn exemptions_follow_the_chain() {
     };
     assert!(check_set_weights(&owner, &[1, 2], &[1, 2]).is_ok());
     // The minimum is capped by the subnet size.
-    let small = SetWeightsContext { n: 2, min_allowed_weights: 1024, ..c };
+    let small = SetWeightsContext {
+        n: 2,
+        min_allowed_weights: 1024,
+        ..c
+    };
     assert!(check_set_weights(&small, &[0, 1], &[1, 1]).is_ok());
     // Duplicates are reported before unknown uids, as on the chain.
     assert_eq!(

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BenchCommand {
     /// Epistula signing, verification and middleware latency.
-    Epistula,
+    Epistula(super::bench_epistula::EpistulaBenchArgs),
     /// LLM engine: prompt processing, generation and scoring throughput, peak RSS.
     Engine(super::bench_engine::EngineBenchArgs),
 }
@@ -13,6 +13,6 @@ pub(crate) enum BenchCommand {
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Engine(args) => super::bench_engine::run(args),
-        BenchCommand::Epistula => anyhow::bail!("benchmarks are being written"),
+        BenchCommand::Epistula(args) => super::bench_epistula::run(args),
     }
 }

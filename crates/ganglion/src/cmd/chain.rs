@@ -1,0 +1,672 @@
+//! Chain commands: `chain serve`, `subnet …`, `neuron …`, `weights set`, `metagraph`,
+//! `faucet`. Each builds its own tokio runtime and talks to the chain only through
+//! `ganglion_chain::Chain` (a `LocalChain` over HTTP), except `chain serve`, which runs a node.
+//!
+//! Every command takes `--json`: one JSON document on stdout, logs on stderr.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use ganglion_chain::{
+    Chain, ChainConfig, HyperparamUpdate, LocalChain, Metagraph, NodeConfig, RAO_PER_TAO, TxReceipt, resolve_network,
+    spawn_node, u16_to_float,
+};
+use ganglion_core::keys::PublicKey;
+use serde_json::json;
+
+use crate::cmd::wallet::WalletArgs;
+
+/// Chain selection and output format, shared by every client command.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct NetArgs {
+    /// `local` (default: `$GANGLION_CHAIN_URL` or http://127.0.0.1:9944) or a node's http:// URL.
+    #[arg(long = "subtensor.network", alias = "network")]
+    network: Option<String>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl NetArgs {
+    fn chain(&self) -> anyhow::Result<Arc<dyn Chain>> {
+        let url = resolve_network(self.network.as_deref())?;
+        Ok(Arc::new(LocalChain::new(&url)?))
+    }
+}
+
+/// `ganglion chain …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChainCommand {
+    /// Run a persistent local chain node (blocks, epochs, HTTP/SSE API).
+    Serve(ServeArgs),
+}
+
+/// `ganglion chain serve` flags.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where the chain database lives (created if missing).
+    #[arg(long = "data-dir", default_value = "~/.ganglion/chain")]
+    data_dir: PathBuf,
+    /// Port of the HTTP API.
+    #[arg(long, default_value_t = 9944)]
+    port: u16,
+    /// Address to bind (loopback by default; the API has no authentication).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Time between blocks, e.g. `12s`, `1s`, `250ms`.
+    #[arg(long = "block-time", default_value = "12s", value_parser = parse_duration)]
+    block_time: Duration,
+    /// Tempo (blocks between epochs) of newly created subnets.
+    #[arg(long, default_value_t = 360)]
+    tempo: u16,
+    /// Refuse `faucet` transactions.
+    #[arg(long = "no-faucet")]
+    no_faucet: bool,
+    /// Print the startup line as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parse `250ms`, `1s`, `1.5s`, `2m` or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("`{text}` is not a duration like 12s, 1s or 250ms"))?;
+    let secs = value * scale;
+    if !secs.is_finite() || secs < 0.001 || secs > 3600.0 {
+        return Err(format!("`{text}` is out of range: use between 1ms and 1h"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `ganglion subnet …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SubnetCommand {
+    /// Create a subnet owned by the wallet's coldkey, with its hotkey as owner neuron (uid 0).
+    Create {
+        /// Claim this netuid (default: the next free one).
+        #[arg(long)]
+        netuid: Option<u16>,
+        #[command(flatten)]
+        wallet: WalletArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// List subnets.
+    List {
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Show one subnet with its hyperparameters.
+    Show {
+        /// Subnet id.
+        #[arg(long)]
+        netuid: u16,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Show hyperparameters, or `set NAME VALUE` as the owner.
+    Hyperparams(HyperparamsArgs),
+}
+
+/// `ganglion subnet hyperparams` flags.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct HyperparamsArgs {
+    /// Subnet id.
+    #[arg(long)]
+    netuid: Option<u16>,
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(subcommand)]
+    action: Option<HyperparamsAction>,
+}
+
+/// `ganglion subnet hyperparams set`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum HyperparamsAction {
+    /// Change one hyperparameter (signed by the owner coldkey).
+    Set {
+        /// Subnet id.
+        #[arg(long)]
+        netuid: u16,
+        /// Name, e.g. `tempo`, `weights_rate_limit`, `min_allowed_weights`.
+        #[arg(value_name = "NAME")]
+        param_name: String,
+        /// New value (integer or true/false).
+        #[arg(value_name = "VALUE")]
+        param_value: String,
+        #[command(flatten)]
+        wallet: WalletArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+/// `ganglion neuron …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NeuronCommand {
+    /// Burned registration of the wallet's hotkey (the coldkey pays the burn).
+    Register {
+        /// Subnet id.
+        #[arg(long)]
+        netuid: u16,
+        #[command(flatten)]
+        wallet: WalletArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Stake TAO from the coldkey on a hotkey.
+    Stake(StakeArgs),
+    /// Unstake TAO back to the coldkey.
+    Unstake(StakeArgs),
+    /// Publish the hotkey's axon address.
+    Serve {
+        /// Subnet id.
+        #[arg(long)]
+        netuid: u16,
+        /// IP address to publish (loopback is fine on a local chain).
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: IpAddr,
+        /// Port the axon listens on.
+        #[arg(long)]
+        port: u16,
+        /// Protocol number (the SDK uses 4).
+        #[arg(long, default_value_t = 4)]
+        protocol: u8,
+        /// Version as major·10⁶ + minor·10³ + patch.
+        #[arg(long = "axon-version", default_value_t = version_as_int())]
+        axon_version: u32,
+        #[command(flatten)]
+        wallet: WalletArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+/// Stake and unstake flags.
+#[derive(Debug, Args)]
+pub(crate) struct StakeArgs {
+    /// Subnet id.
+    #[arg(long)]
+    netuid: u16,
+    /// Amount in TAO.
+    #[arg(long)]
+    amount: f64,
+    /// Hotkey SS58 (default: the wallet's hotkey).
+    #[arg(long = "hotkey-ss58")]
+    hotkey_ss58: Option<PublicKey>,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// `ganglion weights …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum WeightsCommand {
+    /// Set weights from the wallet's hotkey (floats, converted as the SDK does).
+    Set {
+        /// Subnet id.
+        #[arg(long)]
+        netuid: u16,
+        /// Target uids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        uids: Vec<u16>,
+        /// Weights, comma-separated, one per uid (non-negative; normalised by the max).
+        #[arg(long, value_delimiter = ',', required = true, allow_hyphen_values = true)]
+        weights: Vec<f64>,
+        /// Validator version key.
+        #[arg(long = "version-key", default_value_t = u64::from(version_as_int()))]
+        version_key: u64,
+        #[command(flatten)]
+        wallet: WalletArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+/// `ganglion metagraph` flags.
+#[derive(Debug, Args)]
+pub(crate) struct MetagraphArgs {
+    /// Subnet id.
+    #[arg(long)]
+    netuid: u16,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// `ganglion faucet` flags.
+#[derive(Debug, Args)]
+pub(crate) struct FaucetArgs {
+    /// TAO to credit to the wallet's coldkey (at most 10000 per call).
+    #[arg(long, default_value_t = 1000.0)]
+    amount: f64,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+fn version_as_int() -> u32 {
+    let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b, c) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    a * 1_000_000 + b * 1_000 + c
+}
+
+fn tao_to_rao(tao: f64) -> anyhow::Result<u64> {
+    if !tao.is_finite() || tao < 0.0 {
+        bail!("amount {tao} is not a non-negative number of TAO");
+    }
+    let rao = (tao * RAO_PER_TAO as f64).round();
+    if rao > u64::MAX as f64 {
+        bail!("amount {tao} TAO is too large");
+    }
+    Ok(rao as u64)
+}
+
+fn tao(rao: u64) -> f64 {
+    rao as f64 / RAO_PER_TAO as f64
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the async runtime")
+}
+
+fn print_receipt(json_out: bool, what: &str, receipt: &TxReceipt, extra: serde_json::Value) {
+    if json_out {
+        let mut doc = json!({ "ok": true, "action": what, "hash": receipt.hash, "block": receipt.block });
+        if let (Some(obj), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+            obj.extend(extra.clone());
+        }
+        println!("{doc}");
+    } else {
+        println!("{what}: included in block {} (tx {})", receipt.block, &receipt.hash[..16.min(receipt.hash.len())]);
+    }
+}
+
+fn hotkey_pub(wallet: &WalletArgs) -> anyhow::Result<PublicKey> {
+    let w = wallet.wallet()?;
+    w.hotkeypub().or_else(|_| w.hotkey(&wallet.passwords()).map(|k| k.public())).with_context(|| {
+        format!("reading hotkey `{}` of wallet `{}` (create it with `ganglion wallet new-hotkey`)", wallet.hotkey, wallet.name)
+    })
+}
+
+/// `ganglion chain …`.
+pub(crate) fn run_chain(command: ChainCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ChainCommand::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = ganglion_core::wallet::expand_home(&args.data_dir);
+    if args.tempo == 0 {
+        bail!("--tempo must be at least 1");
+    }
+    let config = NodeConfig {
+        data_dir: data_dir.clone(),
+        block_time: args.block_time,
+        chain: ChainConfig { faucet: !args.no_faucet, default_tempo: args.tempo, ..ChainConfig::default() },
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let handle = spawn_node(config, SocketAddr::new(args.host, args.port)).await?;
+        let info = handle.node.info_now()?;
+        if args.json {
+            println!(
+                "{}",
+                json!({ "url": handle.url(), "data_dir": data_dir, "genesis_hash": info.genesis_hash, "block": info.block,
+                        "block_time_ms": info.block_time_ms, "faucet": info.faucet })
+            );
+        } else {
+            println!(
+                "ganglion chain listening on {} (data {}, block {}, block time {:?}, genesis {})",
+                handle.url(),
+                data_dir.display(),
+                info.block,
+                args.block_time,
+                &info.genesis_hash[..16]
+            );
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("shutting down");
+                handle.shutdown().await;
+            }
+            _ = wait_for_term() => {
+                handle.shutdown().await;
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+async fn wait_for_term() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_term() {
+    std::future::pending::<()>().await
+}
+
+/// `ganglion subnet …`.
+pub(crate) fn run_subnet(command: SubnetCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        match command {
+            SubnetCommand::Create { netuid, wallet, net } => {
+                let chain = net.chain()?;
+                let hotkey = hotkey_pub(&wallet)?;
+                let coldkey = wallet.wallet()?.coldkey(&wallet.passwords())?;
+                let receipt = chain.register_network(&coldkey, &hotkey, netuid).await?;
+                let netuid = receipt.netuid.unwrap_or_default();
+                print_receipt(net.json, "subnet create", &receipt, json!({ "netuid": netuid, "owner_hotkey": hotkey.to_ss58() }));
+                if !net.json {
+                    println!("created subnet {netuid}; owner hotkey {hotkey} is uid 0");
+                }
+            }
+            SubnetCommand::List { net } => {
+                let chain = net.chain()?;
+                let subnets = chain.subnets().await?;
+                if net.json {
+                    println!("{}", serde_json::to_string(&subnets)?);
+                } else {
+                    println!("{:>6} {:>9} {:>6} {:>12} {:>12} {:>8}  OWNER", "NETUID", "N", "TEMPO", "BURN(τ)", "EMISSION(τ)", "EPOCHS");
+                    for s in subnets {
+                        println!(
+                            "{:>6} {:>9} {:>6} {:>12.4} {:>12.4} {:>8}  {}",
+                            s.netuid,
+                            format!("{}/{}", s.n, s.max_n),
+                            s.tempo,
+                            tao(s.burn),
+                            tao(s.emission_per_block),
+                            s.epoch_index,
+                            s.owner_coldkey
+                        );
+                    }
+                }
+            }
+            SubnetCommand::Show { netuid, net } => {
+                let chain = net.chain()?;
+                let info = chain.subnet(netuid).await?;
+                let params = chain.hyperparams(netuid).await?;
+                if net.json {
+                    println!("{}", json!({ "subnet": info, "hyperparams": params }));
+                } else {
+                    println!("subnet {netuid}: {}/{} neurons, tempo {}, burn {:.4} τ, {} epochs", info.n, info.max_n, info.tempo, tao(info.burn), info.epoch_index);
+                    println!("owner coldkey {}  owner hotkey {}", info.owner_coldkey, info.owner_hotkey);
+                    print_params(&serde_json::to_value(&params)?);
+                }
+            }
+            SubnetCommand::Hyperparams(args) => match args.action {
+                None => {
+                    let Some(netuid) = args.netuid else { bail!("pass --netuid N (or `hyperparams set --netuid N NAME VALUE`)") };
+                    let chain = args.net.chain()?;
+                    let params = chain.hyperparams(netuid).await?;
+                    if args.net.json {
+                        println!("{}", serde_json::to_string(&params)?);
+                    } else {
+                        print_params(&serde_json::to_value(&params)?);
+                    }
+                }
+                Some(HyperparamsAction::Set { netuid, param_name: name, param_value: value, wallet, net }) => {
+                    let update = HyperparamUpdate::from_name_value(&name, &value).map_err(anyhow::Error::msg)?;
+                    let chain = net.chain()?;
+                    let coldkey = wallet.wallet()?.coldkey(&wallet.passwords())?;
+                    let receipt = chain.set_hyperparams(&coldkey, netuid, update).await?;
+                    print_receipt(net.json, "hyperparams set", &receipt, json!({ "netuid": netuid, "name": name, "value": value }));
+                }
+            },
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_params(params: &serde_json::Value) {
+    if let Some(map) = params.as_object() {
+        for (k, v) in map {
+            println!("  {k:<32} {v}");
+        }
+    }
+}
+
+/// `ganglion neuron …`.
+pub(crate) fn run_neuron(command: NeuronCommand) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        match command {
+            NeuronCommand::Register { netuid, wallet, net } => {
+                let chain = net.chain()?;
+                let hotkey = hotkey_pub(&wallet)?;
+                let burn = chain.subnet(netuid).await?.burn;
+                let coldkey = wallet.wallet()?.coldkey(&wallet.passwords())?;
+                let receipt = chain.register(&coldkey, netuid, &hotkey).await?;
+                let uid = receipt.uid.unwrap_or_default();
+                print_receipt(net.json, "register", &receipt, json!({ "netuid": netuid, "uid": uid, "hotkey": hotkey.to_ss58(), "burn_rao": burn }));
+                if !net.json {
+                    println!("hotkey {hotkey} registered as uid {uid} in subnet {netuid} (burned {:.4} τ)", tao(burn));
+                }
+            }
+            NeuronCommand::Stake(args) => stake(args, true).await?,
+            NeuronCommand::Unstake(args) => stake(args, false).await?,
+            NeuronCommand::Serve { netuid, ip, port, protocol, axon_version: version, wallet, net } => {
+                let chain = net.chain()?;
+                let hotkey = wallet.wallet()?.hotkey(&wallet.passwords())?;
+                let receipt = chain.serve_axon(&hotkey, netuid, ip, port, version, protocol).await?;
+                print_receipt(net.json, "serve", &receipt, json!({ "netuid": netuid, "ip": ip, "port": port }));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn stake(args: StakeArgs, add: bool) -> anyhow::Result<()> {
+    let amount = tao_to_rao(args.amount)?;
+    let chain = args.net.chain()?;
+    let hotkey = match args.hotkey_ss58 {
+        Some(h) => h,
+        None => hotkey_pub(&args.wallet)?,
+    };
+    let coldkey = args.wallet.wallet()?.coldkey(&args.wallet.passwords())?;
+    let receipt = if add {
+        chain.add_stake(&coldkey, args.netuid, &hotkey, amount).await?
+    } else {
+        chain.remove_stake(&coldkey, args.netuid, &hotkey, amount).await?
+    };
+    let balance = chain.account(&coldkey.public()).await?.balance;
+    let what = if add { "stake" } else { "unstake" };
+    print_receipt(args.net.json, what, &receipt, json!({ "netuid": args.netuid, "hotkey": hotkey.to_ss58(), "amount_rao": amount, "balance_rao": balance }));
+    if !args.net.json {
+        println!("{what} {:.4} τ on {hotkey}; coldkey balance now {:.4} τ", tao(amount), tao(balance));
+    }
+    Ok(())
+}
+
+/// `ganglion weights …`.
+pub(crate) fn run_weights(command: WeightsCommand) -> anyhow::Result<ExitCode> {
+    let WeightsCommand::Set { netuid, uids, weights, version_key, wallet, net } = command;
+    if uids.len() != weights.len() {
+        bail!("{} uids but {} weights: pass one weight per uid", uids.len(), weights.len());
+    }
+    let (uids16, values) = ganglion_yuma::weights::convert_weights_and_uids_for_emit(&uids, &weights)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if uids16.is_empty() {
+        bail!("all weights are zero: nothing to set (the SDK sends nothing either)");
+    }
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let chain = net.chain()?;
+        let hotkey = wallet.wallet()?.hotkey(&wallet.passwords())?;
+        let receipt = chain.set_weights(&hotkey, netuid, uids16.clone(), values.clone(), version_key).await?;
+        print_receipt(net.json, "weights set", &receipt, json!({ "netuid": netuid, "uids": uids16, "values": values }));
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `ganglion metagraph`.
+pub(crate) fn run_metagraph(args: MetagraphArgs) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let chain = args.net.chain()?;
+        let metagraph = Metagraph::fetch(chain.as_ref(), args.netuid).await?;
+        let info = chain.subnet(args.netuid).await?;
+        if args.net.json {
+            println!("{}", json!({ "netuid": args.netuid, "block": metagraph.block(), "subnet": info, "neurons": metagraph.neurons() }));
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "Subnet {} · block {} · {} neurons · tempo {} · epochs {} · burn {:.4} τ",
+            args.netuid,
+            metagraph.block(),
+            metagraph.n(),
+            info.tempo,
+            info.epoch_index,
+            tao(info.burn)
+        );
+        println!(
+            "{:>4} {:>12} {:>7} {:>7} {:>9} {:>9} {:>9} {:>12} {:>6} {:>7} {:>7} {:>21}  {:<12} {:<12}",
+            "UID", "STAKE(τ)", "VTRUST", "CONS", "INCENTIVE", "DIVIDENDS", "EMISSION", "EMISSION(ρ)", "ACTIVE", "VPERMIT", "UPDATED", "AXON", "HOTKEY", "COLDKEY"
+        );
+        let short = |k: &PublicKey| {
+            let s = k.to_ss58();
+            format!("{}…{}", &s[..5], &s[s.len() - 4..])
+        };
+        let mut totals = (0u64, 0u64);
+        for n in metagraph.neurons() {
+            totals.0 += n.stake;
+            totals.1 += n.emission;
+            let axon = n.axon.as_ref().map(|a| SocketAddr::new(a.ip, a.port).to_string()).unwrap_or_else(|| "-".into());
+            println!(
+                "{:>4} {:>12.4} {:>7.4} {:>7.4} {:>9.5} {:>9.5} {:>9.5} {:>12} {:>6} {:>7} {:>7} {:>21}  {:<12} {:<12}",
+                n.uid,
+                tao(n.stake),
+                u16_to_float(n.validator_trust),
+                u16_to_float(n.consensus),
+                u16_to_float(n.incentive),
+                u16_to_float(n.dividends),
+                tao(n.emission),
+                n.emission,
+                if n.active { "*" } else { "" },
+                if n.validator_permit { "*" } else { "" },
+                metagraph.block().saturating_sub(n.last_update),
+                axon,
+                short(&n.hotkey),
+                short(&n.coldkey)
+            );
+        }
+        println!("total stake {:.4} τ · last epoch emission {:.4} τ", tao(totals.0), tao(totals.1));
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `ganglion faucet`.
+pub(crate) fn run_faucet(args: FaucetArgs) -> anyhow::Result<ExitCode> {
+    let amount = tao_to_rao(args.amount)?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let chain = args.net.chain()?;
+        let coldkey = args.wallet.wallet()?.coldkey(&args.wallet.passwords())?;
+        let receipt = chain.faucet(&coldkey, amount).await?;
+        let balance = chain.account(&coldkey.public()).await?.balance;
+        print_receipt(args.net.json, "faucet", &receipt, json!({ "coldkey": coldkey.public().to_ss58(), "amount_rao": amount, "balance_rao": balance }));
+        if !args.net.json {
+            println!("credited {:.4} τ to {}; balance {:.4} τ", tao(amount), coldkey.public(), tao(balance));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    enum TestCli {
+        #[command(subcommand)]
+        Chain(ChainCommand),
+        #[command(subcommand)]
+        Subnet(SubnetCommand),
+        #[command(subcommand)]
+        Neuron(NeuronCommand),
+        #[command(subcommand)]
+        Weights(WeightsCommand),
+        Metagraph(MetagraphArgs),
+        Faucet(FaucetArgs),
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        TestCli::command().debug_assert();
+        let parsed = TestCli::try_parse_from(["t", "weights", "set", "--netuid", "1", "--uids", "1,2", "--weights", "0.5,-1"]);
+        assert!(parsed.is_ok(), "negative weights parse and are refused later by the converter");
+        let parsed = TestCli::try_parse_from(["t", "subnet", "hyperparams", "set", "--netuid", "1", "tempo", "10"]);
+        assert!(parsed.is_ok());
+    }
+
+    #[test]
+    fn bad_weights_are_refused_before_signing() {
+        let run = |weights: Vec<f64>| {
+            let cmd = WeightsCommand::Set {
+                netuid: 1,
+                uids: vec![1, 2],
+                weights,
+                version_key: 0,
+                wallet: WalletArgs {
+                    name: "none".into(),
+                    hotkey: "none".into(),
+                    path: PathBuf::from("/nonexistent-ganglion-test"),
+                    password_file: None,
+                },
+                net: NetArgs { network: Some("http://127.0.0.1:9".into()), json: true },
+            };
+            run_weights(cmd).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert!(run(vec![f64::NAN, 1.0]).is_err_and(|e| e.contains("not a finite number")));
+        assert!(run(vec![-0.5, 1.0]).is_err_and(|e| e.contains("negative")));
+        assert!(run(vec![0.0, 0.0]).is_err_and(|e| e.contains("nothing to set")));
+        assert!(run(vec![1.0]).is_err_and(|e| e.contains("one weight per uid")));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("12s"), Ok(Duration::from_secs(12)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("NaNs").is_err());
+    }
+
+    #[test]
+    fn amounts() {
+        assert_eq!(tao_to_rao(1.5).ok(), Some(1_500_000_000));
+        assert!(tao_to_rao(-1.0).is_err());
+        assert!(tao_to_rao(f64::NAN).is_err());
+        assert!(tao_to_rao(1e30).is_err());
+    }
+}
