@@ -64,20 +64,42 @@ impl PublicKey {
 
     /// Checks `signature` over `message`, or over `<Bytes>message</Bytes>`.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        let Ok(public) = schnorrkel::PublicKey::from_bytes(&self.0) else {
-            return false;
-        };
+        self.verifying_key().is_some_and(|key| key.verify(message, signature))
+    }
+
+    /// The key decoded for verification, or `None` if the bytes are not a valid Ristretto
+    /// point. Decoding costs a point decompression; callers that verify many messages from
+    /// the same signer keep the result.
+    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+        schnorrkel::PublicKey::from_bytes(&self.0).ok().map(VerifyingKey)
+    }
+}
+
+/// A public key decoded once for repeated verification (see [`PublicKey::verifying_key`]).
+#[derive(Clone, Copy)]
+pub struct VerifyingKey(schnorrkel::PublicKey);
+
+impl VerifyingKey {
+    /// Checks `signature` over `message`, or over `<Bytes>message</Bytes>` as
+    /// substrate-interface and btwallet also accept.
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
         let Ok(signature) = schnorrkel::Signature::from_bytes(&signature.0) else {
             return false;
         };
-        if public.verify_simple(SIGNING_CONTEXT, message, &signature).is_ok() {
+        if self.0.verify_simple(SIGNING_CONTEXT, message, &signature).is_ok() {
             return true;
         }
         let mut wrapped = Vec::with_capacity(message.len() + 15);
         wrapped.extend_from_slice(b"<Bytes>");
         wrapped.extend_from_slice(message);
         wrapped.extend_from_slice(b"</Bytes>");
-        public.verify_simple(SIGNING_CONTEXT, &wrapped, &signature).is_ok()
+        self.0.verify_simple(SIGNING_CONTEXT, &wrapped, &signature).is_ok()
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyingKey({})", PublicKey(self.0.to_bytes()).to_ss58())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Throughput measurements behind `ganglion bench engine`: prompt processing, generation,
 //! teacher-forced scoring with and without a shared prefix, peak RSS, and (when `llama-bench`
-//! is on the PATH) llama.cpp's figures on the same GGUF for ratios.
+//! is on the PATH or installed by `scripts/install-llama-bench`) llama.cpp's figures on the
+//! same GGUF for ratios.
 //!
 //! Numbers are measured, never asserted: speed targets live here, not in unit tests.
 
@@ -197,9 +198,17 @@ fn find_on_path(name: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// `llama-bench` on the PATH, else where `scripts/install-llama-bench` puts it.
+fn find_llama_bench() -> Option<std::path::PathBuf> {
+    find_on_path("llama-bench").or_else(|| {
+        let installed = crate::store::ganglion_home().ok()?.join("tools/bin/llama-bench");
+        installed.is_file().then_some(installed)
+    })
+}
+
 fn run_llama_bench(model: &Path, opts: &BenchOptions) -> Result<LlamaCppFigures, String> {
-    let Some(bin) = find_on_path("llama-bench") else {
-        return Err("llama-bench is not on the PATH; install llama.cpp to get ratios".into());
+    let Some(bin) = find_llama_bench() else {
+        return Err("llama-bench not found on the PATH or in ~/.ganglion/tools/bin; run scripts/install-llama-bench to get ratios".into());
     };
     let threads = candle_core::utils::get_num_threads().to_string();
     let output = Command::new(&bin)

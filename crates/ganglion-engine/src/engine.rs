@@ -310,9 +310,14 @@ pub fn score_row(logprobs: &[f32], token: u32, k: usize) -> TokenScore {
 }
 
 impl Engine {
-    /// Loads a llama GGUF and its tokenizer.
+    /// Loads a llama GGUF and its tokenizer, weights in [`model::WeightFormat::Fast`].
     pub fn load(path: &Path) -> EngineResult<Self> {
-        let loaded = model::load_gguf(path)?;
+        Self::load_as(path, model::WeightFormat::Fast)
+    }
+
+    /// [`Engine::load`] with a choice of in-memory weight format.
+    pub fn load_as(path: &Path, format: model::WeightFormat) -> EngineResult<Self> {
+        let loaded = model::load_gguf_as(path, format)?;
         let tokenizer = Tokenizer::from_spec(loaded.vocab)?;
         if tokenizer.vocab_size() != loaded.model.config().vocab_size {
             return Err(EngineError::Unsupported(format!(

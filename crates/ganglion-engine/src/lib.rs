@@ -4,6 +4,7 @@
 //! Layers, inner to outer (each knows nothing about the ones after it):
 //! - [`store`]: where model files live, `model pull`/`list` (no tensors);
 //! - [`tokenizer`]: byte-level BPE from GGUF metadata and the chat template (no tensors);
+//! - [`matvec`]: exact one-row products on 32-weight quantized blocks (decoding);
 //! - [`model`]: the llama forward over GGUF quantized weights with all-position logits and a
 //!   reusable KV cache (no tokenizer, no sampling);
 //! - [`sampling`]: seeded, deterministic token selection;
@@ -15,6 +16,7 @@
 pub mod bench;
 pub mod engine;
 pub mod error;
+pub mod matvec;
 pub mod model;
 pub mod sampling;
 pub mod server;

@@ -75,14 +75,79 @@ impl KvCache {
 
 struct Block {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
+}
+
+/// Products with fewer rows than this (decoding: one row per sequence) use the quantized
+/// weights; from this many on (prompts, teacher-forced scoring) the dense copy.
+const DENSE_MIN_ROWS: usize = 8;
+
+/// A weight matrix held in the form each kind of product runs fastest on.
+///
+/// One-row products (decoding) are memory-bound: they run on the quantized blocks, through
+/// [`crate::matvec::BlockMatrix`] (exact f32 products with the stored weights) where the type
+/// allows, else candle's quantized matmul. Many-row products (prompts, teacher-forced scoring)
+/// are compute-bound, and candle 0.11 multiplies 32-block types with one dot product per
+/// output element (its tiled kernels need widths that are multiples of 256; SmolLM2's is 576),
+/// so a tiled f32 GEMM on a dense copy is several times faster there. Both forms hold the
+/// weights exactly as stored, so decoding and teacher forcing agree to rounding order.
+struct Linear {
+    one_row: RowProduct,
+    /// `Wᵀ` as a contiguous `(in, out)` f32 tensor, when the format keeps one.
+    dense: Option<Tensor>,
+}
+
+enum RowProduct {
+    Blocks(crate::matvec::BlockMatrix),
+    Candle(QMatMul),
+}
+
+impl Linear {
+    fn new(weights: QTensor, format: WeightFormat) -> EngineResult<Linear> {
+        if format == WeightFormat::AsStored {
+            return Ok(Linear { one_row: RowProduct::Candle(QMatMul::from_qtensor(weights)?), dense: None });
+        }
+        if matches!(weights.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+            // candle keeps these dense already.
+            return Ok(Linear { one_row: RowProduct::Candle(QMatMul::from_qtensor(weights)?), dense: None });
+        }
+        let dense = Some(weights.dequantize(&Device::Cpu)?.t()?.contiguous()?);
+        let one_row = match crate::matvec::BlockMatrix::from_qtensor(&weights)? {
+            Some(blocks) => RowProduct::Blocks(blocks),
+            None => RowProduct::Candle(requantize_for_speed(weights)?),
+        };
+        Ok(Linear { one_row, dense })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let rows = x.dim(0)?;
+        if let Some(w) = &self.dense {
+            if rows >= DENSE_MIN_ROWS {
+                return x.matmul(w);
+            }
+        }
+        match &self.one_row {
+            RowProduct::Candle(q) => q.forward(x),
+            RowProduct::Blocks(blocks) => {
+                let input = x.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+                let mut out = vec![0.0f32; rows * blocks.rows()];
+                for (row, y) in input.iter().zip(out.chunks_exact_mut(blocks.rows())) {
+                    if row.len() != blocks.cols() {
+                        candle_core::bail!("matvec: input width {} for a matrix of width {}", row.len(), blocks.cols());
+                    }
+                    blocks.matvec(row, y);
+                }
+                Tensor::from_vec(out, (rows, blocks.rows()), &Device::Cpu)
+            }
+        }
+    }
 }
 
 /// A llama model ready to run on the CPU.
@@ -91,7 +156,7 @@ pub struct Llama {
     tok_embd: QTensor,
     blocks: Vec<Block>,
     norm: Tensor,
-    output: QMatMul,
+    output: Linear,
     cos: Tensor,
     sin: Tensor,
 }
@@ -157,8 +222,39 @@ impl Meta<'_> {
     }
 }
 
-/// Opens and parses a GGUF file: weights, config and tokenizer vocabulary.
+/// How matrix weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightFormat {
+    /// Exactly as stored in the file.
+    AsStored,
+    /// Each matrix in the forms its products run fastest on (see `Linear`): the quantized
+    /// blocks for decoding and a dense f32 copy for prompts and scoring, about 5.3 bytes per
+    /// weight in all. Results differ from [`WeightFormat::AsStored`] only because candle
+    /// quantizes activations to 8 bits there and we do not (bounded by
+    /// `tests/reference_forward.rs`).
+    #[default]
+    Fast,
+}
+
+/// candle multiplies some block types with scalar code (Q4_1, Q5_0, Q5_1, Q8_1: 10–20×
+/// slower than its SIMD kernels); such weights are requantised once to Q8_0, which keeps 256
+/// levels per 32-weight block where those types have at most 32.
+fn requantize_for_speed(weights: QTensor) -> EngineResult<QMatMul> {
+    if matches!(weights.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 | GgmlDType::Q8_1) {
+        let dense = weights.dequantize(&Device::Cpu)?;
+        return Ok(QMatMul::from_qtensor(QTensor::quantize(&dense, GgmlDType::Q8_0)?)?);
+    }
+    Ok(QMatMul::from_qtensor(weights)?)
+}
+
+/// Opens and parses a GGUF file: weights, config and tokenizer vocabulary, with the weights
+/// in [`WeightFormat::Fast`].
 pub fn load_gguf(path: &Path) -> EngineResult<LoadedGguf> {
+    load_gguf_as(path, WeightFormat::Fast)
+}
+
+/// [`load_gguf`] with a choice of in-memory weight format.
+pub fn load_gguf_as(path: &Path, format: WeightFormat) -> EngineResult<LoadedGguf> {
     let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
     let content = gguf_file::Content::read(&mut file).map_err(|e| corrupt(path, e))?;
@@ -206,7 +302,7 @@ pub fn load_gguf(path: &Path) -> EngineResult<LoadedGguf> {
         chat_template: meta.content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok().cloned()),
     };
     let name = meta.content.metadata.get("general.name").and_then(|v| v.to_string().ok().cloned());
-    let model = Llama::from_gguf(cfg, &content, &mut file, path)?;
+    let model = Llama::from_gguf(cfg, &content, &mut file, path, format)?;
     Ok(LoadedGguf { model, vocab, name })
 }
 
@@ -230,6 +326,7 @@ impl Llama {
         content: &gguf_file::Content,
         reader: &mut R,
         path: &Path,
+        format: WeightFormat,
     ) -> EngineResult<Self> {
         let dev = Device::Cpu;
         let mut qtensor = |name: &str, want: &[usize]| -> EngineResult<QTensor> {
@@ -243,16 +340,16 @@ impl Llama {
         let kv = cfg.n_kv_head * hd;
         let tok_embd = qtensor("token_embd.weight", &[cfg.vocab_size, e])?;
         let output = if content.tensor_infos.contains_key("output.weight") {
-            QMatMul::from_qtensor(qtensor("output.weight", &[cfg.vocab_size, e])?)?
+            Linear::new(qtensor("output.weight", &[cfg.vocab_size, e])?, format)?
         } else {
-            QMatMul::from_qtensor(qtensor("token_embd.weight", &[cfg.vocab_size, e])?)?
+            Linear::new(qtensor("token_embd.weight", &[cfg.vocab_size, e])?, format)?
         };
         let norm = qtensor("output_norm.weight", &[e])?.dequantize(&dev)?;
         let mut blocks = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let p = format!("blk.{i}");
-            let mut mm = |n: &str, shape: &[usize]| -> EngineResult<QMatMul> {
-                Ok(QMatMul::from_qtensor(qtensor(&format!("{p}.{n}.weight"), shape)?)?)
+            let mut mm = |n: &str, shape: &[usize]| -> EngineResult<Linear> {
+                Linear::new(qtensor(&format!("{p}.{n}.weight"), shape)?, format)
             };
             let wq = mm("attn_q", &[e, e])?;
             let wk = mm("attn_k", &[kv, e])?;

@@ -20,7 +20,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ganglion_core::keys::{Keypair, PublicKey, Signature};
+use ganglion_core::keys::{Keypair, PublicKey, Signature, VerifyingKey};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
@@ -378,8 +378,42 @@ pub struct Caller {
 /// Verifies incoming requests: syntax, clock, receiver, signature, policy, replay.
 pub struct Verifier {
     config: VerifierConfig,
+    /// `config.receiver` as SS58, encoded once rather than per request.
+    receiver_ss58: Option<String>,
     policy: Arc<dyn CallerPolicy>,
     replay: ReplayCache,
+    signers: SignerCache,
+}
+
+/// Decoded keys of signers whose signatures verified. A node hears from few peers (its
+/// validators or its miners), and decoding a key (a point decompression) is a sizeable part of
+/// a verification. Only keys that produced a valid signature are kept, and at most
+/// [`SignerCache::CAPACITY`], so strangers cannot grow it.
+#[derive(Default)]
+struct SignerCache(std::sync::Mutex<std::collections::HashMap<PublicKey, VerifyingKey>>);
+
+impl SignerCache {
+    const CAPACITY: usize = 4096;
+
+    fn verify(&self, signer: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+        let cached = self.0.lock().ok().and_then(|keys| keys.get(signer).copied());
+        if let Some(key) = cached {
+            return key.verify(message, signature);
+        }
+        let Some(key) = signer.verifying_key() else {
+            return false;
+        };
+        if !key.verify(message, signature) {
+            return false;
+        }
+        if let Ok(mut keys) = self.0.lock() {
+            if keys.len() >= Self::CAPACITY {
+                keys.clear();
+            }
+            keys.insert(*signer, key);
+        }
+        true
+    }
 }
 
 impl std::fmt::Debug for Verifier {
@@ -392,7 +426,8 @@ impl Verifier {
     /// A verifier with a caller policy.
     pub fn new(config: VerifierConfig, policy: Arc<dyn CallerPolicy>) -> Verifier {
         let replay = ReplayCache::new(config.replay_capacity);
-        Verifier { config, policy, replay }
+        let receiver_ss58 = config.receiver.as_ref().map(PublicKey::to_ss58);
+        Verifier { config, receiver_ss58, policy, replay, signers: SignerCache::default() }
     }
 
     /// A verifier that admits every correctly signed caller.
@@ -420,17 +455,16 @@ impl Verifier {
         if parsed.timestamp_ms > now_ms + max_future {
             return Err(Rejection::FromTheFuture { ahead_ms: parsed.timestamp_ms - now_ms, window_ms: max_future });
         }
-        if let Some(receiver) = &self.config.receiver {
-            let expected = receiver.to_ss58();
+        if let Some(expected) = &self.receiver_ss58 {
             if parsed.signed_for.as_deref() != Some(expected.as_str()) {
                 return Err(Rejection::WrongReceiver {
                     got: parsed.signed_for.clone().unwrap_or_else(|| "nobody".into()),
-                    expected,
+                    expected: expected.clone(),
                 });
             }
         }
         let message = signing_message(body, &parsed.uuid, parsed.timestamp_ms, parsed.signed_for.as_deref());
-        if !parsed.signed_by.verify(message.as_bytes(), &parsed.signature) {
+        if !self.signers.verify(&parsed.signed_by, message.as_bytes(), &parsed.signature) {
             return Err(Rejection::BadSignature);
         }
         self.policy.check(&parsed.signed_by)?;

@@ -7,6 +7,10 @@
 //! weights-for-bonds, bonds (classic EMA or Yuma3, optional liquid alpha), dividends and the
 //! emission split.
 //!
+//! Steps 5-13 have two forms with the same outputs: the chain's composition of one primitive
+//! per step (kept for traces and for unsorted rows), and a fused one over flat rows
+//! (`fused.rs`) that [`run_epoch`] takes for the rows the chain stores.
+//!
 //! This module knows nothing about storage, hotkeys, transactions or the coinbase: the caller
 //! reads state, calls [`run_epoch`] and writes the outputs back.
 
@@ -14,6 +18,8 @@ use substrate_fixed::types::{I32F32, I64F64, I96F32};
 
 use crate::error::YumaError;
 use crate::math::{self, LiquidAlpha, SparseRow};
+
+mod fused;
 
 /// Subnet hyperparameters the epoch reads. `Default` gives the runtime defaults of
 /// subtensor (not those of `init_new_network`; see each field).
@@ -301,199 +307,45 @@ fn epoch_impl(
     math::inplace_mask_vector(&forbids, &mut active_stake);
     math::inplace_normalize(&mut active_stake);
 
-    // 5. Weights: (a) rows of non-permitted uids, (b) the diagonal except the owner's,
-    // (c) outdated entries and (d) entries masked by commit-reveal are dropped in one pass;
-    // the same filters as the chain's successive `mask_*` calls, so the same rows.
-    let owner_u16 = params.owner_uid;
-    let mut weights: Vec<SparseRow> = input
-        .weights
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            if forbids[i] {
-                return Vec::new();
-            }
-            let updated = input.last_update[i];
-            let commit = input.commit_blocks.map(|cb| cb[i]);
-            row.iter()
-                .filter(|&&(j, _)| {
-                    j < n
-                        && (i != j as usize || owner_u16 == Some(j))
-                        && updated > input.block_at_registration[j as usize]
-                        && commit.is_none_or(|cb| cb >= input.block_at_registration[j as usize])
-                })
-                .map(|&(j, w)| (j, I32F32::from_num(w)))
-                .collect()
-        })
-        .collect();
-    math::inplace_row_normalize_sparse(&mut weights);
-
-    // 6-8. Consensus, clipping, validator trust.
+    // Scalars of steps 6, 10 and 12.
     let kappa = math::safe_div(I32F32::from_num(params.kappa), I32F32::from_num(u16::MAX));
-    let consensus = math::weighted_median_col_sparse(&active_stake, &weights, n, kappa);
     let bonds_penalty = math::safe_div(
         I32F32::from_num(params.bonds_penalty),
         I32F32::from_num(u16::MAX),
     );
-    let one = I32F32::from_num(1);
-    // Without a trace and at bonds penalty 1 the unclipped weights are never read again, so
-    // clip them in place (same entries, same order) instead of allocating a copy.
-    let clip_in_place = !keep_trace && bonds_penalty == one;
-    let mut clipped_weights = if clip_in_place {
-        let mut w = std::mem::take(&mut weights);
-        math::col_clip_sparse_in_place(&mut w, &consensus);
-        w
-    } else {
-        math::col_clip_sparse(&weights, &consensus)
-    };
-    let validator_trust = math::row_sum_sparse(&clipped_weights);
-
-    // 9. Ranks and incentive.
-    let ranks = math::matmul_sparse(&clipped_weights, &active_stake, n);
-    let mut incentive = ranks.clone();
-    math::inplace_normalize(&mut incentive);
-
-    // 10. Weights for bonds. Ratio 0 or 1 returns one input unchanged; without a trace that
-    // input is moved rather than copied, and matrices no longer needed are freed early so
-    // later allocations reuse their memory.
-    let mut weights_for_bonds: Vec<SparseRow> = if keep_trace {
-        math::interpolate_sparse(&weights, &clipped_weights, n, bonds_penalty)
-    } else if clip_in_place {
-        std::mem::take(&mut clipped_weights)
-    } else if bonds_penalty == zero {
-        clipped_weights = Vec::new();
-        std::mem::take(&mut weights)
-    } else if bonds_penalty == one {
-        weights = Vec::new();
-        std::mem::take(&mut clipped_weights)
-    } else {
-        let wb = math::interpolate_sparse(&weights, &clipped_weights, n, bonds_penalty);
-        weights = Vec::new();
-        clipped_weights = Vec::new();
-        wb
-    };
-
-    // Bonds as stored (Yuma3: as proportions of 65535), dropping those to uids registered at
-    // or after the last tempo (`scalar_vec_mask_sparse_matrix`; unknown uids read as 0).
-    let last_tempo = input.last_tempo_block;
-    let mut bonds: Vec<SparseRow> = input
-        .bonds
-        .iter()
-        .map(|row| {
-            row.iter()
-                .filter(|(j, _)| {
-                    let registered = input
-                        .block_at_registration
-                        .get(*j as usize)
-                        .copied()
-                        .unwrap_or(0);
-                    last_tempo > registered
-                })
-                .map(|&(j, b)| {
-                    let b = I32F32::from_num(b);
-                    let b = if params.yuma3 {
-                        math::fixed_to_fixed_u16_proportion(b)
-                    } else {
-                        b
-                    };
-                    (j, b)
-                })
-                .collect()
-        })
-        .collect();
-
     // EMA alpha from the bonds moving average (I64F64 division, then I32F32).
     let bma = math::safe_div_64(
         I64F64::saturating_from_num(params.bonds_moving_average),
         I64F64::from_num(1_000_000),
     );
     let scalar_alpha = I32F32::from_num(1).saturating_sub(I32F32::saturating_from_num(bma));
-
-    let mut bonds_delta: Vec<SparseRow> = Vec::new();
-    let mut dividends: Vec<I32F32>;
-    let mut ema_bonds: Vec<SparseRow>;
-    let new_bonds: Vec<Vec<(u16, u16)>>;
-    // 13. Bond storage per row: newly permitted uids keep their row, everyone else is emptied.
-    let to_storage = |stored: &[SparseRow], permits: &[bool]| -> Vec<Vec<(u16, u16)>> {
-        stored
-            .iter()
-            .zip(permits.iter())
-            .map(|(row, permitted)| {
-                if *permitted {
-                    row.iter()
-                        .map(|(j, v)| (*j, math::fixed_proportion_to_u16(*v)))
-                        .collect()
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect()
+    let prepared = Prepared {
+        n,
+        forbids: &forbids,
+        active_stake: &active_stake,
+        new_permit: &new_permit,
+        kappa,
+        bonds_penalty,
+        scalar_alpha,
     };
-    if params.yuma3 {
-        // 12. Yuma3: absolute bond proportions.
-        let liquid =
-            params.liquid_alpha && !consensus.is_empty() && consensus.iter().any(|c| *c != zero);
-        ema_bonds = if liquid {
-            let la = LiquidAlpha {
-                low: math::safe_div(
-                    I32F32::from_num(params.alpha_low),
-                    I32F32::from_num(u16::MAX),
-                ),
-                high: math::safe_div(
-                    I32F32::from_num(params.alpha_high),
-                    I32F32::from_num(u16::MAX),
-                ),
-                steepness: I32F32::from_num(params.alpha_sigmoid_steepness),
-            };
-            math::liquid_alpha_ema_sparse(&weights_for_bonds, &bonds, &consensus, la)
-        } else {
-            math::mat_ema_sparse(&weights_for_bonds, &bonds, scalar_alpha)
-        };
-        // Stored: the EMA itself (no max-upscale).
-        new_bonds = to_storage(&ema_bonds, &new_permit);
-        let mut ema_norm = if keep_trace {
-            ema_bonds.clone()
-        } else {
-            std::mem::take(&mut ema_bonds)
-        };
-        math::inplace_col_normalize_sparse(&mut ema_norm, n);
-        let per_validator = math::row_sum_sparse(&math::mat_vec_mul_sparse(&ema_norm, &incentive));
-        dividends = math::vec_mul(&per_validator, &active_stake);
-        math::inplace_normalize(&mut dividends);
-    } else {
-        // 11. Classic: column-normalised bonds.
-        math::inplace_col_normalize_sparse(&mut bonds, n);
-        bonds_delta = if keep_trace {
-            math::row_hadamard_sparse(&weights_for_bonds, &active_stake)
-        } else {
-            // Same products as `row_hadamard_sparse`, written over the moved input.
-            let mut wb = std::mem::take(&mut weights_for_bonds);
-            for (row, scale) in wb.iter_mut().zip(active_stake.iter()) {
-                for (_, v) in row.iter_mut() {
-                    *v = v.saturating_mul(*scale);
-                }
-            }
-            wb
-        };
-        math::inplace_col_normalize_sparse(&mut bonds_delta, n);
-        ema_bonds = math::mat_ema_sparse(&bonds_delta, &bonds, scalar_alpha);
-        if !keep_trace {
-            bonds_delta = Vec::new();
-            bonds = Vec::new();
-        }
-        math::inplace_col_normalize_sparse(&mut ema_bonds, n);
-        dividends = math::matmul_transpose_sparse(&ema_bonds, &incentive);
-        math::inplace_normalize(&mut dividends);
-        // Stored: column max-upscaled.
-        if keep_trace {
-            let mut upscaled = ema_bonds.clone();
-            math::inplace_col_max_upscale_sparse(&mut upscaled, n);
-            new_bonds = to_storage(&upscaled, &new_permit);
-        } else {
-            math::inplace_col_max_upscale_sparse(&mut ema_bonds, n);
-            new_bonds = to_storage(&ema_bonds, &new_permit);
-        }
-    }
+
+    // 5-13. The matrix steps: fused over flat rows when no trace is asked for and every row
+    // is sorted by column (what the chain stores), else the chain's step-by-step form.
+    let MatrixSteps {
+        consensus,
+        validator_trust,
+        ranks,
+        incentive,
+        dividends,
+        new_bonds,
+        trace: trace_matrices,
+    } = match (!keep_trace)
+        .then(|| fused::matrix_steps(params, input, &prepared))
+        .flatten()
+    {
+        Some(steps) => steps,
+        None => stepwise_matrix_steps(params, input, &prepared, keep_trace),
+    };
 
     // 14. Emission split.
     let combined: Vec<I32F32> = incentive
@@ -546,25 +398,288 @@ fn epoch_impl(
         emission: to_rao(&norm_combined),
         new_bonds,
     };
-    let trace = keep_trace.then_some(EpochTrace {
+    let trace = trace_matrices.map(|m| EpochTrace {
         stake,
         active_stake,
-        weights_for_bonds,
-        weights,
+        weights_for_bonds: m.weights_for_bonds,
+        weights: m.weights,
         consensus,
-        clipped_weights,
+        clipped_weights: m.clipped_weights,
         validator_trust,
         ranks,
         incentive,
-        bonds,
-        bonds_delta,
-        ema_bonds,
+        bonds: m.bonds,
+        bonds_delta: m.bonds_delta,
+        ema_bonds: m.ema_bonds,
         dividends,
         normalized_server_emission: norm_server,
         normalized_validator_emission: norm_validator,
         normalized_combined_emission: norm_combined,
     });
     Ok((output, trace))
+}
+
+/// Per-uid vectors of steps 1-4 and the scalars the matrix steps read.
+struct Prepared<'a> {
+    n: u16,
+    /// Uids without a (stored or owner) permit: their weight rows are dropped.
+    forbids: &'a [bool],
+    active_stake: &'a [I32F32],
+    new_permit: &'a [bool],
+    kappa: I32F32,
+    bonds_penalty: I32F32,
+    scalar_alpha: I32F32,
+}
+
+/// What steps 5-13 produce.
+struct MatrixSteps {
+    consensus: Vec<I32F32>,
+    validator_trust: Vec<I32F32>,
+    ranks: Vec<I32F32>,
+    incentive: Vec<I32F32>,
+    dividends: Vec<I32F32>,
+    new_bonds: Vec<Vec<(u16, u16)>>,
+    /// The intermediate matrices, when a trace was asked for.
+    trace: Option<TraceMatrices>,
+}
+
+/// The matrices of [`EpochTrace`].
+struct TraceMatrices {
+    weights: Vec<SparseRow>,
+    clipped_weights: Vec<SparseRow>,
+    weights_for_bonds: Vec<SparseRow>,
+    bonds: Vec<SparseRow>,
+    bonds_delta: Vec<SparseRow>,
+    ema_bonds: Vec<SparseRow>,
+}
+
+/// Whether Yuma3 bonds use a per-edge alpha: liquid alpha on and some consensus non-zero.
+fn uses_liquid_alpha(params: &EpochParams, consensus: &[I32F32]) -> bool {
+    params.liquid_alpha && consensus.iter().any(|c| *c != I32F32::from_num(0))
+}
+
+/// Liquid-alpha parameters as fixed-point values.
+fn liquid_alpha_params(params: &EpochParams) -> LiquidAlpha {
+    LiquidAlpha {
+        low: math::safe_div(
+            I32F32::from_num(params.alpha_low),
+            I32F32::from_num(u16::MAX),
+        ),
+        high: math::safe_div(
+            I32F32::from_num(params.alpha_high),
+            I32F32::from_num(u16::MAX),
+        ),
+        steepness: I32F32::from_num(params.alpha_sigmoid_steepness),
+    }
+}
+
+/// Steps 5-13 as the chain composes them (`epoch_mechanism`), one primitive after the other.
+/// `keep_trace` decides whether intermediates are kept (which costs copies of the large
+/// matrices) or dropped as soon as possible.
+fn stepwise_matrix_steps(
+    params: &EpochParams,
+    input: &EpochInput<'_>,
+    prepared: &Prepared<'_>,
+    keep_trace: bool,
+) -> MatrixSteps {
+    let &Prepared {
+        n,
+        forbids,
+        active_stake,
+        new_permit,
+        kappa,
+        bonds_penalty,
+        scalar_alpha,
+    } = prepared;
+    let zero = I32F32::from_num(0);
+
+    // 5. Weights: (a) rows of non-permitted uids, (b) the diagonal except the owner's,
+    // (c) outdated entries and (d) entries masked by commit-reveal are dropped in one pass;
+    // the same filters as the chain's successive `mask_*` calls, so the same rows.
+    let owner_u16 = params.owner_uid;
+    let mut weights: Vec<SparseRow> = input
+        .weights
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            if forbids[i] {
+                return Vec::new();
+            }
+            let updated = input.last_update[i];
+            let commit = input.commit_blocks.map(|cb| cb[i]);
+            row.iter()
+                .filter(|&&(j, _)| {
+                    j < n
+                        && (i != j as usize || owner_u16 == Some(j))
+                        && updated > input.block_at_registration[j as usize]
+                        && commit.is_none_or(|cb| cb >= input.block_at_registration[j as usize])
+                })
+                .map(|&(j, w)| (j, I32F32::from_num(w)))
+                .collect()
+        })
+        .collect();
+    math::inplace_row_normalize_sparse(&mut weights);
+
+    // 6-8. Consensus, clipping, validator trust.
+    let consensus = math::weighted_median_col_sparse(active_stake, &weights, n, kappa);
+    let one = I32F32::from_num(1);
+    // Without a trace and at bonds penalty 1 the unclipped weights are never read again, so
+    // clip them in place (same entries, same order) instead of allocating a copy.
+    let clip_in_place = !keep_trace && bonds_penalty == one;
+    let mut clipped_weights = if clip_in_place {
+        let mut w = std::mem::take(&mut weights);
+        math::col_clip_sparse_in_place(&mut w, &consensus);
+        w
+    } else {
+        math::col_clip_sparse(&weights, &consensus)
+    };
+    let validator_trust = math::row_sum_sparse(&clipped_weights);
+
+    // 9. Ranks and incentive.
+    let ranks = math::matmul_sparse(&clipped_weights, active_stake, n);
+    let mut incentive = ranks.clone();
+    math::inplace_normalize(&mut incentive);
+
+    // 10. Weights for bonds. Ratio 0 or 1 returns one input unchanged; without a trace that
+    // input is moved rather than copied, and matrices no longer needed are freed early so
+    // later allocations reuse their memory.
+    let mut weights_for_bonds: Vec<SparseRow> = if keep_trace {
+        math::interpolate_sparse(&weights, &clipped_weights, n, bonds_penalty)
+    } else if clip_in_place {
+        std::mem::take(&mut clipped_weights)
+    } else if bonds_penalty == zero {
+        clipped_weights = Vec::new();
+        std::mem::take(&mut weights)
+    } else if bonds_penalty == one {
+        weights = Vec::new();
+        std::mem::take(&mut clipped_weights)
+    } else {
+        let wb = math::interpolate_sparse(&weights, &clipped_weights, n, bonds_penalty);
+        weights = Vec::new();
+        clipped_weights = Vec::new();
+        wb
+    };
+
+    // Bonds as stored (Yuma3: as proportions of 65535), dropping those to uids registered at
+    // or after the last tempo (`scalar_vec_mask_sparse_matrix`; unknown uids read as 0).
+    let last_tempo = input.last_tempo_block;
+    let mut bonds: Vec<SparseRow> = input
+        .bonds
+        .iter()
+        .map(|row| {
+            row.iter()
+                .filter(|(j, _)| {
+                    let registered = input
+                        .block_at_registration
+                        .get(*j as usize)
+                        .copied()
+                        .unwrap_or(0);
+                    last_tempo > registered
+                })
+                .map(|&(j, b)| {
+                    let b = I32F32::from_num(b);
+                    let b = if params.yuma3 {
+                        math::fixed_to_fixed_u16_proportion(b)
+                    } else {
+                        b
+                    };
+                    (j, b)
+                })
+                .collect()
+        })
+        .collect();
+
+    let mut bonds_delta: Vec<SparseRow> = Vec::new();
+    let mut dividends: Vec<I32F32>;
+    let mut ema_bonds: Vec<SparseRow>;
+    let new_bonds: Vec<Vec<(u16, u16)>>;
+    if params.yuma3 {
+        // 12. Yuma3: absolute bond proportions.
+        ema_bonds = if uses_liquid_alpha(params, &consensus) {
+            let la = liquid_alpha_params(params);
+            math::liquid_alpha_ema_sparse(&weights_for_bonds, &bonds, &consensus, la)
+        } else {
+            math::mat_ema_sparse(&weights_for_bonds, &bonds, scalar_alpha)
+        };
+        // Stored: the EMA itself (no max-upscale).
+        new_bonds = bonds_to_storage(&ema_bonds, new_permit);
+        let mut ema_norm = if keep_trace {
+            ema_bonds.clone()
+        } else {
+            std::mem::take(&mut ema_bonds)
+        };
+        math::inplace_col_normalize_sparse(&mut ema_norm, n);
+        let per_validator = math::row_sum_sparse(&math::mat_vec_mul_sparse(&ema_norm, &incentive));
+        dividends = math::vec_mul(&per_validator, active_stake);
+        math::inplace_normalize(&mut dividends);
+    } else {
+        // 11. Classic: column-normalised bonds.
+        math::inplace_col_normalize_sparse(&mut bonds, n);
+        bonds_delta = if keep_trace {
+            math::row_hadamard_sparse(&weights_for_bonds, active_stake)
+        } else {
+            // Same products as `row_hadamard_sparse`, written over the moved input.
+            let mut wb = std::mem::take(&mut weights_for_bonds);
+            for (row, scale) in wb.iter_mut().zip(active_stake.iter()) {
+                for (_, v) in row.iter_mut() {
+                    *v = v.saturating_mul(*scale);
+                }
+            }
+            wb
+        };
+        math::inplace_col_normalize_sparse(&mut bonds_delta, n);
+        ema_bonds = math::mat_ema_sparse(&bonds_delta, &bonds, scalar_alpha);
+        if !keep_trace {
+            bonds_delta = Vec::new();
+            bonds = Vec::new();
+        }
+        math::inplace_col_normalize_sparse(&mut ema_bonds, n);
+        dividends = math::matmul_transpose_sparse(&ema_bonds, &incentive);
+        math::inplace_normalize(&mut dividends);
+        // Stored: column max-upscaled.
+        if keep_trace {
+            let mut upscaled = ema_bonds.clone();
+            math::inplace_col_max_upscale_sparse(&mut upscaled, n);
+            new_bonds = bonds_to_storage(&upscaled, new_permit);
+        } else {
+            math::inplace_col_max_upscale_sparse(&mut ema_bonds, n);
+            new_bonds = bonds_to_storage(&ema_bonds, new_permit);
+        }
+    }
+    MatrixSteps {
+        consensus,
+        validator_trust,
+        ranks,
+        incentive,
+        dividends,
+        new_bonds,
+        trace: keep_trace.then_some(TraceMatrices {
+            weights,
+            clipped_weights,
+            weights_for_bonds,
+            bonds,
+            bonds_delta,
+            ema_bonds,
+        }),
+    }
+}
+
+/// Step 13, bond storage per row: newly permitted uids keep their row (as u16
+/// proportions), everyone else is emptied.
+fn bonds_to_storage(stored: &[SparseRow], permits: &[bool]) -> Vec<Vec<(u16, u16)>> {
+    stored
+        .iter()
+        .zip(permits.iter())
+        .map(|(row, permitted)| {
+            if *permitted {
+                row.iter()
+                    .map(|(j, v)| (*j, math::fixed_proportion_to_u16(*v)))
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

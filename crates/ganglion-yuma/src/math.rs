@@ -43,24 +43,23 @@ fn saturating_div(a: I32F32, b: I32F32) -> I32F32 {
 /// [`checked_div`]`(a, d)` bit for bit, but for the common case (non-negative dividend whose
 /// shifted value fits 64 bits) it replaces the hardware division by a multiplication with a
 /// precomputed reciprocal (Granlund–Montgomery round-up method, exact for every u64).
+///
+/// One formula covers every positive divisor, so the fast path has no branch on the kind of
+/// divisor: `q = (hi + ((m - hi) >> 1)) >> post` with `hi = mulhi(magic, m)`, where `m` is the
+/// dividend shifted left by `shift`. A power of two `2^k` (k >= 1) has `magic = 0` and
+/// `post = k - 1`; division by 1 (after stripping zeros) shifts one more bit left and has
+/// `magic = 0`, `post = 0`, halving that range.
 #[derive(Debug, Clone, Copy)]
 pub struct Divisor {
     d: I32F32,
-    /// Left shift applied to the dividend's magnitude (32 minus the stripped zeros).
+    /// Left shift applied to the dividend before the multiply-high.
     shift: u32,
-    kind: DivKind,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum DivKind {
-    /// Zero or negative divisor: always use the general path.
-    General,
-    /// Divide by `2^k`.
-    Pow2(u32),
-    /// Divisor above 2^63: the quotient of a u64 is 0 or 1.
-    Huge(u64),
-    /// Multiply-high by `magic`, then the round-up correction and a shift by `post`.
-    Magic { magic: u64, post: u32 },
+    /// Dividends with raw bits in `0..fast_below` take the fast path (non-negative, and the
+    /// shift loses no bits); 0 for zero or negative divisors, which always take the general
+    /// path.
+    fast_below: u64,
+    magic: u64,
+    post: u32,
 }
 
 impl Divisor {
@@ -71,57 +70,85 @@ impl Divisor {
             return Self {
                 d,
                 shift: 0,
-                kind: DivKind::General,
+                fast_below: 0,
+                magic: 0,
+                post: 0,
             };
         }
+        // (a · 2^32) / (ub · 2^t) == (a · 2^(32 - t)) / ub exactly (see `div_bits`).
         let mut ub = bits as u64;
         let t = ub.trailing_zeros().min(32);
         ub >>= t;
-        let kind = if ub.is_power_of_two() {
-            DivKind::Pow2(ub.trailing_zeros())
-        } else if ub > 1 << 63 {
-            DivKind::Huge(ub)
+        let mut shift = 32 - t;
+        let (magic, post) = if ub == 1 {
+            shift += 1;
+            (0, 0)
+        } else if ub.is_power_of_two() {
+            (0, ub.trailing_zeros() - 1)
         } else {
-            // l = ceil(log2(ub)) in 2..=63; magic = floor(2^(64+l) / ub) - 2^64 + 1.
+            // ub < 2^63 (it came from a positive i64), so l = ceil(log2(ub)) is in 2..=63;
+            // magic = floor(2^(64+l) / ub) - 2^64 + 1.
             let l = 64 - (ub - 1).leading_zeros();
             let m = ((1_u128 << (64 + l)) / u128::from(ub)) - (1_u128 << 64) + 1;
-            DivKind::Magic {
-                magic: m as u64,
-                post: l - 1,
-            }
+            (m as u64, l - 1)
         };
         Self {
             d,
-            shift: 32 - t,
-            kind,
+            shift,
+            // Shifting by `shift` loses nothing below 2^(64 - shift); and bits >= 0.
+            fast_below: if shift == 0 {
+                1 << 63
+            } else {
+                1 << (64 - shift)
+            },
+            magic,
+            post,
         }
     }
 
     /// `a / d` exactly as [`checked_div`].
+    #[inline]
     pub fn div(&self, a: I32F32) -> Option<I32F32> {
         let bits = a.to_bits();
-        if matches!(self.kind, DivKind::General)
-            || bits < 0
-            || (bits as u64).leading_zeros() < self.shift
-        {
-            return checked_div(a, self.d);
+        if (bits as u64) < self.fast_below {
+            Some(I32F32::from_bits(self.fast_quotient(bits)))
+        } else {
+            checked_div(a, self.d)
         }
-        let n = (bits as u64) << self.shift;
-        let q = match self.kind {
-            DivKind::Pow2(k) => n >> k,
-            DivKind::Huge(ub) => u64::from(n >= ub),
-            DivKind::Magic { magic, post } => {
-                let hi = ((u128::from(magic) * u128::from(n)) >> 64) as u64;
-                (hi + ((n - hi) >> 1)) >> post
-            }
-            DivKind::General => return checked_div(a, self.d),
-        };
-        finish_div(q, false).map(I32F32::from_bits)
+    }
+
+    /// The quotient for `0 <= bits < fast_below`.
+    #[inline]
+    fn fast_quotient(&self, bits: i64) -> i64 {
+        // Nothing here can overflow (shifts are below 64, hi <= m, the product fits 128
+        // bits), so the wrapping forms only spare overflow checks in debug builds.
+        let m = (bits as u64).wrapping_shl(self.shift);
+        let hi = (u128::from(self.magic).wrapping_mul(u128::from(m)) >> 64) as u64;
+        let q = hi.wrapping_add(m.wrapping_sub(hi) >> 1).wrapping_shr(self.post);
+        // q = floor(m / ub) with ub >= 3 (a multiplier), or m >> k with k >= 1: below 2^63
+        // either way, so it always fits an i64.
+        q as i64
     }
 
     /// `safe_div(a, d)`: the quotient, or 0 on overflow or a zero divisor.
+    #[inline]
     pub fn safe_div(&self, a: I32F32) -> I32F32 {
         self.div(a).unwrap_or(ZERO)
+    }
+
+    /// [`Divisor::safe_div`] on raw bits.
+    #[inline]
+    pub(crate) fn safe_div_raw(&self, a: i64) -> i64 {
+        if (a as u64) < self.fast_below {
+            self.fast_quotient(a)
+        } else {
+            self.safe_div_general(a)
+        }
+    }
+
+    #[cold]
+    fn safe_div_general(&self, a: i64) -> i64 {
+        safe_div(I32F32::from_bits(a), self.d).to_bits()
     }
 }
 
@@ -288,9 +315,7 @@ pub fn check_vec_max_limited(vec: &[u16], max_limit: u16) -> bool {
 
 /// `exp(x)` with `x` clamped to `[-20, 20]` (`exp_safe`), using substrate-fixed's series.
 pub fn exp_safe(input: I32F32) -> I32F32 {
-    let lo = I32F32::from_num(-20);
-    let hi = I32F32::from_num(20);
-    let x = input.clamp(lo, hi);
+    let x = I32F32::from_bits(input.to_bits().clamp(-20 << 32, 20 << 32));
     match exp_fixed(x) {
         Some(v) => v,
         None if x <= ZERO => ZERO,
@@ -302,28 +327,118 @@ pub fn exp_safe(input: I32F32) -> I32F32 {
 /// term 31 with checked arithmetic, reciprocal for negative inputs), using the fast exact
 /// division. The two special cases (0 and exactly 1) defer to the original. `None` where
 /// the original returns `Err(())` (overflow).
+///
+/// Two exact shortcuts: once a term floors to 0 every later term is 0 and the sum is final,
+/// so the series stops there; and for `|x| <= 20` (all `exp_safe` inputs) no step can
+/// overflow (the largest term times x is below 2^30, the sum below e^20 < 2^29), so that
+/// range runs on plain unsigned integers without overflow checks.
 pub fn exp_fixed(x: I32F32) -> Option<I32F32> {
     if x == ZERO || x == ONE {
         return exp::<I32F32, I32F32>(x).ok();
     }
     let neg = x < ZERO;
     let x = if neg { x.checked_neg()? } else { x };
+    let result = if x.to_bits() <= EXP_UNCHECKED_MAX_BITS {
+        I32F32::from_bits(exp_series_unchecked(x.to_bits() as u64) as i64)
+    } else {
+        exp_series_checked(x)?
+    };
+    if neg {
+        return reciprocal(result);
+    }
+    Some(result)
+}
+
+/// Largest `x` (raw bits) for which [`exp_series_unchecked`] cannot overflow: 20.
+const EXP_UNCHECKED_MAX_BITS: i64 = 20 << 32;
+
+/// The series `1 + x + x^2/2! + ...` as substrate-fixed evaluates it (each term is the
+/// previous one times x, floored, then divided by its index, truncated), for raw
+/// `0 <= x <= 20`, where every intermediate fits an i64.
+fn exp_series_unchecked(x: u64) -> u64 {
+    // No step can overflow in this range (see `exp_fixed`): wrapping forms only spare the
+    // overflow checks of debug builds.
+    let mut result = x.wrapping_add(ONE.to_bits() as u64);
+    let mut term = x;
+    // Constant divisors become multiplications; a zero term ends the series exactly.
+    macro_rules! step {
+        ($($i:literal)*) => {$(
+            term = (u128::from(term).wrapping_mul(u128::from(x)) >> 32) as u64 / $i;
+            if term == 0 {
+                return result;
+            }
+            result = result.wrapping_add(term);
+        )*};
+    }
+    step!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    result
+}
+
+/// The same series with substrate-fixed's checked arithmetic, for `x > 20`.
+fn exp_series_checked(x: I32F32) -> Option<I32F32> {
     let mut result = x.checked_add(ONE)?;
     let mut term = x;
-    // term / i for the fixed integer i is trunc(term_bits / i) (term >= 0 here); spelling
-    // each divisor out lets the compiler turn the divisions into multiplications.
     macro_rules! step {
         ($($i:literal)*) => {$(
             term = term.checked_mul(x)?;
             term = I32F32::from_bits(term.to_bits() / $i);
+            if term == ZERO {
+                return Some(result);
+            }
             result = result.checked_add(term)?;
         )*};
     }
     step!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
-    if neg {
-        result = checked_div(ONE, result)?;
-    }
     Some(result)
+}
+
+/// `checked_div(1, d)` bit for bit. For `d >= 3` raw units the quotient `floor(2^64 / d)`
+/// fits 63 bits and is `floor((2^64 - 1) / d)`, plus one exactly when `d` divides 2^64
+/// (remainder `d - 1`): one 64-bit division instead of a 128-bit one.
+pub(crate) fn reciprocal(d: I32F32) -> Option<I32F32> {
+    let bits = d.to_bits();
+    if bits < 3 {
+        return checked_div(ONE, d);
+    }
+    let d = bits as u64;
+    let q = u64::MAX / d + u64::from(u64::MAX % d == d - 1);
+    Some(I32F32::from_bits(q as i64))
+}
+
+/// `I32F32` arithmetic on raw bits (an `i64` holding the value times 2^32), bit for bit as
+/// substrate-fixed's, for the fused epoch's inner loops: substrate-fixed builds these from
+/// generic pieces (an overflow-checked 128 × 128-bit product, mask-select saturation) that
+/// cost several times the instructions of the plain integer forms here.
+pub(crate) mod raw {
+    /// 1.0.
+    pub(crate) const ONE: i64 = 1 << 32;
+
+    /// `saturating_mul`: the floor of the exact product over 2^32, clamped to the i64 range
+    /// (an out-of-range product has the sign substrate-fixed saturates towards).
+    #[inline]
+    pub(crate) fn mul(a: i64, b: i64) -> i64 {
+        // Two i64s multiply exactly in 128 bits (wrapping only spares a debug check).
+        let p = i128::from(a).wrapping_mul(i128::from(b));
+        let high = (p >> 64) as i64;
+        // `p >> 32` fits an i64 when the top 33 bits of `p` (bits 31..64 of `high`) agree.
+        if ((high as u64).wrapping_add(1 << 31) >> 32) == 0 {
+            (p >> 32) as i64
+        } else if high < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        }
+    }
+
+    /// `fixed_proportion_to_u16`: `trunc(x · 65535)` clamped to `[0, 65535]` (the product
+    /// `x · 65535` is exact, so only its integer part and the clamp remain).
+    #[inline]
+    pub(crate) fn proportion_to_u16(x: i64) -> u16 {
+        if x <= 0 {
+            return 0;
+        }
+        ((x as u128 * 65_535) >> 32).min(65_535) as u16
+    }
 }
 
 /// Clamp to `[low, high]`: first `min(high)`, then `max(low)` (`clamp_value`).
@@ -714,92 +829,213 @@ pub fn weighted_median_col_sparse(
     columns: u16,
     majority: I32F32,
 ) -> Vec<I32F32> {
-    let mut use_stake: Vec<I32F32> = stake.iter().copied().filter(|s| *s > ZERO).collect();
-    inplace_normalize(&mut use_stake);
-    let stake_sum = sum(&use_stake);
-    let minority = stake_sum.saturating_sub(majority);
-    let k_total = use_stake.len();
+    let voters = MedianVoters::new(stake, majority);
+    let k_total = voters.len();
 
-    // Column-major dense score table: columns x k_total (the chain's `use_score`).
-    let mut use_score = vec![ZERO; columns as usize * k_total];
+    // Column-major dense score table (raw bits): columns x k_total (the chain's `use_score`).
+    let mut use_score = vec![0_i64; columns as usize * k_total];
     let mut k = 0usize;
     for (&s, row) in stake.iter().zip(score.iter()) {
         if s > ZERO {
             for &(c, v) in row {
                 if (c as usize) < columns as usize {
-                    use_score[c as usize * k_total + k] = v;
+                    use_score[c as usize * k_total + k] = v.to_bits();
                 }
             }
             k += 1;
         }
     }
-    let mut scratch = PairScratch::default();
-    (0..columns as usize)
-        .map(|c| {
-            let col = &use_score[c * k_total..(c + 1) * k_total];
-            scratch.current.clear();
-            scratch
-                .current
-                .extend(col.iter().copied().zip(use_stake.iter().copied()));
-            weighted_median_pairs(&mut scratch, minority, stake_sum)
-        })
-        .collect()
+    voters.column_medians(&use_score, columns as usize)
 }
 
-/// Scratch buffers for [`weighted_median_pairs`].
-#[derive(Debug, Default)]
-struct PairScratch {
-    current: Vec<(I32F32, I32F32)>,
-    lower: Vec<(I32F32, I32F32)>,
-    upper: Vec<(I32F32, I32F32)>,
+/// The rows that vote in [`weighted_median_col_sparse`]: those with positive stake, their
+/// stake renormalised, and the minority stake the median is measured against.
+#[derive(Debug)]
+pub(crate) struct MedianVoters {
+    /// Renormalised stake of each voting row, in uid order.
+    stake: Vec<I32F32>,
+    /// The same as raw bits.
+    stake_raw: Vec<i64>,
+    /// Stakes are normalised, so non-negative with a total far from overflow: then no
+    /// partial sum of them overflows either, and plain additions equal saturating ones.
+    exact_sums: bool,
+    stake_sum: I32F32,
+    minority: I32F32,
 }
 
-/// [`weighted_median_with`] over `(score, stake)` pairs held in `scratch.current` (in uid
-/// order) instead of indices: the same partitions, pivots and result, without indirection.
-fn weighted_median_pairs(scratch: &mut PairScratch, minority: I32F32, mut hi: I32F32) -> I32F32 {
-    let PairScratch {
-        current,
-        lower,
-        upper,
-    } = scratch;
-    let mut lo = ZERO;
-    let limit = current.len();
-    let mut iterations = 0usize;
-    loop {
-        let n = current.len();
-        if n == 0 {
-            return ZERO;
+impl MedianVoters {
+    /// Voters among `stake` for a `majority` share (κ).
+    pub(crate) fn new(stake: &[I32F32], majority: I32F32) -> Self {
+        let mut use_stake: Vec<I32F32> = stake.iter().copied().filter(|s| *s > ZERO).collect();
+        inplace_normalize(&mut use_stake);
+        let stake_sum = sum(&use_stake);
+        let stake_raw: Vec<i64> = use_stake.iter().map(|s| s.to_bits()).collect();
+        Self {
+            minority: stake_sum.saturating_sub(majority),
+            exact_sums: stake_raw.iter().all(|s| *s >= 0)
+                && stake_raw.iter().map(|s| i128::from(*s)).sum::<i128>() <= i128::from(i64::MAX),
+            stake: use_stake,
+            stake_raw,
+            stake_sum,
         }
-        if n == 1 {
-            return current[0].0;
+    }
+
+    /// Number of voters (rows of a score column).
+    pub(crate) fn len(&self) -> usize {
+        self.stake.len()
+    }
+
+    /// The median of each column of a column-major `columns × voters` score table (raw bits).
+    pub(crate) fn column_medians(&self, table: &[i64], columns: usize) -> Vec<I32F32> {
+        let mut buffer = Vec::new();
+        let k = self.len();
+        if k == 0 {
+            return vec![ZERO; columns];
         }
-        let pivot = current[n / 2].0;
-        let mut lo_stake = ZERO;
-        let mut hi_stake = ZERO;
-        lower.clear();
-        upper.clear();
-        for &(score, stake) in current.iter() {
-            if score < pivot {
-                lo_stake = lo_stake.saturating_add(stake);
-                lower.push((score, stake));
-            } else if score > pivot {
-                hi_stake = hi_stake.saturating_add(stake);
-                upper.push((score, stake));
+        table
+            .chunks_exact(k)
+            .take(columns)
+            .map(|col| self.median(col, &mut buffer))
+            .collect()
+    }
+
+    /// The median of one column of `self.len()` scores (raw bits, voters in uid order);
+    /// `buffer` is scratch space kept between calls.
+    pub(crate) fn median(&self, col: &[i64], buffer: &mut Vec<(i64, i64)>) -> I32F32 {
+        if !self.exact_sums {
+            return I32F32::from_bits(self.column_median_by_index(col));
+        }
+        if buffer.len() < col.len() {
+            buffer.resize(col.len(), (0, 0));
+        }
+        I32F32::from_bits(self.column_median(col, &self.stake_raw, buffer))
+    }
+
+    /// The chain's index-based [`weighted_median`] over one column (for stakes whose sums
+    /// could saturate, which normalised stakes never do).
+    fn column_median_by_index(&self, col: &[i64]) -> i64 {
+        let score: Vec<I32F32> = col.iter().map(|s| I32F32::from_bits(*s)).collect();
+        let idx: Vec<usize> = (0..col.len()).collect();
+        weighted_median(
+            &self.stake,
+            &score,
+            &idx,
+            self.minority,
+            ZERO,
+            self.stake_sum,
+        )
+        .to_bits()
+    }
+
+    /// [`weighted_median_with`] over one column of scores with `stake` (raw bits, uid order,
+    /// sums that cannot overflow): the same partitions, pivots and result. Each round first
+    /// measures both sides of the pivot, then keeps only the side the median is in, compacted
+    /// in place in its original order (the chain builds both sides and drops one).
+    fn column_median(&self, col: &[i64], stake: &[i64], buffer: &mut [(i64, i64)]) -> i64 {
+        let k = col.len();
+        if k == 0 {
+            return 0;
+        }
+        if k == 1 {
+            return col[0];
+        }
+        let minority = self.minority.to_bits();
+        let mut lo = 0_i64;
+        let mut hi = self.stake_sum.to_bits();
+        let mut pivot = col[k / 2];
+        let column = || col.iter().copied().zip(stake.iter().copied());
+        let mut sides = Sides::measure(column(), pivot);
+        let mut in_buffer = false;
+        let mut len = k;
+        let mut iterations = 0usize;
+        loop {
+            let below = if minority < lo.saturating_add(sides.lower_stake) && sides.lower > 0 {
+                hi = lo.saturating_add(sides.lower_stake);
+                true
+            } else if hi.saturating_sub(sides.upper_stake) <= minority && sides.upper > 0 {
+                lo = hi.saturating_sub(sides.upper_stake);
+                false
+            } else {
+                return pivot;
+            };
+            iterations += 1;
+            if iterations > k {
+                return 0;
             }
+            let kept = if below { sides.lower } else { sides.upper };
+            match (in_buffer, below) {
+                (true, true) => compact_in_place(&mut buffer[..len], |s| s < pivot),
+                (true, false) => compact_in_place(&mut buffer[..len], |s| pivot < s),
+                (false, true) => compact_into(column(), buffer, |s| s < pivot),
+                (false, false) => compact_into(column(), buffer, |s| pivot < s),
+            }
+            in_buffer = true;
+            len = kept;
+            if len == 1 {
+                return buffer[0].0;
+            }
+            pivot = buffer[len / 2].0;
+            sides = Sides::measure(buffer[..len].iter().copied(), pivot);
         }
-        if minority < lo.saturating_add(lo_stake) && !lower.is_empty() {
-            std::mem::swap(current, lower);
-            hi = lo.saturating_add(lo_stake);
-        } else if hi.saturating_sub(hi_stake) <= minority && !upper.is_empty() {
-            std::mem::swap(current, upper);
-            lo = hi.saturating_sub(hi_stake);
-        } else {
-            return pivot;
+    }
+}
+
+/// Sizes and stakes (raw bits) of the two sides of a partition around a pivot.
+struct Sides {
+    lower: usize,
+    upper: usize,
+    lower_stake: i64,
+    upper_stake: i64,
+}
+
+impl Sides {
+    /// Count and weigh the pairs below and above `pivot` (plain sums: the caller has ruled
+    /// out overflow).
+    #[inline]
+    fn measure(items: impl Iterator<Item = (i64, i64)>, pivot: i64) -> Self {
+        let mut sides = Self {
+            lower: 0,
+            upper: 0,
+            lower_stake: 0,
+            upper_stake: 0,
+        };
+        // Wrapping forms: the sums cannot overflow (see the caller), and counts stay below
+        // the column's length; they only spare debug builds' checks, which stop vectorising.
+        for (score, stake) in items {
+            let below = score < pivot;
+            let above = pivot < score;
+            sides.lower_stake = sides.lower_stake.wrapping_add(if below { stake } else { 0 });
+            sides.upper_stake = sides.upper_stake.wrapping_add(if above { stake } else { 0 });
+            sides.lower = sides.lower.wrapping_add(usize::from(below));
+            sides.upper = sides.upper.wrapping_add(usize::from(above));
         }
-        iterations += 1;
-        if iterations > limit {
-            return ZERO;
-        }
+        sides
+    }
+}
+
+/// Write, in order, the pairs whose score satisfies `keep` to the front of `out`, which must
+/// be as long as `items` (every pair is written; only kept ones advance the position).
+#[inline]
+fn compact_into(
+    items: impl Iterator<Item = (i64, i64)>,
+    out: &mut [(i64, i64)],
+    keep: impl Fn(i64) -> bool,
+) {
+    let mut kept = 0_usize;
+    for item in items {
+        out[kept] = item;
+        kept = kept.wrapping_add(usize::from(keep(item.0)));
+    }
+}
+
+/// [`compact_into`] within one slice.
+#[inline]
+fn compact_in_place(items: &mut [(i64, i64)], keep: impl Fn(i64) -> bool) {
+    let mut kept = 0_usize;
+    for x in 0..items.len() {
+        let item = items[x];
+        items[kept] = item;
+        kept = kept.wrapping_add(usize::from(keep(item.0)));
     }
 }
 
@@ -1203,6 +1439,202 @@ pub fn alpha_sigmoid(
     let alpha =
         alpha_low.saturating_add(sigmoid.saturating_mul(alpha_high.saturating_sub(alpha_low)));
     clamp_value(alpha, alpha_low, alpha_high)
+}
+
+/// [`alpha_sigmoid`] with its per-epoch constants prepared once, on raw bits: the slope
+/// `steepness/-100`, the span `high - low`, and the curve's values where the clamped
+/// difference is exactly 0 or 1 (a weight at or below consensus with a bond below it gives
+/// 0, which is most edges). `alpha(c, w, b)` equals
+/// `alpha_sigmoid(c, w, b, low, high, steepness)` bit for bit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AlphaCurve {
+    low: i64,
+    high: i64,
+    span: i64,
+    slope: i64,
+    at_zero: i64,
+    at_one: i64,
+}
+
+impl AlphaCurve {
+    /// Prepare the curve for `la`.
+    pub(crate) fn new(la: LiquidAlpha) -> Self {
+        let mut curve = Self {
+            low: la.low.to_bits(),
+            high: la.high.to_bits(),
+            span: la.high.saturating_sub(la.low).to_bits(),
+            slope: saturating_div(la.steepness, I32F32::from_num(-100)).to_bits(),
+            at_zero: 0,
+            at_one: 0,
+        };
+        curve.at_zero = curve.at_combined(0);
+        curve.at_one = curve.at_combined(raw::ONE);
+        curve
+    }
+
+    /// Alpha for one (validator, miner) edge, all raw bits.
+    #[inline]
+    pub(crate) fn alpha(&self, consensus: i64, weight: i64, bond: i64) -> i64 {
+        let combined = if weight >= bond {
+            weight.saturating_sub(consensus).clamp(0, raw::ONE)
+        } else {
+            bond.saturating_sub(weight).clamp(0, raw::ONE)
+        };
+        match combined {
+            0 => self.at_zero,
+            raw::ONE => self.at_one,
+            _ => self.at_combined(combined),
+        }
+    }
+
+    /// The sigmoid of [`alpha_sigmoid`] from its clamped difference on.
+    fn at_combined(&self, combined: i64) -> i64 {
+        let x = raw::mul(self.slope, combined.saturating_sub(1 << 31));
+        // `exp_safe` clamps its input to [-20, 20].
+        let x = x.clamp(-EXP_UNCHECKED_MAX_BITS, EXP_UNCHECKED_MAX_BITS);
+        if let Some(alpha) = self.bracketed(x) {
+            return alpha;
+        }
+        self.alpha_at_exp(exp_safe(I32F32::from_bits(x)).to_bits())
+    }
+
+    /// The rest of [`alpha_sigmoid`] from `e = exp_safe(x)` on: `1 / (1 + e)` scaled into
+    /// `[low, high]`. Monotone in `e` (non-increasing for `high >= low`, non-decreasing
+    /// otherwise): every step is a monotone function of the one before.
+    fn alpha_at_exp(&self, e: i64) -> i64 {
+        let denominator = ONE.saturating_add(I32F32::from_bits(e));
+        // `saturating_div(1, d)`; `reciprocal` is `checked_div(1, d)`.
+        let sigmoid = reciprocal(denominator)
+            .unwrap_or_else(|| saturating_div(ONE, denominator))
+            .to_bits();
+        self.alpha_at_sigmoid(sigmoid)
+    }
+
+    /// The last step of [`AlphaCurve::alpha_at_exp`].
+    fn alpha_at_sigmoid(&self, sigmoid: i64) -> i64 {
+        let alpha = self.low.saturating_add(raw::mul(sigmoid, self.span));
+        alpha.min(self.high).max(self.low)
+    }
+
+    /// Alpha for a clamped `x` without evaluating substrate-fixed's series, when that is
+    /// possible: [`exp_series_bounds`] brackets the series, and as [`AlphaCurve::alpha_at_exp`]
+    /// is monotone, equal alphas at both ends of the bracket are the alpha of every value in
+    /// it, the exact one included. A bracket that straddles a step of the result (rare
+    /// except near x = 0, where the steps are a few units apart) returns `None`.
+    fn bracketed(&self, x: i64) -> Option<i64> {
+        // substrate-fixed special-cases exp(0) and exp(1).
+        if x == 0 || x == ONE.to_bits() {
+            return None;
+        }
+        let (low, high) = exp_series_bounds(x.unsigned_abs());
+        let (e_low, e_high) = if x > 0 {
+            (low, high)
+        } else {
+            // exp(-a) is the reciprocal of the series at a (at least 1 + a, so >= 3).
+            (floor_2_64_over(high), floor_2_64_over(low))
+        };
+        // The sigmoid `floor(2^64 / d)` with `d = 1 + e` (2^32 + e: no saturation below
+        // 2^63, and above 3, so `reciprocal`'s fast form). With `2^64 = s·d_low + rem`, the
+        // larger `d_high` gives the same `s` exactly when `s·(d_high - d_low) <= rem`, and
+        // then so does every `d` between: one division decides most brackets.
+        let d_low = (1_u64 << 32) + e_low;
+        let d_high = (1_u64 << 32) + e_high;
+        let q = u64::MAX / d_low;
+        let r = u64::MAX % d_low;
+        let (sigmoid, rem) = if r == d_low - 1 {
+            (q + 1, 0)
+        } else {
+            (q, r + 1)
+        };
+        if u128::from(sigmoid) * u128::from(d_high - d_low) <= u128::from(rem) {
+            return Some(self.alpha_at_sigmoid(sigmoid as i64));
+        }
+        let alpha = self.alpha_at_exp(e_low as i64);
+        (alpha == self.alpha_at_exp(e_high as i64)).then_some(alpha)
+    }
+}
+
+/// `floor(2^64 / d)` for `d >= 3`, below 2^63.
+fn floor_2_64_over(d: u64) -> u64 {
+    u64::MAX / d + u64::from(u64::MAX % d == d - 1)
+}
+
+/// `1 / k!` for k in 0..=31, each from the previous by one division (relative error at most
+/// k · 2^-53).
+const INVERSE_FACTORIALS: [f64; 32] = {
+    let mut c = [1.0_f64; 32];
+    let mut k = 1;
+    while k < 32 {
+        c[k] = c[k - 1] / k as f64;
+        k += 1;
+    }
+    c
+};
+
+/// Buckets per unit of x in [`SERIES_FLOOR_LOSS`].
+const LOSS_BUCKETS_PER_UNIT: usize = 16;
+
+/// For x = b / 16 (b in 0..=321): an upper bound on how far substrate-fixed's series falls
+/// below the exact 32-term Taylor polynomial, in raw units. Each term is the previous one
+/// times x, floored, divided by its index, truncated: `t_k = floor(t_(k-1) · x / k)` (two
+/// truncations of positive values by integers make one), so if `t_(k-1)` is at most
+/// `d_(k-1)` below the exact term, `t_k` is less than `d_(k-1) · x / k + 1` below it; `t_1 = x`
+/// is exact. The bound is the sum of `d_2..d_31`, which grows with x, so a bucket's bound
+/// holds for every x up to it; computed in f64 and then widened far beyond its rounding.
+const SERIES_FLOOR_LOSS: [f64; 322] = {
+    let mut bound = [0.0_f64; 322];
+    let mut b = 0;
+    while b < 322 {
+        let x = b as f64 / LOSS_BUCKETS_PER_UNIT as f64;
+        let mut d = 0.0_f64;
+        let mut total = 0.0_f64;
+        let mut k = 2;
+        while k < 32 {
+            d = d * x / k as f64 + 1.0;
+            total += d;
+            k += 1;
+        }
+        bound[b] = total * 1.000_001 + 1.0;
+        b += 1;
+    }
+    bound
+};
+
+/// Bounds `(low, high)` on substrate-fixed's series `exp_series_unchecked(a)` for raw
+/// `0 < a <= 20 · 2^32`, from one f64 evaluation of the same 32-term polynomial.
+///
+/// The series never exceeds the exact polynomial `2^32 · Σ_(k<=31) (a/2^32)^k / k!` (every
+/// term is truncated down) and falls below it by at most [`SERIES_FLOOR_LOSS`]. Any
+/// evaluation of a polynomial with positive coefficients at a positive point in f64 is off by
+/// at most a relative (operations on the longest path + 1) · 2^-53 (here 12 plus 31 for the
+/// coefficients), so well within 1e-14 of it; 1e-12 is used, and a few more units each side cover the
+/// conversions. The lower bound is also at least `1 + a`, the series' first two terms.
+fn exp_series_bounds(a: u64) -> (u64, u64) {
+    const RELATIVE: f64 = 1e-12;
+    let y = a as f64 / 4_294_967_296.0;
+    // Estrin's scheme (pairs, then pairs of pairs with y^2, y^4, ...): the same positive
+    // terms as Horner's rule with a short dependency chain.
+    let mut level = [0.0_f64; 16];
+    for (pair, c) in level.iter_mut().zip(INVERSE_FACTORIALS.chunks_exact(2)) {
+        *pair = c[0] + c[1] * y;
+    }
+    let mut power = y * y;
+    let mut len = 16;
+    while len > 1 {
+        len /= 2;
+        for i in 0..len {
+            level[i] = level[2 * i] + level[2 * i + 1] * power;
+        }
+        power *= power;
+    }
+    let polynomial = level[0] * 4_294_967_296.0;
+    let loss = SERIES_FLOOR_LOSS[(a >> 28) as usize + 1];
+    // Float-to-integer casts truncate (and saturate below 0), which for these positive
+    // bounds is rounding down: one more unit up covers the upper one.
+    let low = (polynomial * (1.0 - RELATIVE) - loss - 2.0) as u64;
+    let high = (polynomial * (1.0 + RELATIVE) + 2.0) as u64 + 1;
+    let first_two = (1_u64 << 32) + a;
+    (low.max(first_two), high)
 }
 
 #[cfg(test)]

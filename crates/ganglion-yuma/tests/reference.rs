@@ -317,3 +317,156 @@ fn malformed_input_is_a_typed_error() {
     );
     assert!(run_epoch(&EpochParams::default(), &input, 1).is_ok());
 }
+
+/// A weights or bonds row sorted by column, as the chain stores it: `density` of the columns
+/// below `n` (values possibly 0), sometimes a few columns at or beyond `n` at the end.
+fn sorted_row(rng: &mut StdRng, n: usize, density: f64, zero_share: f64) -> Vec<(u16, u16)> {
+    let mut row: Vec<(u16, u16)> = Vec::new();
+    for j in 0..n as u16 {
+        if rng.gen_bool(density) {
+            row.push((
+                j,
+                if rng.gen_bool(zero_share) {
+                    0
+                } else {
+                    rng.r#gen()
+                },
+            ));
+        }
+    }
+    if rng.gen_bool(0.1) {
+        row.push((n as u16 + rng.gen_range(0..3), rng.r#gen()));
+    }
+    row
+}
+
+/// One of `options`, at random.
+fn pick<T: Copy>(rng: &mut StdRng, options: &[T]) -> T {
+    options[rng.gen_range(0..options.len())]
+}
+
+/// Random parameters over the whole range the epoch reads, each chosen independently.
+fn random_params(rng: &mut StdRng, n: usize) -> EpochParams {
+    let kappa = rng.r#gen();
+    let penalty = rng.r#gen();
+    let average = rng.gen_range(0..2_000_000);
+    let threshold = rng.gen_range(0..200_000);
+    let steepness = rng.r#gen();
+    EpochParams {
+        kappa: pick(rng, &[0, u16::MAX, 32_767, kappa]),
+        bonds_penalty: pick(rng, &[0, u16::MAX, penalty]),
+        bonds_moving_average: pick(rng, &[900_000, 0, 1_000_000, average]),
+        max_allowed_validators: rng.gen_range(0..n as u16 + 2),
+        activity_cutoff: rng.gen_range(0..80),
+        stake_threshold: pick(rng, &[0, threshold]),
+        yuma3: rng.gen_bool(0.5),
+        liquid_alpha: rng.gen_bool(0.6),
+        alpha_low: rng.gen_range(0..40_000),
+        alpha_high: rng.gen_range(20_000..=65_535),
+        alpha_sigmoid_steepness: pick(rng, &[1_000, -1_000, i16::MAX, i16::MIN, steepness]),
+        owner_uid: if rng.gen_bool(0.3) {
+            Some(rng.gen_range(0..n as u16))
+        } else {
+            None
+        },
+    }
+}
+
+/// With every row sorted by column (what the chain stores) and no trace asked for, the epoch
+/// takes its fused form; it must give exactly the step-by-step reference and the traced
+/// (step-by-step) epoch, over several epochs of bonds fed back, in every bonds mode, with
+/// masks, zero weights, out-of-range targets and dense and sparse matrices.
+#[test]
+fn fused_epoch_on_sorted_rows_equals_step_by_step_reference() {
+    let mut rng = StdRng::seed_from_u64(4096);
+    for case in 0..400 {
+        let n = rng.gen_range(1..64usize);
+        let density = pick(&mut rng, &[1.0, 0.9, 0.5, 0.1]);
+        let stake: Vec<u64> = (0..n)
+            .map(|_| {
+                if rng.gen_bool(0.6) {
+                    rng.gen_range(0..1_000_000_000)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let mut last_update: Vec<u64> = (0..n).map(|_| rng.gen_range(60..120)).collect();
+        let registered: Vec<u64> = (0..n)
+            .map(|_| {
+                if rng.gen_bool(0.8) {
+                    1
+                } else {
+                    rng.gen_range(0..100)
+                }
+            })
+            .collect();
+        let mut permit: Vec<bool> = (0..n).map(|_| rng.gen_bool(0.7)).collect();
+        let weights: Vec<Vec<(u16, u16)>> = (0..n)
+            .map(|_| sorted_row(&mut rng, n, density, 0.05))
+            .collect();
+        let mut bonds: Vec<Vec<(u16, u16)>> = (0..n)
+            .map(|_| sorted_row(&mut rng, n, density * 0.8, 0.1))
+            .collect();
+        let commits: Vec<u64> = (0..n)
+            .map(|_| {
+                if rng.gen_bool(0.5) {
+                    u64::MAX
+                } else {
+                    rng.gen_range(0..120)
+                }
+            })
+            .collect();
+        let params = random_params(&mut rng, n);
+        let some_block = rng.gen_range(0..110);
+        let last_tempo_block = pick(&mut rng, &[110, 0, some_block]);
+        let commit_reveal = rng.gen_bool(0.2);
+        for epoch in 0..3 {
+            let input = EpochInput {
+                current_block: 120 + epoch,
+                last_tempo_block,
+                stake: &stake,
+                last_update: &last_update,
+                block_at_registration: &registered,
+                validator_permit: &permit,
+                weights: &weights,
+                bonds: &bonds,
+                commit_blocks: commit_reveal.then_some(commits.as_slice()),
+            };
+            let want = reference(&params, &input, 1_000_000_000);
+            let got = run_epoch(&params, &input, 1_000_000_000).expect("valid input");
+            assert_eq!(got, want, "case {case} epoch {epoch}: {params:?}");
+            let (traced, _) =
+                run_epoch_traced(&params, &input, 1_000_000_000).expect("valid input");
+            assert_eq!(got, traced, "case {case} epoch {epoch} (traced)");
+            permit.clone_from(&got.new_validator_permit);
+            bonds.clone_from(&got.new_bonds);
+            if rng.gen_bool(0.3) {
+                last_update[rng.gen_range(0..n)] = 120 + epoch;
+            }
+        }
+    }
+}
+
+/// The benchmark's dense steady state (every validator weights every other uid, bonds from
+/// the previous epoch) at a size where both the fused and the step-by-step epoch are quick.
+#[test]
+fn fused_epoch_matches_stepwise_on_the_benchmark_subnets() {
+    use ganglion_yuma::bench::{BondsMode, SyntheticSubnet};
+    for mode in [BondsMode::Classic, BondsMode::Yuma3LiquidAlpha] {
+        for (uids, validators) in [(96, 24), (200, 64)] {
+            let mut subnet = SyntheticSubnet::new(uids, validators, mode, 42);
+            for epoch in 0..3 {
+                let (traced, _) = run_epoch_traced(&subnet.params, &subnet.input(), 1_000_000_000)
+                    .expect("valid input");
+                let want = reference(&subnet.params, &subnet.input(), 1_000_000_000);
+                let got = subnet.step(1_000_000_000).expect("valid input");
+                assert_eq!(got, traced, "{mode:?} {uids}x{validators} epoch {epoch}");
+                assert_eq!(
+                    got, want,
+                    "{mode:?} {uids}x{validators} epoch {epoch} (reference)"
+                );
+            }
+        }
+    }
+}

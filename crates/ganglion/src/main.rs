@@ -51,6 +51,19 @@ enum Command {
     Metagraph(cmd::chain::MetagraphArgs),
     /// Fund the wallet's coldkey from the local chain's dev faucet.
     Faucet(cmd::chain::FaucetArgs),
+    /// Run a miner (`miner inference`, `miner compute`).
+    #[command(subcommand)]
+    Miner(cmd::MinerCommand),
+    /// Run a validator (`validator inference`, `validator compute`).
+    #[command(subcommand)]
+    Validator(cmd::ValidatorCommand),
+    /// Rent compute: allocate, deallocate, status and list of compute-subnet machines.
+    #[command(subcommand)]
+    Compute(cmd::compute::ComputeCommand),
+    /// Serve the hub: web dashboard and JSON API over the records store.
+    Hub(cmd::hub::HubArgs),
+    /// Run a whole subnet on this machine: chain, validators, miners and the hub.
+    Localnet(cmd::localnet::LocalnetArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +90,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Weights(command) => cmd::chain::run_weights(command),
         Command::Metagraph(args) => cmd::chain::run_metagraph(args),
         Command::Faucet(args) => cmd::chain::run_faucet(args),
+        Command::Miner(cmd::MinerCommand::Inference(args)) => cmd::inference::run_miner(args),
+        Command::Miner(cmd::MinerCommand::Compute(args)) => cmd::compute::run_miner(args),
+        Command::Validator(cmd::ValidatorCommand::Inference(args)) => cmd::inference::run_validator(args),
+        Command::Validator(cmd::ValidatorCommand::Compute(args)) => cmd::compute::run_validator(args),
+        Command::Compute(command) => cmd::compute::run(command),
+        Command::Hub(args) => cmd::hub::run(args),
+        Command::Localnet(args) => cmd::localnet::run(args),
     }
 }
 

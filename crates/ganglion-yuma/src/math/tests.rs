@@ -1049,3 +1049,314 @@ fn ours_column_median_matches_index_based_weighted_median() {
         assert_eq!(got, want, "case {case}");
     }
 }
+
+/// Raw-bit values that stress fixed-point edge cases, plus random ones of every magnitude.
+fn raw_samples(rng: &mut StdRng, random: usize) -> Vec<i64> {
+    let mut v: Vec<i64> = vec![
+        0,
+        1,
+        -1,
+        2,
+        i64::MAX,
+        i64::MIN,
+        i64::MIN + 1,
+        1 << 31,
+        (1 << 31) - 1,
+        1 << 32,
+        (1 << 32) - 1,
+        (1 << 32) + 1,
+        -(1 << 32),
+        1 << 62,
+        i64::MAX - (1 << 32),
+        65_535 << 32,
+        20 << 32,
+        (20 << 32) + 1,
+        (20 << 32) - 1,
+        -(20 << 32),
+    ];
+    for _ in 0..random {
+        v.push(rng.r#gen::<i64>() >> rng.gen_range(0..64));
+    }
+    v
+}
+
+#[test]
+fn ours_raw_multiplication_matches_substrate_fixed_bit_for_bit() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let samples = raw_samples(&mut rng, 600);
+    for &a in &samples {
+        for &b in &samples {
+            let (fa, fb) = (I32F32::from_bits(a), I32F32::from_bits(b));
+            assert_eq!(raw::mul(a, b), fa.saturating_mul(fb).to_bits(), "{a} * {b}");
+        }
+    }
+}
+
+#[test]
+fn ours_raw_proportion_matches_fixed_proportion_to_u16() {
+    let mut rng = StdRng::seed_from_u64(22);
+    let mut samples = raw_samples(&mut rng, 20_000);
+    for _ in 0..20_000 {
+        samples.push(rng.gen_range(-(1_i64 << 33)..(1_i64 << 34)));
+    }
+    for x in samples {
+        assert_eq!(
+            raw::proportion_to_u16(x),
+            fixed_proportion_to_u16(I32F32::from_bits(x)),
+            "{x}"
+        );
+    }
+}
+
+#[test]
+fn ours_reciprocal_matches_checked_div() {
+    let mut rng = StdRng::seed_from_u64(23);
+    let mut samples = raw_samples(&mut rng, 20_000);
+    // Around powers of two, where 2^64 / d is exact.
+    for k in 0..63 {
+        for delta in [-1_i64, 0, 1] {
+            samples.push((1_i64 << k).wrapping_add(delta));
+        }
+    }
+    for d in samples {
+        let fd = I32F32::from_bits(d);
+        assert_eq!(reciprocal(fd), ONE.checked_div(fd), "1 / {d}");
+    }
+}
+
+#[test]
+fn ours_divisor_on_raw_bits_matches_safe_div() {
+    let mut rng = StdRng::seed_from_u64(24);
+    let mut divisors = raw_samples(&mut rng, 300);
+    for k in 0..63 {
+        divisors.push(1 << k);
+        divisors.push(3 << k.min(61));
+    }
+    let numerators = raw_samples(&mut rng, 300);
+    for &d in &divisors {
+        let prepared = Divisor::new(I32F32::from_bits(d));
+        // Both sides of where the fast path ends.
+        let edge = prepared.fast_below;
+        let mut near: Vec<i64> = numerators.clone();
+        for delta in [-2_i64, -1, 0, 1] {
+            near.push((edge as i64).wrapping_add(delta));
+        }
+        for &a in &near {
+            let want = safe_div(I32F32::from_bits(a), I32F32::from_bits(d));
+            assert_eq!(prepared.safe_div_raw(a), want.to_bits(), "{a} / {d}");
+        }
+    }
+}
+
+#[test]
+fn ours_alpha_curve_matches_alpha_sigmoid() {
+    let mut rng = StdRng::seed_from_u64(25);
+    let unit = |rng: &mut StdRng| I32F32::from_bits(rng.gen_range(0..=(1_i64 << 32)));
+    for case in 0..400 {
+        let (low, high) = match case % 4 {
+            0 => (fixed(0.7), fixed(0.9)),
+            1 => (unit(&mut rng), unit(&mut rng)),
+            2 => (
+                I32F32::from_bits(rng.r#gen::<i64>() >> 20),
+                I32F32::from_bits(rng.r#gen::<i64>() >> 20),
+            ),
+            _ => (fixed(0.), fixed(1.)),
+        };
+        let steepness = I32F32::from_num(match case % 5 {
+            0 => 1_000,
+            1 => -1_000,
+            2 => i16::MAX,
+            3 => i16::MIN,
+            _ => rng.r#gen::<i16>(),
+        });
+        let curve = AlphaCurve::new(LiquidAlpha {
+            low,
+            high,
+            steepness,
+        });
+        for _ in 0..200 {
+            let c = unit(&mut rng);
+            // Weights and bonds equal to, just off, or far from consensus and each other.
+            let w = match rng.gen_range(0..4) {
+                0 => c,
+                1 => I32F32::from_bits(c.to_bits() + rng.gen_range(-3..=3)),
+                2 => I32F32::from_bits(rng.r#gen::<i64>() >> rng.gen_range(20..64)),
+                _ => unit(&mut rng),
+            };
+            let b = match rng.gen_range(0..4) {
+                0 => w,
+                1 => I32F32::from_bits(w.to_bits().saturating_add(1 << 32)),
+                2 => I32F32::from_bits(rng.r#gen::<i64>() >> rng.gen_range(20..64)),
+                _ => unit(&mut rng),
+            };
+            let want = alpha_sigmoid(c, w, b, low, high, steepness);
+            assert_eq!(
+                curve.alpha(c.to_bits(), w.to_bits(), b.to_bits()),
+                want.to_bits(),
+                "c {c:?} w {w:?} b {b:?} low {low:?} high {high:?} steepness {steepness:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ours_column_median_matches_index_based_weighted_median_at_the_edges() {
+    let mut rng = StdRng::seed_from_u64(26);
+    for case in 0..400 {
+        let k = rng.gen_range(1..300usize);
+        // Zero stakes, equal stakes and one dominant stake.
+        let stake: Vec<I32F32> = (0..k)
+            .map(|i| match case % 3 {
+                0 => I32F32::from_bits(if rng.gen_bool(0.3) {
+                    0
+                } else {
+                    rng.gen_range(1..1 << 20)
+                }),
+                1 => fixed(1.),
+                _ => I32F32::from_bits(if i == 0 {
+                    1 << 40
+                } else {
+                    rng.gen_range(1..1 << 10)
+                }),
+            })
+            .collect();
+        let distinct = [1, 2, 3, 50, 1_000][case % 5];
+        let levels: Vec<I32F32> = (0..distinct)
+            .map(|_| I32F32::from_bits(rng.gen_range(0..=(1_i64 << 32))))
+            .collect();
+        let columns = rng.gen_range(1..6u16);
+        let mut w: Vec<SparseRow> = Vec::new();
+        for _ in 0..k {
+            let mut row = Vec::new();
+            for j in 0..columns {
+                if rng.gen_bool(0.8) {
+                    row.push((j, levels[rng.gen_range(0..levels.len())]));
+                }
+            }
+            w.push(row);
+        }
+        // kappa 0 and 1 put the minority outside the stake range.
+        let kappa = match case % 4 {
+            0 => fixed(0.),
+            1 => fixed(1.),
+            _ => I32F32::from_bits(rng.gen_range(0..=(1_i64 << 32))),
+        };
+        let got = weighted_median_col_sparse(&stake, &w, columns, kappa);
+        let mut use_stake: Vec<I32F32> = stake.iter().copied().filter(|s| *s > fixed(0.)).collect();
+        inplace_normalize(&mut use_stake);
+        let total = sum(&use_stake);
+        let minority = total.saturating_sub(kappa);
+        let idx: Vec<usize> = (0..use_stake.len()).collect();
+        let want: Vec<I32F32> = (0..columns)
+            .map(|c| {
+                let col: Vec<I32F32> = stake
+                    .iter()
+                    .zip(&w)
+                    .filter(|(s, _)| **s > fixed(0.))
+                    .map(|(_, row)| row.iter().find(|(j, _)| *j == c).map_or(fixed(0.), |e| e.1))
+                    .collect();
+                weighted_median(&use_stake, &col, &idx, minority, fixed(0.), total)
+            })
+            .collect();
+        assert_eq!(got, want, "case {case}");
+    }
+}
+
+#[test]
+fn ours_exp_matches_substrate_fixed_at_its_shortcut_edges() {
+    // Either side of the unchecked range, around 0 and 1 (early-terminating series), and
+    // negative inputs (reciprocal).
+    let mut xs: Vec<i64> = Vec::new();
+    for centre in [EXP_UNCHECKED_MAX_BITS, 0, 1 << 32, 21 << 32, 22 << 32] {
+        for delta in -300..=300 {
+            xs.push(centre + delta);
+            xs.push(-(centre + delta));
+        }
+    }
+    for x in xs {
+        let fx = I32F32::from_bits(x);
+        assert_eq!(exp_fixed(fx), exp::<I32F32, I32F32>(fx).ok(), "exp({x})");
+    }
+}
+
+#[test]
+fn ours_exp_series_bounds_contain_the_series() {
+    let mut rng = StdRng::seed_from_u64(27);
+    let mut xs: Vec<u64> = (1..2_000).collect();
+    for bucket in 0..=320_u64 {
+        let edge = bucket << 28;
+        for delta in [0, 1, 2] {
+            xs.push(edge.saturating_sub(delta).max(1));
+            xs.push(edge + delta);
+        }
+    }
+    for _ in 0..200_000 {
+        xs.push(rng.gen_range(1..=(20_u64 << 32)));
+    }
+    xs.retain(|x| *x <= 20 << 32);
+    for a in xs {
+        let exact = exp_series_unchecked(a);
+        let (low, high) = exp_series_bounds(a);
+        assert!(
+            low <= exact && exact <= high,
+            "{a}: {low} <= {exact} <= {high}"
+        );
+        // Tight enough to be useful: a few parts per billion of the value.
+        assert!(
+            high - low <= exact / 100_000_000 + 64,
+            "{a}: [{low}, {high}]"
+        );
+    }
+}
+
+#[test]
+fn ours_bracketed_alpha_is_the_exact_alpha() {
+    let mut rng = StdRng::seed_from_u64(28);
+    let curves = [
+        LiquidAlpha {
+            low: fixed(0.7),
+            high: fixed(0.9),
+            steepness: I32F32::from_num(1_000),
+        },
+        LiquidAlpha {
+            low: fixed(0.9),
+            high: fixed(0.1),
+            steepness: I32F32::from_num(-1_000),
+        },
+        LiquidAlpha {
+            low: I32F32::from_bits(1),
+            high: I32F32::from_bits(3),
+            steepness: I32F32::from_num(i16::MAX),
+        },
+        LiquidAlpha {
+            low: fixed(0.),
+            high: fixed(1.),
+            steepness: I32F32::from_num(7),
+        },
+    ];
+    let mut decided = 0usize;
+    let mut tried = 0usize;
+    for la in curves {
+        let curve = AlphaCurve::new(la);
+        let mut xs: Vec<i64> = (-3_000..3_000).collect();
+        for _ in 0..100_000 {
+            xs.push(rng.gen_range(-EXP_UNCHECKED_MAX_BITS..=EXP_UNCHECKED_MAX_BITS));
+        }
+        xs.extend([
+            EXP_UNCHECKED_MAX_BITS,
+            -EXP_UNCHECKED_MAX_BITS,
+            1 << 32,
+            -(1 << 32),
+        ]);
+        for x in xs {
+            tried += 1;
+            if let Some(alpha) = curve.bracketed(x) {
+                decided += 1;
+                let exact = curve.alpha_at_exp(exp_safe(I32F32::from_bits(x)).to_bits());
+                assert_eq!(alpha, exact, "x = {x}, {la:?}");
+            }
+        }
+    }
+    // The bracket must decide most inputs, or it is no shortcut.
+    assert!(decided * 10 > tried * 8, "decided {decided} of {tried}");
+}

@@ -8,11 +8,23 @@ pub(crate) enum BenchCommand {
     Epistula(super::bench_epistula::EpistulaBenchArgs),
     /// LLM engine: prompt processing, generation and scoring throughput, peak RSS.
     Engine(super::bench_engine::EngineBenchArgs),
+    /// Yuma Consensus: one epoch at 256–4096 uids, time and peak memory per size.
+    Yuma(super::bench_yuma::YumaBenchArgs),
+    /// Inference subnet: miner proxy overhead and validator verification throughput.
+    Inference(super::inference::BenchArgs),
+    /// Compute subnet: challenge solve times and hash rate against hashcat.
+    Compute(super::compute::BenchArgs),
+    /// Hub: page latency at 1 million records and ingest rate into SQLite and PostgreSQL.
+    Hub(super::hub::BenchArgs),
 }
 
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Engine(args) => super::bench_engine::run(args),
         BenchCommand::Epistula(args) => super::bench_epistula::run(args),
+        BenchCommand::Yuma(args) => super::bench_yuma::run(args),
+        BenchCommand::Inference(args) => super::inference::run_bench(args),
+        BenchCommand::Compute(args) => super::compute::run_bench(args),
+        BenchCommand::Hub(args) => super::hub::run_bench(args),
     }
 }

@@ -26,14 +26,14 @@ use crate::cmd::wallet::WalletArgs;
 pub(crate) struct NetArgs {
     /// `local` (default: `$GANGLION_CHAIN_URL` or http://127.0.0.1:9944) or a node's http:// URL.
     #[arg(long = "subtensor.network", alias = "network")]
-    network: Option<String>,
+    pub(crate) network: Option<String>,
     /// Print one JSON document instead of text.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 impl NetArgs {
-    fn chain(&self) -> anyhow::Result<Arc<dyn Chain>> {
+    pub(crate) fn chain(&self) -> anyhow::Result<Arc<dyn Chain>> {
         let url = resolve_network(self.network.as_deref())?;
         Ok(Arc::new(LocalChain::new(&url)?))
     }

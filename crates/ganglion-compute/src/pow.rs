@@ -1,0 +1,204 @@
+//! The proof-of-work challenge, compatible with the original (spec/compute.md §3): hashcat
+//! mode 610, `BLAKE2b-512(password ‖ salt)`.
+//!
+//! Generation: shuffle the 86-character set, keep the first 10 characters, draw a password
+//! of `difficulty` characters from them, draw an 8-byte salt (16 hex digits), and publish
+//! `"$BLAKE2$" + hex(blake2b512(password ‖ salt))` with the mask `?1` × difficulty. The
+//! search space is 10^difficulty. Unlike the original (Python's `random`), every draw comes
+//! from the operating system's CSPRNG.
+//!
+//! Difficulty adaptation follows version B by default ([`AdaptRule::B`]): starting from
+//! `ceil(mean difficulty of the last 20 successes)`, once a miner has more than 4 successes
+//! in the window, a failure rate over the last 20 below 10 % adds 2, below 20 % adds 1 and
+//! above 25 % removes 1; the result is clamped to the configured range.
+
+use rand::seq::SliceRandom;
+use rand::{CryptoRng, Rng, RngCore};
+use serde::{Deserialize, Serialize};
+
+/// The 86 characters passwords are drawn from: `ascii_letters + digits + "!@#$%^&*()-_+=[]{};:,.<>"`.
+pub const CHARSET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!@#$%^&*()-_+=[]{};:,.<>";
+/// How many characters of the shuffled set a challenge uses.
+pub const CHALLENGE_CHARS: usize = 10;
+/// Hex digits of the salt (`secrets.token_hex(8)`).
+pub const SALT_HEX_LEN: usize = 16;
+/// Prefix of the published hash (hashcat's mode 610 format).
+pub const HASH_PREFIX: &str = "$BLAKE2$";
+/// hashcat's mode for BLAKE2b-512($pass.$salt).
+pub const MODE: &str = "610";
+/// Smallest difficulty the protocol accepts (the validator's range is configured inside it).
+pub const MIN_DIFFICULTY: u8 = 1;
+/// Largest difficulty (the original's maximum; 10^12 candidates).
+pub const MAX_DIFFICULTY: u8 = 12;
+/// Default validator range (issue 6: 6–12).
+pub const DEFAULT_DIFFICULTY_RANGE: (u8, u8) = (6, 12);
+/// How many of the newest challenges the statistics look at (the original's last 60 rows).
+pub const STATS_WINDOW: usize = 60;
+/// The "last 20" of the failure penalty and the difficulty average.
+pub const RECENT: usize = 20;
+
+/// A challenge as the validator keeps it (the wire form is [`crate::protocol::Challenge`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeSpec {
+    /// 128 lowercase hex digits of `blake2b512(password ‖ salt)` (without the `$BLAKE2$` prefix).
+    pub hash_hex: String,
+    /// 16 hex digits.
+    pub salt: String,
+    /// The 10 characters the password is made of.
+    pub chars: String,
+    /// Number of password characters.
+    pub difficulty: u8,
+}
+
+impl ChallengeSpec {
+    /// The published `challenge_hash`: `$BLAKE2$<hex>`.
+    pub fn hash_field(&self) -> String {
+        format!("{HASH_PREFIX}{}", self.hash_hex)
+    }
+
+    /// `?1` repeated `difficulty` times.
+    pub fn mask(&self) -> String {
+        "?1".repeat(usize::from(self.difficulty))
+    }
+
+    /// 10^difficulty.
+    pub fn keyspace(&self) -> u64 {
+        10u64.pow(u32::from(self.difficulty))
+    }
+
+    /// The 64-byte target digest.
+    pub fn target(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        // Validated on construction from the wire; a bad value here yields a target that
+        // nothing matches, which the solver reports as exhausted.
+        let _ = hex::decode_to_slice(&self.hash_hex, &mut out);
+        out
+    }
+
+    /// Whether `password` solves this challenge.
+    pub fn is_solved_by(&self, password: &str) -> bool {
+        hash_hex(password, &self.salt) == self.hash_hex
+    }
+}
+
+/// `blake2b512(password ‖ salt)` as 128 lowercase hex digits.
+pub fn hash_hex(password: &str, salt: &str) -> String {
+    let mut state = blake2b_simd::State::new();
+    state.update(password.as_bytes());
+    state.update(salt.as_bytes());
+    state.finalize().to_hex().to_string()
+}
+
+/// Draws a challenge of `difficulty` characters; returns it with its password.
+pub fn generate<R: RngCore + CryptoRng>(difficulty: u8, rng: &mut R) -> (ChallengeSpec, String) {
+    let difficulty = difficulty.clamp(MIN_DIFFICULTY, MAX_DIFFICULTY);
+    let mut set: Vec<char> = CHARSET.chars().collect();
+    set.shuffle(rng);
+    let chars: String = set[..CHALLENGE_CHARS].iter().collect();
+    let pool: Vec<char> = chars.chars().collect();
+    let password: String = (0..difficulty).map(|_| pool[rng.gen_range(0..pool.len())]).collect();
+    let mut salt_bytes = [0u8; SALT_HEX_LEN / 2];
+    rng.fill_bytes(&mut salt_bytes);
+    let salt = hex::encode(salt_bytes);
+    let spec = ChallengeSpec { hash_hex: hash_hex(&password, &salt), salt, chars, difficulty };
+    (spec, password)
+}
+
+/// One challenge result as the statistics need it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Whether the answer verified.
+    pub success: bool,
+    /// Difficulty of the challenge.
+    pub difficulty: u8,
+    /// Validator-measured round trip, seconds.
+    pub elapsed_s: f64,
+}
+
+/// The statistics the original computes from `challenge_details` (spec §3, "Stats window").
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ChallengeStats {
+    /// Challenges in the window.
+    pub attempts: u32,
+    /// Successful ones in the window.
+    pub successes: u32,
+    /// Mean elapsed seconds of the successful ones (0 when none).
+    pub mean_success_elapsed_s: f64,
+    /// Failures among the newest 20.
+    pub last20_failed: u32,
+    /// Mean difficulty of the newest 20 successes (0 when none).
+    pub last20_difficulty_avg: f64,
+}
+
+impl ChallengeStats {
+    /// Statistics of `newest_first` (only the newest [`STATS_WINDOW`] count).
+    pub fn from_outcomes(newest_first: &[Outcome]) -> ChallengeStats {
+        let window = &newest_first[..newest_first.len().min(STATS_WINDOW)];
+        let successes: Vec<&Outcome> = window.iter().filter(|o| o.success).collect();
+        let mean_success_elapsed_s = if successes.is_empty() {
+            0.0
+        } else {
+            successes.iter().map(|o| o.elapsed_s).sum::<f64>() / successes.len() as f64
+        };
+        let last20_failed = window.iter().take(RECENT).filter(|o| !o.success).count() as u32;
+        let recent_successes: Vec<&&Outcome> = successes.iter().take(RECENT).collect();
+        let last20_difficulty_avg = if recent_successes.is_empty() {
+            0.0
+        } else {
+            recent_successes.iter().map(|o| f64::from(o.difficulty)).sum::<f64>() / recent_successes.len() as f64
+        };
+        ChallengeStats {
+            attempts: window.len() as u32,
+            successes: successes.len() as u32,
+            mean_success_elapsed_s,
+            last20_failed,
+            last20_difficulty_avg,
+        }
+    }
+}
+
+/// Which version's difficulty rule to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdaptRule {
+    /// v1.4.0: with at least 20 successes, ≤ 1 failure in the last 20 adds 1, > 2 removes 1.
+    A,
+    /// v1.5.3 (default): with more than 4 successes, failure rate < 10 % adds 2, < 20 % adds 1,
+    /// > 25 % removes 1.
+    #[default]
+    B,
+}
+
+/// The difficulty of the next challenge for a miner with these statistics, in `[min, max]`.
+pub fn next_difficulty(stats: &ChallengeStats, rule: AdaptRule, min: u8, max: u8) -> u8 {
+    let (min, max) = (min.min(max), max.max(min));
+    let current = if stats.successes == 0 { i32::from(min) } else { stats.last20_difficulty_avg.ceil() as i32 };
+    let step = match rule {
+        AdaptRule::A if stats.successes >= 20 => {
+            if stats.last20_failed <= 1 {
+                1
+            } else if stats.last20_failed > 2 {
+                -1
+            } else {
+                0
+            }
+        }
+        AdaptRule::B if stats.successes > 4 => {
+            let fail_rate = f64::from(stats.last20_failed) / RECENT as f64;
+            if fail_rate < 0.1 {
+                2
+            } else if fail_rate < 0.2 {
+                1
+            } else if fail_rate > 0.25 {
+                -1
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    };
+    (current + step).clamp(i32::from(min), i32::from(max)) as u8
+}
+
+#[cfg(test)]
+mod tests;

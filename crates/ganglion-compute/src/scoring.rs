@@ -1,0 +1,293 @@
+//! Scoring (spec/compute.md §4, `calculate_pow_score.py`), versions A (default) and B.
+//!
+//! Shared terms: `S = 100·successes/attempts`, `Tm = 100·(T − t)/T` for the mean elapsed
+//! time `t` of the successful challenges and the timeout `T` (100 when `t = 0`), and the
+//! failure penalty `F = w_f·(fails in the last 20 / 20)^1.5·100`.
+//!
+//! **A** (v1.3.11–1.4.0, the README's weights 1 / 1 / 0.5 / 0.5 / 0.4, our default):
+//! `dm = 100·(clamp(d̄, min, max) − min)/(max − min)` (A hard-codes min 6 and max 12: the
+//! same with the default range), unallocated `w_s·S + w_d·dm + w_t·Tm·dm/100 − F`, allocated
+//! `100·(w_s + w_d + w_t) + w_a·dm` ("maximum challenge score + allocation score"), zero
+//! (unless allocated) with 10 or more failures in the last 20 or no success at all.
+//!
+//! **B** (v1.4.2–1.5.3, weights 1 / 1 / 0.3 / 0.4 / 0.21): `dm = 100·clamp(d̄, min, max)/max`,
+//! unallocated `w_s·S + w_d·dm + w_t·Tm − F`, halved without a working sandbox (the original:
+//! without docker), allocated `100·(w_s + w_d + w_t)·(1 − w_a) + w_a·dm`, zero (unless
+//! allocated) with 19 or more failures or no success.
+//!
+//! Both normalise by the largest possible score, `100·(w_s + w_d + w_t) + 100·w_a` (290 for
+//! A, 251 for B, as in the original).
+//!
+//! # The README's examples
+//! The README gives 264.6 (allocated, 95 % success, difficulty 7, 4.6 s, 2.6 % failures) and
+//! 193.7 (not allocated, 92 %, difficulty 9, 16 s, 3.1 %). No published commit produces
+//! those numbers: version A's formula gives **256.7** (`250 + 0.4·16.7`) and **153.4**
+//! (`92 + 50 + 0.5·46.7·0.5 − 0.27`), version B's gives **193.9** and **180.8**. The
+//! differences are in the formula, not the inputs. A's allocated score ignores success and
+//! time entirely, so 264.6 would need an allocation term of 14.6, i.e. `dm` ≈ 36.5 at
+//! difficulty 7 where A's `dm` is 16.7 (no variant of `dm`, `Tm` and `F` we tried, A's or
+//! B's, gives 264.6). For 193.7 the only match among those variants is
+//! `92 + 100·9/12 + 0.5·(100·16/30)` with no failure penalty: B's `dm`, A's time weight and
+//! an *inverted* time score (`100·t/T`, which would reward slowness), so the README's number
+//! was most likely computed with a bug. We keep the published code's formulas.
+//! `scoring::tests::readme_examples` pins the four published-formula numbers.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pow::{ChallengeStats, RECENT};
+
+/// Which version's formula.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoringVersion {
+    /// v1.4.0 (README weights).
+    #[default]
+    A,
+    /// v1.5.3.
+    B,
+}
+
+/// Component weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Weights {
+    /// Success rate.
+    pub success: f64,
+    /// Difficulty.
+    pub difficulty: f64,
+    /// Elapsed time.
+    pub time: f64,
+    /// Failure penalty.
+    pub failure: f64,
+    /// Allocation.
+    pub allocation: f64,
+}
+
+impl Weights {
+    /// The README's weights (issue 6): 1.0 / 1.0 / 0.5 / 0.5 / 0.4.
+    pub const A: Weights = Weights { success: 1.0, difficulty: 1.0, time: 0.5, failure: 0.5, allocation: 0.4 };
+    /// Version B's: 1 / 1 / 0.3 / 0.4 / 0.21.
+    pub const B: Weights = Weights { success: 1.0, difficulty: 1.0, time: 0.3, failure: 0.4, allocation: 0.21 };
+
+    /// Checks that every weight is finite and non-negative (allocation below 1 for B).
+    pub fn validate(&self) -> Result<(), String> {
+        let all = [self.success, self.difficulty, self.time, self.failure, self.allocation];
+        if all.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return Err("scoring weights must be finite and non-negative".into());
+        }
+        if self.success + self.difficulty + self.time + self.allocation <= 0.0 {
+            return Err("at least one positive scoring weight is needed".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights::A
+    }
+}
+
+/// Scoring settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Formula version.
+    pub version: ScoringVersion,
+    /// Weights (None: the version's own, [`Weights::A`] or [`Weights::B`]).
+    pub weights: Option<Weights>,
+    /// Challenge timeout in seconds (`T` of the time score).
+    pub timeout_s: f64,
+    /// Difficulty range of the validator.
+    pub min_difficulty: u8,
+    /// Difficulty range of the validator.
+    pub max_difficulty: u8,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        ScoringConfig {
+            version: ScoringVersion::A,
+            weights: None,
+            timeout_s: 30.0,
+            min_difficulty: crate::pow::DEFAULT_DIFFICULTY_RANGE.0,
+            max_difficulty: crate::pow::DEFAULT_DIFFICULTY_RANGE.1,
+        }
+    }
+}
+
+impl ScoringConfig {
+    /// The weights in effect.
+    pub fn effective_weights(&self) -> Weights {
+        self.weights.unwrap_or(match self.version {
+            ScoringVersion::A => Weights::A,
+            ScoringVersion::B => Weights::B,
+        })
+    }
+}
+
+/// What a score is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoreInput {
+    /// Success rate in percent over the window.
+    pub success_rate: f64,
+    /// Whether there was at least one success.
+    pub any_success: bool,
+    /// Mean difficulty of the last 20 successes.
+    pub difficulty_avg: f64,
+    /// Mean seconds of the successful challenges.
+    pub mean_elapsed_s: f64,
+    /// Failures in the last 20, as a fraction (0–1).
+    pub fail_rate: f64,
+    /// Whether the miner is allocated (by a reservation this validator knows).
+    pub allocated: bool,
+    /// Whether the miner reports a working sandbox (B halves the score without).
+    pub has_sandbox: bool,
+}
+
+impl ScoreInput {
+    /// From challenge statistics.
+    pub fn from_stats(stats: &ChallengeStats, allocated: bool, has_sandbox: bool) -> ScoreInput {
+        ScoreInput {
+            success_rate: if stats.attempts == 0 { 0.0 } else { 100.0 * f64::from(stats.successes) / f64::from(stats.attempts) },
+            any_success: stats.successes > 0,
+            difficulty_avg: stats.last20_difficulty_avg,
+            mean_elapsed_s: stats.mean_success_elapsed_s,
+            fail_rate: f64::from(stats.last20_failed) / RECENT as f64,
+            allocated,
+            has_sandbox,
+        }
+    }
+}
+
+/// The components and the total, as stored in `ScoreRecord.components`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Components {
+    /// Formula version.
+    pub version: ScoringVersion,
+    /// `S`.
+    pub success: f64,
+    /// `dm`.
+    pub difficulty: f64,
+    /// `Tm`.
+    pub time: f64,
+    /// `F` (already weighted).
+    pub penalty: f64,
+    /// The allocation term (already weighted; 0 unless allocated).
+    pub allocation: f64,
+    /// Whether the allocated formula applied.
+    pub allocated: bool,
+    /// The score before normalisation.
+    pub total: f64,
+    /// `total / max`, in [0, 1].
+    pub normalised: f64,
+}
+
+/// `percent_yield(t, T)`: 100 at t = 0, 0 at t ≥ T.
+pub fn time_score(elapsed_s: f64, timeout_s: f64) -> f64 {
+    if elapsed_s <= 0.0 || timeout_s <= 0.0 {
+        return 100.0;
+    }
+    (100.0 * (timeout_s - elapsed_s) / timeout_s).clamp(0.0, 100.0)
+}
+
+/// The score of one miner.
+pub fn score(config: &ScoringConfig, input: &ScoreInput) -> Components {
+    let w = &config.effective_weights();
+    let (min, max) = (f64::from(config.min_difficulty.min(config.max_difficulty)), f64::from(config.max_difficulty.max(config.min_difficulty)));
+    let d = input.difficulty_avg.clamp(min, max);
+    let success = input.success_rate.clamp(0.0, 100.0);
+    let time = time_score(input.mean_elapsed_s, config.timeout_s);
+    let penalty = w.failure * input.fail_rate.clamp(0.0, 1.0).powf(1.5) * 100.0;
+    let max_challenge = 100.0 * (w.success + w.difficulty + w.time);
+    let max_total = max_challenge + 100.0 * w.allocation;
+    let (difficulty, total, allocation) = match config.version {
+        ScoringVersion::A => {
+            let dm = if max > min { 100.0 * (d - min).max(0.0) / (max - min) } else { 100.0 };
+            if input.allocated {
+                (dm, max_challenge + w.allocation * dm, w.allocation * dm)
+            } else if input.fail_rate * RECENT as f64 >= 10.0 - 1e-9 || !input.any_success {
+                (dm, 0.0, 0.0)
+            } else {
+                (dm, w.success * success + w.difficulty * dm + w.time * time * dm / 100.0 - penalty, 0.0)
+            }
+        }
+        ScoringVersion::B => {
+            let dm = 100.0 * d / max.max(1.0);
+            if input.allocated {
+                (dm, max_challenge * (1.0 - w.allocation) + w.allocation * dm, w.allocation * dm)
+            } else if input.fail_rate * RECENT as f64 >= 19.0 - 1e-9 || !input.any_success {
+                (dm, 0.0, 0.0)
+            } else {
+                let raw = w.success * success + w.difficulty * dm + w.time * time - penalty;
+                (dm, if input.has_sandbox { raw } else { raw * 0.5 }, 0.0)
+            }
+        }
+    };
+    let total = total.max(0.0);
+    Components {
+        version: config.version,
+        success,
+        difficulty,
+        time,
+        penalty,
+        allocation,
+        allocated: input.allocated,
+        total,
+        normalised: if max_total > 0.0 { (total / max_total).clamp(0.0, 1.0) } else { 0.0 },
+    }
+}
+
+/// One uid's score with what the weight rules need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UidScore {
+    /// Uid.
+    pub uid: u16,
+    /// Normalised score.
+    pub score: f64,
+    /// Axon IP, if served.
+    pub ip: Option<IpAddr>,
+    /// Validators score zero.
+    pub is_validator: bool,
+}
+
+/// Weights from scores: validators get 0; with `one_uid_per_ip` only the best-scoring uid of
+/// each IP counts (ties: the lower uid); negative and non-finite scores count as 0; the rest
+/// is L1-normalised. Returns `(uid, weight)` for every input uid (weights sum to 1, or all 0).
+pub fn weights(scores: &[UidScore], one_uid_per_ip: bool) -> Vec<(u16, f64)> {
+    let clean = |s: &UidScore| if s.is_validator || !s.score.is_finite() { 0.0 } else { s.score.max(0.0) };
+    let mut best_of_ip: HashMap<IpAddr, (f64, u16)> = HashMap::new();
+    if one_uid_per_ip {
+        for s in scores {
+            if let Some(ip) = s.ip {
+                let candidate = (clean(s), s.uid);
+                best_of_ip
+                    .entry(ip)
+                    .and_modify(|best| {
+                        if candidate.0 > best.0 || (candidate.0 == best.0 && candidate.1 < best.1) {
+                            *best = candidate;
+                        }
+                    })
+                    .or_insert(candidate);
+            }
+        }
+    }
+    let raw: Vec<(u16, f64)> = scores
+        .iter()
+        .map(|s| {
+            let keep = match (one_uid_per_ip, s.ip) {
+                (true, Some(ip)) => best_of_ip.get(&ip).is_some_and(|best| best.1 == s.uid),
+                _ => true,
+            };
+            (s.uid, if keep { clean(s) } else { 0.0 })
+        })
+        .collect();
+    let sum: f64 = raw.iter().map(|(_, w)| w).sum();
+    raw.into_iter().map(|(uid, w)| (uid, if sum > 0.0 { w / sum } else { 0.0 })).collect()
+}
+
+#[cfg(test)]
+mod tests;

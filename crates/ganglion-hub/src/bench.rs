@@ -1,0 +1,202 @@
+//! `ganglion bench hub`: seed a store with a pretend subnet's records (1 million inference
+//! rows by default, in batches, as validators write them), then time the hub's pages through
+//! the router and report the ingest rate.
+//!
+//! The metagraph comes from recorded snapshots (no chain), which is the slower path: with a
+//! chain the overview reads it from memory.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use ganglion_records::synthetic::SyntheticSubnet;
+use ganglion_records::{Records, now_ms};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use tower::ServiceExt;
+
+use crate::error::{HubError, HubResult};
+use crate::state::{HubConfig, HubState};
+
+/// What to seed and how often to time each page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchConfig {
+    /// Inference rows to seed.
+    pub rows: u64,
+    /// Miners in the pretend subnet.
+    pub miners: u16,
+    /// Validators in the pretend subnet.
+    pub validators: u16,
+    /// Rows per insert call (one transaction each).
+    pub batch: usize,
+    /// Timed requests per page (after two warm-up requests).
+    pub iterations: usize,
+    /// Time the rows span, ending now.
+    pub span: Duration,
+    /// Netuid to seed.
+    pub netuid: u16,
+}
+
+impl Default for BenchConfig {
+    fn default() -> BenchConfig {
+        BenchConfig {
+            rows: 1_000_000,
+            miners: 256,
+            validators: 8,
+            batch: 1000,
+            iterations: 30,
+            span: Duration::from_secs(7 * 24 * 3600),
+            netuid: 1,
+        }
+    }
+}
+
+/// Timing of one page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PageTiming {
+    /// Short name.
+    pub page: String,
+    /// Request path.
+    pub path: String,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+    /// Response size.
+    pub bytes: usize,
+}
+
+/// One backend's results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// The store's URL (password removed).
+    pub url: String,
+    /// Inference rows seeded.
+    pub rows: u64,
+    /// Rows per insert call.
+    pub batch: usize,
+    /// Inference rows inserted per second (rollups included).
+    pub ingest_rows_per_s: f64,
+    /// Time to seed everything.
+    pub seed_s: f64,
+    /// Page timings.
+    pub pages: Vec<PageTiming>,
+}
+
+/// What the seeding is doing, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Inference rows inserted so far, of `total`.
+    Rows {
+        /// Done.
+        done: u64,
+        /// Total.
+        total: u64,
+    },
+    /// Timing pages.
+    Timing,
+}
+
+/// Seeds `records` and times the pages.
+pub async fn run(records: Records, config: &BenchConfig, progress: &(dyn Fn(Progress) + Sync)) -> HubResult<BenchReport> {
+    let now = now_ms();
+    let span_ms = i64::try_from(config.span.as_millis()).unwrap_or(i64::MAX);
+    let step_ms = (span_ms / i64::try_from(config.rows.max(1)).unwrap_or(i64::MAX)).max(1);
+    let subnet = SyntheticSubnet::ending_at(config.netuid, config.validators, config.miners, config.rows, now, step_ms);
+    let started = Instant::now();
+    let mut insert_time = Duration::ZERO;
+    let batch = config.batch.max(1) as u64;
+    let mut done = 0;
+    while done < config.rows {
+        let end = (done + batch).min(config.rows);
+        let rows: Vec<_> = (done..end).map(|i| subnet.inference(i)).collect();
+        let t = Instant::now();
+        records.insert_inference(&rows).await?;
+        insert_time += t.elapsed();
+        done = end;
+        progress(Progress::Rows { done, total: config.rows });
+    }
+    // Metagraph snapshots every epoch (360 blocks) and scores every 10 epochs, over the span.
+    let last_block = subnet.start_block + u64::try_from(span_ms / 12_000).unwrap_or(0);
+    let mut block = subnet.start_block;
+    while block <= last_block {
+        let at = subnet.start_ms + i64::try_from((block - subnet.start_block) * 12_000).unwrap_or(0);
+        records.insert_neuron_snapshots(&subnet.snapshot(block, at)).await?;
+        if (block - subnet.start_block).is_multiple_of(3600) {
+            records.insert_scores(&subnet.scores(block, at)).await?;
+        }
+        block += 360;
+    }
+    let seed_s = started.elapsed().as_secs_f64();
+    let ingest_rows_per_s = config.rows as f64 / insert_time.as_secs_f64().max(1e-9);
+
+    progress(Progress::Timing);
+    let state = HubState::new(HubConfig::new(records.clone(), None, "none"));
+    let app = crate::router(state);
+    let miner = subnet.hotkey(subnet.validators + 3);
+    let validator = subnet.hotkey(0);
+    let last_id = subnet.inference(config.rows.saturating_sub(1)).id;
+    let n = config.netuid;
+    let pages = [
+        ("subnets", "/api/subnets".to_string()),
+        ("overview 1h", format!("/api/subnets/{n}/overview?window=1h")),
+        ("overview 24h", format!("/api/subnets/{n}/overview?window=24h")),
+        ("overview 7d", format!("/api/subnets/{n}/overview?window=7d")),
+        ("miner 1h", format!("/api/subnets/{n}/miners/{miner}?window=1h")),
+        ("miner 7d", format!("/api/subnets/{n}/miners/{miner}?window=7d")),
+        ("validator 24h", format!("/api/subnets/{n}/validators/{validator}?window=24h")),
+        ("miner failures", format!("/api/subnets/{n}/requests?miner={miner}&verified=false&limit=100")),
+        ("request", format!("/api/requests/{last_id}")),
+    ];
+    let mut timings = Vec::new();
+    for (page, path) in pages {
+        timings.push(time_page(&app, page, &path, config.iterations.max(1)).await?);
+    }
+    Ok(BenchReport {
+        backend: format!("{:?}", records.backend()).to_lowercase(),
+        url: records.display_url().to_string(),
+        rows: config.rows,
+        batch: config.batch,
+        ingest_rows_per_s,
+        seed_s,
+        pages: timings,
+    })
+}
+
+async fn time_page(app: &axum::Router, page: &str, path: &str, iterations: usize) -> HubResult<PageTiming> {
+    let mut samples = Vec::with_capacity(iterations);
+    let mut bytes = 0;
+    for i in 0..iterations + 2 {
+        let request = Request::get(path).body(Body::empty()).map_err(|e| bench_error(path, e.to_string()))?;
+        let t = Instant::now();
+        let response = app.clone().oneshot(request).await.map_err(|e| bench_error(path, e.to_string()))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|e| bench_error(path, e.to_string()))?.to_bytes();
+        let elapsed = t.elapsed();
+        if status != StatusCode::OK {
+            return Err(bench_error(path, format!("status {status}: {}", String::from_utf8_lossy(&body))));
+        }
+        bytes = body.len();
+        if i >= 2 {
+            samples.push(elapsed.as_secs_f64() * 1000.0);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    Ok(PageTiming {
+        page: page.to_string(),
+        path: path.to_string(),
+        p50_ms: pick(0.5),
+        p99_ms: pick(0.99),
+        max_ms: samples.last().copied().unwrap_or(0.0),
+        bytes,
+    })
+}
+
+fn bench_error(path: &str, reason: String) -> HubError {
+    HubError::Bench(format!("{path}: {reason}"))
+}

@@ -1,0 +1,146 @@
+//! Why a miner's response failed: a closed set of causes, each with a stable name that goes
+//! into records, metrics and logs, plus a free-text detail.
+//!
+//! The names follow the original's (`TOO_SHORT`, `SKIPPED_EOS`, …) where one existed; the
+//! transport and stream causes are new (the original turned them all into `None`).
+
+use serde::{Deserialize, Serialize};
+
+/// One reason to refuse a response. Ordered roughly from "never got an answer" to
+/// "answered, but not with the model's tokens".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Cause {
+    /// The TCP connection could not be made (or the axon is not served).
+    Connect,
+    /// The miner answered with a non-200 status.
+    HttpStatus,
+    /// A deadline passed: connect, first token, idle between chunks, or total.
+    Timeout,
+    /// The connection broke before the stream ended.
+    Disconnect,
+    /// The stream exceeded its byte, line or chunk budget.
+    TooLarge,
+    /// The stream carried bytes that are not UTF-8.
+    InvalidUtf8,
+    /// The stream is not well-formed OpenAI SSE (bad framing, bad JSON, wrong shapes).
+    Malformed,
+    /// The miner reported an error object inside the stream.
+    MinerError,
+    /// The stream looked pre-generated and replayed in a burst.
+    BadStream,
+    /// No chunk carried a `finish_reason`.
+    MissingFinish,
+    /// No `usage` object although `stream_options.include_usage` was asked for.
+    MissingUsage,
+    /// Tokens arrived without `token_id:<id>` although `return_tokens_as_token_ids` was asked for.
+    MissingTokenIds,
+    /// Token ids outside the vocabulary, or ids that do not decode to the streamed text.
+    WrongTokenIds,
+    /// Tokens arrived without logprobs although `logprobs` was asked for.
+    MissingLogprobs,
+    /// Fewer tokens than the minimum.
+    TooShort,
+    /// More tokens than `max_tokens`.
+    TooLong,
+    /// `usage` disagrees with the tokens actually streamed (or with the prompt).
+    UsageMismatch,
+    /// A token the declared sampling could not have produced.
+    UnlikelyToken,
+    /// Too many unlikely (or non-argmax) tokens to be a sample of the model.
+    UnlikelyTokens,
+    /// The model would (almost surely) have stopped, but the miner went on.
+    SkippedEos,
+    /// The miner stopped where the model would not have.
+    EarlyEnd,
+    /// The logprobs the miner reported disagree with the validator's on average.
+    LowAverage,
+    /// Ground truth: the text is not similar enough to the validator's regeneration.
+    Similarity,
+}
+
+impl Cause {
+    /// Every cause, for metrics that list all of them.
+    pub const ALL: [Cause; 23] = [
+        Cause::Connect,
+        Cause::HttpStatus,
+        Cause::Timeout,
+        Cause::Disconnect,
+        Cause::TooLarge,
+        Cause::InvalidUtf8,
+        Cause::Malformed,
+        Cause::MinerError,
+        Cause::BadStream,
+        Cause::MissingFinish,
+        Cause::MissingUsage,
+        Cause::MissingTokenIds,
+        Cause::WrongTokenIds,
+        Cause::MissingLogprobs,
+        Cause::TooShort,
+        Cause::TooLong,
+        Cause::UsageMismatch,
+        Cause::UnlikelyToken,
+        Cause::UnlikelyTokens,
+        Cause::SkippedEos,
+        Cause::EarlyEnd,
+        Cause::LowAverage,
+        Cause::Similarity,
+    ];
+
+    /// The stable name (`TOO_SHORT`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Connect => "CONNECT",
+            Cause::HttpStatus => "HTTP_STATUS",
+            Cause::Timeout => "TIMEOUT",
+            Cause::Disconnect => "DISCONNECT",
+            Cause::TooLarge => "TOO_LARGE",
+            Cause::InvalidUtf8 => "INVALID_UTF8",
+            Cause::Malformed => "MALFORMED",
+            Cause::MinerError => "MINER_ERROR",
+            Cause::BadStream => "BAD_STREAM",
+            Cause::MissingFinish => "MISSING_FINISH",
+            Cause::MissingUsage => "MISSING_USAGE",
+            Cause::MissingTokenIds => "MISSING_TOKEN_IDS",
+            Cause::WrongTokenIds => "WRONG_TOKEN_IDS",
+            Cause::MissingLogprobs => "MISSING_LOGPROBS",
+            Cause::TooShort => "TOO_SHORT",
+            Cause::TooLong => "TOO_LONG",
+            Cause::UsageMismatch => "USAGE_MISMATCH",
+            Cause::UnlikelyToken => "UNLIKELY_TOKEN",
+            Cause::UnlikelyTokens => "UNLIKELY_TOKENS",
+            Cause::SkippedEos => "SKIPPED_EOS",
+            Cause::EarlyEnd => "EARLY_END",
+            Cause::LowAverage => "LOW_AVERAGE",
+            Cause::Similarity => "SIMILARITY",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed response: the cause and what exactly was wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The cause.
+    pub cause: Cause,
+    /// One line saying what was observed (position, rank, sizes, …).
+    pub detail: String,
+}
+
+impl Failure {
+    /// A failure with a detail line.
+    pub fn new(cause: Cause, detail: impl Into<String>) -> Failure {
+        Failure { cause, detail: detail.into() }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.cause, self.detail)
+    }
+}

@@ -1,0 +1,277 @@
+//! The miner's HTTP surface: routing, limits, upstream calls and the guarded byte stream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::{Stream, StreamExt};
+use ganglion_protocol::epistula::{Caller, Verifier, protect};
+use serde_json::{Value, json};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::adversary::{StopRewriter, random_token_events, slow_release, truncate_body};
+use super::{Adversary, MinerState};
+use crate::openai::{Endpoint, MODEL_HEADER, join_url};
+
+type AppState = State<Arc<MinerState>>;
+
+pub(super) fn router(state: Arc<MinerState>, verifier: Arc<Verifier>) -> Router {
+    let protected = Router::new()
+        .route("/v1/chat/completions", post(proxy))
+        .route("/v1/completions", post(proxy))
+        .route("/models", get(list_models).post(receive_models));
+    let protected = protect(protected, verifier);
+    Router::new()
+        .route("/", get(health))
+        .route("/metrics", get(metrics))
+        .merge(protected)
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+async fn health(State(state): AppState) -> Json<Value> {
+    Json(json!({"status": "ok", "hotkey": state.config.hotkey.public().to_ss58(), "models": state.models()}))
+}
+
+async fn metrics(State(state): AppState, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if !peer.ip().is_loopback() {
+        return error(StatusCode::FORBIDDEN, "forbidden", "metrics are served to loopback callers only");
+    }
+    state.metrics.set("ganglion_miner_active_streams", &[], state.metrics.get("ganglion_miner_active_streams", &[]));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn list_models(State(state): AppState) -> Json<Vec<String>> {
+    state.metrics.inc("ganglion_miner_requests_total", &[("route", "/models"), ("status", "200")]);
+    Json(state.models())
+}
+
+async fn receive_models(State(state): AppState, caller: Caller, body: Bytes) -> Response {
+    let Ok(models) = serde_json::from_slice::<Vec<String>>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_body", "expected a JSON list of model names");
+    };
+    let models: Vec<String> = models.into_iter().take(256).map(|m| m.chars().take(256).collect()).collect();
+    let missing: Vec<&String> = models.iter().filter(|m| !state.upstreams.contains_key(*m)).collect();
+    if !missing.is_empty() {
+        tracing::info!(target: "ganglion::miner", validator = %caller.hotkey, ?missing, "validator asks for models this miner does not serve");
+    }
+    if let Ok(mut list) = state.validator_models.lock() {
+        *list = models;
+    }
+    Json(json!({"ok": true})).into_response()
+}
+
+/// Reads the model from `X-Targon-Model`, else from the body's `model`.
+fn requested_model(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    if let Some(model) = headers.get(MODEL_HEADER).and_then(|v| v.to_str().ok()).map(str::trim).filter(|m| !m.is_empty()) {
+        return Some(model.to_string());
+    }
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("model")?.as_str().map(str::to_string)
+}
+
+async fn proxy(State(state): AppState, caller: Caller, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    let count = |status: StatusCode| state.metrics.inc("ganglion_miner_requests_total", &[("route", path.as_str()), ("status", status.as_str())]);
+    let Some(endpoint) = Endpoint::from_path(&path) else {
+        count(StatusCode::NOT_FOUND);
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no route {path}"));
+    };
+    let Some(caller_permit) = state.callers.acquire(&caller.hotkey) else {
+        state.metrics.inc("ganglion_miner_refused_total", &[("reason", "per_caller_limit")]);
+        count(StatusCode::TOO_MANY_REQUESTS);
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!("at most {} requests in flight per caller", state.config.per_caller_concurrency),
+        );
+    };
+    let Some(model) = requested_model(&headers, &body) else {
+        count(StatusCode::BAD_REQUEST);
+        return error(StatusCode::BAD_REQUEST, "missing_model", "name the model in X-Targon-Model or the body's `model`");
+    };
+    if let Some(Adversary::RandomTokens { vocabulary }) = &state.config.adversary {
+        count(StatusCode::OK);
+        let events = random_token_events(vocabulary, endpoint, &body);
+        let stream = futures::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
+        return sse_response(StatusCode::OK, None, Body::from_stream(stream));
+    }
+    let Some(upstream) = state.upstreams.get(&model) else {
+        count(StatusCode::NOT_FOUND);
+        return error(StatusCode::NOT_FOUND, "model_not_found", format!("this miner does not serve `{model}`; GET /models lists what it serves"));
+    };
+    let slot = match tokio::time::timeout(state.config.queue_timeout, upstream.slots.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        _ => {
+            state.metrics.inc("ganglion_miner_refused_total", &[("reason", "upstream_busy")]);
+            count(StatusCode::SERVICE_UNAVAILABLE);
+            return error(StatusCode::SERVICE_UNAVAILABLE, "upstream_busy", format!("all {} upstream slots for `{model}` are busy", upstream.config.max_concurrency));
+        }
+    };
+    let body = match &state.config.adversary {
+        Some(Adversary::Truncate { fraction }) => truncate_body(&body, *fraction).unwrap_or(body),
+        _ => body,
+    };
+    let mut request = state
+        .http
+        .post(join_url(&upstream.config.url, endpoint.path()))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body);
+    if let Some(key) = &upstream.config.api_key {
+        request = request.bearer_auth(key);
+    }
+    let started = Instant::now();
+    let response = match tokio::time::timeout(state.config.upstream_first_byte_timeout, request.send()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            state.metrics.inc("ganglion_miner_upstream_errors_total", &[("model", model.as_str()), ("kind", "connect")]);
+            count(StatusCode::BAD_GATEWAY);
+            tracing::warn!(target: "ganglion::miner", %model, "upstream failed: {e}");
+            return error(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the upstream model server could not be reached");
+        }
+        Err(_) => {
+            state.metrics.inc("ganglion_miner_upstream_errors_total", &[("model", model.as_str()), ("kind", "timeout")]);
+            count(StatusCode::GATEWAY_TIMEOUT);
+            return error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream model server did not answer in time");
+        }
+    };
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    count(status);
+    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    let guard = Guard { _caller: caller_permit, _slot: slot, metrics: state.metrics.clone() };
+    state.metrics.add("ganglion_miner_active_streams", &[], 1.0);
+    let limits = Deadlines {
+        started,
+        idle: state.config.upstream_idle_timeout,
+        total: state.config.upstream_total_timeout,
+    };
+    let timed: TimedStream = match &state.config.adversary {
+        // A slow miner must know when each chunk really arrived, not when it got round to
+        // reading it after sleeping; a reader task stamps them.
+        Some(Adversary::Slow { .. }) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            let mut upstream = response.bytes_stream();
+            tokio::spawn(async move {
+                while let Some(item) = upstream.next().await {
+                    if tx.send((item, started.elapsed())).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Box::pin(tokio_stream_from(rx))
+        }
+        _ => Box::pin(response.bytes_stream().map(move |item| (item, started.elapsed()))),
+    };
+    let stream = guarded(timed, limits, guard, state.config.adversary.clone());
+    sse_response(status, content_type, Body::from_stream(stream))
+}
+
+fn sse_response(status: StatusCode, content_type: Option<HeaderValue>, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let content_type = content_type.unwrap_or_else(|| HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Held for the life of a streamed response: the caller's and the upstream's slots.
+struct Guard {
+    _caller: OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.metrics.add("ganglion_miner_active_streams", &[], -1.0);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Deadlines {
+    started: Instant,
+    idle: Duration,
+    total: Duration,
+}
+
+type TimedStream = std::pin::Pin<Box<dyn Stream<Item = (reqwest::Result<Bytes>, Duration)> + Send>>;
+
+fn tokio_stream_from<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl Stream<Item = T> + Send {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+struct Pipe {
+    upstream: TimedStream,
+    deadlines: Deadlines,
+    _guard: Guard,
+    adversary: Option<Adversary>,
+    rewriter: StopRewriter,
+    chunks: usize,
+    done: bool,
+}
+
+/// The upstream byte stream under idle and total deadlines, holding the slots until it
+/// ends, transformed by the adversary mode if one is set. A deadline ends the response
+/// with an error, which aborts the connection so the caller sees a broken stream, not a
+/// silently truncated one.
+fn guarded(upstream: TimedStream, deadlines: Deadlines, guard: Guard, adversary: Option<Adversary>) -> impl Stream<Item = std::io::Result<Bytes>> {
+    let pipe = Pipe { upstream, deadlines, _guard: guard, adversary, rewriter: StopRewriter::default(), chunks: 0, done: false };
+    futures::stream::unfold(pipe, |mut pipe| async move {
+        if pipe.done {
+            return None;
+        }
+        let d = pipe.deadlines;
+        let deadline = (Instant::now() + d.idle).min(d.started + d.total);
+        match tokio::time::timeout_at(deadline.into(), pipe.upstream.next()).await {
+            Err(_) => {
+                pipe.done = true;
+                Some((Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "upstream deadline passed")), pipe))
+            }
+            Ok(None) => {
+                pipe.done = true;
+                let rest = pipe.rewriter.finish();
+                if rest.is_empty() { None } else { Some((Ok(rest), pipe)) }
+            }
+            Ok(Some((Err(e), _))) => {
+                pipe.done = true;
+                Some((Err(std::io::Error::other(format!("upstream stream broke: {e}"))), pipe))
+            }
+            Ok(Some((Ok(bytes), arrived))) => {
+                pipe.chunks += 1;
+                let bytes = match &pipe.adversary {
+                    Some(Adversary::Slow { factor, max_tps }) => {
+                        tokio::time::sleep_until(slow_release(d.started, arrived, pipe.chunks, *factor, *max_tps).into()).await;
+                        bytes
+                    }
+                    Some(Adversary::Truncate { .. }) => pipe.rewriter.push(&bytes),
+                    _ => bytes,
+                };
+                Some((Ok(bytes), pipe))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_comes_from_the_header_first() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(requested_model(&headers, br#"{"model":"body"}"#).as_deref(), Some("body"));
+        headers.insert(MODEL_HEADER, HeaderValue::from_static("header"));
+        assert_eq!(requested_model(&headers, br#"{"model":"body"}"#).as_deref(), Some("header"));
+        assert_eq!(requested_model(&HeaderMap::new(), b"not json"), None);
+    }
+}

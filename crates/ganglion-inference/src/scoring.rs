@@ -1,0 +1,285 @@
+//! Scores: per miner and model, a moving window of the last N results, each the verified
+//! tokens per second of one response or 0 for a failure. A model's score is the window's
+//! mean — so failures pull it down in proportion — and a miner's score is the sum over the
+//! models it serves (Targon v4's "sum of the average TPS per model").
+//!
+//! Differences from the original, on purpose:
+//! - no min-max normalisation: weights are scores divided by their sum, so the weakest
+//!   honest miner keeps a weight proportional to its speed instead of being zeroed;
+//! - state is keyed by hotkey, so a uid taken over by a new hotkey starts from nothing
+//!   (v4's `resync_hotkeys` compared the metagraph with itself and let new hotkeys inherit);
+//! - the state file is JSON, written atomically after every step, restored on start
+//!   (the original's `cache.pickle`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+
+use ganglion_chain::Metagraph;
+use ganglion_core::keys::PublicKey;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{InferenceError, Result};
+
+/// Format version of the state file.
+pub const STATE_VERSION: u32 = 1;
+
+/// Largest state file read back (a 256-uid subnet with 30-entry windows is ~100 KB).
+const MAX_STATE_BYTES: u64 = 32 << 20;
+
+/// One miner's windows and counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MinerScore {
+    /// The uid the hotkey held when last seen.
+    pub uid: u16,
+    /// Window per model: verified tokens/s, or 0 for a failure; newest last.
+    pub models: BTreeMap<String, VecDeque<f64>>,
+    /// Verified responses (lifetime of this hotkey's entry).
+    pub verified: u64,
+    /// Failed responses.
+    pub failed: u64,
+    /// Verified organic responses.
+    #[serde(default)]
+    pub organic_verified: u64,
+    /// The cause of the last failure.
+    pub last_cause: Option<String>,
+}
+
+impl MinerScore {
+    /// Mean of one model's window.
+    pub fn model_score(&self, model: &str) -> f64 {
+        self.models.get(model).map_or(0.0, |w| mean(w))
+    }
+
+    /// Sum of the per-model means.
+    pub fn score(&self) -> f64 {
+        self.models.values().map(mean).sum()
+    }
+
+    /// Mean verified tokens/s over the verified entries of all windows.
+    pub fn verified_tps(&self) -> Option<f64> {
+        let values: Vec<f64> = self.models.values().flatten().copied().filter(|&v| v > 0.0).collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    }
+
+    /// Verified share of the entries currently in the windows, in percent.
+    pub fn verified_percent(&self) -> Option<f64> {
+        let total: usize = self.models.values().map(VecDeque::len).sum();
+        let ok = self.models.values().flatten().filter(|&&v| v > 0.0).count();
+        (total > 0).then(|| 100.0 * ok as f64 / total as f64)
+    }
+}
+
+fn mean(window: &VecDeque<f64>) -> f64 {
+    if window.is_empty() { 0.0 } else { window.iter().sum::<f64>() / window.len() as f64 }
+}
+
+/// All miners' scores; see the module doc.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scoreboard {
+    /// [`STATE_VERSION`].
+    pub version: u32,
+    /// The subnet.
+    pub netuid: u16,
+    /// Window length.
+    pub window: usize,
+    /// Block of the last save.
+    pub block: u64,
+    /// Scores by hotkey (SS58).
+    pub miners: BTreeMap<String, MinerScore>,
+}
+
+impl Scoreboard {
+    /// An empty board.
+    pub fn new(netuid: u16, window: usize) -> Scoreboard {
+        Scoreboard { version: STATE_VERSION, netuid, window: window.max(1), block: 0, miners: BTreeMap::new() }
+    }
+
+    /// Records one result: `Some(tps)` for a verified response, `None` for a failure.
+    pub fn record(&mut self, uid: u16, hotkey: &PublicKey, model: &str, tps: Option<f64>, cause: Option<&str>, organic: bool) {
+        let window = self.window;
+        let entry = self.miners.entry(hotkey.to_ss58()).or_default();
+        entry.uid = uid;
+        let values = entry.models.entry(model.to_string()).or_default();
+        let value = tps.filter(|v| v.is_finite() && *v > 0.0);
+        values.push_back(value.unwrap_or(0.0));
+        while values.len() > window {
+            values.pop_front();
+        }
+        match value {
+            Some(_) => {
+                entry.verified += 1;
+                if organic {
+                    entry.organic_verified += 1;
+                }
+            }
+            None => {
+                entry.failed += 1;
+                entry.last_cause = cause.map(str::to_string);
+            }
+        }
+    }
+
+    /// The score of a hotkey (0 if unknown).
+    pub fn score(&self, hotkey: &PublicKey) -> f64 {
+        self.miners.get(&hotkey.to_ss58()).map_or(0.0, MinerScore::score)
+    }
+
+    /// Drops every entry whose hotkey no longer holds the uid it was scored under (a
+    /// deregistered hotkey, or a uid taken over). Returns the hotkeys dropped.
+    pub fn sync(&mut self, metagraph: &Metagraph) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.miners.retain(|hotkey, entry| {
+            let keep = hotkey
+                .parse::<PublicKey>()
+                .ok()
+                .and_then(|key| metagraph.uid_of(&key))
+                .is_some_and(|uid| uid == entry.uid);
+            if !keep {
+                dropped.push(hotkey.clone());
+            }
+            keep
+        });
+        dropped
+    }
+
+    /// Normalised weights over `uids` (scores divided by their sum), skipping `exclude`.
+    /// Empty when no uid has a positive score.
+    pub fn weights(&self, metagraph: &Metagraph, exclude: Option<u16>) -> (Vec<u16>, Vec<f64>) {
+        let mut uids = Vec::new();
+        let mut scores = Vec::new();
+        for neuron in metagraph.neurons() {
+            if Some(neuron.uid) == exclude {
+                continue;
+            }
+            let score = self.score(&neuron.hotkey);
+            if score > 0.0 {
+                uids.push(neuron.uid);
+                scores.push(score);
+            }
+        }
+        let total: f64 = scores.iter().sum();
+        if total > 0.0 {
+            scores.iter_mut().for_each(|s| *s /= total);
+        }
+        (uids, scores)
+    }
+
+    /// Writes the board atomically as JSON.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| InferenceError::io("encoding", path, e))?;
+        ganglion_core::fsutil::write_atomic(path, &json, 0o600).map_err(|e| InferenceError::io("writing", path, e))
+    }
+
+    /// Reads a board written by [`Scoreboard::save`]. `Ok(None)` when there is no file, or
+    /// the file is for another subnet or format version (it is then ignored, and logged).
+    pub fn load(path: &Path, netuid: u16) -> Result<Option<Scoreboard>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = ganglion_core::fsutil::read_bounded(path, MAX_STATE_BYTES).map_err(|e| InferenceError::io("reading", path, e))?;
+        let board: Scoreboard = serde_json::from_slice(&bytes)
+            .map_err(|e| InferenceError::io("parsing (delete it to start over)", path, e))?;
+        if board.version != STATE_VERSION || board.netuid != netuid {
+            tracing::warn!(target: "ganglion::inference", path = %path.display(), version = board.version, netuid = board.netuid, "ignoring a score state of another version or subnet");
+            return Ok(None);
+        }
+        Ok(Some(board))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ganglion_chain::{NeuronInfo, NeuronsSnapshot};
+    use ganglion_core::keys::Keypair;
+
+    fn key(uri: &str) -> PublicKey {
+        Keypair::from_uri(uri).unwrap().public()
+    }
+
+    fn metagraph(hotkeys: &[PublicKey]) -> Metagraph {
+        let neurons = hotkeys
+            .iter()
+            .enumerate()
+            .map(|(uid, &hotkey)| NeuronInfo {
+                uid: uid as u16,
+                hotkey,
+                coldkey: hotkey,
+                stake: 0,
+                active: true,
+                validator_permit: false,
+                validator_trust: 0,
+                consensus: 0,
+                incentive: 0,
+                dividends: 0,
+                emission: 0,
+                last_update: 0,
+                block_at_registration: 0,
+                axon: None,
+            })
+            .collect();
+        Metagraph::from_snapshot(NeuronsSnapshot { netuid: 1, block: 10, changed_at: 1, neurons })
+    }
+
+    #[test]
+    fn windows_average_failures_as_zero_and_sum_over_models() {
+        let mut board = Scoreboard::new(1, 4);
+        let a = key("//A");
+        for tps in [10.0, 10.0, 10.0] {
+            board.record(1, &a, "m1", Some(tps), None, false);
+        }
+        board.record(1, &a, "m1", None, Some("TIMEOUT"), false);
+        assert_eq!(board.score(&a), 7.5);
+        board.record(1, &a, "m2", Some(4.0), None, false);
+        assert_eq!(board.score(&a), 11.5);
+        // The window slides: four more successes push the failure out.
+        for _ in 0..4 {
+            board.record(1, &a, "m1", Some(10.0), None, false);
+        }
+        assert_eq!(board.miners[&a.to_ss58()].model_score("m1"), 10.0);
+        let entry = &board.miners[&a.to_ss58()];
+        assert_eq!((entry.verified, entry.failed, entry.last_cause.as_deref()), (8, 1, Some("TIMEOUT")));
+        // Non-finite or zero "successes" count as failures.
+        board.record(1, &a, "m2", Some(f64::NAN), None, false);
+        assert_eq!(board.miners[&a.to_ss58()].model_score("m2"), 2.0);
+    }
+
+    #[test]
+    fn weights_are_proportional_not_min_max() {
+        let (v, fast, slow) = (key("//V"), key("//Fast"), key("//Slow"));
+        let mg = metagraph(&[v, fast, slow]);
+        let mut board = Scoreboard::new(1, 30);
+        board.record(1, &fast, "m", Some(30.0), None, false);
+        board.record(2, &slow, "m", Some(10.0), None, false);
+        let (uids, weights) = board.weights(&mg, Some(0));
+        assert_eq!(uids, vec![1, 2]);
+        assert_eq!(weights, vec![0.75, 0.25], "the slowest honest miner keeps its share");
+        assert_eq!(Scoreboard::new(1, 3).weights(&mg, None).0, Vec::<u16>::new());
+    }
+
+    #[test]
+    fn a_new_hotkey_on_a_uid_starts_from_nothing() {
+        let (old, new) = (key("//Old"), key("//New"));
+        let mut board = Scoreboard::new(1, 30);
+        board.record(0, &old, "m", Some(50.0), None, false);
+        assert!(board.sync(&metagraph(&[old])).is_empty());
+        assert_eq!(board.sync(&metagraph(&[new])), vec![old.to_ss58()]);
+        assert_eq!(board.score(&new), 0.0);
+        assert!(board.miners.is_empty());
+    }
+
+    #[test]
+    fn state_round_trips_atomically_and_ignores_other_subnets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scores.json");
+        assert_eq!(Scoreboard::load(&path, 1).unwrap(), None);
+        let mut board = Scoreboard::new(1, 30);
+        board.record(3, &key("//M"), "m", Some(12.5), None, true);
+        board.block = 77;
+        board.save(&path).unwrap();
+        assert_eq!(Scoreboard::load(&path, 1).unwrap(), Some(board.clone()));
+        assert_eq!(Scoreboard::load(&path, 2).unwrap(), None);
+        std::fs::write(&path, b"{ torn").unwrap();
+        assert!(Scoreboard::load(&path, 1).is_err(), "a corrupt file is an error, not silently empty scores");
+    }
+}

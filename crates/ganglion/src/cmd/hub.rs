@@ -1,0 +1,193 @@
+//! `ganglion hub` (serve the dashboard and JSON API over the records store) and
+//! `ganglion bench hub` (page latency at 1 million records, ingest rate). The logic lives
+//! in `ganglion_hub`; this file parses flags, opens the store and prints.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use ganglion_chain::resolve_network;
+use ganglion_hub::bench::{BenchConfig, BenchReport, Progress};
+use ganglion_hub::{HubConfig, bind};
+use ganglion_records::Records;
+
+use crate::cmd::chain::NetArgs;
+
+/// `ganglion hub` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HubArgs {
+    /// Records store: `sqlite:/path/records.db` or `postgres://user:pass@host/db`
+    /// (default: SQLite at ~/.ganglion/records.db).
+    #[arg(long = "database.url", env = "GANGLION_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Port of the dashboard and API.
+    #[arg(long, default_value_t = 8800)]
+    port: u16,
+    /// Address to bind (loopback by default; the hub has no authentication).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Show only this subnet.
+    #[arg(long)]
+    netuid: Option<u16>,
+    /// Record a metagraph snapshot every this many blocks (incentive over time).
+    #[arg(long = "snapshot-every", default_value_t = 5)]
+    snapshot_every: u64,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// `ganglion bench hub` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Inference records to seed.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Miners in the pretend subnet.
+    #[arg(long, default_value_t = 256)]
+    miners: u16,
+    /// Validators in the pretend subnet.
+    #[arg(long, default_value_t = 8)]
+    validators: u16,
+    /// Records per insert (one transaction each).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Timed requests per page.
+    #[arg(long, default_value_t = 30)]
+    iterations: usize,
+    /// Also benchmark this PostgreSQL server (in a scratch schema that is dropped afterwards).
+    #[arg(long = "postgres-url", env = "GANGLION_BENCH_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// SQLite file to seed (default: a temporary file, deleted afterwards).
+    #[arg(long = "sqlite-path")]
+    sqlite_path: Option<PathBuf>,
+    /// Skip SQLite (benchmark PostgreSQL only).
+    #[arg(long = "no-sqlite")]
+    no_sqlite: bool,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn default_database_url() -> anyhow::Result<String> {
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --database.url")?;
+    Ok(Records::default_url(&PathBuf::from(home).join(".ganglion")))
+}
+
+pub(crate) fn run(args: HubArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let url = match &args.database_url {
+            Some(url) => url.clone(),
+            None => default_database_url()?,
+        };
+        let records = Records::open(&url).await?;
+        let chain_url = resolve_network(args.net.network.as_deref())?;
+        let chain = args.net.chain()?;
+        let mut config = HubConfig::new(records.clone(), Some(chain), chain_url.clone());
+        config.netuid = args.netuid;
+        config.snapshot_every_blocks = args.snapshot_every.max(1);
+        let hub = bind(config, SocketAddr::new(args.host, args.port)).await?;
+        if args.net.json {
+            let line = serde_json::json!({"url": hub.url(), "database": records.display_url(), "chain": chain_url, "netuid": args.netuid});
+            println!("{line}");
+        } else {
+            println!("hub: {}   (records: {}, chain: {chain_url})", hub.url(), records.display_url());
+        }
+        wait_for_stop().await?;
+        tracing::info!("shutting down the hub");
+        hub.shutdown().await;
+        records.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Ctrl-C or SIGTERM (what supervisors such as `ganglion localnet` send).
+async fn wait_for_stop() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        stop = tokio::signal::ctrl_c() => stop.context("waiting for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+pub(crate) fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let config = BenchConfig {
+        rows: args.rows,
+        miners: args.miners.max(1),
+        validators: args.validators.max(1),
+        batch: args.batch.max(1),
+        iterations: args.iterations.max(1),
+        ..BenchConfig::default()
+    };
+    runtime()?.block_on(async move {
+        let mut reports = Vec::new();
+        if !args.no_sqlite {
+            let temp = tempfile_dir()?;
+            let path = args.sqlite_path.clone().unwrap_or_else(|| temp.join("records.db"));
+            if path.exists() {
+                anyhow::bail!("{} exists; the benchmark seeds a fresh store: remove it or pick another --sqlite-path", path.display());
+            }
+            let records = Records::open(&format!("sqlite:{}", path.display())).await?;
+            reports.push(run_one(records, &config, "sqlite", args.json).await?);
+            if args.sqlite_path.is_none() {
+                let _ = std::fs::remove_dir_all(&temp);
+            }
+        }
+        if let Some(base) = &args.postgres_url {
+            let schema = format!("ganglion_bench_{}", std::process::id());
+            let url = ganglion_records::create_postgres_schema(base, &schema).await?;
+            let records = Records::open(&url).await?;
+            let outcome = run_one(records, &config, "postgres", args.json).await;
+            ganglion_records::drop_postgres_schema(base, &schema).await?;
+            reports.push(outcome?);
+        } else if !args.json {
+            eprintln!("PostgreSQL skipped: pass --postgres-url (scripts/install-postgres prints one)");
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"rows": config.rows, "miners": config.miners, "reports": reports}))?);
+        } else {
+            print_table(&reports);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ganglion-bench-hub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+async fn run_one(records: Records, config: &BenchConfig, label: &str, quiet: bool) -> anyhow::Result<BenchReport> {
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(config.rows) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta}) {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    let progress = |p: Progress| match p {
+        Progress::Rows { done, .. } => bar.set_position(done),
+        Progress::Timing => bar.set_message("timing pages…"),
+    };
+    let report = ganglion_hub::bench::run(records.clone(), config, &progress).await;
+    bar.finish_and_clear();
+    records.close().await;
+    Ok(report?)
+}
+
+fn print_table(reports: &[BenchReport]) {
+    for r in reports {
+        println!("\n{} ({}): {} inference rows, batches of {}", r.backend, r.url, r.rows, r.batch);
+        println!("  ingest: {:.0} rows/s (rollups included); seeding took {:.1} s", r.ingest_rows_per_s, r.seed_s);
+        println!("  {:<16} {:>9} {:>9} {:>9} {:>9}", "page", "p50 ms", "p99 ms", "max ms", "bytes");
+        for p in &r.pages {
+            let flag = if p.p99_ms > 200.0 { "  > 200 ms" } else { "" };
+            println!("  {:<16} {:>9.1} {:>9.1} {:>9.1} {:>9}{flag}", p.page, p.p50_ms, p.p99_ms, p.max_ms, p.bytes);
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! `ganglion miner inference`, `ganglion validator inference` and `ganglion bench inference`:
+//! flags (mirroring the original's names), wallet loading and the runtime; everything else
+//! is `ganglion-inference`. Settings come from flags, then environment variables, then the
+//! `--config` TOML file, then defaults.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ganglion_inference::miner::config::{AxonFile, MinerSection, PolicyFile};
+use ganglion_inference::miner::{self, Adversary, MinerFile};
+use ganglion_inference::validator::config::{DatabaseFile, MetricsFile, ModelsFile, NeuronFile, OrganicFile, VerifyFile};
+use ganglion_inference::validator::{self, ValidatorFile};
+use serde_json::json;
+
+use crate::cmd::chain::{NetArgs, parse_duration};
+use crate::cmd::wallet::WalletArgs;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `ganglion miner inference` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MinerArgs {
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Subnet id.
+    #[arg(long, env = "GANGLION_NETUID")]
+    netuid: Option<u16>,
+    /// TOML config file (`[axon]`, `[[models]]`, `[policy]`, `[miner]`); flags override it.
+    #[arg(long, env = "GANGLION_MINER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 0.0.0.0).
+    #[arg(long = "axon.ip", env = "GANGLION_AXON_IP")]
+    axon_ip: Option<IpAddr>,
+    /// Port to listen on (default 8091; 0 picks a free one).
+    #[arg(long = "axon.port", env = "GANGLION_AXON_PORT")]
+    axon_port: Option<u16>,
+    /// Address published on chain (default: --axon.ip, or 127.0.0.1 when listening on all).
+    #[arg(long = "axon.external_ip", alias = "axon.external-ip", env = "GANGLION_AXON_EXTERNAL_IP")]
+    axon_external_ip: Option<IpAddr>,
+    /// Port published on chain (default: the bound port).
+    #[arg(long = "axon.external_port", alias = "axon.external-port")]
+    axon_external_port: Option<u16>,
+    /// One OpenAI-compatible upstream serving every model it lists in /v1/models
+    /// (`ganglion engine serve`, vLLM, …); replaces the file's [[models]].
+    #[arg(long, env = "GANGLION_UPSTREAM")]
+    upstream: Option<String>,
+    /// API key for --upstream.
+    #[arg(long = "upstream.api_key", env = "GANGLION_UPSTREAM_API_KEY")]
+    upstream_api_key: Option<String>,
+    /// Requests in flight to --upstream at most.
+    #[arg(long = "upstream.max_concurrency", default_value_t = 8)]
+    upstream_max_concurrency: usize,
+    /// Serve callers without a validator permit too (the original's flag).
+    #[arg(long = "no-force-validator-permit")]
+    no_force_validator_permit: bool,
+    /// Minimum stake of callers, in TAO (default 1000).
+    #[arg(long = "blacklist.min_stake", env = "GANGLION_MIN_STAKE")]
+    min_stake: Option<f64>,
+    /// Hotkeys (SS58, comma-separated) always refused.
+    #[arg(long = "blacklist.hotkeys", value_delimiter = ',')]
+    blacklist_hotkeys: Option<Vec<String>>,
+    /// If given, only these hotkeys may call.
+    #[arg(long = "whitelist.hotkeys", value_delimiter = ',')]
+    whitelist_hotkeys: Option<Vec<String>>,
+    /// Coldkeys whose hotkeys are refused.
+    #[arg(long = "blacklist.coldkeys", value_delimiter = ',')]
+    blacklist_coldkeys: Option<Vec<String>>,
+    /// If given, only hotkeys of these coldkeys may call.
+    #[arg(long = "whitelist.coldkeys", value_delimiter = ',')]
+    whitelist_coldkeys: Option<Vec<String>>,
+    /// Requests in flight per caller.
+    #[arg(long = "miner.max_concurrency_per_caller")]
+    per_caller_concurrency: Option<usize>,
+    /// How often to refresh the metagraph (caller policy, axon).
+    #[arg(long = "miner.sync_interval", value_parser = parse_duration)]
+    sync_interval: Option<Duration>,
+    /// Deadline for a whole upstream response.
+    #[arg(long = "miner.upstream_timeout", value_parser = parse_duration)]
+    upstream_timeout: Option<Duration>,
+    /// Do not publish the axon on chain (it is served by other means).
+    #[arg(long = "no-serve-axon")]
+    no_serve_axon: bool,
+    /// DEMO ONLY: misbehave on purpose (random-tokens | truncate | slow) so that the
+    /// validator can be shown to catch it.
+    #[arg(long = "miner.adversary", hide = true, value_parser = ["random-tokens", "truncate", "slow"])]
+    adversary: Option<String>,
+    /// DEMO ONLY: slow-down factor of `--miner.adversary slow`.
+    #[arg(long = "miner.slow_factor", hide = true, default_value_t = 3.0)]
+    slow_factor: f64,
+    /// DEMO ONLY: chunks per second cap of `--miner.adversary slow`.
+    #[arg(long = "miner.max_tps", hide = true)]
+    max_tps: Option<f64>,
+    /// DEMO ONLY: share of max_tokens generated by `--miner.adversary truncate`.
+    #[arg(long = "miner.truncate_fraction", hide = true, default_value_t = 0.3)]
+    truncate_fraction: f64,
+    /// DEMO ONLY: vocabulary source of `--miner.adversary random-tokens`.
+    #[arg(long = "miner.adversary_model", hide = true, default_value = "smollm2")]
+    adversary_model: String,
+}
+
+pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
+    let wallet = args.wallet.wallet()?;
+    let hotkey = wallet.hotkey(&args.wallet.passwords()).context("loading the miner's hotkey")?;
+    let file = match &args.config {
+        Some(path) => MinerFile::from_path(path)?,
+        None => MinerFile::default(),
+    };
+    let chain = args.net.chain()?;
+    let adversary = match args.adversary.as_deref() {
+        None => None,
+        Some("slow") => Some(Adversary::Slow { factor: args.slow_factor, max_tps: args.max_tps }),
+        Some("truncate") => Some(Adversary::Truncate { fraction: args.truncate_fraction.clamp(0.01, 1.0) }),
+        Some(_) => {
+            let path = super::engine::resolve_model(&args.adversary_model)?;
+            Some(Adversary::RandomTokens { vocabulary: Arc::new(ganglion_engine::Engine::load(&path)?) })
+        }
+    };
+    runtime()?.block_on(async move {
+        let models = match &args.upstream {
+            Some(url) => miner::upstreams_from_url(url, args.upstream_api_key.clone(), args.upstream_max_concurrency).await?,
+            None => Vec::new(),
+        };
+        let overrides = MinerFile {
+            netuid: args.netuid,
+            axon: AxonFile { ip: args.axon_ip, port: args.axon_port, external_ip: args.axon_external_ip, external_port: args.axon_external_port },
+            models,
+            policy: PolicyFile {
+                force_validator_permit: args.no_force_validator_permit.then_some(false),
+                min_stake: args.min_stake,
+                hotkey_blacklist: args.blacklist_hotkeys,
+                hotkey_whitelist: args.whitelist_hotkeys,
+                coldkey_blacklist: args.blacklist_coldkeys,
+                coldkey_whitelist: args.whitelist_coldkeys,
+            },
+            miner: MinerSection {
+                per_caller_concurrency: args.per_caller_concurrency,
+                sync_interval_secs: args.sync_interval.map(|d| d.as_secs_f64()),
+                upstream_total_timeout_secs: args.upstream_timeout.map(|d| d.as_secs_f64()),
+                ..MinerSection::default()
+            },
+        };
+        let mut config = file.merge(overrides).into_config(hotkey)?;
+        config.serve_axon = !args.no_serve_axon;
+        config.adversary = adversary;
+        if config.adversary.is_some() {
+            tracing::warn!(target: "ganglion::miner", adversary = ?config.adversary, "DEMO MODE: this miner misbehaves on purpose");
+        }
+        let handle = miner::start(config, Some(chain)).await?;
+        if args.net.json {
+            println!("{}", json!({"addr": handle.addr().to_string()}));
+        } else {
+            eprintln!("inference miner listening on http://{}", handle.addr());
+        }
+        ctrl_c().await;
+        handle.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ganglion validator inference` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ValidatorArgs {
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Subnet id.
+    #[arg(long, env = "GANGLION_NETUID")]
+    netuid: Option<u16>,
+    /// TOML config file (`[neuron]`, `[models]`, `[verify]`, `[database]`, `[metrics]`, `[organic]`).
+    #[arg(long, env = "GANGLION_VALIDATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Blocks between weight settings (default 360).
+    #[arg(long = "neuron.epoch_length", env = "GANGLION_EPOCH_LENGTH")]
+    epoch_length: Option<u64>,
+    /// Miners queried per step (default 48).
+    #[arg(long = "neuron.sample_size")]
+    sample_size: Option<usize>,
+    /// Where scores.json, status.json and the default records database live
+    /// (default ~/.ganglion/inference/<wallet>-<hotkey>/netuid<N>).
+    #[arg(long = "neuron.data_dir", env = "GANGLION_VALIDATOR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Deadline for a whole response (default 120s).
+    #[arg(long = "neuron.timeout", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Deadline for the first token (default 30s).
+    #[arg(long = "neuron.first_token_timeout", value_parser = parse_duration)]
+    first_token_timeout: Option<Duration>,
+    /// Largest max_tokens drawn (default 256).
+    #[arg(long = "neuron.max_tokens")]
+    max_tokens: Option<u32>,
+    /// Smallest max_tokens drawn (default 64).
+    #[arg(long = "neuron.min_tokens")]
+    min_tokens: Option<u32>,
+    /// Shortest time between two steps (default 2s).
+    #[arg(long = "neuron.step_interval", value_parser = parse_duration)]
+    step_interval: Option<Duration>,
+    /// Validator-permit holders with more stake (TAO) are not queried (default 4096).
+    #[arg(long = "neuron.vpermit_tao_limit")]
+    vpermit_tao_limit: Option<f64>,
+    /// Do not reword the seed instructions with the model.
+    #[arg(long = "neuron.no_vary_prompts")]
+    no_vary_prompts: bool,
+    /// default (the models it verifies) | config (--models.file) | endpoint (--models.endpoint).
+    #[arg(long = "models.mode", value_parser = ["default", "config", "endpoint"])]
+    models_mode: Option<String>,
+    /// Model list for `--models.mode config` (default models.txt).
+    #[arg(long = "models.file")]
+    models_file: Option<PathBuf>,
+    /// URL answering a JSON model list for `--models.mode endpoint`.
+    #[arg(long = "models.endpoint")]
+    models_endpoint: Option<String>,
+    /// logprob (teacher-forced checks, default) | ground-truth (same-seed regeneration).
+    #[arg(long = "verify.mode", env = "GANGLION_VERIFY_MODE", value_parser = ["logprob", "ground-truth"])]
+    verify_mode: Option<String>,
+    /// The model to verify with: a known name (smollm2) or a GGUF path.
+    #[arg(long = "verify.model")]
+    verify_model: Option<String>,
+    /// The name miners serve it under (default: --verify.model).
+    #[arg(long = "verify.model_name")]
+    verify_model_name: Option<String>,
+    /// Verify through this OpenAI-compatible server with prompt_logprobs (vLLM, engine serve).
+    #[arg(long = "verify.upstream", env = "GANGLION_VERIFY_UPSTREAM")]
+    verify_upstream: Option<String>,
+    /// API key of --verify.upstream.
+    #[arg(long = "verify.api_key", env = "GANGLION_VERIFY_API_KEY")]
+    verify_api_key: Option<String>,
+    /// Accept answers without token ids or usage (text-only servers such as llama.cpp's):
+    /// the text is re-tokenized and judged, and tokens are counted from it.
+    #[arg(long = "verify.allow_text_only")]
+    allow_text_only: bool,
+    /// Records store: sqlite:PATH or postgres://… (default sqlite in the data dir).
+    #[arg(long = "database.url", env = "GANGLION_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Keep no records.
+    #[arg(long = "no-database", conflicts_with = "database_url")]
+    no_database: bool,
+    /// Address of /metrics and /status (default 127.0.0.1).
+    #[arg(long = "metrics.host")]
+    metrics_host: Option<IpAddr>,
+    /// Port of /metrics and /status (default 9100; 0 picks a free one).
+    #[arg(long = "metrics.port", env = "GANGLION_METRICS_PORT")]
+    metrics_port: Option<u16>,
+    /// Serve an OpenAI-compatible endpoint for your own users on this port.
+    #[arg(long = "organic.port")]
+    organic_port: Option<u16>,
+    /// Address of the organic endpoint (default 127.0.0.1).
+    #[arg(long = "organic.host")]
+    organic_host: Option<IpAddr>,
+    /// API keys of the organic endpoint (comma-separated).
+    #[arg(long = "organic.api_keys", env = "GANGLION_ORGANIC_API_KEYS", value_delimiter = ',')]
+    organic_api_keys: Option<Vec<String>>,
+    /// Share of organic answers verified (default 0.25).
+    #[arg(long = "organic.verify_fraction")]
+    organic_verify_fraction: Option<f64>,
+}
+
+pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
+    let wallet = args.wallet.wallet()?;
+    let hotkey = wallet.hotkey(&args.wallet.passwords()).context("loading the validator's hotkey")?;
+    let file = match &args.config {
+        Some(path) => ValidatorFile::from_path(path)?,
+        None => ValidatorFile::default(),
+    };
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let overrides = ValidatorFile {
+        netuid: args.netuid,
+        neuron: NeuronFile {
+            epoch_length: args.epoch_length,
+            sample_size: args.sample_size,
+            data_dir: args.data_dir.map(|p| ganglion_core::wallet::expand_home(&p)),
+            timeout_secs: secs(args.timeout),
+            first_token_timeout_secs: secs(args.first_token_timeout),
+            connect_timeout_secs: None,
+            min_tokens: args.min_tokens,
+            max_tokens: args.max_tokens,
+            step_interval_secs: secs(args.step_interval),
+            vary_prompts: args.no_vary_prompts.then_some(false),
+            vpermit_tao_limit: args.vpermit_tao_limit,
+            window: None,
+        },
+        models: ModelsFile { mode: args.models_mode, file: args.models_file, endpoint: args.models_endpoint },
+        verify: VerifyFile {
+            mode: args.verify_mode,
+            model: args.verify_model,
+            model_name: args.verify_model_name,
+            upstream: args.verify_upstream,
+            api_key: args.verify_api_key,
+            require_token_ids: args.allow_text_only.then_some(false),
+            require_usage: args.allow_text_only.then_some(false),
+        },
+        database: DatabaseFile { url: args.database_url, disabled: args.no_database.then_some(true) },
+        metrics: MetricsFile { host: args.metrics_host, port: args.metrics_port },
+        organic: OrganicFile {
+            host: args.organic_host,
+            port: args.organic_port,
+            api_keys: args.organic_api_keys,
+            verify_fraction: args.organic_verify_fraction,
+        },
+    };
+    let merged = file.merge(overrides);
+    let netuid = merged.netuid.unwrap_or(0);
+    let default_dir = ganglion_core::wallet::expand_home(&PathBuf::from(format!(
+        "~/.ganglion/inference/{}-{}/netuid{netuid}",
+        args.wallet.name, args.wallet.hotkey
+    )));
+    let (config, spec) = merged.into_config(hotkey, default_dir)?;
+    let chain = args.net.chain()?;
+    let json_out = args.net.json;
+    runtime()?.block_on(async move {
+        let reference = spec.build(config.total_timeout).await.with_context(|| format!("loading the verification model `{}`", spec.model))?;
+        tracing::info!(target: "ganglion::inference", model = %spec.model_name, upstream = ?spec.upstream, mode = config.verify.mode.name(), data_dir = %config.data_dir.display(), "validator starting");
+        let handle = validator::start(config, chain, vec![reference]).await?;
+        let addrs = json!({
+            "metrics": handle.metrics_addr().map(|a| a.to_string()),
+            "status": handle.metrics_addr().map(|a| format!("http://{a}/status")),
+            "organic": handle.organic_addr().map(|a| a.to_string()),
+        });
+        if json_out {
+            println!("{addrs}");
+        } else {
+            eprintln!("inference validator running: {addrs}");
+        }
+        ctrl_c().await;
+        handle.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ganglion bench inference` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Requests per series in the proxy benchmark.
+    #[arg(long, default_value_t = 400)]
+    requests: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// SSE chunks per response from the fake upstream.
+    #[arg(long, default_value_t = 64)]
+    chunks: usize,
+    /// Also measure the proxy in front of the real engine (requests; 0 to skip).
+    #[arg(long = "engine-requests", default_value_t = 8)]
+    engine_requests: usize,
+    /// Model for the engine figures (`smollm2` or a GGUF path).
+    #[arg(long, default_value = "smollm2")]
+    model: String,
+    /// Miners whose answers are verified together.
+    #[arg(long, default_value_t = 16)]
+    miners: usize,
+    /// Tokens per verified answer.
+    #[arg(long, default_value_t = 256)]
+    tokens: u32,
+    /// Skip the verification figures.
+    #[arg(long)]
+    no_verify: bool,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    use ganglion_inference::bench::{ProxyOptions, VerifyOptions, proxy_overhead, verification_throughput};
+    let needs_engine = args.engine_requests > 0 || !args.no_verify;
+    let engine = if needs_engine {
+        let path = super::engine::resolve_model(&args.model)?;
+        Some(Arc::new(ganglion_engine::Engine::load(&path)?))
+    } else {
+        None
+    };
+    let (proxy, verify) = runtime()?.block_on(async {
+        let options = ProxyOptions {
+            requests: args.requests.max(1),
+            concurrency: args.concurrency.max(1),
+            chunks: args.chunks.max(1),
+            engine: engine.clone().filter(|_| args.engine_requests > 0).map(|e| (e, args.engine_requests, 16)),
+        };
+        let proxy = proxy_overhead(&options).await?;
+        let verify = match (&engine, args.no_verify) {
+            (Some(engine), false) => verification_throughput(engine.clone(), VerifyOptions { miners: args.miners.max(1), tokens: args.tokens.max(8) }).await?,
+            _ => Vec::new(),
+        };
+        Ok::<_, anyhow::Error>((proxy, verify))
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"proxy": proxy, "verification": verify}))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("miner proxy overhead (full streamed responses, Epistula-signed through the proxy)");
+    println!("{:<28} {:>5} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}", "upstream", "conc", "direct p50", "proxy p50", "direct p99", "proxy p99", "+p50 ms", "+p99 ms", "direct/s", "proxy/s");
+    for r in &proxy {
+        println!(
+            "{:<28} {:>5} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>9.2} {:>9.2} {:>9.1} {:>9.1}",
+            r.upstream, r.concurrency, r.direct.p50_ms, r.proxied.p50_ms, r.direct.p99_ms, r.proxied.p99_ms, r.added_p50_ms, r.added_p99_ms, r.direct.rps, r.proxied.rps
+        );
+        if r.direct.errors + r.proxied.errors > 0 {
+            println!("  errors: direct {}, proxied {}", r.direct.errors, r.proxied.errors);
+        }
+    }
+    if !verify.is_empty() {
+        println!();
+        println!("verification throughput on the built-in engine ({} tokens per answer)", verify[0].tokens);
+        println!("{:<52} {:>9} {:>10} {:>12} {:>9}", "mode", "answers", "seconds", "answers/min", "verified");
+        for r in &verify {
+            println!("{:<52} {:>9} {:>10.1} {:>12.1} {:>9}", r.mode, r.responses, r.seconds, r.per_minute, r.verified);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,350 @@
+//! `ganglion localnet`: a whole network on this machine, on the embedded defaults.
+//!
+//! ```text
+//!  model pull ─► chain serve ─► wallets, faucet, subnets, registrations, stake (Chain trait)
+//!     ─► engine serve (the honest miners' upstream)
+//!     ─► inference: 1 validator + 4 miners (honest, honest, dishonest, slow)
+//!     ─► compute:   1 validator + 2 miners (fast, slow)
+//!     ─► hub ─► every epoch: a table from the metagraph and the validators' status
+//! ```
+//!
+//! Every node is a separate process (this binary with a subcommand), logging to
+//! `<data-dir>/logs/<name>.log`; the driver talks to them only as a user would, through the
+//! chain and their HTTP endpoints. By default each run starts from a fresh data directory.
+
+mod setup;
+mod supervisor;
+mod table;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use ganglion_chain::{Chain, LocalChain};
+
+use self::setup::{Neuron, Role};
+use self::supervisor::Supervisor;
+use self::table::Summary;
+use crate::cmd::chain::parse_duration;
+
+/// `ganglion localnet` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LocalnetArgs {
+    /// Where the chain, wallets, records and logs of this run live. Wiped at start unless
+    /// `--keep` (only if it holds a previous localnet).
+    #[arg(long = "data-dir", default_value = "~/.ganglion/localnet")]
+    data_dir: PathBuf,
+    /// Keep the previous run's data instead of starting fresh.
+    #[arg(long)]
+    keep: bool,
+    /// Stop by itself after this many inference epochs with weights set (default: run until Ctrl-C).
+    #[arg(long)]
+    epochs: Option<u32>,
+    /// Print a machine-readable summary at the end instead of tables (logs stay on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Block time of the local chain.
+    #[arg(long = "block-time", default_value = "1s", value_parser = parse_duration)]
+    block_time: Duration,
+    /// Tempo of both subnets, in blocks (also the validators' epoch length).
+    #[arg(long, default_value_t = 20)]
+    tempo: u16,
+    /// Port of the hub's dashboard.
+    #[arg(long = "hub.port", default_value_t = 8800)]
+    hub_port: u16,
+    /// Do not run the compute subnet.
+    #[arg(long = "no-compute")]
+    no_compute: bool,
+    /// Longest completion the inference validator asks for (keeps a CPU-only run quick).
+    #[arg(long = "max-tokens", default_value_t = 48)]
+    max_tokens: u32,
+}
+
+/// Marker file that tells a localnet data directory from anything else before wiping it.
+const MARKER: &str = ".ganglion-localnet";
+
+pub(crate) fn run(args: LocalnetArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = ganglion_core::wallet::expand_home(&args.data_dir);
+    prepare_data_dir(&data_dir, args.keep)?;
+    ensure_model(args.json)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(drive(args, data_dir))
+}
+
+fn prepare_data_dir(dir: &Path, keep: bool) -> anyhow::Result<()> {
+    if dir.exists() && !keep {
+        if !dir.join(MARKER).exists() {
+            if std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+                bail!(
+                    "{} exists and is not a localnet data directory; pass another --data-dir (it is wiped at every start)",
+                    dir.display()
+                );
+            }
+        } else {
+            std::fs::remove_dir_all(dir).with_context(|| format!("wiping {}", dir.display()))?;
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(MARKER), b"ganglion localnet data; wiped by the next `ganglion localnet`\n")
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    Ok(())
+}
+
+/// `ganglion model pull smollm2` in the foreground, so its progress bar shows (on stderr).
+fn ensure_model(json: bool) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the ganglion executable")?;
+    let mut command = std::process::Command::new(exe);
+    command.args(["model", "pull", "smollm2"]);
+    if json {
+        // Keep stdout for the summary alone.
+        command.stdout(std::io::stderr());
+    }
+    let status = command.status().context("running `ganglion model pull smollm2`")?;
+    if !status.success() {
+        bail!("could not fetch the default model (see above); `ganglion model pull smollm2` retries it");
+    }
+    Ok(())
+}
+
+/// A free loopback port (bound and released; the small race is acceptable on a dev machine).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn s(text: impl Into<String>) -> String {
+    text.into()
+}
+
+async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let wallets = data_dir.join("wallets");
+    let records_url = ganglion_records::Records::default_url(&data_dir);
+    let mut supervisor = Supervisor::new(&data_dir.join("logs"))?;
+    let say = |line: String| {
+        if !args.json {
+            eprintln!("{line}");
+        }
+    };
+
+    // The chain.
+    let chain_port = free_port()?;
+    let chain_url = format!("http://127.0.0.1:{chain_port}");
+    supervisor.spawn(
+        "chain",
+        &[
+            s("chain"),
+            s("serve"),
+            s("--data-dir"),
+            data_dir.join("chain").display().to_string(),
+            s("--port"),
+            chain_port.to_string(),
+            s("--block-time"),
+            format!("{}ms", args.block_time.as_millis()),
+            s("--tempo"),
+            args.tempo.to_string(),
+        ],
+    )?;
+    let chain: Arc<dyn Chain> = Arc::new(LocalChain::new(&chain_url)?);
+    setup::wait_for_chain(chain.as_ref(), Duration::from_secs(30))
+        .await
+        .with_context(|| supervisor::log_tail(&supervisor.log_path("chain"), 10))?;
+    say(format!("chain at {chain_url} (block time {:?}, tempo {})", args.block_time, args.tempo));
+
+    // Wallets, subnets, registrations.
+    let owner = setup::create_wallet(&wallets, "owner")?;
+    chain.faucet(&owner.0, 5_000 * ganglion_chain::RAO_PER_TAO).await.context("funding the subnet owner")?;
+    let inference_netuid = setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?;
+    let compute_netuid =
+        if args.no_compute { None } else { Some(setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?) };
+    let mut plan = vec![
+        ("inference-validator", Role::Validator, inference_netuid),
+        ("honest-1", Role::Honest, inference_netuid),
+        ("honest-2", Role::Honest, inference_netuid),
+        ("dishonest", Role::Dishonest, inference_netuid),
+        ("slow", Role::Slow, inference_netuid),
+    ];
+    if let Some(netuid) = compute_netuid {
+        plan.push(("compute-validator", Role::Validator, netuid));
+        plan.push(("compute-fast", Role::ComputeFast, netuid));
+        plan.push(("compute-slow", Role::ComputeSlow, netuid));
+    }
+    let mut neurons = Vec::new();
+    for (name, role, netuid) in plan {
+        let (coldkey, hotkey) = setup::create_wallet(&wallets, name)?;
+        neurons.push(Neuron { name: name.to_string(), role, netuid, coldkey, hotkey, uid: None });
+    }
+    setup::register_all(&chain, &mut neurons).await?;
+    say(format!(
+        "subnets: inference {inference_netuid}{}; {} wallets under {}",
+        compute_netuid.map(|n| format!(", compute {n}")).unwrap_or_default(),
+        neurons.len() + 1,
+        wallets.display()
+    ));
+
+    // The honest miners' upstream: the built-in engine behind an OpenAI-compatible server.
+    let engine_port = free_port()?;
+    let engine_url = format!("http://127.0.0.1:{engine_port}");
+    supervisor.spawn("engine", &[s("engine"), s("serve"), s("--model"), s("smollm2"), s("--port"), engine_port.to_string()])?;
+
+    // Subnet processes.
+    let common = |neuron: &Neuron| {
+        vec![
+            s("--wallet.path"),
+            wallets.display().to_string(),
+            s("--wallet.name"),
+            neuron.name.clone(),
+            s("--netuid"),
+            neuron.netuid.to_string(),
+            s("--subtensor.network"),
+            chain_url.clone(),
+        ]
+    };
+    let mut status_urls = Vec::new();
+    for neuron in &neurons {
+        let port = free_port()?;
+        let mut argv = match (neuron.role, neuron.netuid == inference_netuid) {
+            (Role::Validator, true) => {
+                status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
+                processes::inference_validator(port, args.tempo, args.max_tokens, &records_url)
+            }
+            (Role::Validator, false) => {
+                status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
+                processes::compute_validator(port, args.tempo, &records_url)
+            }
+            (Role::ComputeFast | Role::ComputeSlow, _) => processes::compute_miner(port, neuron.role == Role::ComputeSlow),
+            (role, _) => processes::inference_miner(port, &engine_url, role),
+        };
+        argv.extend(common(neuron));
+        supervisor.spawn(&neuron.name, &argv)?;
+    }
+
+    // The hub.
+    supervisor.spawn(
+        "hub",
+        &[
+            s("hub"),
+            s("--database.url"),
+            records_url.clone(),
+            s("--port"),
+            args.hub_port.to_string(),
+            s("--subtensor.network"),
+            chain_url.clone(),
+        ],
+    )?;
+    let hub_url = format!("http://127.0.0.1:{}/", args.hub_port);
+    say(format!("hub: {hub_url}   (logs: {})", data_dir.join("logs").display()));
+
+    let outcome = watch(&args, chain.as_ref(), &mut supervisor, &neurons, inference_netuid, compute_netuid, &status_urls).await;
+    supervisor.shutdown().await;
+    let summary = outcome?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary.to_json(&hub_url))?);
+    } else {
+        println!("{}", summary.render_final());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Follows blocks, prints a table after every inference epoch, and stops after `--epochs`
+/// epochs that had weights in them (or on Ctrl-C, or when a child dies).
+async fn watch(
+    args: &LocalnetArgs,
+    chain: &dyn Chain,
+    supervisor: &mut Supervisor,
+    neurons: &[Neuron],
+    inference_netuid: u16,
+    compute_netuid: Option<u16>,
+    status_urls: &[(u16, String)],
+) -> anyhow::Result<Summary> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let mut blocks = chain.subscribe_blocks().await.context("subscribing to blocks")?;
+    let mut scored_epochs = 0u32;
+    let mut summary = Summary::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                if !args.json { eprintln!("stopping…"); }
+                return Ok(summary);
+            }
+            _ = ticker.tick() => supervisor.check()?,
+            block = blocks.next() => {
+                let header = match block {
+                    Some(Ok(header)) => header,
+                    Some(Err(err)) => return Err(err).context("the chain's block stream failed"),
+                    None => bail!("the chain closed its block stream"),
+                };
+                if !header.epochs.contains(&inference_netuid) {
+                    continue;
+                }
+                let rows = table::collect(chain, &http, neurons, inference_netuid, compute_netuid, status_urls).await?;
+                let weights_in = rows.iter().any(|r| r.netuid == inference_netuid && r.role != Role::Validator && r.incentive > 0.0);
+                if weights_in {
+                    scored_epochs += 1;
+                }
+                if !args.json {
+                    println!("{}", table::render(header.number, scored_epochs, &rows));
+                }
+                summary = Summary { block: header.number, epochs: scored_epochs, rows };
+                if args.epochs.is_some_and(|n| scored_epochs >= n) {
+                    return Ok(summary);
+                }
+            }
+        }
+    }
+}
+
+/// The command lines of the subnet processes: the one place that knows their flags.
+mod processes {
+    use super::{Role, s};
+
+    pub(super) fn inference_validator(port: u16, tempo: u16, max_tokens: u32, records_url: &str) -> Vec<String> {
+        vec![
+            s("validator"),
+            s("inference"),
+            s("--metrics.port"),
+            port.to_string(),
+            s("--neuron.epoch_length"),
+            tempo.to_string(),
+            s("--neuron.max_tokens"),
+            max_tokens.to_string(),
+            s("--database.url"),
+            records_url.to_string(),
+        ]
+    }
+
+    pub(super) fn inference_miner(port: u16, upstream: &str, role: Role) -> Vec<String> {
+        let mut argv = vec![s("miner"), s("inference"), s("--axon.port"), port.to_string(), s("--upstream"), upstream.to_string()];
+        match role {
+            Role::Dishonest => argv.extend([s("--miner.adversary"), s("random-tokens")]),
+            Role::Slow => argv.extend([s("--miner.adversary"), s("slow")]),
+            _ => {}
+        }
+        argv
+    }
+
+    pub(super) fn compute_validator(port: u16, tempo: u16, records_url: &str) -> Vec<String> {
+        vec![
+            s("validator"),
+            s("compute"),
+            s("--metrics.port"),
+            port.to_string(),
+            s("--neuron.epoch_length"),
+            tempo.to_string(),
+            s("--database.url"),
+            records_url.to_string(),
+        ]
+    }
+
+    pub(super) fn compute_miner(port: u16, slow: bool) -> Vec<String> {
+        let mut argv = vec![s("miner"), s("compute"), s("--axon.port"), port.to_string()];
+        if slow {
+            argv.extend([s("--miner.threads"), s("1")]);
+        }
+        argv
+    }
+}
