@@ -124,7 +124,9 @@ impl Divisor {
         // bits), so the wrapping forms only spare overflow checks in debug builds.
         let m = (bits as u64).wrapping_shl(self.shift);
         let hi = (u128::from(self.magic).wrapping_mul(u128::from(m)) >> 64) as u64;
-        let q = hi.wrapping_add(m.wrapping_sub(hi) >> 1).wrapping_shr(self.post);
+        let q = hi
+            .wrapping_add(m.wrapping_sub(hi) >> 1)
+            .wrapping_shr(self.post);
         // q = floor(m / ub) with ub >= 3 (a multiplier), or m >> k with k >= 1: below 2^63
         // either way, so it always fits an i64.
         q as i64
@@ -1004,8 +1006,12 @@ impl Sides {
         for (score, stake) in items {
             let below = score < pivot;
             let above = pivot < score;
-            sides.lower_stake = sides.lower_stake.wrapping_add(if below { stake } else { 0 });
-            sides.upper_stake = sides.upper_stake.wrapping_add(if above { stake } else { 0 });
+            sides.lower_stake = sides
+                .lower_stake
+                .wrapping_add(if below { stake } else { 0 });
+            sides.upper_stake = sides
+                .upper_stake
+                .wrapping_add(if above { stake } else { 0 });
             sides.lower = sides.lower.wrapping_add(usize::from(below));
             sides.upper = sides.upper.wrapping_add(usize::from(above));
         }

@@ -470,3 +470,47 @@ fn fused_epoch_matches_stepwise_on_the_benchmark_subnets() {
         }
     }
 }
+
+/// Degenerate sizes take the same routes: no uids at all, and one uid (whose only weight,
+/// to itself, is masked unless it is the owner).
+#[test]
+fn fused_epoch_on_empty_and_single_uid_subnets() {
+    for yuma3 in [false, true] {
+        for owner_uid in [None, Some(0)] {
+            let params = EpochParams {
+                yuma3,
+                liquid_alpha: yuma3,
+                owner_uid,
+                ..EpochParams::default()
+            };
+            let empty = EpochInput {
+                current_block: 10,
+                last_tempo_block: 5,
+                stake: &[],
+                last_update: &[],
+                block_at_registration: &[],
+                validator_permit: &[],
+                weights: &[],
+                bonds: &[],
+                commit_blocks: None,
+            };
+            if owner_uid.is_none() {
+                let got = run_epoch(&params, &empty, 1_000).expect("valid input");
+                assert_eq!(got, reference(&params, &empty, 1_000), "empty, {params:?}");
+            }
+            let weights = vec![vec![(0, u16::MAX)]];
+            let bonds = vec![vec![(0, 1_000)]];
+            let one = EpochInput {
+                stake: &[5_000],
+                last_update: &[9],
+                block_at_registration: &[1],
+                validator_permit: &[true],
+                weights: &weights,
+                bonds: &bonds,
+                ..empty
+            };
+            let got = run_epoch(&params, &one, 1_000).expect("valid input");
+            assert_eq!(got, reference(&params, &one, 1_000), "one uid, {params:?}");
+        }
+    }
+}
