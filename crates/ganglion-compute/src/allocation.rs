@@ -8,7 +8,7 @@
 //! - a new reservation never kills the running one (the original did, unconditionally);
 //!   it is refused with the current expiry;
 //! - the requested CPU, RAM and disk are checked against the machine and enforced;
-//! - expiry is a timer in the miner, persisted in `allocations.json` (atomic writes), so a
+//! - expiry is a timer in the miner, persisted in the miner's `allocations-<netuid>-<hotkey>.json` (atomic writes), so a
 //!   restart still expires it on time; the original's `at` job wiped the host's `at` queue.
 
 use std::path::PathBuf;
@@ -153,7 +153,7 @@ fn now_ms() -> u64 {
 
 impl Allocations {
     /// Loads the persisted allocations: expired ones are torn down, live ones re-adopted (or
-    /// restarted when their processes are gone). `state_path` is `allocations.json`.
+    /// restarted when their processes are gone). `state_path` is the miner's `allocations-<netuid>-<hotkey>.json`.
     pub async fn open(sandboxes: Arc<Sandboxes>, state_path: PathBuf, machine: Machine) -> Result<Arc<Allocations>> {
         let loaded: StateFile = match std::fs::read(&state_path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
@@ -393,11 +393,10 @@ impl Allocations {
             ids.push(allocation.id.clone());
             self.teardown(allocation).await;
         }
-        if !ids.is_empty() {
-            if let Err(err) = self.persist_locked(&current) {
+        if !ids.is_empty()
+            && let Err(err) = self.persist_locked(&current) {
                 tracing::error!(target: "compute::allocation", %err, "cannot persist the allocation state");
             }
-        }
         ids
     }
 

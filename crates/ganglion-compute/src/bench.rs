@@ -335,15 +335,17 @@ pub fn render(report: &BenchReport) -> String {
         ));
     }
     let raw = &report.raw;
-    out.push_str(&format!(
-        "\nraw hash rate (mode 610)\n  ours, {} threads      {}\n  ours, 1 thread         {}\n  portable (blake2b_simd) {}\n  hashcat -b -m 610      {}\n  ours / hashcat         {}\n",
-        report.threads,
-        mhs(raw.ours_hps),
-        mhs(raw.ours_one_thread_hps),
-        mhs(raw.portable_hps),
-        raw.hashcat_hps.map_or_else(|| "-".into(), mhs),
-        raw.ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}×"))
-    ));
+    out.push_str("\nraw hash rate (mode 610)\n");
+    let rows = [
+        (format!("ours, {} threads", report.threads), mhs(raw.ours_hps)),
+        ("ours, 1 thread".to_string(), mhs(raw.ours_one_thread_hps)),
+        ("portable (blake2b_simd)".to_string(), mhs(raw.portable_hps)),
+        ("hashcat -b -m 610".to_string(), raw.hashcat_hps.map_or_else(|| "-".into(), mhs)),
+        ("ours / hashcat".to_string(), raw.ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}×"))),
+    ];
+    for (label, value) in rows {
+        out.push_str(&format!("  {label:<24} {value:>12}\n"));
+    }
     let e2e = &report.end_to_end;
     out.push_str(&format!(
         "\nend to end, difficulty {} ({} runs, mean)\n  ours     {}\n  hashcat  {}\n  ours is {} faster\n",

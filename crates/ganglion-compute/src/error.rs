@@ -77,6 +77,14 @@ pub enum ComputeError {
     /// Sealing or opening the access information failed.
     #[error("sealed access: {0}")]
     Seal(String),
+    /// No miner of the subnet can take the reservation.
+    #[error("no miner on subnet {netuid} can take this reservation: {reason}")]
+    NoFit {
+        /// The subnet.
+        netuid: u16,
+        /// Why (nothing fits, or what each fitting miner said).
+        reason: String,
+    },
     /// A peer answered with an error or something unexpected.
     #[error("peer {peer}: {reason}")]
     Peer {
@@ -126,6 +134,7 @@ impl ComputeError {
             ComputeError::NotRenter => "not_renter",
             ComputeError::Config(_) => "config",
             ComputeError::Seal(_) => "seal",
+            ComputeError::NoFit { .. } => "no_fit",
             ComputeError::Peer { .. } => "peer",
             ComputeError::Chain(_) => "chain",
             ComputeError::Records(_) => "records",

@@ -59,11 +59,10 @@ impl HashcatConfig {
                 self.workload_profile
             )));
         }
-        if let Some(types) = &self.device_types {
-            if types.is_empty() || !types.bytes().all(|b| b.is_ascii_digit() || b == b',') {
+        if let Some(types) = &self.device_types
+            && (types.is_empty() || !types.bytes().all(|b| b.is_ascii_digit() || b == b',')) {
                 return Err(ComputeError::Config(format!("hashcat device types must look like `1` or `1,2`, not {types:?}")));
             }
-        }
         Ok(())
     }
 

@@ -22,15 +22,18 @@
 //!   original's inverted whitelist fixed).
 //! - [`miner`] and [`validator`]: the two long-running nodes; [`client`]: signed calls to
 //!   miners; [`metrics`]: Prometheus text; [`config`]: the TOML file; [`units`]: size and
-//!   timeline parsing; [`bench`]: `ganglion bench compute`.
+//!   timeline parsing; [`bench`](mod@bench): `ganglion bench compute`.
 //!
 //! # Library API (what `ganglion localnet` and tests use)
 //! - `miner::spawn(MinerConfig, hotkey, Arc<dyn Chain>) -> MinerHandle` (`handle.addr`,
 //!   `handle.uid`, `handle.shutdown().await`), or `miner::run(config, hotkey, chain,
 //!   shutdown_future)`.
 //! - `validator::spawn(ValidatorConfig, hotkey, chain) -> ValidatorHandle`:
-//!   `handle.status()` is the current [`validator::ValidatorStatus`] (per-uid `score`,
-//!   `success_rate` in 0–1, `weight`, difficulties); the same document is served at
+//!   `handle.status()` is the current [`validator::ValidatorStatus`]: `{"block", "rounds",
+//!   "last_weights_block", "waiting_for_permit", …, "miners": [{"uid", "hotkey", "score"
+//!   (normalised, 0–1), "weight", "success_rate" (0–1), "attempts", "difficulty" (of the
+//!   last challenge), "difficulty_avg", "next_difficulty", "mean_elapsed_s", "last",
+//!   "allocated", "has_sandbox", "is_validator"}]}`; the same document is served at
 //!   `GET http://<metrics_ip>:<metrics_port>/status` and written to
 //!   `<data_dir>/validator-status-<netuid>.json` after every round.
 //!

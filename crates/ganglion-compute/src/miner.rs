@@ -52,7 +52,8 @@ pub struct MinerConfig {
     pub external_port: Option<u16>,
     /// Publish the axon on chain at startup when it differs.
     pub serve_axon: bool,
-    /// Where the miner keeps its state (`allocations.json`) and measures its disk.
+    /// Where the miner keeps its state (`allocations-<netuid>-<hotkey>.json`, so that several
+    /// miners can share the default directory) and measures its disk.
     pub data_dir: PathBuf,
     /// The built-in solver.
     pub solver: SolverConfig,
@@ -168,16 +169,14 @@ fn error_response(status: StatusCode, err: &ComputeError) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, Response> {
-    serde_json::from_slice(body).map_err(|err| {
-        error_response(StatusCode::BAD_REQUEST, &ComputeError::invalid("body", format!("not a valid request: {err}")))
-    })
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|err| ComputeError::invalid("body", format!("not a valid request: {err}")))
 }
 
 async fn specs_route(State(state): State<Arc<MinerState>>, _caller: Caller, body: Bytes) -> Response {
     let request: Specs = match parse(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(err) => return error_response(StatusCode::BAD_REQUEST, &err),
     };
     if request.specs_input.len() > 1024 {
         return error_response(StatusCode::BAD_REQUEST, &ComputeError::invalid("specs_input", "must be empty or short"));
@@ -193,7 +192,7 @@ async fn specs_route(State(state): State<Arc<MinerState>>, _caller: Caller, body
 async fn challenge_route(State(state): State<Arc<MinerState>>, caller: Caller, body: Bytes) -> Response {
     let mut request: Challenge = match parse(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(err) => return error_response(StatusCode::BAD_REQUEST, &err),
     };
     let spec = match request.spec() {
         Ok(spec) => spec,
@@ -231,7 +230,7 @@ async fn challenge_route(State(state): State<Arc<MinerState>>, caller: Caller, b
 async fn allocate_route(State(state): State<Arc<MinerState>>, caller: Caller, body: Bytes) -> Response {
     let mut request: Allocate = match parse(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(err) => return error_response(StatusCode::BAD_REQUEST, &err),
     };
     let validated = match request.validate() {
         Ok(v) => v,
@@ -347,14 +346,13 @@ pub async fn spawn(config: MinerConfig, hotkey: Keypair, chain: Arc<dyn Chain>) 
     directory.replace(access::directory_entries(&metagraph));
     let policy = config.access.policy(Arc::clone(&directory))?;
     let solver = Arc::new(Solver::new(&config.solver)?);
-    if let Some(hashcat) = &config.hashcat {
-        if hashcat::find_binary(&hashcat.path).is_none() {
+    if let Some(hashcat) = &config.hashcat
+        && hashcat::find_binary(&hashcat.path).is_none() {
             return Err(ComputeError::Hashcat(format!(
                 "{} not found; install it (scripts/install-hashcat) or drop the hashcat flags to use the built-in solver",
                 hashcat.path.display()
             )));
         }
-    }
     let caps = sandbox::probe(&config.sandbox);
     if !caps.usable {
         tracing::warn!(target: "compute::miner", problems = ?caps.problems, "allocations are unavailable on this miner");
@@ -367,7 +365,7 @@ pub async fn spawn(config: MinerConfig, hotkey: Keypair, chain: Arc<dyn Chain>) 
             .map_err(|err| ComputeError::Sandbox(format!("specs task failed: {err}")))??
     };
     let machine = Machine::from_specs(&collected, sandbox_free_bytes(&config.sandbox));
-    let allocations = Allocations::open(Arc::clone(&sandboxes), config.data_dir.join("allocations.json"), machine).await?;
+    let allocations = Allocations::open(Arc::clone(&sandboxes), config.data_dir.join(format!("allocations-{}-{}.json", config.netuid, hotkey.public().to_ss58())), machine).await?;
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(MinerState {
         hotkey: hotkey.public(),

@@ -180,10 +180,11 @@ pub async fn allocate(client: &MinerClient, chain: &dyn Chain, records: &Records
         None => listings.into_iter().filter(|l| l.fits(&order.requirement)).collect(),
     };
     if chosen.is_empty() {
-        return Err(ComputeError::Peer {
-            peer: format!("subnet {}", order.netuid),
-            reason: "no miner with stored specs fits this request (see `ganglion compute list`; specs arrive with the validator's rounds)".into(),
-        });
+        let reason = match &order.miner {
+            Some(wanted) => format!("{wanted} is not a miner with stored specs (see `ganglion compute list`)"),
+            None => "none with stored specs has enough free cpu, ram, disk and gpu for it (see `ganglion compute list`; specs arrive with the validator's rounds)".into(),
+        };
+        return Err(ComputeError::NoFit { netuid: order.netuid, reason });
     }
     let mut refusals = Vec::new();
     for listing in chosen.iter().take(5) {
@@ -267,7 +268,7 @@ pub async fn allocate(client: &MinerClient, chain: &dyn Chain, records: &Records
         records.upsert_allocation(&record).await.map_err(records_error)?;
         return Ok(granted);
     }
-    Err(ComputeError::Peer { peer: format!("subnet {}", order.netuid), reason: format!("every fitting miner refused: {}", refusals.join("; ")) })
+    Err(ComputeError::NoFit { netuid: order.netuid, reason: format!("every fitting miner refused: {}", refusals.join("; ")) })
 }
 
 /// The caller's active reservations in `netuid`, newest first.
@@ -326,14 +327,15 @@ pub async fn status(client: &MinerClient, chain: &dyn Chain, records: &Records, 
             }
         }
         .await;
-        if let Err(error) = &live {
-            if error.contains("no active allocation") {
-                // The miner no longer has it (expired or restarted without it): record that.
+        let mut record = record;
+        if let Err(error) = &live
+            && error.contains("no active allocation") {
+                // The miner no longer has it (expired or restarted without it): record that,
+                // and report it with its new status this once.
                 let status = if record.expires_at_ms <= now_ms() { "expired" } else { "ended" };
-                let ended = AllocationRecord { status: status.into(), ended_at_ms: Some(now_ms().min(record.expires_at_ms)), ..record.clone() };
-                let _ = records.upsert_allocation(&ended).await;
+                record = AllocationRecord { status: status.into(), ended_at_ms: Some(now_ms().min(record.expires_at_ms)), ..record };
+                let _ = records.upsert_allocation(&record).await;
             }
-        }
         out.push((record, live));
     }
     Ok(out)
@@ -349,7 +351,7 @@ pub fn generate_ssh_key(dir: &std::path::Path, name: &str) -> Result<(std::path:
         .map_err(|err| ComputeError::Config(format!("generating an SSH key: {err}")))?;
     let private = key.to_openssh(ssh_key::LineEnding::LF).map_err(|err| ComputeError::Config(format!("encoding the SSH key: {err}")))?;
     let mut public = key.public_key().clone();
-    public.set_comment(&format!("ganglion-compute-{name}"));
+    public.set_comment(format!("ganglion-compute-{name}"));
     let public_line = public.to_openssh().map_err(|err| ComputeError::Config(format!("encoding the SSH key: {err}")))?;
     let path = dir.join(name);
     ganglion_core::fsutil::write_atomic(&path, private.as_bytes(), 0o600)?;

@@ -20,7 +20,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB, TiB, or KB, MB, GB, TB)")),
     };
     let bytes = value * scale;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e15 {
+    if !bytes.is_finite() || !(1.0..=1e15).contains(&bytes) {
         return Err(format!("`{text}` is out of range"));
     }
     Ok(bytes.round() as u64)

@@ -1,7 +1,9 @@
 //! The compute validator: rounds of challenges, specs collection, scoring, weights.
 //!
 //! A round runs every `randint(round_blocks_min, round_blocks_max)` blocks (the original's
-//! 50–80). It queries every serving, non-validator, non-allocated uid that the access
+//! 50–80), counted from the end of the previous round, and at least once per epoch (the
+//! range is shortened to `epoch_length` when it is longer). Until the validator holds a
+//! validator permit it challenges nobody (miners would refuse it). A round queries every serving, non-validator, non-allocated uid that the access
 //! policy admits, in parallel (at most `batch_size` at once), each with a CSPRNG challenge
 //! at that miner's adapted difficulty, and measures the round trip itself. Every challenge
 //! is stored in the records store (`ChallengeRecord`); specs are fetched on the first round
@@ -18,8 +20,9 @@
 //! renter is this validator's own hotkey, each round also asks the miner whether the
 //! sandbox still runs and marks the reservation `ended` if not.
 //!
-//! `GET /status` (JSON: per-uid scores, success rates, difficulties) and `GET /metrics`
-//! are served on `metrics_port`.
+//! `GET /status` ([`ValidatorStatus`] as JSON: per-uid `score`, `success_rate`,
+//! `difficulty`, `mean_elapsed_s`, weights) and `GET /metrics` are served on `metrics_port`.
+//! Loopback axons are exempt from the one-uid-per-IP rule (a local network).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -76,7 +79,8 @@ pub struct ValidatorConfig {
     pub scoring: ScoringConfig,
     /// Count only the best uid of each IP.
     pub one_uid_per_ip: bool,
-    /// Neurons with a permit and at least this stake (TAO) are validators and score zero.
+    /// Neurons with a permit, at least this stake (TAO) and dividends or validator trust
+    /// are validators and score zero.
     pub validator_stake_tao: f64,
     /// Fetch specs every this many rounds (and on the first).
     pub specs_every_rounds: u32,
@@ -92,6 +96,10 @@ pub struct ValidatorConfig {
     pub version_key: Option<u64>,
     /// How often the chain's block number is polled, milliseconds.
     pub block_poll_ms: u64,
+    /// Challenge nobody until this validator holds a validator permit: miners refuse
+    /// callers without one by default, and those refusals would be stored as the miners'
+    /// failures.
+    pub wait_for_permit: bool,
 }
 
 impl Default for ValidatorConfig {
@@ -117,6 +125,7 @@ impl Default for ValidatorConfig {
             batch_size: 256,
             version_key: None,
             block_poll_ms: 1000,
+            wait_for_permit: true,
         }
     }
 }
@@ -135,6 +144,13 @@ impl ValidatorConfig {
         }
         if self.batch_size == 0 || self.epoch_length == 0 {
             return Err(ComputeError::Config("batch size and epoch length must be at least 1".into()));
+        }
+        // At least one round per epoch, so that every weight setting reflects fresh
+        // challenges (with a short local epoch the default 50–80 blocks would not).
+        if self.round_blocks_max > self.epoch_length {
+            self.round_blocks_max = self.epoch_length;
+            self.round_blocks_min = self.round_blocks_min.min(self.round_blocks_max);
+            tracing::info!(target: "compute::validator", min = self.round_blocks_min, max = self.round_blocks_max, "round spacing shortened to fit the epoch");
         }
         self.scoring.effective_weights().validate().map_err(ComputeError::Config)?;
         self.access.policy_config()?;
@@ -176,6 +192,9 @@ pub struct MinerStatus {
     pub success_rate: f64,
     /// Challenges in the window.
     pub attempts: u32,
+    /// The difficulty this miner is challenged at: that of its last challenge (before any,
+    /// the one it will get first).
+    pub difficulty: u8,
     /// Mean difficulty of the last 20 successes.
     pub difficulty_avg: f64,
     /// Difficulty of the next challenge.
@@ -213,6 +232,8 @@ pub struct ValidatorStatus {
     pub last_weights_block: Option<u64>,
     /// Last `set_weights` error, if the last attempt failed.
     pub last_weights_error: Option<String>,
+    /// No round yet because this validator has no validator permit.
+    pub waiting_for_permit: bool,
     /// Per uid.
     pub miners: Vec<MinerStatus>,
 }
@@ -259,12 +280,42 @@ struct Validator {
     history: HashMap<String, VecDeque<Outcome>>,
     last: HashMap<String, LastChallenge>,
     has_sandbox: HashMap<String, bool>,
+    /// Hotkeys that sent their specs since the last full refresh: the others (new, or
+    /// unreachable so far) are asked every round.
+    specs_received: HashSet<String>,
     status: Arc<RwLock<ValidatorStatus>>,
     metrics: Arc<Metrics>,
     rounds: u64,
     last_weights_block: Option<u64>,
     last_weights_attempt: Option<u64>,
     weights: HashMap<u16, f64>,
+    /// When this process first saw its validator permit.
+    permit_since: Option<std::time::Instant>,
+}
+
+/// How long a miner has to send its specs (it serves a cached document).
+const SPECS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// For this long after the validator first holds its permit, a miner's refusal for lack of
+/// a permit or registration is not held against the miner: miners learn of permits when
+/// they next refresh their metagraph (every 12 s by default), so the first challenges can
+/// be refused through no fault of theirs.
+const PERMIT_GRACE: Duration = Duration::from_secs(60);
+
+/// Whether a call failed because the miner does not (yet) know this validator's permit or
+/// registration (HTTP 403 from its caller policy).
+fn refused_for_standing(error: &str) -> bool {
+    error.contains("HTTP 403") && (error.contains("no validator permit") || error.contains("not registered"))
+}
+
+/// The original's rule (a permit and at least `stake_tao`), narrowed to neurons that
+/// actually validate (they earn dividends or validator trust): a miner's own emission is
+/// staked on its hotkey, and on a small subnet every neuron holds a permit, so a long-lived
+/// honest miner would otherwise cross the threshold and drop to zero.
+fn counts_as_validator(neuron: &NeuronInfo, stake_tao: f64) -> bool {
+    neuron.validator_permit
+        && neuron.stake as f64 >= stake_tao * RAO_PER_TAO as f64
+        && (neuron.dividends > 0 || neuron.validator_trust > 0)
 }
 
 fn now_ms() -> i64 {
@@ -277,8 +328,7 @@ fn records_error(err: ganglion_records::RecordsError) -> ComputeError {
 
 impl Validator {
     fn is_validator(&self, neuron: &NeuronInfo, own: Option<u16>) -> bool {
-        Some(neuron.uid) == own
-            || (neuron.validator_permit && neuron.stake as f64 >= self.config.validator_stake_tao * RAO_PER_TAO as f64)
+        Some(neuron.uid) == own || counts_as_validator(neuron, self.config.validator_stake_tao)
     }
 
     async fn load_history(&mut self, hotkey: &str) {
@@ -354,7 +404,7 @@ impl Validator {
                         return (neuron, Err(ComputeError::Config("no axon".into())));
                     };
                     let request = Specs::default();
-                    let reply = client.call::<_, Specs>(&axon_url(&axon), &neuron.hotkey, route::SPECS, &request, Duration::from_secs(30)).await;
+                    let reply = client.call::<_, Specs>(&axon_url(&axon), &neuron.hotkey, route::SPECS, &request, SPECS_TIMEOUT).await;
                     (neuron, reply.map(|r| r.body))
                 }
             })
@@ -373,12 +423,19 @@ impl Validator {
                     }
                 }
                 Ok(_) => tracing::debug!(target: "compute::validator", uid = neuron.uid, "specs are not a JSON object"),
-                Err(err) => tracing::debug!(target: "compute::validator", uid = neuron.uid, %err, "no specs"),
+                Err(err) => {
+                    // Not reachable yet (just started) or not aware of our permit yet: ask
+                    // again next round. A silent miner costs at most SPECS_TIMEOUT per round.
+                    self.specs_received.remove(&hotkey);
+                    tracing::debug!(target: "compute::validator", uid = neuron.uid, %err, "no specs");
+                }
             }
         }
     }
 
-    async fn challenge_all(&mut self, targets: &[NeuronInfo]) -> Vec<ChallengeRecord> {
+    /// Challenges `targets`; with `in_grace`, refusals for the validator's standing are
+    /// dropped instead of recorded (see [`PERMIT_GRACE`]).
+    async fn challenge_all(&mut self, targets: &[NeuronInfo], in_grace: bool) -> Vec<ChallengeRecord> {
         let mut plans = Vec::new();
         for neuron in targets {
             let hotkey = neuron.hotkey.to_ss58();
@@ -417,11 +474,15 @@ impl Validator {
                         },
                         Err(err) => {
                             let text = err.to_string();
+                            if in_grace && refused_for_standing(&text) {
+                                tracing::debug!(target: "compute::validator", uid = neuron.uid, %text, "refused before the miner saw our permit; not counted");
+                                return None;
+                            }
                             let cause = if text.contains("no answer within") { "timeout".to_string() } else { format!("error: {}", text.chars().take(200).collect::<String>()) };
                             (false, Some(cause))
                         }
                     };
-                    ChallengeRecord {
+                    Some(ChallengeRecord {
                         id: uuid::Uuid::new_v4().to_string(),
                         created_at_ms,
                         netuid,
@@ -432,10 +493,11 @@ impl Validator {
                         elapsed_ms,
                         difficulty: spec.difficulty,
                         cause,
-                    }
+                    })
                 }
             })
             .buffer_unordered(self.config.batch_size)
+            .filter_map(std::future::ready)
             .collect()
             .await;
         for record in &records {
@@ -468,7 +530,11 @@ impl Validator {
             let components: Components = scoring::score(&self.config.scoring, &ScoreInput::from_stats(&stats, is_allocated, has_sandbox));
             let score = if is_validator { 0.0 } else { components.normalised };
             let next_difficulty = pow::next_difficulty(&stats, self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
-            uid_scores.push(UidScore { uid: neuron.uid, score, ip: neuron.axon.as_ref().map(|a| a.ip), is_validator });
+            // Loopback axons are exempt from the one-uid-per-IP rule: they only occur on a
+            // local network, where every miner runs on one host (no validator elsewhere can
+            // reach a miner's loopback, so there is nothing to gain from it on a real one).
+            let ip = neuron.axon.as_ref().map(|a| a.ip).filter(|ip| !ip.is_loopback());
+            uid_scores.push(UidScore { uid: neuron.uid, score, ip, is_validator });
             statuses.push(MinerStatus {
                 uid: neuron.uid,
                 hotkey: hotkey.clone(),
@@ -477,6 +543,7 @@ impl Validator {
                 weight: 0.0,
                 success_rate: if stats.attempts == 0 { 0.0 } else { f64::from(stats.successes) / f64::from(stats.attempts) },
                 attempts: stats.attempts,
+                difficulty: self.last.get(&hotkey).map_or(next_difficulty, |last| last.difficulty),
                 difficulty_avg: stats.last20_difficulty_avg,
                 next_difficulty,
                 mean_elapsed_s: stats.mean_success_elapsed_s,
@@ -513,16 +580,30 @@ impl Validator {
         (statuses, rows)
     }
 
-    async fn round(&mut self, block: u64) -> Result<()> {
+    /// Runs a round and returns how many miners it challenged (`None`: it waited for a
+    /// validator permit instead).
+    async fn round(&mut self, block: u64) -> Result<Option<usize>> {
         let metagraph = Metagraph::fetch(self.chain.as_ref(), self.config.netuid).await?;
         let own = metagraph.uid_of(&self.hotkey.public());
-        if own.is_none() {
+        let Some(own_neuron) = own.and_then(|uid| metagraph.neuron(uid)) else {
             return Err(ComputeError::Config(format!(
                 "hotkey {} is not registered on subnet {}",
                 self.hotkey.public(),
                 self.config.netuid
             )));
+        };
+        if self.config.wait_for_permit && !own_neuron.validator_permit {
+            let already = self.status.read().map(|s| s.waiting_for_permit).unwrap_or(true);
+            if already {
+                tracing::debug!(target: "compute::validator", block, "still waiting for a validator permit");
+            } else {
+                tracing::info!(target: "compute::validator", block, "waiting for a validator permit (the next epoch gives one to staked validators); miners refuse callers without one");
+                self.update_status(|status| status.waiting_for_permit = true);
+            }
+            return Ok(None);
         }
+        let permit_since = *self.permit_since.get_or_insert_with(std::time::Instant::now);
+        let in_grace = permit_since.elapsed() < PERMIT_GRACE;
         let directory = Arc::new(SharedDirectory::default());
         directory.replace(access::directory_entries(&metagraph));
         let policy = self.config.access.policy(directory)?;
@@ -536,11 +617,16 @@ impl Validator {
             .filter(|n| policy.check(&n.hotkey).is_ok())
             .cloned()
             .collect();
-        if self.rounds % u64::from(self.config.specs_every_rounds.max(1)) == 0 {
-            self.fetch_specs(&serving).await;
+        if self.rounds.is_multiple_of(u64::from(self.config.specs_every_rounds.max(1))) {
+            self.specs_received.clear();
+        }
+        let missing: Vec<NeuronInfo> = serving.iter().filter(|n| !self.specs_received.contains(&n.hotkey.to_ss58())).cloned().collect();
+        if !missing.is_empty() {
+            self.specs_received.extend(missing.iter().map(|n| n.hotkey.to_ss58()));
+            self.fetch_specs(&missing).await;
         }
         let targets: Vec<NeuronInfo> = serving.into_iter().filter(|n| !allocated.contains(&n.hotkey.to_ss58())).collect();
-        let challenges = self.challenge_all(&targets).await;
+        let challenges = self.challenge_all(&targets, in_grace).await;
         if let Err(err) = self.records.insert_challenges(&challenges).await {
             tracing::warn!(target: "compute::validator", %err, "cannot store challenges");
         }
@@ -554,11 +640,12 @@ impl Validator {
         self.metrics.set("compute_validator_rounds", "Rounds run.", &[], self.rounds as f64);
         self.update_status(|status| {
             status.uid = own;
+            status.waiting_for_permit = false;
             status.rounds += 1;
             status.last_round_block = Some(block);
             status.miners = miners;
         });
-        Ok(())
+        Ok(Some(challenges.len()))
     }
 
     async fn set_weights(&mut self, block: u64) {
@@ -571,7 +658,7 @@ impl Validator {
         let converted = match ganglion_yuma::weights::convert_weights_and_uids_for_emit(&uids, &values) {
             Ok((uids, values)) if !uids.is_empty() => (uids, values),
             Ok(_) => {
-                tracing::info!(target: "compute::validator", "no miner has a score yet; weights not set");
+                tracing::debug!(target: "compute::validator", "no miner has a score yet; weights not set");
                 return;
             }
             Err(err) => {
@@ -636,13 +723,23 @@ impl Validator {
                         outcome = round => Some(outcome),
                         _ = shutdown.wait_for(|s| *s) => None,
                     };
-                    match outcome {
+                    let full_gap = rand::rngs::OsRng.gen_range(self.config.round_blocks_min..=self.config.round_blocks_max);
+                    // Without a permit yet, try again next block; when nobody was serving,
+                    // soon (a miner that just started should not wait a whole round).
+                    let gap = match outcome {
                         None => return,
-                        Some(Err(err)) => tracing::warn!(target: "compute::validator", %err, "round failed"),
-                        Some(Ok(())) => {}
-                    }
-                    let gap = rand::rngs::OsRng.gen_range(self.config.round_blocks_min..=self.config.round_blocks_max);
-                    let at = block + gap;
+                        Some(Err(err)) => {
+                            tracing::warn!(target: "compute::validator", %err, "round failed");
+                            full_gap
+                        }
+                        Some(Ok(None)) => 1,
+                        Some(Ok(Some(0))) => full_gap.min(5),
+                        Some(Ok(Some(_))) => full_gap,
+                    };
+                    // Spacing counts from the end of the round (a round can last longer
+                    // than a short epoch).
+                    let end = self.chain.block_number().await.unwrap_or(block).max(block);
+                    let at = end + gap;
                     next_round = Some(at);
                     self.update_status(|s| s.next_round_block = Some(at));
                 }
@@ -737,12 +834,14 @@ pub async fn spawn(mut config: ValidatorConfig, hotkey: Keypair, chain: Arc<dyn 
         history: HashMap::new(),
         last: HashMap::new(),
         has_sandbox: HashMap::new(),
+        specs_received: HashSet::new(),
         status: Arc::clone(&status),
         metrics,
         rounds: 0,
         last_weights_block: None,
         last_weights_attempt: None,
         weights: HashMap::new(),
+        permit_since: None,
     };
     tasks.push(tokio::spawn(validator.run(shutdown.subscribe())));
     Ok(ValidatorHandle { addr, status, shutdown, tasks })
@@ -754,4 +853,71 @@ pub async fn run(config: ValidatorConfig, hotkey: Keypair, chain: Arc<dyn Chain>
     shutdown.await;
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_fit_in_a_short_epoch_and_bad_ranges_are_refused() {
+        let mut short = ValidatorConfig { epoch_length: 20, ..ValidatorConfig::default() };
+        assert!(short.validate().is_ok());
+        assert_eq!((short.round_blocks_min, short.round_blocks_max), (20, 20));
+        let mut custom = ValidatorConfig { epoch_length: 30, round_blocks_min: 5, round_blocks_max: 50, ..ValidatorConfig::default() };
+        assert!(custom.validate().is_ok());
+        assert_eq!((custom.round_blocks_min, custom.round_blocks_max), (5, 30));
+        let mut long = ValidatorConfig::default();
+        assert!(long.validate().is_ok());
+        assert_eq!((long.round_blocks_min, long.round_blocks_max), (50, 80), "the original's spacing when the epoch allows it");
+        for bad in [
+            ValidatorConfig { difficulty_min: 9, difficulty_max: 8, ..ValidatorConfig::default() },
+            ValidatorConfig { difficulty_max: 13, ..ValidatorConfig::default() },
+            ValidatorConfig { epoch_length: 0, ..ValidatorConfig::default() },
+            ValidatorConfig { challenge_timeout_s: f64::NAN, ..ValidatorConfig::default() },
+        ] {
+            let mut bad = bad;
+            assert!(matches!(bad.validate(), Err(ComputeError::Config(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rich_miners_are_not_mistaken_for_validators() {
+        let key = Keypair::from_uri("//Rich").unwrap_or_else(|e| panic!("{e}")).public();
+        let miner = NeuronInfo {
+            uid: 3,
+            hotkey: key,
+            coldkey: key,
+            stake: 2_000 * RAO_PER_TAO,
+            active: true,
+            validator_permit: true,
+            validator_trust: 0,
+            consensus: 0,
+            incentive: 30_000,
+            dividends: 0,
+            emission: 1,
+            last_update: 0,
+            block_at_registration: 0,
+            axon: None,
+        };
+        assert!(!counts_as_validator(&miner, 1024.0), "stake from its own emission, no dividends");
+        let validator = NeuronInfo { dividends: 65_535, ..miner.clone() };
+        assert!(counts_as_validator(&validator, 1024.0));
+        assert!(!counts_as_validator(&NeuronInfo { validator_permit: false, ..validator.clone() }, 1024.0));
+        assert!(!counts_as_validator(&NeuronInfo { stake: 1_000 * RAO_PER_TAO, ..validator }, 1024.0));
+    }
+
+    #[test]
+    fn only_policy_refusals_of_our_standing_are_excused() {
+        let permit = "peer http://127.0.0.1:1/Challenge: HTTP 403 Forbidden: hotkey 5F… has no validator permit";
+        let unregistered = "peer http://x/Challenge: HTTP 403 Forbidden: hotkey 5F… is not registered on this subnet";
+        assert!(refused_for_standing(permit) && refused_for_standing(unregistered));
+        for counted in [
+            "peer http://x/Challenge: HTTP 403 Forbidden: hotkey 5F… is blacklisted",
+            "peer http://x/Challenge: no answer within 31s",
+            "peer http://x/Challenge: HTTP 500: has no validator permit",
+        ] {
+            assert!(!refused_for_standing(counted), "{counted}");
+        }
+    }
 }

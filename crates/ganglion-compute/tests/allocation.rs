@@ -17,11 +17,10 @@ use ganglion_records::Records;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renter_allocates_logs_in_and_the_reservation_expires() {
-    if let Some(why) = common::sandbox_missing() {
-        if common::skip(&why) {
+    if let Some(why) = common::sandbox_missing()
+        && common::skip(&why) {
             return;
         }
-    }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let sandboxes = common::sandbox_dir();
     let ssh_port = common::free_port();
@@ -49,6 +48,8 @@ async fn renter_allocates_logs_in_and_the_reservation_expires() {
         metagraph_refresh_s: 1,
         ..MinerConfig::default()
     };
+    // Declared after `sandboxes` so that it runs first (before the directory goes).
+    let _teardown = common::MinerSandboxTeardown { data_dir: miner_config.data_dir.clone(), config: miner_config.sandbox.clone() };
     let miner = miner::spawn(miner_config.clone(), mhot.clone(), chain.clone()).await.unwrap_or_else(|e| panic!("miner: {e}"));
     assert_eq!(miner.uid, miner_uid);
 
@@ -116,7 +117,10 @@ async fn renter_allocates_logs_in_and_the_reservation_expires() {
     let output = reply.unwrap_or_else(|e| panic!("{e}")).body.output;
     assert!(!output.status && output.error.unwrap_or_default().contains("only the hotkey that made the reservation"));
     let busy = renter::allocate(&intruder, chain.as_ref(), &records, &order(requirement.clone(), 60)).await;
-    assert!(busy.err().map(|e| e.to_string()).unwrap_or_default().contains("no miner with stored specs fits"), "the records show it allocated");
+    assert!(
+        matches!(&busy, Err(ganglion_compute::ComputeError::NoFit { reason, .. }) if reason.contains("enough free")),
+        "the records show it allocated: {busy:?}"
+    );
     assert!(common::ssh(&renter_ssh.private_key, &known, ssh_port, "true").ok, "still the renter's");
 
     // Status: the miner reports the allocation and how each limit is enforced.

@@ -22,11 +22,10 @@ impl Drop for Teardown<'_> {
 
 #[test]
 fn sandbox_enforces_limits_and_admits_only_the_renter() {
-    if let Some(why) = common::sandbox_missing() {
-        if common::skip(&why) {
+    if let Some(why) = common::sandbox_missing()
+        && common::skip(&why) {
             return;
         }
-    }
     let root = common::sandbox_dir();
     let keys = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let port = common::free_port();

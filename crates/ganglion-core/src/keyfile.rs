@@ -127,6 +127,9 @@ struct KeyfileJson {
 }
 
 /// What a keyfile holds: a full keypair, or only a public key (`*pub.txt`, a watch-only coldkey).
+// Few of these live at once and only briefly; boxing the keypair would put secret key
+// bytes behind another allocation for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum KeyMaterial {
     /// A keypair that can sign.

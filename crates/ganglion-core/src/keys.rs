@@ -277,7 +277,7 @@ impl Keypair {
 
 /// `substrate-bip39`'s `mini_secret_from_entropy`.
 fn mini_secret_from_entropy(entropy: &[u8], password: &str) -> CoreResult<[u8; 32]> {
-    if entropy.len() < 16 || entropy.len() > 32 || entropy.len() % 4 != 0 {
+    if entropy.len() < 16 || entropy.len() > 32 || !entropy.len().is_multiple_of(4) {
         return Err(CoreError::InvalidMnemonic(format!("entropy of {} bytes", entropy.len())));
     }
     let salt = Zeroizing::new(format!("mnemonic{password}"));

@@ -64,7 +64,7 @@ impl Passwords {
 
     /// The password to decrypt `keyfile`: file, then environment, then prompt.
     pub fn to_decrypt(&self, keyfile: &Path) -> CoreResult<Zeroizing<String>> {
-        if let Some(password) = self.from_file_or_env(keyfile)? {
+        if let Some(password) = self.read_file_or_env(keyfile)? {
             return Ok(password);
         }
         self.prompt(&format!("Enter password to unlock {}: ", keyfile.display()), false)
@@ -72,7 +72,7 @@ impl Passwords {
 
     /// The password to encrypt a new `keyfile`: file, then environment, then prompt (twice).
     pub fn to_encrypt(&self, keyfile: &Path) -> CoreResult<Zeroizing<String>> {
-        let password = match self.from_file_or_env(keyfile)? {
+        let password = match self.read_file_or_env(keyfile)? {
             Some(password) => password,
             None => self.prompt(&format!("Choose a password for {}: ", keyfile.display()), true)?,
         };
@@ -84,7 +84,7 @@ impl Passwords {
         Ok(password)
     }
 
-    fn from_file_or_env(&self, keyfile: &Path) -> CoreResult<Option<Zeroizing<String>>> {
+    fn read_file_or_env(&self, keyfile: &Path) -> CoreResult<Option<Zeroizing<String>>> {
         if let Some(file) = &self.file {
             let bytes = Zeroizing::new(fsutil::read_bounded(file, 4096).map_err(|err| match err {
                 CoreError::CorruptKeyfile { .. } => {

@@ -16,6 +16,8 @@
 pub mod bench;
 pub mod engine;
 pub mod error;
+mod kernels;
+mod kv;
 pub mod matvec;
 pub mod model;
 pub mod sampling;

@@ -6,9 +6,13 @@
 //! `model::Linear`) disagree by ~1e-2 in the logits: enough to move a token across a rank
 //! threshold when a validator checks a miner's answer. Here every block computes
 //! `d·Σ qᵢxᵢ + m·Σ xᵢ`, which is exactly `Σ (d·qᵢ + m)·xᵢ`, the dense product with the weights
-//! as stored; only the rounding order differs (~1e-6 relative). Decoding stays as fast as
-//! candle's path: one byte per weight plus two f32 per block is read, and the inner loop is
-//! plain Rust that the compiler vectorizes (AVX2 + FMA with `.cargo/config.toml`'s target).
+//! as stored; only the rounding order differs (~1e-6 relative).
+//!
+//! Decoding reads every weight once per token, so it is bound by memory traffic and by the
+//! cost of turning codes into floats. Codes are therefore kept as the file packs them (two
+//! 4-bit codes per byte, 0.75 bytes per weight with the f32 scale and offset; 1 byte per
+//! weight had made a full decode pass 1.6× slower on this machine), and the inner loop is the
+//! explicit 8-lane kernel in [`crate::kernels`] (`vpmovzxbd` + `vcvtdq2ps` + FMA).
 //!
 //! Supported: Q4_0, Q4_1 (codes 0..15 with an offset) and Q8_0 (signed codes). Other types
 //! return `None` from [`BlockMatrix::from_qtensor`] and the caller keeps candle's path.
@@ -20,26 +24,25 @@ use crate::error::{EngineError, EngineResult};
 
 /// Weights per block.
 const BLOCK: usize = 32;
-/// Lanes the inner loop is written for (one AVX2 register of f32).
-const LANES: usize = 8;
 
-/// A row-major `(rows, cols)` matrix as per-block scales and offsets and one code per weight.
+/// A row-major `(rows, cols)` matrix as per-block scales (and offsets) and packed codes.
 #[derive(Debug, Clone)]
 pub struct BlockMatrix {
     rows: usize,
     cols: usize,
     /// `rows × cols/32` block scales `d`.
     scales: Vec<f32>,
-    /// `rows × cols/32` block offsets `m` (all zero for symmetric types).
-    offsets: Vec<f32>,
     codes: Codes,
 }
 
-/// One code per weight: unsigned (with an offset) or signed (symmetric types).
 #[derive(Debug, Clone)]
 enum Codes {
-    Unsigned(Vec<u8>),
-    Signed(Vec<i8>),
+    /// 4-bit codes in ggml order (byte `j` holds weight `j` low and `j + 16` high) with one
+    /// offset `m` per block: `w = d·q + m`. Offsets are grouped by 8 rows
+    /// ([`crate::kernels::group_offsets`]).
+    Nibbles { codes: Vec<[u8; 16]>, offsets: Vec<[f32; crate::kernels::OFFSET_GROUP]> },
+    /// 8-bit two's-complement codes: `w = d·q`.
+    Signed(Vec<[u8; 32]>),
 }
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
@@ -73,33 +76,34 @@ impl BlockMatrix {
             )));
         }
         let mut scales = Vec::with_capacity(blocks);
-        let mut offsets = Vec::with_capacity(blocks);
         let codes = match dtype {
             GgmlDType::Q8_0 => {
-                let mut codes = Vec::with_capacity(rows * cols);
+                let mut codes = Vec::with_capacity(blocks);
                 for block in data.chunks_exact(block_bytes) {
                     scales.push(f16_at(block, 0));
-                    offsets.push(0.0);
-                    codes.extend(block[2..].iter().map(|&b| b as i8));
+                    let mut q = [0u8; 32];
+                    q.copy_from_slice(&block[2..]);
+                    codes.push(q);
                 }
                 Codes::Signed(codes)
             }
             _ => {
-                let mut codes = Vec::with_capacity(rows * cols);
+                let mut codes = Vec::with_capacity(blocks);
+                let mut offsets = Vec::with_capacity(blocks);
                 for block in data.chunks_exact(block_bytes) {
                     let d = f16_at(block, 0);
                     // Q4_0 codes are q − 8: w = d·q − 8d (exact: d came from an f16).
                     let (m, nibbles) = if dtype == GgmlDType::Q4_1 { (f16_at(block, 2), &block[4..]) } else { (-8.0 * d, &block[2..]) };
                     scales.push(d);
                     offsets.push(m);
-                    // ggml order: the low nibbles are weights 0..16, the high ones 16..32.
-                    codes.extend(nibbles.iter().map(|&b| b & 0x0F));
-                    codes.extend(nibbles.iter().map(|&b| b >> 4));
+                    let mut q = [0u8; 16];
+                    q.copy_from_slice(nibbles);
+                    codes.push(q);
                 }
-                Codes::Unsigned(codes)
+                Codes::Nibbles { codes, offsets: crate::kernels::group_offsets(&offsets, rows, cols / BLOCK) }
             }
         };
-        Ok(Some(BlockMatrix { rows, cols, scales, offsets, codes }))
+        Ok(Some(BlockMatrix { rows, cols, scales, codes }))
     }
 
     /// Output size.
@@ -116,56 +120,16 @@ impl BlockMatrix {
     pub fn matvec(&self, x: &[f32], out: &mut [f32]) {
         assert_eq!(x.len(), self.cols, "activation length");
         assert_eq!(out.len(), self.rows, "output length");
-        let blocks_per_row = self.cols / BLOCK;
-        // Σx per block, shared by every row (the offset term).
-        let block_sums: Vec<f32> = x.chunks_exact(BLOCK).map(|b| b.iter().sum()).collect();
-        for (r, y) in out.iter_mut().enumerate() {
-            let span = r * blocks_per_row..(r + 1) * blocks_per_row;
-            let scales = &self.scales[span.clone()];
-            let offsets = &self.offsets[span];
-            let weights = r * self.cols..(r + 1) * self.cols;
-            let scaled = match &self.codes {
-                Codes::Unsigned(codes) => row_dot(&codes[weights], x, scales),
-                Codes::Signed(codes) => row_dot(&codes[weights], x, scales),
-            };
-            let offset: f32 = offsets.iter().zip(&block_sums).map(|(m, s)| m * s).sum();
-            *y = scaled + offset;
-        }
-    }
-}
-
-/// A code that converts to f32 exactly.
-trait Code: Copy {
-    fn value(self) -> f32;
-}
-
-impl Code for u8 {
-    fn value(self) -> f32 {
-        f32::from(self)
-    }
-}
-
-impl Code for i8 {
-    fn value(self) -> f32 {
-        f32::from(self)
-    }
-}
-
-/// `Σ_blocks d_b · Σ_{i∈b} q_i x_i`, accumulated in `LANES` lanes and reduced once.
-fn row_dot<C: Code>(codes: &[C], x: &[f32], scales: &[f32]) -> f32 {
-    let mut total = [0.0f32; LANES];
-    for ((q, x), &d) in codes.chunks_exact(BLOCK).zip(x.chunks_exact(BLOCK)).zip(scales) {
-        let mut partial = [0.0f32; LANES];
-        for (q, x) in q.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
-            for lane in 0..LANES {
-                partial[lane] = q[lane].value().mul_add(x[lane], partial[lane]);
+        let (blocks, _) = x.as_chunks::<BLOCK>();
+        match &self.codes {
+            Codes::Nibbles { codes, offsets } => {
+                // Σx per block, shared by every row (the offset term).
+                let block_sums: Vec<f32> = blocks.iter().map(|b| b.iter().sum()).collect();
+                crate::kernels::nibble_matvec(codes, &self.scales, offsets, blocks, &block_sums, out);
             }
-        }
-        for lane in 0..LANES {
-            total[lane] = d.mul_add(partial[lane], total[lane]);
+            Codes::Signed(codes) => crate::kernels::signed_matvec(codes, &self.scales, blocks, out),
         }
     }
-    total.iter().sum()
 }
 
 #[cfg(test)]

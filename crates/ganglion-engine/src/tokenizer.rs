@@ -296,10 +296,10 @@ impl Tokenizer {
         while word.len() > 1 {
             let mut best: Option<(u32, usize, u32)> = None;
             for i in 0..word.len() - 1 {
-                if let Some(&(rank, merged)) = self.merges.get(&(word[i], word[i + 1])) {
-                    if best.is_none_or(|(r, _, _)| rank < r) {
-                        best = Some((rank, i, merged));
-                    }
+                if let Some(&(rank, merged)) = self.merges.get(&(word[i], word[i + 1]))
+                    && best.is_none_or(|(r, _, _)| rank < r)
+                {
+                    best = Some((rank, i, merged));
                 }
             }
             let Some((_, at, merged)) = best else { break };

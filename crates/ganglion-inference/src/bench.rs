@@ -107,8 +107,30 @@ async fn serve(router: axum::Router) -> Result<SocketAddr> {
     Ok(bound)
 }
 
-/// Runs `requests` requests from `concurrency` clients; `signer` signs them for `receiver`.
-async fn series(url: &str, body: Bytes, requests: usize, concurrency: usize, signer: Option<(Keypair, ganglion_core::keys::PublicKey)>) -> Latency {
+/// Samples of one series.
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<f64>,
+    errors: usize,
+    seconds: f64,
+}
+
+impl Samples {
+    fn summary(mut self) -> Latency {
+        self.latencies.sort_by(f64::total_cmp);
+        Latency {
+            requests: self.latencies.len(),
+            errors: self.errors,
+            p50_ms: percentile(&self.latencies, 50.0),
+            p99_ms: percentile(&self.latencies, 99.0),
+            rps: self.latencies.len() as f64 / self.seconds.max(1e-9),
+        }
+    }
+}
+
+/// Runs `requests` requests from `concurrency` clients into `into`; `signer` signs them
+/// for the receiver.
+async fn series(url: &str, body: Bytes, requests: usize, concurrency: usize, signer: Option<(Keypair, ganglion_core::keys::PublicKey)>, into: &mut Samples) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build().unwrap_or_default();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -144,12 +166,11 @@ async fn series(url: &str, body: Bytes, requests: usize, concurrency: usize, sig
             (latencies, errors)
         }
     });
-    let results = futures::future::join_all(workers).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut all: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
-    all.sort_by(f64::total_cmp);
-    let errors = results.iter().map(|r| r.1).sum();
-    Latency { requests: all.len(), errors, p50_ms: percentile(&all, 50.0), p99_ms: percentile(&all, 99.0), rps: all.len() as f64 / elapsed.max(1e-9) }
+    for (latencies, errors) in futures::future::join_all(workers).await {
+        into.latencies.extend(latencies);
+        into.errors += errors;
+    }
+    into.seconds += started.elapsed().as_secs_f64();
 }
 
 async fn compare(label: String, upstream: SocketAddr, requests: usize, concurrency: usize, body: Bytes) -> Result<ProxyRow> {
@@ -164,12 +185,20 @@ async fn compare(label: String, upstream: SocketAddr, requests: usize, concurren
     let miner = miner::start(config, None).await?;
     let direct_url = format!("http://{upstream}/v1/chat/completions");
     let proxied_url = format!("http://{}/v1/chat/completions", miner.addr());
-    // Warm both paths (connections, caches) before measuring.
+    let signer = Some((client_key, miner_key.public()));
+    // Warm both paths (connections, caches) before measuring, then alternate batches of
+    // the two so that a change in machine load hits both alike.
     let warm = (concurrency * 2).min(requests);
-    series(&direct_url, body.clone(), warm, concurrency, None).await;
-    series(&proxied_url, body.clone(), warm, concurrency, Some((client_key.clone(), miner_key.public()))).await;
-    let direct = series(&direct_url, body.clone(), requests, concurrency, None).await;
-    let proxied = series(&proxied_url, body, requests, concurrency, Some((client_key, miner_key.public()))).await;
+    series(&direct_url, body.clone(), warm, concurrency, None, &mut Samples::default()).await;
+    series(&proxied_url, body.clone(), warm, concurrency, signer.clone(), &mut Samples::default()).await;
+    let (mut direct, mut proxied) = (Samples::default(), Samples::default());
+    let rounds = 4.min(requests).max(1);
+    for round in 0..rounds {
+        let batch = requests / rounds + usize::from(round < requests % rounds);
+        series(&direct_url, body.clone(), batch, concurrency, None, &mut direct).await;
+        series(&proxied_url, body.clone(), batch, concurrency, signer.clone(), &mut proxied).await;
+    }
+    let (direct, proxied) = (direct.summary(), proxied.summary());
     miner.shutdown().await;
     Ok(ProxyRow {
         upstream: label,
@@ -295,7 +324,7 @@ pub async fn verification_throughput(engine: Arc<Engine>, options: VerifyOptions
     let identical: Vec<Streamed> = (0..options.miners.max(1)).map(|_| streamed_from(&engine, &honest.tokens, &reported)).collect();
     let mut rows = Vec::new();
     for (label, set, mode) in [
-        (format!("logprob, {} distinct answers, shared prompt", variants.len()), &variants, VerifyMode::Logprob),
+        (format!("logprob, {} distinct answers (all but one altered), shared prompt", variants.len()), &variants, VerifyMode::Logprob),
         (format!("logprob, {} identical answers (deduplicated)", identical.len()), &identical, VerifyMode::Logprob),
         (format!("ground truth, {} answers, one regeneration", identical.len()), &identical, VerifyMode::GroundTruth),
     ] {

@@ -15,6 +15,9 @@ pub enum Cause {
     Connect,
     /// The miner answered with a non-200 status.
     HttpStatus,
+    /// The miner's caller policy refused this validator (401/403): not held against the
+    /// miner, which follows its own policy (and earns nothing from a validator it refuses).
+    Refused,
     /// A deadline passed: connect, first token, idle between chunks, or total.
     Timeout,
     /// The connection broke before the stream ended.
@@ -61,9 +64,10 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, for metrics that list all of them.
-    pub const ALL: [Cause; 23] = [
+    pub const ALL: [Cause; 24] = [
         Cause::Connect,
         Cause::HttpStatus,
+        Cause::Refused,
         Cause::Timeout,
         Cause::Disconnect,
         Cause::TooLarge,
@@ -92,6 +96,7 @@ impl Cause {
         match self {
             Cause::Connect => "CONNECT",
             Cause::HttpStatus => "HTTP_STATUS",
+            Cause::Refused => "REFUSED",
             Cause::Timeout => "TIMEOUT",
             Cause::Disconnect => "DISCONNECT",
             Cause::TooLarge => "TOO_LARGE",
@@ -114,6 +119,13 @@ impl Cause {
             Cause::LowAverage => "LOW_AVERAGE",
             Cause::Similarity => "SIMILARITY",
         }
+    }
+}
+
+impl Cause {
+    /// Whether a failure with this cause counts against the miner's score.
+    pub fn counts_against_miner(self) -> bool {
+        self != Cause::Refused
     }
 }
 

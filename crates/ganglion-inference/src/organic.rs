@@ -174,7 +174,7 @@ async fn complete(State(organic): State<Arc<Organic>>, uri: Uri, headers: Header
             Err(failure) => {
                 let result = RoundResult {
                     target: target.clone(),
-                    response: Err(StreamError { failure: failure.clone(), partial: Streamed { total: started.elapsed(), ..Default::default() } }),
+                    response: Err(StreamError { failure: failure.clone(), partial: Box::new(Streamed { total: started.elapsed(), ..Default::default() }) }),
                     verdict: Verdict::failed(failure, 0, json!({"stage": "organic"})),
                 };
                 shared.account(&request, std::slice::from_ref(&result), shared.status().block, true);

@@ -58,10 +58,10 @@ pub trait Reference: Send + Sync + std::fmt::Debug {
 pub fn end_tokens(tokenizer: &Tokenizer) -> Vec<u32> {
     let mut ids: Vec<u32> = tokenizer.eos_token().into_iter().collect();
     for name in ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "</s>"] {
-        if let Some(id) = tokenizer.token_id(name).filter(|id| tokenizer.is_special(*id)) {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
+        if let Some(id) = tokenizer.token_id(name).filter(|id| tokenizer.is_special(*id))
+            && !ids.contains(&id)
+        {
+            ids.push(id);
         }
     }
     ids

@@ -47,7 +47,7 @@ pub struct MinerScore {
 impl MinerScore {
     /// Mean of one model's window.
     pub fn model_score(&self, model: &str) -> f64 {
-        self.models.get(model).map_or(0.0, |w| mean(w))
+        self.models.get(model).map_or(0.0, mean)
     }
 
     /// Sum of the per-model means.

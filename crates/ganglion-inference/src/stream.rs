@@ -105,8 +105,8 @@ pub struct Streamed {
 pub struct StreamError {
     /// Why.
     pub failure: Failure,
-    /// What had been read.
-    pub partial: Streamed,
+    /// What had been read (boxed: failures are the rare path, and the result type small).
+    pub partial: Box<Streamed>,
 }
 
 /// Push-based SSE decoder with limits; see the module doc.
@@ -185,14 +185,14 @@ impl SseDecoder {
         })();
         match result {
             Ok(()) => Ok(self.out),
-            Err(failure) => Err(StreamError { failure, partial: self.out }),
+            Err(failure) => Err(StreamError { failure, partial: Box::new(self.out) }),
         }
     }
 
     /// Turns the decoder into an error carrying what was read.
     pub fn fail(mut self, failure: Failure, at: Duration) -> StreamError {
         self.out.total = at;
-        StreamError { failure, partial: self.out }
+        StreamError { failure, partial: Box::new(self.out) }
     }
 
     fn line_done(&mut self, line: &[u8], at: Duration) -> Result<Progress, Failure> {

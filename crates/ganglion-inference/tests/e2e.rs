@@ -13,24 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{MODEL, engine, engine_server, key};
-use ganglion_chain::{Chain, ChainConfig, HyperparamUpdate, LocalChain, Metagraph, NodeConfig, RAO_PER_TAO, spawn_node};
+use ganglion_chain::{Chain, HyperparamUpdate, Metagraph, RAO_PER_TAO};
 use ganglion_core::keys::Keypair;
 use ganglion_inference::miner::{self, Adversary, MinerConfig, UpstreamConfig};
 use ganglion_inference::reference::{LocalReference, Reference};
 use ganglion_inference::scoring::Scoreboard;
 use ganglion_inference::validator::{self, RecordsTarget, ValidatorConfig, ValidatorStatus};
 use ganglion_records::{InferenceFilter, Records};
-
-async fn register(chain: &dyn Chain, coldkey: &Keypair, netuid: u16, hotkey: &Keypair) -> u16 {
-    for _ in 0..100 {
-        match chain.register(coldkey, netuid, &hotkey.public()).await {
-            Ok(r) => return r.uid.unwrap(),
-            Err(e) if e.name() == Some("TooManyRegistrationsThisBlock") => tokio::time::sleep(Duration::from_millis(60)).await,
-            Err(e) => panic!("register: {e}"),
-        }
-    }
-    panic!("registration never got a slot");
-}
 
 async fn metagraph(chain: &dyn Chain, netuid: u16) -> Metagraph {
     Metagraph::fetch(chain, netuid).await.unwrap()
@@ -40,46 +29,22 @@ async fn metagraph(chain: &dyn Chain, netuid: u16) -> Metagraph {
 async fn honest_miners_earn_the_incentive_and_the_cheat_none() {
     let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).with_test_writer().try_init();
     let dir = tempfile::tempdir().unwrap();
-    let node = spawn_node(
-        NodeConfig {
-            data_dir: dir.path().join("chain"),
-            block_time: Duration::from_millis(100),
-            chain: ChainConfig { default_tempo: 10, ..ChainConfig::default() },
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap();
-    let chain: Arc<dyn Chain> = Arc::new(LocalChain::new(&node.url()).unwrap());
-
-    // Subnet, wallets, registrations, stake.
-    let owner = key("//Alice");
-    let netuid = chain.register_network(&owner, &key("//Alice/owner").public(), None).await.unwrap().netuid.unwrap();
-    chain.set_hyperparams(&owner, netuid, HyperparamUpdate { weights_rate_limit: Some(0), ..Default::default() }).await.unwrap();
+    let (node, chain, netuid) =
+        common::subnet(&dir.path().join("chain"), Duration::from_millis(100), 10, HyperparamUpdate { weights_rate_limit: Some(0), ..Default::default() }).await;
     let (vcold, vhot) = (key("//VCold"), key("//VHot"));
-    chain.faucet(&vcold, 5_000 * RAO_PER_TAO).await.unwrap();
-    let vuid = register(chain.as_ref(), &vcold, netuid, &vhot).await;
+    let vuid = common::register(chain.as_ref(), &vcold, netuid, &vhot, 5_000).await;
     chain.add_stake(&vcold, netuid, &vhot.public(), 2_000 * RAO_PER_TAO).await.unwrap();
     let names = ["Fast1", "Fast2", "Slow", "Cheat"];
     let mut hotkeys = Vec::new();
     let mut uids = Vec::new();
     for name in names {
         let (cold, hot) = (key(&format!("//{name}Cold")), key(&format!("//{name}Hot")));
-        chain.faucet(&cold, 100 * RAO_PER_TAO).await.unwrap();
-        uids.push(register(chain.as_ref(), &cold, netuid, &hot).await);
+        uids.push(common::register(chain.as_ref(), &cold, netuid, &hot, 100).await);
         hotkeys.push(hot);
     }
 
     // The validator needs its permit (one epoch) before miners admit it.
-    let mut permitted = false;
-    for _ in 0..300 {
-        if metagraph(chain.as_ref(), netuid).await.neuron(vuid).is_some_and(|n| n.validator_permit) {
-            permitted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(permitted, "no validator permit");
+    common::wait_for_permit(chain.as_ref(), netuid, vuid).await;
 
     // Miners: all on the one engine (one worker thread, round-robin), the slow one 3x
     // slower, the cheat without a model.
@@ -121,7 +86,8 @@ async fn honest_miners_earn_the_incentive_and_the_cheat_none() {
     let handle = validator::start(config, chain.clone(), vec![reference]).await.unwrap();
 
     // Run until weights were set twice and an epoch ran on them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(170);
+    // Generous: CI runs other test binaries on the same two cores at the same time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(420);
     let mut epoch_after = None;
     loop {
         assert!(tokio::time::Instant::now() < deadline, "scenario did not finish: {:#?}", handle.status());

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::post;
 use common::{key, serve};
 use futures::StreamExt;
-use ganglion_chain::{Chain, ChainConfig, HyperparamUpdate, LocalChain, Metagraph, NodeConfig, RAO_PER_TAO, spawn_node};
+use ganglion_chain::{HyperparamUpdate, Metagraph, RAO_PER_TAO};
 use ganglion_core::keys::Keypair;
 use ganglion_inference::miner::{self, MinerConfig, UpstreamConfig};
 use ganglion_protocol::epistula::EpistulaRequestExt;
@@ -127,43 +127,15 @@ async fn epistula_routing_streaming_and_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_and_axon_come_from_the_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let node = spawn_node(
-        NodeConfig { data_dir: dir.path().to_path_buf(), block_time: Duration::from_millis(50), chain: ChainConfig { default_tempo: 4, ..ChainConfig::default() } },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .unwrap();
-    let chain: Arc<dyn Chain> = Arc::new(LocalChain::new(&node.url()).unwrap());
-    let owner = key("//Alice");
-    let netuid = chain.register_network(&owner, &key("//Alice/owner").public(), None).await.unwrap().netuid.unwrap();
-    chain.set_hyperparams(&owner, netuid, HyperparamUpdate { serving_rate_limit: Some(0), ..Default::default() }).await.unwrap();
-    let register = |cold: Keypair, hot: Keypair| {
-        let chain = chain.clone();
-        async move {
-            chain.faucet(&cold, 3_000 * RAO_PER_TAO).await.unwrap();
-            for _ in 0..100 {
-                match chain.register(&cold, netuid, &hot.public()).await {
-                    Ok(r) => return r.uid.unwrap(),
-                    Err(e) if e.name() == Some("TooManyRegistrationsThisBlock") => tokio::time::sleep(Duration::from_millis(30)).await,
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            panic!("no registration slot");
-        }
-    };
+    let (node, chain, netuid) = common::subnet(dir.path(), Duration::from_millis(50), 4, HyperparamUpdate { serving_rate_limit: Some(0), ..Default::default() }).await;
     let (vcold, vhot) = (key("//PVCold"), key("//PVHot"));
-    let vuid = register(vcold.clone(), vhot.clone()).await;
+    let vuid = common::register(chain.as_ref(), &vcold, netuid, &vhot, 3_000).await;
     chain.add_stake(&vcold, netuid, &vhot.public(), 2_000 * RAO_PER_TAO).await.unwrap();
     let (scold, shot) = (key("//PSCold"), key("//PSHot"));
-    register(scold, shot.clone()).await;
+    common::register(chain.as_ref(), &scold, netuid, &shot, 3_000).await;
     let (mcold, mhot) = (key("//PMCold"), key("//PMHot"));
-    let muid = register(mcold, mhot.clone()).await;
-    for _ in 0..200 {
-        if Metagraph::fetch(chain.as_ref(), netuid).await.unwrap().neuron(vuid).is_some_and(|n| n.validator_permit) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let muid = common::register(chain.as_ref(), &mcold, netuid, &mhot, 3_000).await;
+    common::wait_for_permit(chain.as_ref(), netuid, vuid).await;
 
     let release = Arc::new(Notify::new());
     let up = gated_upstream("ok", "done", release.clone()).await;

@@ -14,8 +14,7 @@ use axum::body::Bytes;
 use axum::routing::{get, post};
 use common::{MODEL, engine, engine_server, key, serve, sse};
 use futures::StreamExt;
-use ganglion_chain::{Chain, ChainConfig, HyperparamUpdate, LocalChain, Metagraph, NodeConfig, NodeHandle, RAO_PER_TAO, spawn_node};
-use ganglion_core::keys::Keypair;
+use ganglion_chain::{ChainConfig, HyperparamUpdate, NodeConfig, NodeHandle, RAO_PER_TAO, spawn_node};
 use ganglion_inference::miner::{self, MinerConfig, UpstreamConfig};
 use ganglion_inference::organic::OrganicConfig;
 use ganglion_inference::reference::{LocalReference, Reference};
@@ -35,18 +34,6 @@ async fn node(dir: &std::path::Path, addr: SocketAddr) -> NodeHandle {
     panic!("node did not start on {addr}");
 }
 
-async fn register(chain: &dyn Chain, cold: &Keypair, netuid: u16, hot: &Keypair) -> u16 {
-    chain.faucet(cold, 3_000 * RAO_PER_TAO).await.unwrap();
-    for _ in 0..100 {
-        match chain.register(cold, netuid, &hot.public()).await {
-            Ok(r) => return r.uid.unwrap(),
-            Err(e) if e.name() == Some("TooManyRegistrationsThisBlock") => tokio::time::sleep(Duration::from_millis(60)).await,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("no registration slot");
-}
-
 async fn wait_for(what: &str, seconds: u64, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     while !check().await {
@@ -63,20 +50,17 @@ fn verified_of(handle: &ValidatorHandle, uid: u16) -> u64 {
 async fn organic_traffic_chain_restart_and_state_restore() {
     let dir = tempfile::tempdir().unwrap();
     let chain_dir = dir.path().join("chain");
-    let first = node(&chain_dir, SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let (first, chain, netuid) =
+        common::subnet(&chain_dir, Duration::from_millis(100), 5, HyperparamUpdate { weights_rate_limit: Some(0), ..Default::default() }).await;
     let chain_addr = first.addr;
-    let chain: Arc<dyn Chain> = Arc::new(LocalChain::new(&first.url()).unwrap());
-    let owner = key("//Alice");
-    let netuid = chain.register_network(&owner, &key("//Alice/owner").public(), None).await.unwrap().netuid.unwrap();
-    chain.set_hyperparams(&owner, netuid, HyperparamUpdate { weights_rate_limit: Some(0), ..Default::default() }).await.unwrap();
     let (vcold, vhot) = (key("//LVCold"), key("//LVHot"));
-    let vuid = register(chain.as_ref(), &vcold, netuid, &vhot).await;
+    let vuid = common::register(chain.as_ref(), &vcold, netuid, &vhot, 3_000).await;
     chain.add_stake(&vcold, netuid, &vhot.public(), 2_000 * RAO_PER_TAO).await.unwrap();
     let (hcold, hhot) = (key("//LHCold"), key("//LHHot"));
-    let honest_uid = register(chain.as_ref(), &hcold, netuid, &hhot).await;
+    let honest_uid = common::register(chain.as_ref(), &hcold, netuid, &hhot, 3_000).await;
     let (gcold, ghot) = (key("//LGCold"), key("//LGHot"));
-    let garbage_uid = register(chain.as_ref(), &gcold, netuid, &ghot).await;
-    wait_for("the validator's permit", 30, async || Metagraph::fetch(chain.as_ref(), netuid).await.unwrap().neuron(vuid).is_some_and(|n| n.validator_permit)).await;
+    let garbage_uid = common::register(chain.as_ref(), &gcold, netuid, &ghot, 3_000).await;
+    common::wait_for_permit(chain.as_ref(), netuid, vuid).await;
 
     // An honest miner on the engine, and a garbage one that says it serves the model.
     let upstream = engine_server(engine()).await;
@@ -103,7 +87,9 @@ async fn organic_traffic_chain_restart_and_state_restore() {
         c.epoch_length = 5;
         c.min_tokens = 4;
         c.max_tokens = 6;
-        c.vary_prompts = false;
+        // Exercise the rewording path with a tiny budget.
+        c.vary_prompts = true;
+        c.vary_max_tokens = 6;
         c.step_interval = Duration::from_millis(200);
         c.first_token_timeout = Duration::from_secs(60);
         c.total_timeout = Duration::from_secs(120);

@@ -19,10 +19,8 @@ use ganglion_protocol::policy::PolicyConfig;
 
 /// A miner proxy (no chain, admits any signed caller) in front of `upstream`. Keep the
 /// handle: dropping it stops the miner.
-async fn proxy(name: &str, upstream: Option<SocketAddr>, adversary: Option<Adversary>) -> (Target, miner::MinerHandle) {
-    let upstreams = upstream
-        .map(|a| vec![UpstreamConfig { name: MODEL.into(), url: format!("http://{a}/v1"), api_key: None, max_concurrency: 4 }])
-        .unwrap_or_default();
+async fn proxy(name: &str, upstream: SocketAddr, adversary: Option<Adversary>) -> (Target, miner::MinerHandle) {
+    let upstreams = vec![UpstreamConfig { name: MODEL.into(), url: format!("http://{upstream}/v1"), api_key: None, max_concurrency: 4 }];
     let mut config = MinerConfig::new(1, key(&format!("//{name}")), "127.0.0.1:0".parse().unwrap(), upstreams);
     config.policy = PolicyConfig::default();
     config.serve_axon = false;
@@ -60,10 +58,10 @@ async fn honest_passes_and_each_cheat_is_caught() {
     let engine = engine();
     let upstream = engine_server(engine.clone()).await;
     let reference = LocalReference::new(engine.clone(), MODEL);
-    let (honest, _h1) = proxy("Honest", Some(upstream), None).await;
-    let (slow, _h2) = proxy("Slow", Some(upstream), Some(Adversary::Slow { factor: 3.0, max_tps: None })).await;
-    let (truncate, _h3) = proxy("Truncate", Some(upstream), Some(Adversary::Truncate { fraction: 0.3 })).await;
-    let (random, _h4) = proxy("Random", None, Some(Adversary::RandomTokens { vocabulary: engine.clone() })).await;
+    let (honest, _h1) = proxy("Honest", upstream, None).await;
+    let (slow, _h2) = proxy("Slow", upstream, Some(Adversary::Slow { factor: 3.0, max_tps: None })).await;
+    let (truncate, _h3) = proxy("Truncate", upstream, Some(Adversary::Truncate { fraction: 0.3 })).await;
+    let (random, _h4) = proxy("Random", upstream, Some(Adversary::RandomTokens { vocabulary: engine.clone() })).await;
 
     // A replay: a real answer, but to another prompt.
     let other = chat("Describe the moon in one sentence.", Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 16, seed: Some(1) });
@@ -146,13 +144,22 @@ async fn the_upstream_reference_agrees_with_the_built_in_one() {
     let sa = local.score(prompt.clone(), completions.clone(), 20).await.unwrap();
     let sb = upstream.score(prompt.clone(), completions, 20).await.unwrap();
     for (x, y) in sa.iter().flatten().zip(sb.iter().flatten()) {
-        assert_eq!((x.token, x.rank), (y.token, y.rank));
+        assert_eq!(x.token, y.token);
+        // The two paths batch the forward pass differently (one shared-prefix batch against one
+        // request per completion), so logits differ in the last float bits. Ranks near the top
+        // — the ones verification judges — must agree; deep in the 49k-token tail, near-ties
+        // may swap places (CI saw rank 14507 against 14506 for a random token).
+        if x.rank < 100 {
+            assert_eq!(x.rank, y.rank, "{x:?} vs {y:?}");
+        } else {
+            assert!(x.rank.abs_diff(y.rank) <= 1 + x.rank / 1000, "{x:?} vs {y:?}");
+        }
         assert!((x.logprob - y.logprob).abs() < 1e-3, "{x:?} vs {y:?}");
         assert_eq!(x.top.iter().map(|t| t.0).collect::<Vec<_>>(), y.top.iter().map(|t| t.0).collect::<Vec<_>>());
     }
     // And the verdicts agree on an honest and a random miner.
     let honest = target(1, "Honest", server);
-    let (random, _handle) = proxy("Random", None, Some(Adversary::RandomTokens { vocabulary: engine.clone() })).await;
+    let (random, _handle) = proxy("Random", server, Some(Adversary::RandomTokens { vocabulary: engine.clone() })).await;
     let random = Target { uid: 2, ..random };
     let by_local = round(&request, &[honest.clone(), random.clone()], VerifyMode::Logprob, &local).await;
     let by_upstream = round(&request, &[honest, random], VerifyMode::Logprob, &upstream).await;

@@ -455,14 +455,13 @@ impl Verifier {
         if parsed.timestamp_ms > now_ms + max_future {
             return Err(Rejection::FromTheFuture { ahead_ms: parsed.timestamp_ms - now_ms, window_ms: max_future });
         }
-        if let Some(expected) = &self.receiver_ss58 {
-            if parsed.signed_for.as_deref() != Some(expected.as_str()) {
+        if let Some(expected) = &self.receiver_ss58
+            && parsed.signed_for.as_deref() != Some(expected.as_str()) {
                 return Err(Rejection::WrongReceiver {
                     got: parsed.signed_for.clone().unwrap_or_else(|| "nobody".into()),
                     expected: expected.clone(),
                 });
             }
-        }
         let message = signing_message(body, &parsed.uuid, parsed.timestamp_ms, parsed.signed_for.as_deref());
         if !self.signers.verify(&parsed.signed_by, message.as_bytes(), &parsed.signature) {
             return Err(Rejection::BadSignature);
@@ -484,11 +483,10 @@ impl Verifier {
 pub async fn middleware(State(verifier): State<Arc<Verifier>>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let limit = verifier.config.max_body_bytes;
-    if let Some(length) = parts.headers.get(http::header::CONTENT_LENGTH) {
-        if length.to_str().ok().and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n > limit as u64) {
+    if let Some(length) = parts.headers.get(http::header::CONTENT_LENGTH)
+        && length.to_str().ok().and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n > limit as u64) {
             return Rejection::BodyTooLarge { limit }.into_response();
         }
-    }
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(err) => {

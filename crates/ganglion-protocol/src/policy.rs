@@ -152,11 +152,10 @@ impl CallerPolicy for StandardPolicy {
             return Err(Denial::HotkeyNotWhitelisted(name()));
         }
         let info = self.directory.lookup(hotkey);
-        if let Some(info) = &info {
-            if config.coldkey_blacklist.contains(&info.coldkey) {
+        if let Some(info) = &info
+            && config.coldkey_blacklist.contains(&info.coldkey) {
                 return Err(Denial::ColdkeyBlacklisted(info.coldkey.to_ss58()));
             }
-        }
         if !config.coldkey_whitelist.is_empty() {
             match &info {
                 Some(info) if config.coldkey_whitelist.contains(&info.coldkey) => {}

@@ -214,11 +214,10 @@ impl Cgroups {
                     if controller == Controller::Freezer {
                         freezer = Some(dir.clone());
                     }
-                    if let Some(limits) = limits {
-                        if apply_v1(controller, &dir, limits).is_ok() {
+                    if let Some(limits) = limits
+                        && apply_v1(controller, &dir, limits).is_ok() {
                             applied.insert(controller);
                         }
-                    }
                     dirs.push(dir);
                 }
                 if dirs.is_empty() {
@@ -271,11 +270,10 @@ fn make_dir(dir: &Path) -> Result<()> {
 fn inherit_cpuset(parent: &Path, child: &Path) {
     for file in ["cpuset.cpus", "cpuset.mems"] {
         let current = read(&child.join(file)).unwrap_or_default();
-        if current.is_empty() {
-            if let Some(value) = read(&parent.join(file)) {
+        if current.is_empty()
+            && let Some(value) = read(&parent.join(file)) {
                 let _ = write(&child.join(file), &value);
             }
-        }
     }
 }
 
@@ -425,11 +423,10 @@ pub fn parse_cpu_list(list: &str) -> Vec<u32> {
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
-                    if b >= a && b - a < 65_536 {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>())
+                    && b >= a && b - a < 65_536 {
                         out.extend(a..=b);
                     }
-                }
             }
             None => {
                 if let Ok(n) = part.parse() {

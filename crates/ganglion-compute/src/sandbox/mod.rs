@@ -388,6 +388,23 @@ fn run(program: &Path, args: &[OsString], timeout: Duration) -> Result<String> {
     }
 }
 
+/// Starts `argv` with a clean environment in its own process group: a Ctrl-C (or `timeout`)
+/// aimed at the miner's group must not reach the sandbox or its sshd, which outlive the
+/// miner by design.
+fn spawn_detached(argv: &[OsString], stdout: Stdio, stderr: Stdio) -> Result<std::process::Child> {
+    let program = argv.first().ok_or_else(|| ComputeError::Sandbox("empty command".into()))?;
+    Command::new(program)
+        .args(&argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|err| ComputeError::io("starting", program, err))
+}
+
 fn os(items: &[&str]) -> Vec<OsString> {
     items.iter().map(OsString::from).collect()
 }
@@ -718,13 +735,12 @@ impl Sandboxes {
                 prefix.push("--".into());
             }
         }
-        if !applied(Controller::Cpuset) {
-            if let (Some(taskset), Some(list)) = (&self.caps.tools.taskset, &state.limits.cpu_list) {
+        if !applied(Controller::Cpuset)
+            && let (Some(taskset), Some(list)) = (&self.caps.tools.taskset, &state.limits.cpu_list) {
                 prefix.push(taskset.clone().into());
                 prefix.push("-c".into());
                 prefix.push(list.into());
             }
-        }
         prefix
     }
 
@@ -755,18 +771,7 @@ impl Sandboxes {
         let log_path = state.dir.join("sandbox.log");
         let info = std::fs::File::create(&info_path).map_err(|err| ComputeError::io("creating", &info_path, err))?;
         let log = std::fs::File::create(&log_path).map_err(|err| ComputeError::io("creating", &log_path, err))?;
-        // Own process group: a Ctrl-C (or `timeout`) aimed at the miner's group must not
-        // reach the sandbox, which outlives the miner by design.
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(info))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .map_err(|err| ComputeError::io("starting the sandbox with", &argv[0], err))?;
+        let mut child = spawn_detached(&argv, Stdio::from(info), Stdio::from(log))?;
         let outer = child.id() as i32;
         let deadline = Instant::now() + Duration::from_secs(15);
         let init_pid = loop {
@@ -883,16 +888,7 @@ impl Sandboxes {
         argv.push(config_path.into());
         argv.push("-E".into());
         argv.push(state.dir.join("sshd.log").into());
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|err| ComputeError::io("starting", &sshd, err))?;
+        let mut child = spawn_detached(&argv, Stdio::null(), Stdio::null())?;
         let pid = child.id() as i32;
         let listening = sshd::wait_listening(self.config.ssh.listen, state.port, Duration::from_secs(10), || {
             matches!(child.try_wait(), Ok(Some(_)))
@@ -974,14 +970,13 @@ impl Sandboxes {
         if let Some(group) = &state.group {
             emptied = group.kill_all(Duration::from_secs(10));
         }
-        if !emptied {
-            if let Some(init) = state.init.filter(ProcessId::alive) {
+        if !emptied
+            && let Some(init) = state.init.filter(ProcessId::alive) {
                 let _ = state.group.as_ref().map(|g| g.freeze(false));
                 for pid in process::pid_namespace_members(init.pid) {
                     process::kill(pid);
                 }
             }
-        }
         if let Some(outer) = state.outer.filter(ProcessId::alive) {
             process::kill(outer.pid);
         }
@@ -1004,15 +999,14 @@ impl Sandboxes {
             group.remove();
         }
         let mount_point = state.mount_point();
-        if is_mounted(&mount_point) {
-            if let Some(umount) = &self.caps.tools.umount {
+        if is_mounted(&mount_point)
+            && let Some(umount) = &self.caps.tools.umount {
                 let path: OsString = mount_point.clone().into();
                 if run(umount, std::slice::from_ref(&path), Duration::from_secs(30)).is_err() {
                     // Something still holds it open: detach now, the kernel frees it later.
                     let _ = run(umount, &[OsString::from("-l"), path], Duration::from_secs(30));
                 }
             }
-        }
         if !is_mounted(&mount_point) && state.dir.starts_with(&self.config.dir) && state.dir != self.config.dir {
             let _ = std::fs::remove_dir_all(&state.dir);
         }

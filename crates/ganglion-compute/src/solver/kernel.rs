@@ -10,13 +10,11 @@
 //! in message word 0.
 //!
 //! # Kernels
-//! - [`Kernel::Avx512`]: BLAKE2b's compression written for 8 lanes (one candidate each) over
-//!   plain `[u64; 8]` arrays, specialised for this job: a message of at most 28 bytes is one
-//!   block whose words 4–15 are zero, so those additions vanish, and only the first output
-//!   word is computed (a match is then confirmed with the full digest). Compiled inside
-//!   `pulp`'s AVX-512 context, LLVM turns every lane loop into one AVX-512 instruction
-//!   (including the 64-bit rotations). Runtime detection and the `target_feature` call are
-//!   pulp's, so this crate stays free of `unsafe`.
+//! - [`Kernel::Avx512`]: BLAKE2b's compression on 8 candidates at once in AVX-512
+//!   registers (`vpaddq`, `vpxorq`, `vprorq` through pulp's safe intrinsic token, so this
+//!   crate stays free of `unsafe`), specialised for this job: a message of at most 28 bytes
+//!   is one block whose words 4–15 are zero, so those additions are skipped, and only the
+//!   first output word is computed (a match is then confirmed with the full digest).
 //! - [`Kernel::Portable`]: `blake2b_simd::many::hash_many` (4-way AVX2 or 2-way SSE4.1,
 //!   chosen by that crate at run time) over the same candidates, 8 jobs at a time.
 
@@ -39,10 +37,16 @@ pub enum Kernel {
 impl Kernel {
     /// Resolves `Auto` and checks that the choice runs on this CPU.
     pub fn resolve(self) -> Result<Kernel, String> {
+        self.resolve_for(avx512_available())
+    }
+
+    /// [`Kernel::resolve`] on a CPU with or without AVX-512: without it, `Auto` falls back
+    /// to the portable kernel.
+    fn resolve_for(self, has_avx512: bool) -> Result<Kernel, String> {
         match self {
-            Kernel::Auto => Ok(if avx512_available() { Kernel::Avx512 } else { Kernel::Portable }),
+            Kernel::Auto => Ok(if has_avx512 { Kernel::Avx512 } else { Kernel::Portable }),
             Kernel::Portable => Ok(Kernel::Portable),
-            Kernel::Avx512 if avx512_available() => Ok(Kernel::Avx512),
+            Kernel::Avx512 if has_avx512 => Ok(Kernel::Avx512),
             Kernel::Avx512 => Err("this CPU has no AVX-512 (F, BW, CD, DQ, VL); use --miner.kernel portable or auto".into()),
         }
     }
@@ -183,7 +187,7 @@ pub fn search(kernel: Kernel, layout: &Layout, outer_start: u64, outer_len: u64)
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512 | Kernel::Auto => match pulp::x86::V4::try_new() {
-            Some(simd) => pulp::Simd::vectorize(simd, Lanes8 { layout, start: outer_start, end }),
+            Some(simd) => avx512::search(simd, layout, outer_start, end),
             None => search_portable(layout, outer_start, end),
         },
         _ => search_portable(layout, outer_start, end),
@@ -222,9 +226,8 @@ fn search_portable(layout: &Layout, start: u64, end: u64) -> Option<u64> {
     None
 }
 
+/// Candidates hashed per step of the AVX-512 kernel.
 const LANES: usize = 8;
-type V = [u64; LANES];
-const ZERO: V = [0; LANES];
 
 const IV: [u64; 8] = [
     0x6a09e667f3bcc908,
@@ -240,144 +243,182 @@ const IV: [u64; 8] = [
 /// `h[0]` of the parameter block for an unkeyed 64-byte digest.
 const H0: u64 = IV[0] ^ 0x0101_0040;
 
-#[inline(always)]
-fn add3(a: V, b: V, c: V) -> V {
-    let mut out = ZERO;
-    for i in 0..LANES {
-        out[i] = a[i].wrapping_add(b[i]).wrapping_add(c[i]);
-    }
-    out
-}
+/// The AVX-512 kernel, written with explicit intrinsics through pulp's safe token (`V4`
+/// proves the CPU has AVX-512F, so its methods are safe to call). Leaving the vectorising to
+/// LLVM worked in release builds only: with debug assertions (the dev profile this
+/// workspace tests in) the lane loops stayed scalar, 8× slower.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use core::arch::x86_64::__m512i;
 
-#[inline(always)]
-fn add(a: V, b: V) -> V {
-    let mut out = ZERO;
-    for i in 0..LANES {
-        out[i] = a[i].wrapping_add(b[i]);
-    }
-    out
-}
+    use pulp::x86::V4;
 
-#[inline(always)]
-fn xor_rotate(a: V, b: V, n: u32) -> V {
-    let mut out = ZERO;
-    for i in 0..LANES {
-        out[i] = (a[i] ^ b[i]).rotate_right(n);
-    }
-    out
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn g(v: &mut [V; 16], a: usize, b: usize, c: usize, d: usize, x: V, y: V) {
-    v[a] = add3(v[a], v[b], x);
-    v[d] = xor_rotate(v[d], v[a], 32);
-    v[c] = add(v[c], v[d]);
-    v[b] = xor_rotate(v[b], v[c], 24);
-    v[a] = add3(v[a], v[b], y);
-    v[d] = xor_rotate(v[d], v[a], 16);
-    v[c] = add(v[c], v[d]);
-    v[b] = xor_rotate(v[b], v[c], 63);
-}
-
-macro_rules! round {
-    ($v:ident, $m:ident, [$s0:literal, $s1:literal, $s2:literal, $s3:literal, $s4:literal, $s5:literal, $s6:literal, $s7:literal,
-        $s8:literal, $s9:literal, $s10:literal, $s11:literal, $s12:literal, $s13:literal, $s14:literal, $s15:literal]) => {
-        g(&mut $v, 0, 4, 8, 12, $m[$s0], $m[$s1]);
-        g(&mut $v, 1, 5, 9, 13, $m[$s2], $m[$s3]);
-        g(&mut $v, 2, 6, 10, 14, $m[$s4], $m[$s5]);
-        g(&mut $v, 3, 7, 11, 15, $m[$s6], $m[$s7]);
-        g(&mut $v, 0, 5, 10, 15, $m[$s8], $m[$s9]);
-        g(&mut $v, 1, 6, 11, 12, $m[$s10], $m[$s11]);
-        g(&mut $v, 2, 7, 8, 13, $m[$s12], $m[$s13]);
-        g(&mut $v, 3, 4, 9, 14, $m[$s14], $m[$s15]);
-    };
-}
-
-/// Word 0 of BLAKE2b-512 of single-block messages of `len` bytes whose words 0–3 are
-/// `m0..m3` per lane and words 4–15 are zero.
-#[inline(always)]
-fn first_word(m0: V, m1: V, m2: V, m3: V, len: u64) -> V {
-    // Constant message words are literal zeros so that their additions fold away.
-    let m: [V; 16] = [m0, m1, m2, m3, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO];
-    let mut v: [V; 16] = [
-        [H0; LANES],
-        [IV[1]; LANES],
-        [IV[2]; LANES],
-        [IV[3]; LANES],
-        [IV[4]; LANES],
-        [IV[5]; LANES],
-        [IV[6]; LANES],
-        [IV[7]; LANES],
-        [IV[0]; LANES],
-        [IV[1]; LANES],
-        [IV[2]; LANES],
-        [IV[3]; LANES],
-        [IV[4] ^ len; LANES],
-        [IV[5]; LANES],
-        [!IV[6]; LANES],
-        [IV[7]; LANES],
-    ];
-    round!(v, m, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
-    round!(v, m, [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]);
-    round!(v, m, [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4]);
-    round!(v, m, [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8]);
-    round!(v, m, [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13]);
-    round!(v, m, [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9]);
-    round!(v, m, [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11]);
-    round!(v, m, [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10]);
-    round!(v, m, [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5]);
-    round!(v, m, [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0]);
-    round!(v, m, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
-    round!(v, m, [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]);
-    let mut out = ZERO;
-    for i in 0..LANES {
-        out[i] = H0 ^ v[0][i] ^ v[8][i];
-    }
-    out
-}
-
-/// The 8-lane search, run inside pulp's SIMD context.
-struct Lanes8<'a> {
-    layout: &'a Layout,
-    start: u64,
-    end: u64,
-}
-
-impl pulp::WithSimd for Lanes8<'_> {
-    type Output = Option<u64>;
+    use super::{H0, IV, LANES, Layout};
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Option<u64> {
-        let layout = self.layout;
+    fn add(s: V4, a: __m512i, b: __m512i) -> __m512i {
+        s.avx512f._mm512_add_epi64(a, b)
+    }
+
+    #[inline(always)]
+    fn xor_ror<const N: i32>(s: V4, a: __m512i, b: __m512i) -> __m512i {
+        s.avx512f._mm512_ror_epi64::<N>(s.avx512f._mm512_xor_si512(a, b))
+    }
+
+    #[inline(always)]
+    fn splat(s: V4, value: u64) -> __m512i {
+        s.avx512f._mm512_set1_epi64(value as i64)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn g(s: V4, v: &mut [__m512i; 16], a: usize, b: usize, c: usize, d: usize, x: Option<__m512i>, y: Option<__m512i>) {
+        // `None` is a zero message word: the addition is skipped.
+        v[a] = add(s, v[a], v[b]);
+        if let Some(x) = x {
+            v[a] = add(s, v[a], x);
+        }
+        v[d] = xor_ror::<32>(s, v[d], v[a]);
+        v[c] = add(s, v[c], v[d]);
+        v[b] = xor_ror::<24>(s, v[b], v[c]);
+        v[a] = add(s, v[a], v[b]);
+        if let Some(y) = y {
+            v[a] = add(s, v[a], y);
+        }
+        v[d] = xor_ror::<16>(s, v[d], v[a]);
+        v[c] = add(s, v[c], v[d]);
+        v[b] = xor_ror::<63>(s, v[b], v[c]);
+    }
+
+    /// Message word `k`: words 0–3 carry the password and the salt, 4–15 are zero.
+    macro_rules! word {
+        ($m:ident, 0) => {
+            Some($m[0])
+        };
+        ($m:ident, 1) => {
+            Some($m[1])
+        };
+        ($m:ident, 2) => {
+            Some($m[2])
+        };
+        ($m:ident, 3) => {
+            Some($m[3])
+        };
+        ($m:ident, $other:tt) => {
+            None
+        };
+    }
+
+    macro_rules! round {
+        ($s:ident, $v:ident, $m:ident, [$s0:tt, $s1:tt, $s2:tt, $s3:tt, $s4:tt, $s5:tt, $s6:tt, $s7:tt,
+            $s8:tt, $s9:tt, $s10:tt, $s11:tt, $s12:tt, $s13:tt, $s14:tt, $s15:tt]) => {
+            g($s, &mut $v, 0, 4, 8, 12, word!($m, $s0), word!($m, $s1));
+            g($s, &mut $v, 1, 5, 9, 13, word!($m, $s2), word!($m, $s3));
+            g($s, &mut $v, 2, 6, 10, 14, word!($m, $s4), word!($m, $s5));
+            g($s, &mut $v, 3, 7, 11, 15, word!($m, $s6), word!($m, $s7));
+            g($s, &mut $v, 0, 5, 10, 15, word!($m, $s8), word!($m, $s9));
+            g($s, &mut $v, 1, 6, 11, 12, word!($m, $s10), word!($m, $s11));
+            g($s, &mut $v, 2, 7, 8, 13, word!($m, $s12), word!($m, $s13));
+            g($s, &mut $v, 3, 4, 9, 14, word!($m, $s14), word!($m, $s15));
+        };
+    }
+
+    /// Word 0 of BLAKE2b-512 of 8 single-block messages of `len` bytes whose words 0–3
+    /// are `m` (one lane per message) and words 4–15 are zero.
+    #[inline(always)]
+    fn first_word(s: V4, m: [__m512i; 4], len: u64) -> __m512i {
+        let mut v = [s.avx512f._mm512_setzero_si512(); 16];
+        for i in 0..8 {
+            v[i] = splat(s, if i == 0 { H0 } else { IV[i] });
+            v[i + 8] = splat(s, IV[i]);
+        }
+        v[12] = splat(s, IV[4] ^ len);
+        v[14] = splat(s, !IV[6]);
+        round!(s, v, m, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        round!(s, v, m, [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]);
+        round!(s, v, m, [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4]);
+        round!(s, v, m, [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8]);
+        round!(s, v, m, [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13]);
+        round!(s, v, m, [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9]);
+        round!(s, v, m, [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11]);
+        round!(s, v, m, [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10]);
+        round!(s, v, m, [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5]);
+        round!(s, v, m, [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0]);
+        round!(s, v, m, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+        round!(s, v, m, [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3]);
+        s.avx512f._mm512_xor_si512(splat(s, H0), s.avx512f._mm512_xor_si512(v[0], v[8]))
+    }
+
+    /// Word 0 of the digests of the 8 messages whose words 0–3 are `words[lane]`.
+    #[cfg(test)]
+    pub(super) fn first_words(s: V4, words: [[u64; 4]; LANES], len: u64) -> [u64; LANES] {
+        struct Op {
+            simd: V4,
+            words: [[u64; 4]; LANES],
+            len: u64,
+        }
+        impl pulp::WithSimd for Op {
+            type Output = [u64; LANES];
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> [u64; LANES] {
+                let s = self.simd;
+                let lanes = |w: usize| -> __m512i { pulp::cast(std::array::from_fn::<u64, LANES, _>(|l| self.words[l][w])) };
+                pulp::cast(first_word(s, [lanes(0), lanes(1), lanes(2), lanes(3)], self.len))
+            }
+        }
+        pulp::Simd::vectorize(s, Op { simd: s, words, len })
+    }
+
+    /// Counts the candidates among `words` (message word 0 of each, a multiple of 8 of them;
+    /// words 1–3 fixed) whose digest word 0 equals `target0`. Matches are rare (the answer,
+    /// or a 2⁻⁶⁴ accident), so the caller finds the lane afterwards.
+    pub(super) fn count_matches(s: V4, words: &[u64], m1: u64, m2: u64, m3: u64, len: u64, target0: u64) -> u32 {
+        struct Op<'a> {
+            simd: V4,
+            words: &'a [u64],
+            fixed: [u64; 3],
+            len: u64,
+            target0: u64,
+        }
+        impl pulp::WithSimd for Op<'_> {
+            type Output = u32;
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) -> u32 {
+                let s = self.simd;
+                let fixed = [splat(s, self.fixed[0]), splat(s, self.fixed[1]), splat(s, self.fixed[2])];
+                let target = splat(s, self.target0);
+                let mut matches = 0u32;
+                for chunk in self.words.chunks_exact(LANES) {
+                    let mut lanes = [0u64; LANES];
+                    lanes.copy_from_slice(chunk);
+                    let m0: __m512i = pulp::cast(lanes);
+                    let h0 = first_word(s, [m0, fixed[0], fixed[1], fixed[2]], self.len);
+                    matches += s.avx512f._mm512_cmpeq_epi64_mask(h0, target).count_ones();
+                }
+                matches
+            }
+        }
+        pulp::Simd::vectorize(s, Op { simd: s, words, fixed: [m1, m2, m3], len, target0 })
+    }
+
+    /// Searches outer indices `start..end`.
+    pub(super) fn search(s: V4, layout: &Layout, start: u64, end: u64) -> Option<u64> {
         let len = layout.message_len() as u64;
-        let m2 = [layout.salt_words[2]; LANES];
-        let m3 = [layout.salt_words[3]; LANES];
-        let target = [layout.target0; LANES];
-        for outer in self.start..self.end {
+        let low_count = layout.low_count as usize;
+        // Word 0 of every low candidate of one outer index, padded to whole batches by
+        // repeating the first candidates (hashing a few twice is cheaper than a tail loop).
+        let mut words = vec![0u64; low_count.div_ceil(LANES) * LANES];
+        for outer in start..end {
             let (w0, w1) = layout.outer_words(outer);
-            let m1 = [w1; LANES];
-            let mut low = 0u64;
-            while low < layout.low_count {
-                let mut m0 = ZERO;
-                for (lane, word) in m0.iter_mut().enumerate() {
-                    let index = (low + lane as u64) % layout.low_count;
-                    *word = w0 | layout.low_words[index as usize];
+            for (i, word) in words.iter_mut().enumerate() {
+                *word = w0 | layout.low_words[i % low_count];
+            }
+            if count_matches(s, &words, w1, layout.salt_words[2], layout.salt_words[3], len, layout.target0) > 0 {
+                // Find the candidate and confirm it with the full digest.
+                let found = (0..layout.low_count).map(|low| outer * layout.low_count + low).find(|&c| layout.confirm(c));
+                if found.is_some() {
+                    return found;
                 }
-                let h0 = first_word(m0, m1, m2, m3, len);
-                let mut hit = false;
-                for i in 0..LANES {
-                    hit |= h0[i] == target[i];
-                }
-                if hit {
-                    for (lane, &word) in h0.iter().enumerate() {
-                        let candidate = outer * layout.low_count + (low + lane as u64) % layout.low_count;
-                        if word == layout.target0 && layout.confirm(candidate) {
-                            return Some(candidate);
-                        }
-                    }
-                }
-                low += LANES as u64;
             }
         }
         None
@@ -400,19 +441,43 @@ mod tests {
     }
 
     #[test]
-    fn first_word_matches_blake2b_for_every_length() {
-        // Every message length the protocol allows (1..=12 password bytes + 16 salt bytes).
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_first_words_match_blake2b_for_every_length() {
+        let Some(simd) = pulp::x86::V4::try_new() else {
+            eprintln!("skipped: no AVX-512 on this CPU (the portable kernel is tested below)");
+            return;
+        };
+        // Every message length the protocol allows (1..=12 password bytes + 16 salt bytes),
+        // a different message in each lane.
         for n in 17..=28usize {
-            let message: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(37).wrapping_add(11)).collect();
-            let mut words = [0u64; 4];
-            for (i, &b) in message.iter().enumerate() {
-                words[i / 8] |= u64::from(b) << (8 * (i % 8));
+            let messages: Vec<Vec<u8>> =
+                (0..LANES).map(|lane| (0..n).map(|i| (i as u8).wrapping_mul(37).wrapping_add(11 + lane as u8)).collect()).collect();
+            let words: [[u64; 4]; LANES] = std::array::from_fn(|lane| {
+                let mut w = [0u64; 4];
+                for (i, &b) in messages[lane].iter().enumerate() {
+                    w[i / 8] |= u64::from(b) << (8 * (i % 8));
+                }
+                w
+            });
+            let got = avx512::first_words(simd, words, n as u64);
+            for lane in 0..LANES {
+                let expected = blake2b_simd::blake2b(&messages[lane]);
+                let expected0 = u64::from_le_bytes(expected.as_bytes()[..8].try_into().unwrap_or([0; 8]));
+                assert_eq!(got[lane], expected0, "length {n}, lane {lane}");
             }
-            let h = first_word([words[0]; LANES], [words[1]; LANES], [words[2]; LANES], [words[3]; LANES], n as u64);
-            let expected = blake2b_simd::blake2b(&message);
-            let expected0 = u64::from_le_bytes(expected.as_bytes()[..8].try_into().unwrap_or([0; 8]));
-            assert!(h.iter().all(|&w| w == expected0), "length {n}");
         }
+    }
+
+    #[test]
+    fn without_avx512_auto_falls_back_to_the_portable_kernel() {
+        assert_eq!(Kernel::Auto.resolve_for(false), Ok(Kernel::Portable));
+        assert_eq!(Kernel::Auto.resolve_for(true), Ok(Kernel::Avx512));
+        assert!(Kernel::Avx512.resolve_for(false).is_err_and(|e| e.contains("portable")));
+        assert_eq!(Kernel::Portable.resolve_for(true), Ok(Kernel::Portable));
+        // On this CPU, whatever `Auto` resolves to finds the password (the portable kernel
+        // is exercised on every CPU by `both_kernels_find_planted_passwords`).
+        let resolved = Kernel::Auto.resolve().unwrap_or(Kernel::Portable);
+        assert_eq!(resolved == Kernel::Avx512, avx512_available());
     }
 
     #[test]

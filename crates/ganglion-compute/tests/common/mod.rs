@@ -38,6 +38,35 @@ pub fn sandbox_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Tears down, on drop (so also when an assertion fails), every sandbox a miner recorded in
+/// its `allocations-*.json` under `data_dir`: sandboxes outlive their miner by design, so a
+/// failed test would otherwise leave processes, loop mounts and cgroups behind.
+pub struct MinerSandboxTeardown {
+    pub data_dir: PathBuf,
+    pub config: ganglion_compute::sandbox::SandboxConfig,
+}
+
+impl Drop for MinerSandboxTeardown {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else { return };
+        let caps = ganglion_compute::sandbox::probe(&self.config);
+        let sandboxes = ganglion_compute::sandbox::Sandboxes::new(self.config.clone(), caps);
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("allocations-") && name.ends_with(".json")) {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(entry.path()) else { continue };
+            let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) else { continue };
+            for allocation in state["allocations"].as_array().cloned().unwrap_or_default() {
+                if let Ok(sandbox) = serde_json::from_value::<ganglion_compute::sandbox::SandboxState>(allocation["sandbox"].clone()) {
+                    sandboxes.destroy(&sandbox);
+                }
+            }
+        }
+    }
+}
+
 /// A free TCP port on loopback (bound and released).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));

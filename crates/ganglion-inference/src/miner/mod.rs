@@ -188,7 +188,8 @@ pub async fn upstreams_from_url(url: &str, api_key: Option<String>, max_concurre
 
 /// Starts the miner: binds, serves, and (with a chain) syncs the metagraph and serves the axon.
 pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>) -> Result<MinerHandle> {
-    if config.upstreams.is_empty() && !matches!(config.adversary, Some(Adversary::RandomTokens { .. })) {
+    // Even the random-token demo needs its model list: that is what it claims to serve.
+    if config.upstreams.is_empty() {
         return Err(InferenceError::Config("no upstream: give --upstream URL or [[models]] in the config file".into()));
     }
     let listener = tokio::net::TcpListener::bind(config.listen)

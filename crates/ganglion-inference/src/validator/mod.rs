@@ -16,7 +16,9 @@
 //! validator-permit holders with more than `vpermit_tao_limit` stake are skipped; the sample
 //! is reshuffled every step. Unlike the original, weights are proportional to scores (no
 //! min-max), the chain's answer to `set_weights` is logged as the chain named it, and
-//! chain or miner failures never stop the loop.
+//! chain or miner failures never stop the loop. Every failure is recorded with its cause and
+//! counts as a zero in the miner's window — except `REFUSED` (the miner's policy turned this
+//! validator away, e.g. before its permit) and answers the validator could not judge.
 
 pub mod config;
 pub mod models;
@@ -208,7 +210,12 @@ impl Shared {
                 Outcome::Unverifiable(_) => ("unverifiable", "none"),
             };
             self.metrics.inc("ganglion_inference_verifications_total", &[("outcome", outcome), ("cause", cause)]);
-            if scored && !matches!(result.verdict.outcome, Outcome::Unverifiable(_)) {
+            let counts = match &result.verdict.outcome {
+                Outcome::Verified => true,
+                Outcome::Failed(f) => f.cause.counts_against_miner(),
+                Outcome::Unverifiable(_) => false,
+            };
+            if scored && counts {
                 let failure = result.failure().map(|f| f.cause.name());
                 self.scoreboard().record(result.target.uid, &result.target.hotkey, &request.model, result.tps(), failure, organic);
             }
@@ -217,8 +224,8 @@ impl Shared {
     }
 }
 
-/// The record of one result.
-pub(crate) fn inference_record(config: &ValidatorConfig, request: &InferenceRequest, result: &RoundResult, block: u64, organic: bool) -> InferenceRecord {
+/// The record of one result (what the loop and the organic endpoint store).
+pub fn inference_record(config: &ValidatorConfig, request: &InferenceRequest, result: &RoundResult, block: u64, organic: bool) -> InferenceRecord {
     let streamed = result.streamed();
     let total = streamed.total.as_secs_f64();
     let tokens = if result.verdict.tokens > 0 { result.verdict.tokens } else { streamed.tokens.len() as u32 };
@@ -426,10 +433,10 @@ pub(crate) fn candidates(shared: &Shared, metagraph: &Metagraph, me: &PublicKey,
             if axon.port == 0 || axon.ip.is_unspecified() {
                 return None;
             }
-            if let Some(model) = model {
-                if !served.get(&n.hotkey).is_some_and(|s| s.models.iter().any(|m| m == model)) {
-                    return None;
-                }
+            if let Some(model) = model
+                && !served.get(&n.hotkey).is_some_and(|s| s.models.iter().any(|m| m == model))
+            {
+                return None;
             }
             Some(Target { uid: n.uid, hotkey: n.hotkey, coldkey: n.coldkey, addr: SocketAddr::new(axon.ip, axon.port) })
         })
@@ -437,7 +444,13 @@ pub(crate) fn candidates(shared: &Shared, metagraph: &Metagraph, me: &PublicKey,
 }
 
 /// Asks miners which models they serve (after telling them ours): all of them when `all`,
-/// else only those whose last answer failed more than a minute ago.
+/// else only those whose last answer failed more than [`SERVED_RETRY`] ago.
+/// How soon a miner that did not answer `GET /models` is asked again. Short, because the
+/// usual reason is transient: the miner refused us before our validator permit arrived (the
+/// first epoch after registration), or it was still starting. The asks are concurrent and
+/// bounded by a 3 s timeout, so retrying dead axons costs little.
+const SERVED_RETRY: Duration = Duration::from_secs(15);
+
 async fn refresh_served(shared: &Shared, metagraph: &Metagraph, me: &PublicKey, all: bool) {
     let models = shared.models.read().map(|m| m.clone()).unwrap_or_default();
     let now = Instant::now();
@@ -445,7 +458,7 @@ async fn refresh_served(shared: &Shared, metagraph: &Metagraph, me: &PublicKey, 
         let served = shared.served.read().map(|s| s.clone()).unwrap_or_default();
         candidates(shared, metagraph, me, None)
             .into_iter()
-            .filter(|t| all || served.get(&t.hotkey).is_none_or(|s| !s.answered && now.duration_since(s.asked) > Duration::from_secs(60)))
+            .filter(|t| all || served.get(&t.hotkey).is_none_or(|s| !s.answered && now.duration_since(s.asked) > SERVED_RETRY))
             .collect()
     };
     if due.is_empty() {
@@ -486,16 +499,16 @@ fn draw_sampling(rng: &mut StdRng, config: &ValidatorConfig) -> Sampling {
 async fn build_request(shared: &Shared, bank: &PromptBank, rng: &mut StdRng, model: &str) -> InferenceRequest {
     let seed = bank.draw(rng);
     let mut instruction = seed.instruction.clone();
-    if shared.config.vary_prompts {
-        if let Some(reference) = shared.reference(model).or_else(|| shared.references.values().next().cloned()) {
-            let (prompt, sampling) = variation_request(&seed, rng, shared.config.vary_max_tokens.max(4));
-            let varied = match crate::openai::prompt_tokens(&prompt, reference.tokenizer()) {
-                Ok(ids) => reference.generate(ids, sampling).await.ok().and_then(|g| accept_variation(&g.text)),
-                Err(_) => None,
-            };
-            if let Some(v) = varied {
-                instruction = v;
-            }
+    if shared.config.vary_prompts
+        && let Some(reference) = shared.reference(model).or_else(|| shared.references.values().next().cloned())
+    {
+        let (prompt, sampling) = variation_request(&seed, rng, shared.config.vary_max_tokens.max(4));
+        let varied = match crate::openai::prompt_tokens(&prompt, reference.tokenizer()) {
+            Ok(ids) => reference.generate(ids, sampling).await.ok().and_then(|g| accept_variation(&g.text)),
+            Err(_) => None,
+        };
+        if let Some(v) = varied {
+            instruction = v;
         }
     }
     let endpoint = if rng.gen_bool(0.5) { Endpoint::Chat } else { Endpoint::Completion };
@@ -606,8 +619,8 @@ async fn run_loop(shared: Arc<Shared>, chain: Arc<dyn Chain>, mut stop: watch::R
         refresh_served(&shared, &metagraph, &me, refresh_all).await;
         let models = shared.models.read().map(|m| m.clone()).unwrap_or_default();
         // Every third step a model the validator can verify, so verified work keeps flowing.
-        let pool: Vec<&String> = if steps % 3 == 0 { models.iter().filter(|m| shared.references.contains_key(*m)).collect() } else { models.iter().collect() };
-        let model = pool.choose(&mut rng).map(|m| m.to_string()).or_else(|| models.first().cloned());
+        let pool: Vec<&String> = if steps.is_multiple_of(3) { models.iter().filter(|m| shared.references.contains_key(*m)).collect() } else { models.iter().collect() };
+        let model = pool.choose(&mut rng).map(|m| (*m).clone()).or_else(|| models.first().cloned());
         if let Some(model) = model {
             let mut targets = candidates(&shared, &metagraph, &me, Some(&model));
             targets.shuffle(&mut rng);
@@ -633,10 +646,11 @@ async fn run_loop(shared: Arc<Shared>, chain: Arc<dyn Chain>, mut stop: watch::R
         steps += 1;
         shared.metrics.inc("ganglion_inference_steps_total", &[]);
         // Weights.
-        if let Some(last) = weights.last_block {
-            if block >= last + shared.config.epoch_length && Instant::now() >= weights.next_try {
-                set_weights(&shared, chain.as_ref(), &metagraph, my_uid, block, &mut weights).await;
-            }
+        if let Some(last) = weights.last_block
+            && block >= last + shared.config.epoch_length
+            && Instant::now() >= weights.next_try
+        {
+            set_weights(&shared, chain.as_ref(), &metagraph, my_uid, block, &mut weights).await;
         }
         let save_result = {
             let mut board = shared.scoreboard();

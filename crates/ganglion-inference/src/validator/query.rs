@@ -72,7 +72,7 @@ impl Dendrite {
         let started = Instant::now();
         let response = match self.send(target, url, model, body, limits.first_token_timeout).await {
             Ok(r) => r,
-            Err(failure) => return Err(StreamError { failure, partial: Streamed { total: started.elapsed(), ..Default::default() } }),
+            Err(failure) => return Err(StreamError { failure, partial: Box::new(Streamed { total: started.elapsed(), ..Default::default() }) }),
         };
         read_stream(response.bytes_stream(), endpoint, limits, started).await
     }
@@ -96,7 +96,8 @@ impl Dendrite {
         if response.status() != reqwest::StatusCode::OK {
             let status = response.status();
             let text = tokio::time::timeout(Duration::from_secs(2), first_bytes(response, ERROR_BODY_BYTES)).await.unwrap_or_default();
-            return Err(Failure::new(Cause::HttpStatus, format!("status {status}: {}", text.trim())));
+            let cause = if matches!(status.as_u16(), 401 | 403) { Cause::Refused } else { Cause::HttpStatus };
+            return Err(Failure::new(cause, format!("status {status}: {}", text.trim())));
         }
         Ok(response)
     }

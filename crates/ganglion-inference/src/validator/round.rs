@@ -29,7 +29,7 @@ impl RoundResult {
     pub fn streamed(&self) -> &Streamed {
         match &self.response {
             Ok(s) => s,
-            Err(e) => &e.partial,
+            Err(e) => e.partial.as_ref(),
         }
     }
 

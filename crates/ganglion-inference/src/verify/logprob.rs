@@ -221,13 +221,14 @@ pub fn judge(input: &LogprobInput<'_>, config: &LogprobConfig) -> (LogprobStats,
             stats.low += 1;
         }
         if greedy {
-            if let Some((best, best_lp)) = pos.top1() {
-                if best != token && best_lp - lp > config.greedy_tolerance {
-                    fail(Failure::new(
-                        label(Cause::UnlikelyToken),
-                        format!("position {i}: temperature 0 but token {token} has rank {} ({:.3} nats below the argmax {best})", score.rank, best_lp - lp),
-                    ));
-                }
+            if let Some((best, best_lp)) = pos.top1()
+                && best != token
+                && best_lp - lp > config.greedy_tolerance
+            {
+                fail(Failure::new(
+                    label(Cause::UnlikelyToken),
+                    format!("position {i}: temperature 0 but token {token} has rank {} ({:.3} nats below the argmax {best})", score.rank, best_lp - lp),
+                ));
             }
             continue;
         }
@@ -249,10 +250,11 @@ pub fn judge(input: &LogprobInput<'_>, config: &LogprobConfig) -> (LogprobStats,
         let e = pos.not_first_bound(a, input.vocab);
         stats.expected_not_first += e;
         variance += e * (1.0 - e);
-        if let Some((best, _)) = pos.top1() {
-            if is_end(best) && !is_end(token) {
-                stats.eos_survival *= e;
-            }
+        if let Some((best, _)) = pos.top1()
+            && is_end(best)
+            && !is_end(token)
+        {
+            stats.eos_survival *= e;
         }
     }
     stats.tokens = n;
@@ -260,10 +262,10 @@ pub fn judge(input: &LogprobInput<'_>, config: &LogprobConfig) -> (LogprobStats,
     if let Some(f) = first_failure.take() {
         return (stats, Err(f));
     }
-    if input.appended_end {
-        if let Some(f) = early_end(input, config, a, greedy) {
-            return (stats, Err(f));
-        }
+    if input.appended_end
+        && let Some(f) = early_end(input, config, a, greedy)
+    {
+        return (stats, Err(f));
     }
     if !greedy && stats.eos_survival < config.eos_survival_floor {
         let detail = format!("an honest sampler would have stopped: probability {:.2e} of going on past every likely end", stats.eos_survival);
@@ -282,11 +284,11 @@ pub fn judge(input: &LogprobInput<'_>, config: &LogprobConfig) -> (LogprobStats,
         return (stats, Err(Failure::new(Cause::UnlikelyTokens, detail)));
     }
     stats.average = agreement(input);
-    if let Some(avg) = stats.average {
-        if avg < config.min_average {
-            let detail = format!("reported logprobs agree with the reference on average {avg:.3} < {}", config.min_average);
-            return (stats, Err(Failure::new(Cause::LowAverage, detail)));
-        }
+    if let Some(avg) = stats.average
+        && avg < config.min_average
+    {
+        let detail = format!("reported logprobs agree with the reference on average {avg:.3} < {}", config.min_average);
+        return (stats, Err(Failure::new(Cause::LowAverage, detail)));
     }
     (stats, Ok(()))
 }

@@ -262,13 +262,13 @@ pub fn check_structure(
         let times: Vec<std::time::Duration> =
             if checked.retokenized { streamed.content_times.clone() } else { streamed.tokens.iter().map(|t| t.at).collect() };
         let index = ((times.len() as f64 * 0.05).ceil() as usize).clamp(1, times.len().max(1)) - 1;
-        if let Some(at) = times.get(index) {
-            if at.as_secs_f64() >= 0.85 * streamed.total.as_secs_f64() {
-                return Err(Failure::new(
-                    Cause::BadStream,
-                    format!("token {} of {} arrived at {:.2}s of {:.2}s: the answer was sent in a burst", index + 1, times.len(), at.as_secs_f64(), streamed.total.as_secs_f64()),
-                ));
-            }
+        if let Some(at) = times.get(index)
+            && at.as_secs_f64() >= 0.85 * streamed.total.as_secs_f64()
+        {
+            return Err(Failure::new(
+                Cause::BadStream,
+                format!("token {} of {} arrived at {:.2}s of {:.2}s: the answer was sent in a burst", index + 1, times.len(), at.as_secs_f64(), streamed.total.as_secs_f64()),
+            ));
         }
     }
     Ok(checked)

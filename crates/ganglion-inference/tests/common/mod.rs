@@ -135,3 +135,50 @@ pub(crate) fn chat_body(engine: &Engine, ids: &[u32], finish: &str, prompt_token
     ));
     body
 }
+
+/// Funds `cold` with `tao` from the faucet and registers `hot` under it, retrying while the
+/// subnet's one-registration-per-block limit is taken.
+pub(crate) async fn register(chain: &dyn ganglion_chain::Chain, cold: &Keypair, netuid: u16, hot: &Keypair, tao: u64) -> u16 {
+    chain.faucet(cold, tao * ganglion_chain::RAO_PER_TAO).await.unwrap();
+    for _ in 0..200 {
+        match chain.register(cold, netuid, &hot.public()).await {
+            Ok(r) => return r.uid.unwrap(),
+            Err(e) if e.name() == Some("TooManyRegistrationsThisBlock") => tokio::time::sleep(Duration::from_millis(30)).await,
+            Err(e) => panic!("register: {e}"),
+        }
+    }
+    panic!("registration never got a slot");
+}
+
+/// Waits (bounded) until `uid` holds a validator permit.
+pub(crate) async fn wait_for_permit(chain: &dyn ganglion_chain::Chain, netuid: u16, uid: u16) {
+    for _ in 0..600 {
+        let mg = ganglion_chain::Metagraph::fetch(chain, netuid).await.unwrap();
+        if mg.neuron(uid).is_some_and(|n| n.validator_permit) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("uid {uid} never got a validator permit");
+}
+
+/// A chain node in `dir` on 127.0.0.1 (blocks every `block_time`, new subnets with
+/// `tempo`), reached over HTTP, with one subnet owned by `//Alice` and `update` applied.
+pub(crate) async fn subnet(
+    dir: &std::path::Path,
+    block_time: Duration,
+    tempo: u16,
+    update: ganglion_chain::HyperparamUpdate,
+) -> (ganglion_chain::NodeHandle, Arc<dyn ganglion_chain::Chain>, u16) {
+    let config = ganglion_chain::NodeConfig {
+        data_dir: dir.to_path_buf(),
+        block_time,
+        chain: ganglion_chain::ChainConfig { default_tempo: tempo, ..ganglion_chain::ChainConfig::default() },
+    };
+    let node = ganglion_chain::spawn_node(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let chain: Arc<dyn ganglion_chain::Chain> = Arc::new(ganglion_chain::LocalChain::new(&node.url()).unwrap());
+    let owner = key("//Alice");
+    let netuid = chain.register_network(&owner, &key("//Alice/owner").public(), None).await.unwrap().netuid.unwrap();
+    chain.set_hyperparams(&owner, netuid, update).await.unwrap();
+    (node, chain, netuid)
+}

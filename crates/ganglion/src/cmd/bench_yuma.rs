@@ -100,12 +100,19 @@ pub(crate) fn run(args: YumaBenchArgs) -> anyhow::Result<ExitCode> {
     };
     let exe = std::env::current_exe().context("cannot find the ganglion executable to run cases in")?;
     let mut reports = Vec::new();
+    // Drawn on stderr only when it is a terminal; hidden under --json.
+    let progress = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new((modes.len() * bench::DEFAULT_CASES.len()) as u64)
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} cases  {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for mode in modes {
         for (uids, validators) in bench::DEFAULT_CASES {
             let spec = format!("{uids}:{validators}:{mode}");
-            if !args.json {
-                eprint!("\rrunning {mode} {uids} uids × {validators} validators …   ");
-            }
+            progress.set_message(format!("{mode}, {uids} uids × {validators} validators"));
             let out = Command::new(&exe)
                 .args(["bench", "yuma", "--case", &spec])
                 .args(["--iterations", &args.iterations.to_string(), "--seed", &args.seed.to_string()])
@@ -116,13 +123,14 @@ pub(crate) fn run(args: YumaBenchArgs) -> anyhow::Result<ExitCode> {
             }
             let line = String::from_utf8_lossy(&out.stdout);
             reports.push(serde_json::from_str::<CaseReport>(line.trim()).with_context(|| format!("case {spec} printed {line:?}"))?);
+            progress.inc(1);
         }
     }
+    progress.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!();
     println!("One epoch, dense random weights, one core ({} timed epochs per case after a warm-up)", args.iterations);
     println!("{:<19} {:>5} {:>10} {:>9} {:>9} {:>9} {:>10} {:>8} {:>8}", "mode", "uids", "validators", "weights", "min ms", "mean ms", "case MiB", "× time", "× mem");
     for r in &reports {

@@ -86,7 +86,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     let value: f64 = number.trim().parse().map_err(|_| format!("`{text}` is not a duration like 12s, 1s or 250ms"))?;
     let secs = value * scale;
-    if !secs.is_finite() || secs < 0.001 || secs > 3600.0 {
+    if !secs.is_finite() || !(0.001..=3600.0).contains(&secs) {
         return Err(format!("`{text}` is out of range: use between 1ms and 1h"));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -1,39 +1,765 @@
-//! `ganglion miner compute`, `ganglion validator compute`, `ganglion compute …`,
-//! `ganglion bench compute`. (Being built: see issue 6.)
+//! `ganglion miner compute`, `ganglion validator compute`, `ganglion compute …` and
+//! `ganglion bench compute`: flags (the original's names where users know them), wallet
+//! loading, the runtime and printing; everything else is `ganglion-compute`. Settings come
+//! from flags, then environment variables, then the `--config` TOML file (`[miner]`,
+//! `[validator]`), then defaults.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ganglion_compute::bench::{self, BenchConfig};
+use ganglion_compute::client::MinerClient;
+use ganglion_compute::config::ConfigFile;
+use ganglion_compute::hashcat::HashcatConfig;
+use ganglion_compute::miner::{self, MinerConfig};
+use ganglion_compute::pow::AdaptRule;
+use ganglion_compute::protocol::Requirement;
+use ganglion_compute::renter::{self, Order};
+use ganglion_compute::sandbox::NetworkMode;
+use ganglion_compute::scoring::{ScoringVersion, Weights};
+use ganglion_compute::solver::Kernel;
+use ganglion_compute::units::{parse_size, parse_timeline};
+use ganglion_compute::validator::{self, ValidatorConfig};
+use ganglion_records::Records;
+use serde_json::json;
+
+use crate::cmd::AccessListArgs;
+use crate::cmd::chain::{NetArgs, parse_duration};
+use crate::cmd::wallet::WalletArgs;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn load_file(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
+    Ok(match path {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    })
+}
+
+/// Applies the lists over the config file's.
+impl AccessListArgs {
+    fn apply(&self, access: &mut ganglion_compute::access::AccessConfig) {
+        set(&mut access.blacklist_hotkeys, &self.blacklist_hotkeys);
+        set(&mut access.blacklist_coldkeys, &self.blacklist_coldkeys);
+        set(&mut access.whitelist_hotkeys, &self.whitelist_hotkeys);
+        set(&mut access.whitelist_coldkeys, &self.whitelist_coldkeys);
+    }
+}
+
+/// What both long-running nodes take: wallet, chain, subnet, config file, data directory.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeArgs {
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
+    /// Subnet id (default 27).
+    #[arg(long, env = "GANGLION_NETUID")]
+    netuid: Option<u16>,
+    /// TOML config file with `[miner]` and/or `[validator]` tables; flags override it.
+    #[arg(long, env = "GANGLION_COMPUTE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the node keeps its state (default ~/.ganglion/compute).
+    #[arg(long = "data-dir", env = "GANGLION_COMPUTE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    /// The config file, the hotkey and the chain.
+    fn load(&self, role: &str) -> anyhow::Result<(ConfigFile, ganglion_core::keys::Keypair, Arc<dyn ganglion_chain::Chain>)> {
+        let file = load_file(self.config.as_ref())?;
+        let hotkey = self.wallet.wallet()?.hotkey(&self.wallet.passwords()).with_context(|| format!("loading the {role}'s hotkey"))?;
+        Ok((file, hotkey, self.net.chain()?))
+    }
+}
 
 /// `ganglion miner compute` flags.
 #[derive(Debug, clap::Args)]
-pub(crate) struct MinerArgs {}
+pub(crate) struct MinerArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Address to listen on (default 0.0.0.0).
+    #[arg(long = "axon.ip", env = "GANGLION_AXON_IP")]
+    axon_ip: Option<IpAddr>,
+    /// Port to listen on (default 8091; 0 picks a free one).
+    #[arg(long = "axon.port", env = "GANGLION_AXON_PORT")]
+    axon_port: Option<u16>,
+    /// Address published on chain (default: --axon.ip, or 127.0.0.1 when listening on all).
+    #[arg(long = "axon.external_ip", alias = "axon.external-ip", env = "GANGLION_AXON_EXTERNAL_IP")]
+    axon_external_ip: Option<IpAddr>,
+    /// Port published on chain (default: the bound port).
+    #[arg(long = "axon.external_port", alias = "axon.external-port")]
+    axon_external_port: Option<u16>,
+    /// Do not publish the axon on chain.
+    #[arg(long = "no-serve-axon")]
+    no_serve_axon: bool,
+    /// Solver threads (default: one per CPU).
+    #[arg(long = "miner.threads", env = "GANGLION_MINER_THREADS")]
+    threads: Option<usize>,
+    /// Hashing kernel: auto, avx512 or portable.
+    #[arg(long = "miner.kernel", value_parser = ["auto", "avx512", "portable"])]
+    kernel: Option<String>,
+    /// Cap on the solver's hashes per second (share the machine; demos of slow miners).
+    #[arg(long = "miner.max_hash_rate")]
+    max_hash_rate: Option<u64>,
+    /// Solve with hashcat instead of the built-in solver.
+    #[arg(long = "miner.backend", value_parser = ["builtin", "hashcat"])]
+    backend: Option<String>,
+    /// The hashcat binary (implies --miner.backend hashcat).
+    #[arg(long = "miner.hashcat.path", env = "GANGLION_HASHCAT")]
+    hashcat_path: Option<PathBuf>,
+    /// hashcat workload profile: 1 low, 2 economic, 3 high, 4 insane.
+    #[arg(long = "miner.hashcat.workload.profile")]
+    hashcat_profile: Option<u8>,
+    /// Extra hashcat arguments, split on whitespace (e.g. `-O`).
+    #[arg(long = "miner.hashcat.extended.options", allow_hyphen_values = true)]
+    hashcat_options: Option<String>,
+    /// hashcat `-D` device types (e.g. 1 for CPU, 2 for GPU).
+    #[arg(long = "miner.hashcat.device_types")]
+    hashcat_device_types: Option<String>,
+    /// Longest the miner works on one challenge (default 30s).
+    #[arg(long = "miner.challenge.timeout", value_parser = parse_duration)]
+    challenge_timeout: Option<Duration>,
+    /// SSH port of allocations (default 4444).
+    #[arg(long = "ssh.port", env = "GANGLION_SSH_PORT")]
+    ssh_port: Option<u16>,
+    /// Address the allocation's sshd listens on (default 0.0.0.0).
+    #[arg(long = "ssh.listen")]
+    ssh_listen: Option<IpAddr>,
+    /// Host name renters should connect to (default: the axon IP).
+    #[arg(long = "ssh.host")]
+    ssh_host: Option<String>,
+    /// Where sandboxes live (default /var/lib/ganglion/sandboxes; every ancestor needs o+x).
+    #[arg(long = "sandbox.dir")]
+    sandbox_dir: Option<PathBuf>,
+    /// Sandbox network: none (loopback only, default) or host.
+    #[arg(long = "sandbox.network", value_parser = ["none", "host"])]
+    sandbox_network: Option<String>,
+    /// Refuse allocations.
+    #[arg(long = "sandbox.disable")]
+    sandbox_disable: bool,
+    /// Tear allocations down when the miner stops (otherwise they keep running and are re-adopted).
+    #[arg(long = "sandbox.stop_on_exit")]
+    sandbox_stop_on_exit: bool,
+    /// First host uid of sandbox users.
+    #[arg(long = "sandbox.uid_base")]
+    sandbox_uid_base: Option<u32>,
+    #[command(flatten)]
+    lists: AccessListArgs,
+    /// Minimum stake of callers in TAO (default 0; the original used 1024).
+    #[arg(long = "miner.min_stake")]
+    min_stake: Option<f64>,
+    /// Serve callers without a validator permit too.
+    #[arg(long = "miner.allow_no_permit")]
+    allow_no_permit: bool,
+    /// How often the specs are measured again (default 15m).
+    #[arg(long = "specs.refresh", value_parser = parse_duration)]
+    specs_refresh: Option<Duration>,
+    /// Size of the RAM and disk speed tests in MiB (default 64).
+    #[arg(long = "specs.sample_mib")]
+    specs_sample_mib: Option<u64>,
+}
+
+/// Overrides `target` with a flag's value when the flag was given.
+fn set<T: Clone>(target: &mut T, flag: &Option<T>) {
+    if let Some(value) = flag {
+        *target = value.clone();
+    }
+}
+
+fn kernel(name: &str) -> Kernel {
+    match name {
+        "avx512" => Kernel::Avx512,
+        "portable" => Kernel::Portable,
+        _ => Kernel::Auto,
+    }
+}
+
+impl MinerArgs {
+    fn config(&self, file: ConfigFile) -> anyhow::Result<MinerConfig> {
+        let mut c = file.miner.unwrap_or_default();
+        set(&mut c.netuid, &self.node.netuid);
+        set(&mut c.data_dir, &self.node.data_dir);
+        set(&mut c.axon_ip, &self.axon_ip);
+        set(&mut c.axon_port, &self.axon_port);
+        if self.axon_external_ip.is_some() {
+            c.external_ip = self.axon_external_ip;
+        }
+        if self.axon_external_port.is_some() {
+            c.external_port = self.axon_external_port;
+        }
+        if self.no_serve_axon {
+            c.serve_axon = false;
+        }
+        set(&mut c.solver.threads, &self.threads);
+        if let Some(v) = &self.kernel {
+            c.solver.kernel = kernel(v);
+        }
+        if self.max_hash_rate.is_some() {
+            c.solver.max_hash_rate = self.max_hash_rate;
+        }
+        let wants_hashcat = self.backend.as_deref() == Some("hashcat")
+            || self.hashcat_path.is_some()
+            || (c.hashcat.is_some() && self.backend.as_deref() != Some("builtin"));
+        if wants_hashcat {
+            let mut h = c.hashcat.clone().unwrap_or_default();
+            if let Some(v) = &self.hashcat_path {
+                h.path = v.clone();
+            }
+            if let Some(v) = self.hashcat_profile {
+                h.workload_profile = v;
+            }
+            if let Some(v) = &self.hashcat_options {
+                h.extended_options = v.clone();
+            }
+            if self.hashcat_device_types.is_some() {
+                h.device_types = self.hashcat_device_types.clone();
+            }
+            c.hashcat = Some(h);
+        } else {
+            c.hashcat = None;
+        }
+        if let Some(v) = self.challenge_timeout {
+            c.challenge_timeout_s = v.as_secs_f64();
+        }
+        set(&mut c.sandbox.ssh.port, &self.ssh_port);
+        set(&mut c.sandbox.ssh.listen, &self.ssh_listen);
+        if self.ssh_host.is_some() {
+            c.sandbox.ssh.advertise_host = self.ssh_host.clone();
+        }
+        set(&mut c.sandbox.dir, &self.sandbox_dir);
+        if let Some(v) = &self.sandbox_network {
+            c.sandbox.network = if v == "host" { NetworkMode::Host } else { NetworkMode::None };
+        }
+        if self.sandbox_disable {
+            c.sandbox.enabled = false;
+        }
+        if self.sandbox_stop_on_exit {
+            c.sandbox.stop_on_exit = true;
+        }
+        set(&mut c.sandbox.uid_base, &self.sandbox_uid_base);
+        self.lists.apply(&mut c.access);
+        set(&mut c.access.min_stake_tao, &self.min_stake);
+        if self.allow_no_permit {
+            c.access.require_validator_permit = false;
+        }
+        if let Some(v) = self.specs_refresh {
+            c.specs_refresh_s = v.as_secs();
+        }
+        set(&mut c.specs_sample_mib, &self.specs_sample_mib);
+        Ok(c)
+    }
+}
+
+pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
+    let (file, hotkey, chain) = args.node.load("miner")?;
+    let config = args.config(file)?;
+    runtime()?.block_on(async move {
+        let handle = miner::spawn(config, hotkey, chain).await.context("starting the compute miner")?;
+        if args.node.net.json {
+            println!("{}", json!({ "role": "compute-miner", "uid": handle.uid, "axon": handle.addr.to_string() }));
+        } else {
+            eprintln!("compute miner uid {} serving on {} (Ctrl-C stops)", handle.uid, handle.addr);
+        }
+        ctrl_c().await;
+        handle.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
 
 /// `ganglion validator compute` flags.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ValidatorArgs {}
+pub(crate) struct ValidatorArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The records store: sqlite:/path/records.db or postgres://… (default sqlite in --data-dir).
+    #[arg(long = "database.url", env = "GANGLION_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Port of `/status` and `/metrics` (not served when absent).
+    #[arg(long = "metrics.port", env = "GANGLION_METRICS_PORT")]
+    metrics_port: Option<u16>,
+    /// Address of `/status` and `/metrics` (default 127.0.0.1).
+    #[arg(long = "metrics.ip")]
+    metrics_ip: Option<IpAddr>,
+    /// Blocks between weight settings (default 100).
+    #[arg(long = "neuron.epoch_length")]
+    epoch_length: Option<u64>,
+    /// Lowest challenge difficulty (default 6).
+    #[arg(long = "validator.difficulty.min")]
+    difficulty_min: Option<u8>,
+    /// Highest challenge difficulty (default 12).
+    #[arg(long = "validator.difficulty.max")]
+    difficulty_max: Option<u8>,
+    /// Difficulty adaptation rule: b (default) or a.
+    #[arg(long = "validator.difficulty.rule", value_parser = ["a", "b"])]
+    difficulty_rule: Option<String>,
+    /// Time a miner has per challenge (default 30s).
+    #[arg(long = "validator.challenge.timeout", value_parser = parse_duration)]
+    challenge_timeout: Option<Duration>,
+    /// Most miners queried at once (default 256).
+    #[arg(long = "validator.challenge.batch.size")]
+    batch_size: Option<usize>,
+    /// Fewest blocks between rounds (default 50).
+    #[arg(long = "validator.round.blocks.min")]
+    round_min: Option<u64>,
+    /// Most blocks between rounds (default 80).
+    #[arg(long = "validator.round.blocks.max")]
+    round_max: Option<u64>,
+    /// Scoring formula: a (default, the README's weights) or b.
+    #[arg(long = "validator.scoring.version", value_parser = ["a", "b"])]
+    scoring_version: Option<String>,
+    /// Weights `success,difficulty,time,failure,allocation` (default 1.0,1.0,0.5,0.5,0.4).
+    #[arg(long = "validator.scoring.weights")]
+    scoring_weights: Option<String>,
+    /// Let several uids on one IP count (loopback axons always may).
+    #[arg(long = "validator.allow_shared_ip")]
+    allow_shared_ip: bool,
+    /// Challenge miners before this validator holds a validator permit (only useful when
+    /// the miners run with --miner.allow_no_permit; by default the validator waits).
+    #[arg(long = "validator.without_permit")]
+    without_permit: bool,
+    /// Stake (TAO) from which a permitted neuron that earns dividends counts as a validator and scores zero (default 1024).
+    #[arg(long = "validator.stake_threshold")]
+    stake_threshold: Option<f64>,
+    /// Fetch specs every this many rounds (default 10).
+    #[arg(long = "validator.specs.every")]
+    specs_every: Option<u32>,
+    /// How often the block number is polled (default 1s).
+    #[arg(long = "validator.block_poll", value_parser = parse_duration)]
+    block_poll: Option<Duration>,
+    #[command(flatten)]
+    lists: AccessListArgs,
+}
 
-/// `ganglion bench compute` flags.
+fn parse_weights(text: &str) -> anyhow::Result<Weights> {
+    let values: Vec<f64> = text.split(',').map(|v| v.trim().parse::<f64>()).collect::<Result<_, _>>().context("--validator.scoring.weights")?;
+    let [success, difficulty, time, failure, allocation] = values[..] else {
+        anyhow::bail!("--validator.scoring.weights takes five numbers: success,difficulty,time,failure,allocation");
+    };
+    Ok(Weights { success, difficulty, time, failure, allocation })
+}
+
+impl ValidatorArgs {
+    fn config(&self, file: ConfigFile) -> anyhow::Result<ValidatorConfig> {
+        let mut c = file.validator.unwrap_or_default();
+        set(&mut c.netuid, &self.node.netuid);
+        set(&mut c.data_dir, &self.node.data_dir);
+        if self.database_url.is_some() {
+            c.records_url = self.database_url.clone();
+        }
+        if self.metrics_port.is_some() {
+            c.metrics_port = self.metrics_port;
+        }
+        set(&mut c.metrics_ip, &self.metrics_ip);
+        set(&mut c.epoch_length, &self.epoch_length);
+        set(&mut c.difficulty_min, &self.difficulty_min);
+        set(&mut c.difficulty_max, &self.difficulty_max);
+        if let Some(v) = &self.difficulty_rule {
+            c.adapt_rule = if v == "a" { AdaptRule::A } else { AdaptRule::B };
+        }
+        if let Some(v) = self.challenge_timeout {
+            c.challenge_timeout_s = v.as_secs_f64();
+        }
+        set(&mut c.batch_size, &self.batch_size);
+        set(&mut c.round_blocks_min, &self.round_min);
+        set(&mut c.round_blocks_max, &self.round_max);
+        if let Some(v) = &self.scoring_version {
+            c.scoring.version = if v == "b" { ScoringVersion::B } else { ScoringVersion::A };
+        }
+        if let Some(v) = &self.scoring_weights {
+            c.scoring.weights = Some(parse_weights(v)?);
+        }
+        if self.allow_shared_ip {
+            c.one_uid_per_ip = false;
+        }
+        if self.without_permit {
+            c.wait_for_permit = false;
+        }
+        set(&mut c.validator_stake_tao, &self.stake_threshold);
+        set(&mut c.specs_every_rounds, &self.specs_every);
+        if let Some(v) = self.block_poll {
+            c.block_poll_ms = v.as_millis() as u64;
+        }
+        self.lists.apply(&mut c.access);
+        Ok(c)
+    }
+}
+
+pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
+    let (file, hotkey, chain) = args.node.load("validator")?;
+    let config = args.config(file)?;
+    runtime()?.block_on(async move {
+        let handle = validator::spawn(config, hotkey, chain).await.context("starting the compute validator")?;
+        let status = handle.addr.map(|a| format!("http://{a}/status"));
+        if args.node.net.json {
+            println!("{}", json!({ "role": "compute-validator", "status": status }));
+        } else {
+            eprintln!("compute validator running{} (Ctrl-C stops)", status.map(|s| format!("; status at {s}")).unwrap_or_default());
+        }
+        ctrl_c().await;
+        handle.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Where the renter's records and keys are.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// Subnet id (default 27).
+    #[arg(long, env = "GANGLION_NETUID", default_value_t = 27)]
+    netuid: u16,
+    /// The records store the validator writes (default sqlite in --data-dir).
+    #[arg(long = "database.url", env = "GANGLION_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Data directory (default ~/.ganglion/compute): the default records store and generated keys.
+    #[arg(long = "data-dir", env = "GANGLION_COMPUTE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(miner::default_data_dir)
+    }
+
+    async fn records(&self) -> anyhow::Result<Records> {
+        let url = self.database_url.clone().unwrap_or_else(|| Records::default_url(&self.data_dir()));
+        Records::open(&url).await.with_context(|| format!("opening the records store {}", ganglion_records::redact_url(&url)))
+    }
+}
+
+/// `ganglion compute allocate` flags.
 #[derive(Debug, clap::Args)]
-pub(crate) struct BenchArgs {}
+pub(crate) struct AllocateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
+    /// CPU cores.
+    #[arg(long, default_value_t = 1)]
+    cpu: u32,
+    /// RAM, e.g. 1GiB or 512MiB.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    ram: u64,
+    /// Disk, e.g. 10GiB.
+    #[arg(long, default_value = "10GiB", value_parser = parse_size)]
+    disk: u64,
+    /// GPUs.
+    #[arg(long, default_value_t = 0)]
+    gpu: u32,
+    /// GPU name substring (e.g. A100).
+    #[arg(long = "gpu.type", default_value = "")]
+    gpu_type: String,
+    /// Total GPU memory, e.g. 80GiB.
+    #[arg(long = "gpu.memory", value_parser = parse_size)]
+    gpu_memory: Option<u64>,
+    /// How long: 7d, 12h, 30m, 90s (a bare number is days; at most 60 days).
+    #[arg(long, default_value = "7d", value_parser = parse_timeline)]
+    timeline: u64,
+    /// Your OpenSSH public key file (default: a new ed25519 key under --data-dir/ssh).
+    #[arg(long = "ssh-key")]
+    ssh_key: Option<PathBuf>,
+    /// Where the disk also appears inside the sandbox (besides /root).
+    #[arg(long, default_value = "/tmp")]
+    volume: String,
+    /// Reserve this miner (hotkey or uid) instead of the best fitting one.
+    #[arg(long)]
+    miner: Option<String>,
+}
+
+/// `ganglion compute deallocate` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeallocateArgs {
+    /// Allocation id, miner hotkey or uid (default: your only active allocation).
+    allocation: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// `ganglion compute status` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// `ganglion compute list` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListMachinesArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    net: NetArgs,
+}
 
 /// `ganglion compute …`.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ComputeCommand {
+    /// Reserve a fitting miner as an SSH sandbox (sealed access, your key only).
+    Allocate(AllocateArgs),
+    /// Release a reservation.
+    Deallocate(DeallocateArgs),
+    /// Your reservations, live from the miners (including how each limit is enforced).
+    Status(StatusArgs),
     /// List machines with their stored specs.
-    List,
+    List(ListMachinesArgs),
 }
 
-pub(crate) fn run_miner(_args: MinerArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the compute miner is not built yet")
+fn client(wallet: &WalletArgs) -> anyhow::Result<MinerClient> {
+    let hotkey = wallet.wallet()?.hotkey(&wallet.passwords()).context("loading the renter's hotkey")?;
+    Ok(MinerClient::new(hotkey)?)
 }
 
-pub(crate) fn run_validator(_args: ValidatorArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the compute validator is not built yet")
+fn bytes(n: u64) -> String {
+    ganglion_compute::allocation::bytes(n)
 }
 
-pub(crate) fn run(_command: ComputeCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("compute allocation is not built yet")
+fn when(ms: i64) -> String {
+    let left = (ms - ganglion_records::now_ms()) / 1000;
+    if left <= 0 { "ended".into() } else { format!("in {}h{:02}m", left / 3600, (left % 3600) / 60) }
 }
 
-pub(crate) fn run_bench(_args: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the compute benchmark is not built yet")
+async fn allocate(args: AllocateArgs) -> anyhow::Result<ExitCode> {
+    let records = args.store.records().await?;
+    let client = client(&args.wallet)?;
+    let chain = args.net.chain()?;
+    let keys_dir = args.store.data_dir().join("ssh");
+    let (private_key, public_line) = match &args.ssh_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            (None, text.trim().to_string())
+        }
+        None => {
+            let name = format!("alloc-{}", ganglion_records::now_ms());
+            let (path, public) = renter::generate_ssh_key(&keys_dir, &name)?;
+            (Some(path), public)
+        }
+    };
+    let order = Order {
+        netuid: args.store.netuid,
+        requirement: Requirement {
+            cpu: args.cpu,
+            gpu: args.gpu,
+            gpu_capacity_mib: args.gpu_memory.map_or(0, |b| b >> 20),
+            gpu_kind: args.gpu_type.clone(),
+            ram_bytes: args.ram,
+            disk_bytes: args.disk,
+        },
+        timeline_seconds: args.timeline,
+        ssh_public_key: public_line,
+        volume_path: args.volume.clone(),
+        miner: args.miner.clone(),
+    };
+    let granted = renter::allocate(&client, chain.as_ref(), &records, &order).await?;
+    let known_hosts = keys_dir.join(format!("known_hosts-{}", granted.allocation_id));
+    renter::write_known_hosts(&known_hosts, &granted.host, granted.port, &granted.host_key)?;
+    let command = renter::ssh_command(&granted, private_key.as_deref(), &known_hosts);
+    if args.net.json {
+        let mut value = serde_json::to_value(&granted)?;
+        value["ssh_command"] = json!(command);
+        value["private_key"] = json!(private_key.as_ref().map(|p| p.display().to_string()));
+        value["known_hosts"] = json!(known_hosts.display().to_string());
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("allocated miner uid {} ({})", granted.miner_uid, granted.miner_hotkey);
+        println!("  allocation  {}", granted.allocation_id);
+        println!("  host        {}", granted.host);
+        println!("  port        {}", granted.port);
+        println!("  user        {}", granted.user);
+        println!("  host key    {}", granted.host_key_fingerprint);
+        println!("  expires     {}", when(granted.expires_at_ms as i64));
+        if let Some(path) = &private_key {
+            println!("  your key    {} (generated)", path.display());
+        }
+        println!("\n  {command}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn deallocate(args: DeallocateArgs) -> anyhow::Result<ExitCode> {
+    let records = args.store.records().await?;
+    let client = client(&args.wallet)?;
+    let chain = args.net.chain()?;
+    let ended = renter::deallocate(&client, chain.as_ref(), &records, args.store.netuid, args.allocation.as_deref()).await?;
+    if args.net.json {
+        println!("{}", serde_json::to_string_pretty(&ended)?);
+    } else {
+        println!("released allocation {} on miner uid {}", ended.id, ended.miner_uid);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let records = args.store.records().await?;
+    let client = client(&args.wallet)?;
+    let chain = args.net.chain()?;
+    let entries = renter::status(&client, chain.as_ref(), &records, args.store.netuid).await?;
+    if args.net.json {
+        let list: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(record, live)| match live {
+                Ok(state) => json!({ "allocation": record, "live": state }),
+                Err(error) => json!({ "allocation": record, "error": error }),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        println!("no active allocations of this hotkey on subnet {}", args.store.netuid);
+    }
+    for (record, live) in entries {
+        println!("{}  miner uid {}  {}:{}  expires {}", record.id, record.miner_uid, record.access["host"].as_str().unwrap_or("?"), record.access["port"], when(record.expires_at_ms));
+        match live {
+            Err(_) if record.status != "active" => println!("  {} (the miner has released it)", record.status),
+            Ok(state) => {
+                println!("  running {}  paused {}", state["running"], state["paused"]);
+                if let Some(enforcement) = state["enforcement"].as_object() {
+                    for (limit, how) in enforcement {
+                        println!("  {limit:<8} {}", how.as_str().unwrap_or(""));
+                    }
+                }
+            }
+            Err(error) => println!("  cannot ask the miner: {error}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(args: ListMachinesArgs) -> anyhow::Result<ExitCode> {
+    let records = args.store.records().await?;
+    let chain = args.net.chain()?;
+    let metagraph = ganglion_chain::Metagraph::fetch(chain.as_ref(), args.store.netuid).await?;
+    let machines = renter::list(&records, &metagraph).await?;
+    if args.net.json {
+        println!("{}", serde_json::to_string_pretty(&machines)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:>4}  {:<48} {:>5} {:>11} {:>11} {:>4} {:>8} {:>10}", "uid", "hotkey", "cpus", "ram free", "disk free", "gpus", "sandbox", "allocated");
+    for m in &machines {
+        println!(
+            "{:>4}  {:<48} {:>5} {:>11} {:>11} {:>4} {:>8} {:>10}",
+            m.uid,
+            m.hotkey,
+            m.cpus,
+            bytes(m.ram_available),
+            bytes(m.disk_free),
+            m.gpus,
+            if m.has_sandbox { "yes" } else { "no" },
+            if m.allocated { "yes" } else { "no" }
+        );
+    }
+    if machines.is_empty() {
+        println!("no machines with stored specs on subnet {} (a validator stores them as it runs)", args.store.netuid);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run(command: ComputeCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        match command {
+            ComputeCommand::Allocate(args) => allocate(args).await,
+            ComputeCommand::Deallocate(args) => deallocate(args).await,
+            ComputeCommand::Status(args) => status(args).await,
+            ComputeCommand::List(args) => list(args).await,
+        }
+    })
+}
+
+/// `ganglion bench compute` flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Difficulties in the original's syntax: `6`, `7 8 9`, `6:3` (three runs at 6), `all`.
+    #[arg(long, default_value = "6 7 8")]
+    difficulties: String,
+    /// Repetitions of the whole list.
+    #[arg(long, default_value_t = 2)]
+    repetitions: u32,
+    /// Solver threads (default: one per CPU).
+    #[arg(long = "miner.threads")]
+    threads: Option<usize>,
+    /// Hashing kernel: auto, avx512 or portable.
+    #[arg(long = "miner.kernel", value_parser = ["auto", "avx512", "portable"], default_value = "auto")]
+    kernel: String,
+    /// Skip hashcat.
+    #[arg(long = "no-hashcat")]
+    no_hashcat: bool,
+    /// The hashcat binary.
+    #[arg(long = "miner.hashcat.path", default_value = "hashcat")]
+    hashcat_path: PathBuf,
+    /// hashcat workload profile (1–4).
+    #[arg(long = "miner.hashcat.workload.profile", default_value_t = 3)]
+    hashcat_profile: u8,
+    /// Extra hashcat arguments (e.g. `-O`).
+    #[arg(long = "miner.hashcat.extended.options", default_value = "", allow_hyphen_values = true)]
+    hashcat_options: String,
+    /// Difficulty of the end-to-end comparison.
+    #[arg(long = "e2e.difficulty", default_value_t = 7)]
+    e2e_difficulty: u8,
+    /// Runs of the end-to-end comparison.
+    #[arg(long = "e2e.runs", default_value_t = 3)]
+    e2e_runs: u32,
+    /// Seconds of the raw hash-rate measurement.
+    #[arg(long = "raw.seconds", default_value_t = 3.0)]
+    raw_seconds: f64,
+    /// Seed of the challenges (default: random), for comparable runs.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let difficulties = bench::parse_difficulties(&args.difficulties).map_err(anyhow::Error::msg)?;
+    let config = BenchConfig {
+        difficulties,
+        repetitions: args.repetitions,
+        solver: ganglion_compute::solver::SolverConfig { threads: args.threads.unwrap_or(0), kernel: kernel(&args.kernel), max_hash_rate: None },
+        hashcat: (!args.no_hashcat).then(|| HashcatConfig {
+            path: args.hashcat_path.clone(),
+            workload_profile: args.hashcat_profile,
+            extended_options: args.hashcat_options.clone(),
+            device_types: None,
+        }),
+        e2e_difficulty: args.e2e_difficulty.clamp(1, 12),
+        e2e_runs: args.e2e_runs,
+        raw_seconds: args.raw_seconds,
+        timeout_s: 30.0,
+        seed: args.seed,
+    };
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let progress = Arc::new(spinner);
+    let shown = Arc::clone(&progress);
+    let report = runtime()?.block_on(bench::run(&config, move |line| {
+        shown.set_message(line.to_string());
+        shown.println(line);
+    }))?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", bench::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ use ganglion_inference::validator::config::{DatabaseFile, MetricsFile, ModelsFil
 use ganglion_inference::validator::{self, ValidatorFile};
 use serde_json::json;
 
+use crate::cmd::AccessListArgs;
 use crate::cmd::chain::{NetArgs, parse_duration};
 use crate::cmd::wallet::WalletArgs;
 
@@ -23,7 +24,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
+/// Ctrl-C or SIGTERM (what supervisors and `ganglion localnet` send): both stop gracefully.
 async fn ctrl_c() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
     let _ = tokio::signal::ctrl_c().await;
 }
 
@@ -62,24 +74,17 @@ pub(crate) struct MinerArgs {
     /// Requests in flight to --upstream at most.
     #[arg(long = "upstream.max_concurrency", default_value_t = 8)]
     upstream_max_concurrency: usize,
+    /// How long to wait for --upstream to come up (it may still be loading its model).
+    #[arg(long = "upstream.wait", value_parser = parse_duration, default_value = "60s")]
+    upstream_wait: Duration,
     /// Serve callers without a validator permit too (the original's flag).
     #[arg(long = "no-force-validator-permit")]
     no_force_validator_permit: bool,
     /// Minimum stake of callers, in TAO (default 1000).
     #[arg(long = "blacklist.min_stake", env = "GANGLION_MIN_STAKE")]
     min_stake: Option<f64>,
-    /// Hotkeys (SS58, comma-separated) always refused.
-    #[arg(long = "blacklist.hotkeys", value_delimiter = ',')]
-    blacklist_hotkeys: Option<Vec<String>>,
-    /// If given, only these hotkeys may call.
-    #[arg(long = "whitelist.hotkeys", value_delimiter = ',')]
-    whitelist_hotkeys: Option<Vec<String>>,
-    /// Coldkeys whose hotkeys are refused.
-    #[arg(long = "blacklist.coldkeys", value_delimiter = ',')]
-    blacklist_coldkeys: Option<Vec<String>>,
-    /// If given, only hotkeys of these coldkeys may call.
-    #[arg(long = "whitelist.coldkeys", value_delimiter = ',')]
-    whitelist_coldkeys: Option<Vec<String>>,
+    #[command(flatten)]
+    lists: AccessListArgs,
     /// Requests in flight per caller.
     #[arg(long = "miner.max_concurrency_per_caller")]
     per_caller_concurrency: Option<usize>,
@@ -129,7 +134,19 @@ pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
     };
     runtime()?.block_on(async move {
         let models = match &args.upstream {
-            Some(url) => miner::upstreams_from_url(url, args.upstream_api_key.clone(), args.upstream_max_concurrency).await?,
+            Some(url) => {
+                let deadline = tokio::time::Instant::now() + args.upstream_wait;
+                loop {
+                    match miner::upstreams_from_url(url, args.upstream_api_key.clone(), args.upstream_max_concurrency).await {
+                        Ok(found) => break found,
+                        Err(e) if tokio::time::Instant::now() < deadline => {
+                            tracing::info!(target: "ganglion::miner", "waiting for the upstream: {e}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             None => Vec::new(),
         };
         let overrides = MinerFile {
@@ -139,10 +156,10 @@ pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
             policy: PolicyFile {
                 force_validator_permit: args.no_force_validator_permit.then_some(false),
                 min_stake: args.min_stake,
-                hotkey_blacklist: args.blacklist_hotkeys,
-                hotkey_whitelist: args.whitelist_hotkeys,
-                coldkey_blacklist: args.blacklist_coldkeys,
-                coldkey_whitelist: args.whitelist_coldkeys,
+                hotkey_blacklist: args.lists.blacklist_hotkeys,
+                hotkey_whitelist: args.lists.whitelist_hotkeys,
+                coldkey_blacklist: args.lists.blacklist_coldkeys,
+                coldkey_whitelist: args.lists.whitelist_coldkeys,
             },
             miner: MinerSection {
                 per_caller_concurrency: args.per_caller_concurrency,

@@ -12,6 +12,26 @@ pub(crate) mod inference;
 pub(crate) mod localnet;
 pub(crate) mod wallet;
 
+/// Black- and whitelists of callers (miners) or of the miners to query (validators), by
+/// hotkey and by coldkey: comma-separated SS58 lists, the originals' flag names. A
+/// whitelisted key still passes every other check (the original compute subnet let it skip
+/// them).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct AccessListArgs {
+    /// Hotkeys always refused (miner) or never queried (validator).
+    #[arg(long = "blacklist.hotkeys", value_delimiter = ',')]
+    pub(crate) blacklist_hotkeys: Option<Vec<String>>,
+    /// Coldkeys whose hotkeys are refused / not queried.
+    #[arg(long = "blacklist.coldkeys", value_delimiter = ',')]
+    pub(crate) blacklist_coldkeys: Option<Vec<String>>,
+    /// If given, only these hotkeys (they still pass every other check).
+    #[arg(long = "whitelist.hotkeys", value_delimiter = ',')]
+    pub(crate) whitelist_hotkeys: Option<Vec<String>>,
+    /// If given, only hotkeys of these coldkeys (they still pass every other check).
+    #[arg(long = "whitelist.coldkeys", value_delimiter = ',')]
+    pub(crate) whitelist_coldkeys: Option<Vec<String>>,
+}
+
 /// `ganglion miner …`: one subcommand per subnet kind.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum MinerCommand {

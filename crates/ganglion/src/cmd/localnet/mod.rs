@@ -209,13 +209,18 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         let mut argv = match (neuron.role, neuron.netuid == inference_netuid) {
             (Role::Validator, true) => {
                 status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
-                processes::inference_validator(port, args.tempo, args.max_tokens, &records_url)
+                processes::inference_validator(port, args.tempo, args.max_tokens, &records_url, &data_dir.join("state").join(&neuron.name))
             }
             (Role::Validator, false) => {
                 status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
-                processes::compute_validator(port, args.tempo, &records_url)
+                processes::compute_validator(port, args.tempo, &records_url, &data_dir.join("state").join(&neuron.name))
             }
-            (Role::ComputeFast | Role::ComputeSlow, _) => processes::compute_miner(port, neuron.role == Role::ComputeSlow),
+            (Role::ComputeFast | Role::ComputeSlow, _) => processes::compute_miner(
+                port,
+                free_port()?,
+                neuron.role == Role::ComputeSlow,
+                &data_dir.join("state").join(&neuron.name),
+            ),
             (role, _) => processes::inference_miner(port, &engine_url, role),
         };
         argv.extend(common(neuron));
@@ -300,9 +305,11 @@ async fn watch(
 
 /// The command lines of the subnet processes: the one place that knows their flags.
 mod processes {
+    use std::path::Path;
+
     use super::{Role, s};
 
-    pub(super) fn inference_validator(port: u16, tempo: u16, max_tokens: u32, records_url: &str) -> Vec<String> {
+    pub(super) fn inference_validator(port: u16, tempo: u16, max_tokens: u32, records_url: &str, state_dir: &Path) -> Vec<String> {
         vec![
             s("validator"),
             s("inference"),
@@ -312,6 +319,9 @@ mod processes {
             tempo.to_string(),
             s("--neuron.max_tokens"),
             max_tokens.to_string(),
+            // The run's own score state, not the user's (~/.ganglion/inference/…).
+            s("--neuron.data_dir"),
+            state_dir.display().to_string(),
             s("--database.url"),
             records_url.to_string(),
         ]
@@ -327,7 +337,13 @@ mod processes {
         argv
     }
 
-    pub(super) fn compute_validator(port: u16, tempo: u16, records_url: &str) -> Vec<String> {
+    /// The hardest challenge is capped at 8 (default 12) so that hashing leaves the CPU to
+    /// the inference subnet (at 9 the fast miner searches up to a core for 30 s per round).
+    /// The validator raises a miner's difficulty after a run of successes; at 8 the fast
+    /// miner still solves in about 2 s while the capped one mostly times out: that, not raw
+    /// solve time (the original's score barely weighs it), separates their scores after a
+    /// few rounds.
+    pub(super) fn compute_validator(port: u16, tempo: u16, records_url: &str, state_dir: &Path) -> Vec<String> {
         vec![
             s("validator"),
             s("compute"),
@@ -337,13 +353,30 @@ mod processes {
             tempo.to_string(),
             s("--database.url"),
             records_url.to_string(),
+            s("--data-dir"),
+            state_dir.display().to_string(),
+            s("--validator.difficulty.max"),
+            s("8"),
         ]
     }
 
-    pub(super) fn compute_miner(port: u16, slow: bool) -> Vec<String> {
-        let mut argv = vec![s("miner"), s("compute"), s("--axon.port"), port.to_string()];
+    /// One solver thread each (the machine is shared with the inference subnet); the slow
+    /// miner is also capped at 2 MH/s, about a fifteenth of one core's AVX-512 rate.
+    pub(super) fn compute_miner(port: u16, ssh_port: u16, slow: bool, state_dir: &Path) -> Vec<String> {
+        let mut argv = vec![
+            s("miner"),
+            s("compute"),
+            s("--axon.port"),
+            port.to_string(),
+            s("--ssh.port"),
+            ssh_port.to_string(),
+            s("--data-dir"),
+            state_dir.display().to_string(),
+            s("--miner.threads"),
+            s("1"),
+        ];
         if slow {
-            argv.extend([s("--miner.threads"), s("1")]);
+            argv.extend([s("--miner.max_hash_rate"), s("2000000")]);
         }
         argv
     }

@@ -21,9 +21,9 @@ pub(crate) enum Role {
     Dishonest,
     /// An honest inference miner throttled to a low token rate.
     Slow,
-    /// A compute miner using every core.
+    /// A compute miner at its full hash rate.
     ComputeFast,
-    /// A compute miner limited to one solver thread.
+    /// A compute miner with a capped hash rate.
     ComputeSlow,
 }
 
@@ -64,8 +64,8 @@ pub(crate) fn create_wallet(wallets: &Path, name: &str) -> anyhow::Result<(Keypa
     let wallet = Wallet::new(wallets, name, "default")?;
     let coldkey = Keypair::generate(12)?;
     let hotkey = Keypair::generate(12)?;
+    // Writes coldkeypub.txt too.
     wallet.write_coldkey(&coldkey, Protection::Plain, false)?;
-    wallet.write_coldkeypub(&coldkey.public(), false)?;
     wallet.write_hotkey(&hotkey, Protection::Plain, false)?;
     Ok((coldkey, hotkey))
 }

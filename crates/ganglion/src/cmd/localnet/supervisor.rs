@@ -49,6 +49,9 @@ impl Supervisor {
         let child = Command::new(&self.exe)
             .args(args)
             .env("RUST_LOG", std::env::var("GANGLION_LOCALNET_LOG").unwrap_or_else(|_| "info".into()))
+            // A dozen processes share this machine's cores: one compute thread each (the
+            // engine's barrier-synchronised pool loses badly when oversubscribed).
+            .env("RAYON_NUM_THREADS", std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "1".into()))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
