@@ -191,12 +191,18 @@ impl NodeHandle {
         format!("http://{}", self.addr)
     }
 
-    /// Stop producing blocks and serving; waits for both.
+    /// Stop producing blocks and serving; waits for both, and (for up to 5 s) for the last
+    /// request task still holding the node to let go, so that the database is closed when
+    /// this returns and the same data directory can be reopened at once.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Arc::strong_count(&self.node) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Wait until the node stops (storage failure or shutdown).

@@ -27,7 +27,7 @@ use ganglion_compute::validator::{self, ValidatorConfig};
 use ganglion_records::Records;
 use serde_json::json;
 
-use crate::cmd::AccessListArgs;
+use crate::cmd::{AccessListArgs, AxonArgs};
 use crate::cmd::chain::{NetArgs, parse_duration};
 use crate::cmd::wallet::WalletArgs;
 
@@ -88,18 +88,8 @@ impl NodeArgs {
 pub(crate) struct MinerArgs {
     #[command(flatten)]
     node: NodeArgs,
-    /// Address to listen on (default 0.0.0.0).
-    #[arg(long = "axon.ip", env = "GANGLION_AXON_IP")]
-    axon_ip: Option<IpAddr>,
-    /// Port to listen on (default 8091; 0 picks a free one).
-    #[arg(long = "axon.port", env = "GANGLION_AXON_PORT")]
-    axon_port: Option<u16>,
-    /// Address published on chain (default: --axon.ip, or 127.0.0.1 when listening on all).
-    #[arg(long = "axon.external_ip", alias = "axon.external-ip", env = "GANGLION_AXON_EXTERNAL_IP")]
-    axon_external_ip: Option<IpAddr>,
-    /// Port published on chain (default: the bound port).
-    #[arg(long = "axon.external_port", alias = "axon.external-port")]
-    axon_external_port: Option<u16>,
+    #[command(flatten)]
+    axon: AxonArgs,
     /// Do not publish the axon on chain.
     #[arg(long = "no-serve-axon")]
     no_serve_axon: bool,
@@ -190,13 +180,13 @@ impl MinerArgs {
         let mut c = file.miner.unwrap_or_default();
         set(&mut c.netuid, &self.node.netuid);
         set(&mut c.data_dir, &self.node.data_dir);
-        set(&mut c.axon_ip, &self.axon_ip);
-        set(&mut c.axon_port, &self.axon_port);
-        if self.axon_external_ip.is_some() {
-            c.external_ip = self.axon_external_ip;
+        set(&mut c.axon_ip, &self.axon.axon_ip);
+        set(&mut c.axon_port, &self.axon.axon_port);
+        if self.axon.axon_external_ip.is_some() {
+            c.external_ip = self.axon.axon_external_ip;
         }
-        if self.axon_external_port.is_some() {
-            c.external_port = self.axon_external_port;
+        if self.axon.axon_external_port.is_some() {
+            c.external_port = self.axon.axon_external_port;
         }
         if self.no_serve_axon {
             c.serve_axon = false;

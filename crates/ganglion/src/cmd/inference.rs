@@ -16,7 +16,7 @@ use ganglion_inference::validator::config::{DatabaseFile, MetricsFile, ModelsFil
 use ganglion_inference::validator::{self, ValidatorFile};
 use serde_json::json;
 
-use crate::cmd::AccessListArgs;
+use crate::cmd::{AccessListArgs, AxonArgs};
 use crate::cmd::chain::{NetArgs, parse_duration};
 use crate::cmd::wallet::WalletArgs;
 
@@ -52,18 +52,8 @@ pub(crate) struct MinerArgs {
     /// TOML config file (`[axon]`, `[[models]]`, `[policy]`, `[miner]`); flags override it.
     #[arg(long, env = "GANGLION_MINER_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on (default 0.0.0.0).
-    #[arg(long = "axon.ip", env = "GANGLION_AXON_IP")]
-    axon_ip: Option<IpAddr>,
-    /// Port to listen on (default 8091; 0 picks a free one).
-    #[arg(long = "axon.port", env = "GANGLION_AXON_PORT")]
-    axon_port: Option<u16>,
-    /// Address published on chain (default: --axon.ip, or 127.0.0.1 when listening on all).
-    #[arg(long = "axon.external_ip", alias = "axon.external-ip", env = "GANGLION_AXON_EXTERNAL_IP")]
-    axon_external_ip: Option<IpAddr>,
-    /// Port published on chain (default: the bound port).
-    #[arg(long = "axon.external_port", alias = "axon.external-port")]
-    axon_external_port: Option<u16>,
+    #[command(flatten)]
+    axon: AxonArgs,
     /// One OpenAI-compatible upstream serving every model it lists in /v1/models
     /// (`ganglion engine serve`, vLLM, …); replaces the file's [[models]].
     #[arg(long, env = "GANGLION_UPSTREAM")]
@@ -151,7 +141,7 @@ pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
         };
         let overrides = MinerFile {
             netuid: args.netuid,
-            axon: AxonFile { ip: args.axon_ip, port: args.axon_port, external_ip: args.axon_external_ip, external_port: args.axon_external_port },
+            axon: AxonFile { ip: args.axon.axon_ip, port: args.axon.axon_port, external_ip: args.axon.axon_external_ip, external_port: args.axon.axon_external_port },
             models,
             policy: PolicyFile {
                 force_validator_permit: args.no_force_validator_permit.then_some(false),

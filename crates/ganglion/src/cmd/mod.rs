@@ -12,6 +12,23 @@ pub(crate) mod inference;
 pub(crate) mod localnet;
 pub(crate) mod wallet;
 
+/// Where a miner listens and what it publishes on chain (the originals' `--axon.*` flags).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct AxonArgs {
+    /// Address to listen on (default 0.0.0.0).
+    #[arg(long = "axon.ip", env = "GANGLION_AXON_IP")]
+    pub(crate) axon_ip: Option<std::net::IpAddr>,
+    /// Port to listen on (default 8091; 0 picks a free one).
+    #[arg(long = "axon.port", env = "GANGLION_AXON_PORT")]
+    pub(crate) axon_port: Option<u16>,
+    /// Address published on chain (default: --axon.ip, or 127.0.0.1 when listening on all).
+    #[arg(long = "axon.external_ip", alias = "axon.external-ip", env = "GANGLION_AXON_EXTERNAL_IP")]
+    pub(crate) axon_external_ip: Option<std::net::IpAddr>,
+    /// Port published on chain (default: the bound port).
+    #[arg(long = "axon.external_port", alias = "axon.external-port")]
+    pub(crate) axon_external_port: Option<u16>,
+}
+
 /// Black- and whitelists of callers (miners) or of the miners to query (validators), by
 /// hotkey and by coldkey: comma-separated SS58 lists, the originals' flag names. A
 /// whitelisted key still passes every other check (the original compute subnet let it skip
