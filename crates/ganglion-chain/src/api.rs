@@ -1,7 +1,7 @@
 //! The [`Chain`] trait every miner and validator talks to, and the types it returns.
 //!
 //! Nothing here knows how a chain is reached: [`crate::LocalChain`] implements the trait over
-//! the local node's HTTP/SSE API, [`crate::node::Node`] implements it in-process, and a
+//! the local node's HTTP/SSE API, `ganglion_chain_node::Node` implements it in-process, and a
 //! subtensor backend can implement it later. Implementations provide the primitive queries
 //! and [`Chain::submit`]; the transaction helpers (`register`, `add_stake`, `set_weights`, …)
 //! are provided methods that build, sign (sr25519, with the account's next nonce and the
@@ -57,6 +57,9 @@ impl<'de> Deserialize<'de> for AccountId {
 
 /// 1 TAO in rao.
 pub const RAO_PER_TAO: u64 = 1_000_000_000;
+
+/// Largest commitment in bytes (`Chain::commit`); the node refuses longer ones.
+pub const MAX_COMMITMENT_BYTES: usize = 128;
 
 /// Static facts about a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,7 +220,7 @@ pub struct NeuronsSnapshot {
 /// A hotkey's commitment in a subnet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Commitment {
-    /// The committed string (at most [`crate::state::MAX_COMMITMENT_BYTES`] bytes).
+    /// The committed string (at most [`MAX_COMMITMENT_BYTES`] bytes).
     pub data: String,
     /// Block it was set in.
     pub block: u64,

@@ -1,4 +1,4 @@
-//! [`LocalChain`]: the [`Chain`] trait over a node's HTTP/SSE API (see [`crate::http`]), so
+//! [`LocalChain`]: the [`Chain`] trait over a node's HTTP/SSE API (`ganglion_chain_node::http`), so
 //! miners and validators in separate processes share one chain.
 //!
 //! Every request has a timeout and every answer is read with a size cap; the block
@@ -12,8 +12,7 @@ use ganglion_core::keys::PublicKey;
 use serde::de::DeserializeOwned;
 
 use crate::api::{AccountInfo, BlockHeader, BlockStream, Chain, ChainInfo, Commitment, NeuronsSnapshot, SubnetInfo, TxReceipt};
-use crate::error::{ChainError, ChainResult};
-use crate::http::ErrorBody;
+use crate::error::{ChainError, ChainResult, ErrorBody};
 use crate::hyperparams::Hyperparams;
 use crate::tx::SignedTransaction;
 

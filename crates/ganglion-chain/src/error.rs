@@ -244,29 +244,11 @@ pub fn weights_error_name(err: &WeightsError) -> &'static str {
     }
 }
 
-/// Storage failures of the node.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// redb failed.
-    #[error("chain database {path}: {reason}; check the disk and permissions of --data-dir")]
-    Db {
-        /// Database file.
-        path: String,
-        /// Underlying error.
-        reason: String,
-    },
-    /// Stored data could not be decoded.
-    #[error("chain database {path} holds undecodable data ({reason}); the data dir is corrupt or from another version")]
-    Corrupt {
-        /// Database file.
-        path: String,
-        /// Underlying error.
-        reason: String,
-    },
-}
-
-impl From<StoreError> for ChainError {
-    fn from(err: StoreError) -> Self {
-        ChainError::Node(err.to_string())
-    }
+/// The JSON body of an error answer of the node's HTTP API (see `ganglion_chain_node::http`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// Error name.
+    pub error: String,
+    /// One-line explanation.
+    pub message: String,
 }

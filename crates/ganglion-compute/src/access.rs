@@ -7,12 +7,11 @@
 //! exploiter checks. Here a whitelist only restricts; everyone, listed or not, passes every
 //! other check.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use ganglion_chain::Metagraph;
 use ganglion_core::keys::PublicKey;
-use ganglion_protocol::policy::{CallerInfo, CallerPolicy, PolicyConfig, SharedDirectory, StandardPolicy};
+use ganglion_protocol::policy::{CallerPolicy, PolicyConfig, SharedDirectory, StandardPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ComputeError, Result};
@@ -69,19 +68,12 @@ impl AccessConfig {
     }
 }
 
-/// The caller table of a metagraph.
-pub fn directory_entries(metagraph: &Metagraph) -> HashMap<PublicKey, CallerInfo> {
-    metagraph
-        .neurons()
-        .iter()
-        .map(|n| (n.hotkey, CallerInfo { coldkey: n.coldkey, stake_rao: n.stake, validator_permit: n.validator_permit }))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use ganglion_core::keys::Keypair;
-    use ganglion_protocol::policy::Denial;
+    use ganglion_protocol::policy::{CallerInfo, Denial};
 
     use super::*;
 

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ganglion_core::clock::now_ms;
 use ganglion_core::keys::PublicKey;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -147,9 +148,6 @@ impl std::fmt::Debug for Allocations {
     }
 }
 
-fn now_ms() -> u64 {
-    ganglion_protocol::epistula::now_ms()
-}
 
 impl Allocations {
     /// Loads the persisted allocations: expired ones are torn down, live ones re-adopted (or

@@ -93,6 +93,9 @@ pub enum ComputeError {
         /// What went wrong.
         reason: String,
     },
+    /// A call to a miner failed (typed: timeout, refusal, transport, …).
+    #[error("calling a miner: {0}")]
+    Call(#[from] ganglion_neuron::PeerFailure),
     /// The chain refused or could not be reached.
     #[error(transparent)]
     Chain(#[from] ganglion_chain::ChainError),
@@ -135,7 +138,7 @@ impl ComputeError {
             ComputeError::Config(_) => "config",
             ComputeError::Seal(_) => "seal",
             ComputeError::NoFit { .. } => "no_fit",
-            ComputeError::Peer { .. } => "peer",
+            ComputeError::Peer { .. } | ComputeError::Call(_) => "peer",
             ComputeError::Chain(_) => "chain",
             ComputeError::Records(_) => "records",
             ComputeError::Json(_) => "json",

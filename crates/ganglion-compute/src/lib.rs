@@ -20,22 +20,43 @@
 //!   renter's side of allocate / deallocate / status / list.
 //! - [`access`]: black/whitelists, stake and permit checks over the metagraph (the
 //!   original's inverted whitelist fixed).
-//! - [`miner`] and [`validator`]: the two long-running nodes; [`client`]: signed calls to
-//!   miners; [`metrics`]: Prometheus text; [`config`]: the TOML file; [`units`]: size and
-//!   timeline parsing; [`bench`](mod@bench): `ganglion bench compute`.
+//! - [`miner`] and [`validator`]: the two long-running nodes; [`config`]: the TOML file and
+//!   its flag overrides; [`units`]: size and timeline parsing; [`bench`](mod@bench):
+//!   `ganglion bench compute`.
 //!
-//! # Library API (what `ganglion localnet` and tests use)
-//! - `miner::spawn(MinerConfig, hotkey, Arc<dyn Chain>) -> MinerHandle` (`handle.addr`,
-//!   `handle.uid`, `handle.shutdown().await`), or `miner::run(config, hotkey, chain,
-//!   shutdown_future)`.
-//! - `validator::spawn(ValidatorConfig, hotkey, chain) -> ValidatorHandle`:
-//!   `handle.status()` is the current [`validator::ValidatorStatus`]: `{"block", "rounds",
-//!   "last_weights_block", "waiting_for_permit", …, "miners": [{"uid", "hotkey", "score"
-//!   (normalised, 0–1), "weight", "success_rate" (0–1), "attempts", "difficulty" (of the
-//!   last challenge), "difficulty_avg", "next_difficulty", "mean_elapsed_s", "last",
-//!   "allocated", "has_sandbox", "is_validator"}]}`; the same document is served at
-//!   `GET http://<metrics_ip>:<metrics_port>/status` and written to
-//!   `<data_dir>/validator-status-<netuid>.json` after every round.
+//! # What the runtime provides, what compute owns
+//! Both nodes are assembled from the neuron runtime (`ganglion-neuron`), which owns the
+//! plumbing every subnet shares: the miner's axon (bind, Epistula verifier over a caller
+//! table kept in step with the metagraph, `serve_axon` at start and on change, full refetch
+//! after sync errors), the validator loop (metagraph sync, permit wait, `step`, weights
+//! through the `WeightSetter` with its `version_key` policy and backoff from the chain's
+//! answer, status, stop and flush on the `Shutdown` token that SIGINT/SIGTERM fire), the
+//! status schema (`NodeStatus`, `/status`, `<data_dir>/status.json`), the Prometheus
+//! registry (`/metrics`, histograms), the config layering (file, then env and flags;
+//! durations with units) and typed peer failures (`PeerFailure`, `PeerClient`).
+//!
+//! Compute owns its protocol (routes, wire types, [`protocol::client`]), the work (challenges,
+//! solver, hashcat, specs, sandbox, allocations), the round schedule and scoring (what
+//! [`validator::ComputeValidator`] implements of `ganglion_neuron::validator::Validator`:
+//! `step`, `scores`, `status` rows, `on_hotkey_change`), its records (challenges, specs,
+//! scores, allocations: the validator's history lives there) and its config sections
+//! (`[miner]`, `[validator]`).
+//!
+//! # Library API (what `ganglion` and tests use)
+//! - [`config::load`]`(file, &overrides) -> ComputeConfig` (netuid, `[neuron]`, `[axon]`,
+//!   `[metrics]`, `[miner]`, `[validator]`).
+//! - `miner::spawn(&ComputeConfig, hotkey, Arc<dyn Chain>, Option<Shutdown>) -> MinerHandle`
+//!   (`handle.addr`, `handle.uid`, `handle.status()`, `handle.shutdown().await`,
+//!   `handle.wait().await`), or `miner::run(config, hotkey, chain, shutdown)`.
+//! - `validator::spawn(&ComputeConfig, hotkey, chain, Option<Shutdown>) -> ValidatorHandle`:
+//!   `handle.status()` is the runtime's `NodeStatus` (`subnet: "compute"`), per miner
+//!   `score` (normalised, 0–1), `weight`, `verified_share` (success rate, 0–1),
+//!   `last_failure {cause, detail}`, `speed {value: mean seconds of solved challenges, unit:
+//!   "s", context: "@d<difficulty>"}` and `details {total, attempts, difficulty,
+//!   difficulty_avg, next_difficulty, allocated, has_sandbox, is_validator}`; the node's
+//!   `details {rounds, last_round_block, next_round_block}`; `weights.last_set_block`. The
+//!   same document is served at `GET http://<metrics.host>:<metrics.port>/status` and
+//!   written to `<data_dir>/status.json` after every step.
 //!
 //! **Architecture invariant:** this crate knows the chain only through the `Chain` trait
 //! and the records store only through `ganglion_records::Records`; it never runs a shell
@@ -44,11 +65,9 @@
 pub mod access;
 pub mod allocation;
 pub mod bench;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod hashcat;
-pub mod metrics;
 pub mod miner;
 pub mod pow;
 pub mod protocol;

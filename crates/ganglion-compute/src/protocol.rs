@@ -33,6 +33,12 @@ pub mod route {
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// Largest response body a client reads.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+/// A client for signed calls to miners' routes (validators and renters), reading answers of
+/// at most [`MAX_RESPONSE_BYTES`]; its failures are typed ([`ganglion_neuron::PeerFailure`]).
+pub fn client(keypair: ganglion_core::keys::Keypair) -> Result<ganglion_neuron::peer::PeerClient> {
+    Ok(ganglion_neuron::peer::PeerClient::new(keypair, MAX_RESPONSE_BYTES)?)
+}
+
 /// Longest reservation (the original's 60 days).
 pub const MAX_TIMELINE_SECONDS: u64 = 60 * 86_400;
 /// Longest OpenSSH public key line accepted (an RSA-16384 key is about 2.8 KB).

@@ -13,7 +13,8 @@ use ganglion_chain::{Chain, Metagraph};
 use ganglion_records::{AllocationRecord, Records};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{MinerClient, axon_url};
+use ganglion_core::clock::now_ms_i64 as now_ms;
+use ganglion_neuron::peer::{PeerClient, axon_url};
 use crate::error::{ComputeError, Result};
 use crate::protocol::{
     Allocate, CapacityRequirement, CpuRequirement, DeviceRequirement, DockerRequirement, GpuRequirement, MAX_TIMELINE_SECONDS,
@@ -111,9 +112,6 @@ fn records_error(err: ganglion_records::RecordsError) -> ComputeError {
     ComputeError::Records(err.to_string())
 }
 
-fn now_ms() -> i64 {
-    ganglion_protocol::epistula::now_ms() as i64
-}
 
 /// Machines of a subnet with stored specs, joined with the metagraph and active allocations.
 pub async fn list(records: &Records, metagraph: &Metagraph) -> Result<Vec<Listing>> {
@@ -168,7 +166,7 @@ fn device_requirement(requirement: &Requirement) -> DeviceRequirement {
 }
 
 /// Finds a fitting miner and reserves it; stores the reservation in `records`.
-pub async fn allocate(client: &MinerClient, chain: &dyn Chain, records: &Records, order: &Order) -> Result<Granted> {
+pub async fn allocate(client: &PeerClient, chain: &dyn Chain, records: &Records, order: &Order) -> Result<Granted> {
     if order.timeline_seconds == 0 || order.timeline_seconds > MAX_TIMELINE_SECONDS {
         return Err(ComputeError::invalid("timeline", "between 1 second and 60 days"));
     }
@@ -272,13 +270,13 @@ pub async fn allocate(client: &MinerClient, chain: &dyn Chain, records: &Records
 }
 
 /// The caller's active reservations in `netuid`, newest first.
-pub async fn mine(records: &Records, client: &MinerClient, netuid: u16) -> Result<Vec<AllocationRecord>> {
+pub async fn mine(records: &Records, client: &PeerClient, netuid: u16) -> Result<Vec<AllocationRecord>> {
     let me = client.hotkey().to_ss58();
     Ok(records.allocations(netuid).await.map_err(records_error)?.into_iter().filter(|a| a.renter == me && a.status == "active").collect())
 }
 
 /// Releases a reservation (by allocation id, miner hotkey or uid; None: the only active one).
-pub async fn deallocate(client: &MinerClient, chain: &dyn Chain, records: &Records, netuid: u16, which: Option<&str>) -> Result<AllocationRecord> {
+pub async fn deallocate(client: &PeerClient, chain: &dyn Chain, records: &Records, netuid: u16, which: Option<&str>) -> Result<AllocationRecord> {
     let active = mine(records, client, netuid).await?;
     let record = match which {
         Some(key) => active.into_iter().find(|a| a.id == key || a.miner_hotkey == key || a.miner_uid.to_string() == key),
@@ -305,7 +303,7 @@ pub async fn deallocate(client: &MinerClient, chain: &dyn Chain, records: &Recor
 
 /// The live state of each of the caller's reservations (the miner's own answer, including
 /// which mechanism enforces each limit), or why it could not be asked.
-pub async fn status(client: &MinerClient, chain: &dyn Chain, records: &Records, netuid: u16) -> Result<Vec<(AllocationRecord, std::result::Result<serde_json::Value, String>)>> {
+pub async fn status(client: &PeerClient, chain: &dyn Chain, records: &Records, netuid: u16) -> Result<Vec<(AllocationRecord, std::result::Result<serde_json::Value, String>)>> {
     let active = mine(records, client, netuid).await?;
     let metagraph = Metagraph::fetch(chain, netuid).await?;
     let mut out = Vec::new();

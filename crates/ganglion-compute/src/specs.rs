@@ -192,7 +192,7 @@ pub fn collect(data_dir: &Path, config: &MeasureConfig) -> Result<Specs> {
         container_runtimes: container_runtimes(),
         sandbox: None,
         solver: None,
-        measured_at_ms: ganglion_protocol::epistula::now_ms(),
+        measured_at_ms: ganglion_core::clock::now_ms(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }

@@ -1,18 +1,24 @@
-//! The compute validator: rounds of challenges, specs collection, scoring, weights.
+//! The compute validator: rounds of challenges, specs collection and scoring, run by the
+//! runtime's validator loop ([`ganglion_neuron::validator::run_validator`]: metagraph sync,
+//! permit wait, weights through the runtime's `WeightSetter`, status, shutdown).
 //!
 //! A round runs every `randint(round_blocks_min, round_blocks_max)` blocks (the original's
 //! 50–80), counted from the end of the previous round, and at least once per epoch (the
-//! range is shortened to `epoch_length` when it is longer). Until the validator holds a
-//! validator permit it challenges nobody (miners would refuse it). A round queries every serving, non-validator, non-allocated uid that the access
-//! policy admits, in parallel (at most `batch_size` at once), each with a CSPRNG challenge
-//! at that miner's adapted difficulty, and measures the round trip itself. Every challenge
-//! is stored in the records store (`ChallengeRecord`); specs are fetched on the first round
-//! and every `specs_every_rounds` rounds after (`SpecsRecord`); after each round every uid
-//! is scored ([`crate::scoring`]) and the scores are stored (`ScoreRecord`, components in
-//! JSON for the hub's difficulty and score series). Weights are set once `epoch_length`
-//! blocks have passed since the last time: scores of validators are zero, only one uid
-//! per IP counts (configurable, because a local network runs every miner on 127.0.0.1),
-//! the rest is L1-normalised and converted with `ganglion_yuma::weights`.
+//! range is shortened to `epoch_length` when it is longer); the loop's step
+//! ([`ComputeValidator`]'s `Validator::step`) decides from the block whether one is due. Until
+//! the validator holds a validator permit it challenges nobody (miners would refuse it;
+//! `needs_permit` follows `wait_for_permit`). A round queries every serving, non-validator,
+//! non-allocated uid that the access policy admits, in parallel (at most `batch_size` at
+//! once), each with a CSPRNG challenge at that miner's adapted difficulty, and measures the
+//! round trip itself. Every challenge is stored in the records store (`ChallengeRecord`, its
+//! `cause` the typed failure's name: `timeout`, `refused`, `connect`, `wrong_answer`,
+//! `no_answer` …); specs are fetched on the first round and every `specs_every_rounds`
+//! rounds after (`SpecsRecord`); after each round every uid is scored ([`crate::scoring`])
+//! and the scores are stored (`ScoreRecord`, components in JSON for the hub's difficulty and
+//! score series). The scores handed to the weight setter are those of the last round after
+//! the weight rules: validators get zero, only one uid per IP counts (configurable, because
+//! a local network runs every miner on 127.0.0.1; loopback axons are exempt), the rest is
+//! L1-normalised.
 //!
 //! Allocated miners are the ones with an active reservation in this validator's records
 //! store (made by `ganglion compute allocate`); they are not challenged and get the
@@ -20,278 +26,46 @@
 //! renter is this validator's own hotkey, each round also asks the miner whether the
 //! sandbox still runs and marks the reservation `ended` if not.
 //!
-//! `GET /status` ([`ValidatorStatus`] as JSON: per-uid `score`, `success_rate`,
-//! `difficulty`, `mean_elapsed_s`, weights) and `GET /metrics` are served on `metrics_port`.
-//! Loopback axons are exempt from the one-uid-per-IP rule (a local network).
+//! The challenge history lives in the records store (committed after every round, read back
+//! per miner on first use), so a restarted validator resumes with the same history and
+//! difficulties. On shutdown a round in progress stops waiting for outstanding answers,
+//! stores what has come in, and the store is closed.
+//!
+//! Status: the runtime's `NodeStatus` (`subnet: "compute"`), served at `/status` with
+//! `/metrics` on `[metrics]` and written to `<data_dir>/status.json`; per miner `score`,
+//! `weight`, `verified_share` (success rate), `last_failure`, `speed` (mean seconds of the
+//! successful challenges at the current difficulty) and `details` (`total`, `attempts`,
+//! `difficulty`, `difficulty_avg`, `next_difficulty`, `allocated`, `has_sandbox`,
+//! `is_validator`); the node's `details`: `rounds`, `last_round_block`, `next_round_block`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use async_trait::async_trait;
 use futures::StreamExt;
 use ganglion_chain::{Chain, Metagraph, NeuronInfo, RAO_PER_TAO};
+use ganglion_core::clock::now_ms_i64 as now_ms;
 use ganglion_core::keys::Keypair;
+use ganglion_neuron::metrics::LATENCY_BUCKETS;
+use ganglion_neuron::peer::{PeerClient, axon_url};
+use ganglion_neuron::state::StateError;
+use ganglion_neuron::status::{Failure, MinerStatus, Role, Speed};
+use ganglion_neuron::sync::HotkeyChange;
+use ganglion_neuron::validator::{LoopSettings, StepContext, Validator, ValidatorNode, ValidatorTask};
+use ganglion_neuron::weights::{PlainWeights, WeightSetter};
+use ganglion_neuron::{Metrics, NodeStatus, PeerFailure, Shutdown, StatusBoard};
 use ganglion_protocol::policy::SharedDirectory;
 use ganglion_records::{AllocationRecord, ChallengeRecord, Records, ScoreRecord, SpecsRecord};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
-use crate::access::{self, AccessConfig};
-use crate::client::{MinerClient, axon_url};
+pub use crate::config::ValidatorConfig;
+use crate::config::ComputeConfig;
 use crate::error::{ComputeError, Result};
-use crate::metrics::Metrics;
-use crate::pow::{self, AdaptRule, ChallengeStats, Outcome, STATS_WINDOW};
+use crate::pow::{self, ChallengeStats, Outcome, STATS_WINDOW};
 use crate::protocol::{Allocate, Challenge, Specs, route};
-use crate::scoring::{self, Components, ScoreInput, ScoringConfig, UidScore};
-
-/// Validator settings (TOML section `[validator]`; flags in `ganglion validator compute --help`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ValidatorConfig {
-    /// `--netuid`.
-    pub netuid: u16,
-    /// Where the status file (and by default the records store) lives.
-    pub data_dir: PathBuf,
-    /// `--database.url`: the records store (default `sqlite:<data_dir>/records.db`).
-    pub records_url: Option<String>,
-    /// `--validator.difficulty.min`.
-    pub difficulty_min: u8,
-    /// `--validator.difficulty.max`.
-    pub difficulty_max: u8,
-    /// `--validator.difficulty.rule`: a or b.
-    pub adapt_rule: AdaptRule,
-    /// `--validator.challenge.timeout`, seconds (the original's 30).
-    pub challenge_timeout_s: f64,
-    /// `--validator.round.blocks.min`.
-    pub round_blocks_min: u64,
-    /// `--validator.round.blocks.max`.
-    pub round_blocks_max: u64,
-    /// `--neuron.epoch_length`: blocks between weight settings.
-    pub epoch_length: u64,
-    /// Scoring version and weights.
-    pub scoring: ScoringConfig,
-    /// Count only the best uid of each IP.
-    pub one_uid_per_ip: bool,
-    /// Neurons with a permit, at least this stake (TAO) and dividends or validator trust
-    /// are validators and score zero.
-    pub validator_stake_tao: f64,
-    /// Fetch specs every this many rounds (and on the first).
-    pub specs_every_rounds: u32,
-    /// Which miners to query (hotkey/coldkey lists).
-    pub access: AccessConfig,
-    /// `--metrics.port`: `/status` and `/metrics` (None: not served).
-    pub metrics_port: Option<u16>,
-    /// Address of the status server.
-    pub metrics_ip: IpAddr,
-    /// Most miners queried at once.
-    pub batch_size: usize,
-    /// `version_key` of `set_weights` (default: the subnet's `weights_version`).
-    pub version_key: Option<u64>,
-    /// How often the chain's block number is polled, milliseconds.
-    pub block_poll_ms: u64,
-    /// Challenge nobody until this validator holds a validator permit: miners refuse
-    /// callers without one by default, and those refusals would be stored as the miners'
-    /// failures.
-    pub wait_for_permit: bool,
-}
-
-impl Default for ValidatorConfig {
-    fn default() -> Self {
-        ValidatorConfig {
-            netuid: 27,
-            data_dir: crate::miner::default_data_dir(),
-            records_url: None,
-            difficulty_min: pow::DEFAULT_DIFFICULTY_RANGE.0,
-            difficulty_max: pow::DEFAULT_DIFFICULTY_RANGE.1,
-            adapt_rule: AdaptRule::B,
-            challenge_timeout_s: 30.0,
-            round_blocks_min: 50,
-            round_blocks_max: 80,
-            epoch_length: 100,
-            scoring: ScoringConfig::default(),
-            one_uid_per_ip: true,
-            validator_stake_tao: 1024.0,
-            specs_every_rounds: 10,
-            access: AccessConfig::default(),
-            metrics_port: None,
-            metrics_ip: IpAddr::from([127, 0, 0, 1]),
-            batch_size: 256,
-            version_key: None,
-            block_poll_ms: 1000,
-            wait_for_permit: true,
-        }
-    }
-}
-
-impl ValidatorConfig {
-    fn validate(&mut self) -> Result<()> {
-        let (min, max) = (self.difficulty_min, self.difficulty_max);
-        if !(pow::MIN_DIFFICULTY..=pow::MAX_DIFFICULTY).contains(&min) || !(pow::MIN_DIFFICULTY..=pow::MAX_DIFFICULTY).contains(&max) || min > max {
-            return Err(ComputeError::Config(format!("the difficulty range must lie within 1..=12 with min ≤ max, not {min}..={max}")));
-        }
-        if !(self.challenge_timeout_s.is_finite() && self.challenge_timeout_s > 0.0 && self.challenge_timeout_s <= 600.0) {
-            return Err(ComputeError::Config("the challenge timeout must be between 0 and 600 seconds".into()));
-        }
-        if self.round_blocks_min == 0 || self.round_blocks_min > self.round_blocks_max {
-            return Err(ComputeError::Config("round blocks: need 1 ≤ min ≤ max".into()));
-        }
-        if self.batch_size == 0 || self.epoch_length == 0 {
-            return Err(ComputeError::Config("batch size and epoch length must be at least 1".into()));
-        }
-        // At least one round per epoch, so that every weight setting reflects fresh
-        // challenges (with a short local epoch the default 50–80 blocks would not).
-        if self.round_blocks_max > self.epoch_length {
-            self.round_blocks_max = self.epoch_length;
-            self.round_blocks_min = self.round_blocks_min.min(self.round_blocks_max);
-            tracing::info!(target: "compute::validator", min = self.round_blocks_min, max = self.round_blocks_max, "round spacing shortened to fit the epoch");
-        }
-        self.scoring.effective_weights().validate().map_err(ComputeError::Config)?;
-        self.access.policy_config()?;
-        // The score's time and difficulty terms use this validator's own timeout and range.
-        self.scoring.timeout_s = self.challenge_timeout_s;
-        self.scoring.min_difficulty = min;
-        self.scoring.max_difficulty = max;
-        Ok(())
-    }
-}
-
-/// The last challenge of a miner, for the status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LastChallenge {
-    /// Solved in time.
-    pub success: bool,
-    /// Difficulty.
-    pub difficulty: u8,
-    /// Round trip, ms.
-    pub elapsed_ms: f64,
-    /// Failure cause.
-    pub cause: Option<String>,
-}
-
-/// One uid in the status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MinerStatus {
-    /// Uid.
-    pub uid: u16,
-    /// Hotkey.
-    pub hotkey: String,
-    /// Normalised score in [0, 1].
-    pub score: f64,
-    /// The score before normalisation.
-    pub total: f64,
-    /// Weight of the last computation (after the IP and validator rules).
-    pub weight: f64,
-    /// Successes / attempts in the window (0–1).
-    pub success_rate: f64,
-    /// Challenges in the window.
-    pub attempts: u32,
-    /// The difficulty this miner is challenged at: that of its last challenge (before any,
-    /// the one it will get first).
-    pub difficulty: u8,
-    /// Mean difficulty of the last 20 successes.
-    pub difficulty_avg: f64,
-    /// Difficulty of the next challenge.
-    pub next_difficulty: u8,
-    /// Mean seconds of the successful challenges.
-    pub mean_elapsed_s: f64,
-    /// The last challenge.
-    pub last: Option<LastChallenge>,
-    /// Allocated through this validator's records store.
-    pub allocated: bool,
-    /// Reports a working sandbox.
-    pub has_sandbox: bool,
-    /// Counted as a validator (scores zero).
-    pub is_validator: bool,
-}
-
-/// What `GET /status` returns.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ValidatorStatus {
-    /// Subnet.
-    pub netuid: u16,
-    /// This validator's hotkey.
-    pub hotkey: String,
-    /// Its uid.
-    pub uid: Option<u16>,
-    /// Last block seen.
-    pub block: u64,
-    /// Rounds run.
-    pub rounds: u64,
-    /// Block of the last round.
-    pub last_round_block: Option<u64>,
-    /// Block of the next round.
-    pub next_round_block: Option<u64>,
-    /// Block of the last successful `set_weights`.
-    pub last_weights_block: Option<u64>,
-    /// Last `set_weights` error, if the last attempt failed.
-    pub last_weights_error: Option<String>,
-    /// No round yet because this validator has no validator permit.
-    pub waiting_for_permit: bool,
-    /// Per uid.
-    pub miners: Vec<MinerStatus>,
-}
-
-/// A running validator.
-pub struct ValidatorHandle {
-    /// Where `/status` and `/metrics` are served.
-    pub addr: Option<SocketAddr>,
-    status: Arc<RwLock<ValidatorStatus>>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for ValidatorHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ValidatorHandle").field("addr", &self.addr).finish_non_exhaustive()
-    }
-}
-
-impl ValidatorHandle {
-    /// The current status (per-uid scores for the localnet table).
-    pub fn status(&self) -> ValidatorStatus {
-        match self.status.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Stops the validator (the round in progress is abandoned).
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-    }
-}
-
-struct Validator {
-    config: ValidatorConfig,
-    hotkey: Keypair,
-    chain: Arc<dyn Chain>,
-    records: Records,
-    client: MinerClient,
-    history: HashMap<String, VecDeque<Outcome>>,
-    last: HashMap<String, LastChallenge>,
-    has_sandbox: HashMap<String, bool>,
-    /// Hotkeys that sent their specs since the last full refresh: the others (new, or
-    /// unreachable so far) are asked every round.
-    specs_received: HashSet<String>,
-    status: Arc<RwLock<ValidatorStatus>>,
-    metrics: Arc<Metrics>,
-    rounds: u64,
-    last_weights_block: Option<u64>,
-    last_weights_attempt: Option<u64>,
-    weights: HashMap<u16, f64>,
-    /// When this process first saw its validator permit.
-    permit_since: Option<std::time::Instant>,
-}
+use crate::scoring::{self, Components, ScoreInput, UidScore};
 
 /// How long a miner has to send its specs (it serves a cached document).
 const SPECS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -302,31 +76,143 @@ const SPECS_TIMEOUT: Duration = Duration::from_secs(10);
 /// be refused through no fault of theirs.
 const PERMIT_GRACE: Duration = Duration::from_secs(60);
 
-/// Whether a call failed because the miner does not (yet) know this validator's permit or
-/// registration (HTTP 403 from its caller policy).
-fn refused_for_standing(error: &str) -> bool {
-    error.contains("HTTP 403") && (error.contains("no validator permit") || error.contains("not registered"))
-}
-
 /// The original's rule (a permit and at least `stake_tao`), narrowed to neurons that
 /// actually validate (they earn dividends or validator trust): a miner's own emission is
 /// staked on its hotkey, and on a small subnet every neuron holds a permit, so a long-lived
 /// honest miner would otherwise cross the threshold and drop to zero.
 fn counts_as_validator(neuron: &NeuronInfo, stake_tao: f64) -> bool {
-    neuron.validator_permit
-        && neuron.stake as f64 >= stake_tao * RAO_PER_TAO as f64
-        && (neuron.dividends > 0 || neuron.validator_trust > 0)
+    neuron.validator_permit && neuron.stake as f64 >= stake_tao * RAO_PER_TAO as f64 && (neuron.dividends > 0 || neuron.validator_trust > 0)
 }
 
-fn now_ms() -> i64 {
-    ganglion_protocol::epistula::now_ms() as i64
+/// Whether a failed challenge is excused during [`PERMIT_GRACE`]: the miner's caller policy
+/// refused this validator for its standing (no permit or not registered yet, read from the
+/// Epistula 403's `error.reason`), which is not the miner's fault.
+fn excused_in_grace(failure: &PeerFailure, in_grace: bool) -> bool {
+    in_grace && failure.refused_for_standing()
 }
 
 fn records_error(err: ganglion_records::RecordsError) -> ComputeError {
     ComputeError::Records(err.to_string())
 }
 
-impl Validator {
+/// The last challenge of a miner.
+#[derive(Debug, Clone, PartialEq)]
+struct LastChallenge {
+    success: bool,
+    difficulty: u8,
+    /// The failure's stable name.
+    cause: Option<String>,
+    /// The failure's specifics.
+    detail: String,
+}
+
+/// One uid as the last scoring saw it (status rows).
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    hotkey: String,
+    score: f64,
+    total: f64,
+    stats: ChallengeStats,
+    difficulty: u8,
+    next_difficulty: u8,
+    allocated: bool,
+    has_sandbox: bool,
+    is_validator: bool,
+}
+
+/// The compute validator (implements the runtime's [`Validator`]).
+pub struct ComputeValidator {
+    config: ValidatorConfig,
+    netuid: u16,
+    hotkey: Keypair,
+    chain: Arc<dyn Chain>,
+    records: Records,
+    client: PeerClient,
+    metrics: Arc<Metrics>,
+    history: HashMap<String, VecDeque<Outcome>>,
+    last: HashMap<String, LastChallenge>,
+    has_sandbox: HashMap<String, bool>,
+    /// Hotkeys that sent their specs since the last full refresh: the others (new, or
+    /// unreachable so far) are asked every round.
+    specs_received: HashSet<String>,
+    rounds: u64,
+    last_round_block: Option<u64>,
+    next_round_block: Option<u64>,
+    rows: BTreeMap<u16, Row>,
+    /// Normalised weights of the last scoring, after the weight rules.
+    weights: BTreeMap<u16, f64>,
+    /// When this process first ran a round (holding its permit, unless `wait_for_permit` is off).
+    permit_since: Option<Instant>,
+}
+
+impl std::fmt::Debug for ComputeValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComputeValidator").field("netuid", &self.netuid).field("rounds", &self.rounds).finish_non_exhaustive()
+    }
+}
+
+fn describe_metrics(metrics: &Metrics) {
+    metrics.counter("compute_validator_challenges_total", "Challenges sent, by outcome (solved or failed).");
+    metrics.histogram("compute_validator_challenge_seconds", "Round trip of challenges as the validator measures it, by outcome.", LATENCY_BUCKETS);
+    metrics.gauge("compute_validator_rounds", "Rounds run.");
+}
+
+impl ComputeValidator {
+    /// Validates the settings, creates the data directory and opens the records store.
+    pub async fn open(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain>, metrics: Arc<Metrics>) -> Result<ComputeValidator> {
+        config.validate()?;
+        let mut settings = config.validator.clone();
+        settings.validate(config.neuron.epoch_length)?;
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir).map_err(|err| ComputeError::io("creating", &data_dir, err))?;
+        let url = settings.records_url.clone().unwrap_or_else(|| Records::default_url(&data_dir));
+        let records = Records::open(&url).await.map_err(records_error)?;
+        describe_metrics(&metrics);
+        let client = crate::protocol::client(hotkey.clone())?;
+        Ok(ComputeValidator {
+            config: settings,
+            netuid: config.netuid,
+            hotkey,
+            chain,
+            records,
+            client,
+            metrics,
+            history: HashMap::new(),
+            last: HashMap::new(),
+            has_sandbox: HashMap::new(),
+            specs_received: HashSet::new(),
+            rounds: 0,
+            last_round_block: None,
+            next_round_block: None,
+            rows: BTreeMap::new(),
+            weights: BTreeMap::new(),
+            permit_since: None,
+        })
+    }
+
+    /// The records store.
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
+    /// The window of challenge outcomes of a miner, newest first (read from the records
+    /// store on first use).
+    pub async fn history(&mut self, hotkey: &str) -> Vec<Outcome> {
+        self.load_history(hotkey).await;
+        self.history.get(hotkey).map(|h| h.iter().copied().collect()).unwrap_or_default()
+    }
+
+    /// The difficulty of the next challenge to a miner.
+    pub async fn next_difficulty(&mut self, hotkey: &str) -> u8 {
+        self.load_history(hotkey).await;
+        pow::next_difficulty(&self.stats(hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max)
+    }
+
+    /// Rounds run by this process.
+    pub fn rounds(&self) -> u64 {
+        self.rounds
+    }
+
     fn is_validator(&self, neuron: &NeuronInfo, own: Option<u16>) -> bool {
         Some(neuron.uid) == own || counts_as_validator(neuron, self.config.validator_stake_tao)
     }
@@ -335,10 +221,11 @@ impl Validator {
         if self.history.contains_key(hotkey) {
             return;
         }
-        let rows = self.records.recent_challenges(self.config.netuid, hotkey, STATS_WINDOW as u32).await.unwrap_or_default();
+        let rows = self.records.recent_challenges(self.netuid, hotkey, STATS_WINDOW as u32).await.unwrap_or_default();
+        let me = self.hotkey.public().to_ss58();
         let outcomes: VecDeque<Outcome> = rows
             .iter()
-            .filter(|r| r.validator_hotkey == self.hotkey.public().to_ss58())
+            .filter(|r| r.validator_hotkey == me)
             .map(|r| Outcome { success: r.success, difficulty: r.difficulty, elapsed_s: r.elapsed_ms / 1000.0 })
             .collect();
         self.history.insert(hotkey.to_string(), outcomes);
@@ -351,7 +238,7 @@ impl Validator {
 
     /// Active reservations in the records store (marking ended ones), by miner hotkey.
     async fn allocated(&self) -> HashSet<String> {
-        let rows = match self.records.allocations(self.config.netuid).await {
+        let rows = match self.records.allocations(self.netuid).await {
             Ok(rows) => rows,
             Err(err) => {
                 tracing::warn!(target: "compute::validator", %err, "cannot read allocations");
@@ -376,7 +263,7 @@ impl Validator {
     /// For reservations this validator made itself: ask the miner whether it still runs.
     async fn check_own_allocations(&self, metagraph: &Metagraph) {
         let me = self.hotkey.public().to_ss58();
-        let Ok(rows) = self.records.allocations(self.config.netuid).await else { return };
+        let Ok(rows) = self.records.allocations(self.netuid).await else { return };
         for row in rows.into_iter().filter(|r| r.status == "active" && r.renter == me) {
             let Some(neuron) = row.miner_hotkey.parse().ok().and_then(|hk| metagraph.by_hotkey(&hk)).cloned() else { continue };
             let Some(axon) = &neuron.axon else { continue };
@@ -393,27 +280,33 @@ impl Validator {
         }
     }
 
-    async fn fetch_specs(&mut self, targets: &[NeuronInfo]) {
+    async fn fetch_specs(&mut self, targets: &[NeuronInfo], shutdown: &Shutdown) {
         let client = self.client.clone();
-        let netuid = self.config.netuid;
-        let results: Vec<(NeuronInfo, Result<Specs>)> = futures::stream::iter(targets.iter().cloned())
+        let netuid = self.netuid;
+        let mut stop = shutdown.clone();
+        let results: Vec<(NeuronInfo, std::result::Result<Specs, PeerFailure>)> = futures::stream::iter(targets.iter().cloned())
             .map(|neuron| {
                 let client = client.clone();
                 async move {
                     let Some(axon) = neuron.axon.clone() else {
-                        return (neuron, Err(ComputeError::Config("no axon".into())));
+                        return (neuron, Err(PeerFailure::NoAxon));
                     };
-                    let request = Specs::default();
-                    let reply = client.call::<_, Specs>(&axon_url(&axon), &neuron.hotkey, route::SPECS, &request, SPECS_TIMEOUT).await;
+                    let reply = client.call::<_, Specs>(&axon_url(&axon), &neuron.hotkey, route::SPECS, &Specs::default(), SPECS_TIMEOUT).await;
                     (neuron, reply.map(|r| r.body))
                 }
             })
             .buffer_unordered(self.config.batch_size)
+            .take_until(async move { stop.wait().await })
             .collect()
             .await;
+        let answered: HashSet<String> = results.iter().map(|(n, _)| n.hotkey.to_ss58()).collect();
+        for neuron in targets.iter().filter(|n| !answered.contains(&n.hotkey.to_ss58())) {
+            // Cut short by a shutdown: ask again next time.
+            self.specs_received.remove(&neuron.hotkey.to_ss58());
+        }
         for (neuron, result) in results {
             let hotkey = neuron.hotkey.to_ss58();
-            let parsed = result.and_then(|specs| serde_json::from_str::<serde_json::Value>(&specs.specs_output).map_err(ComputeError::from));
+            let parsed = result.map_err(ComputeError::from).and_then(|specs| serde_json::from_str::<serde_json::Value>(&specs.specs_output).map_err(ComputeError::from));
             match parsed {
                 Ok(specs) if specs.is_object() => {
                     self.has_sandbox.insert(hotkey.clone(), specs.get("has_docker").and_then(serde_json::Value::as_bool).unwrap_or(false));
@@ -434,28 +327,29 @@ impl Validator {
     }
 
     /// Challenges `targets`; with `in_grace`, refusals for the validator's standing are
-    /// dropped instead of recorded (see [`PERMIT_GRACE`]).
-    async fn challenge_all(&mut self, targets: &[NeuronInfo], in_grace: bool) -> Vec<ChallengeRecord> {
+    /// dropped instead of recorded (see [`PERMIT_GRACE`]). When `shutdown` fires, answers
+    /// still outstanding are dropped (neither success nor failure) and the rest returned.
+    async fn challenge_all(&mut self, targets: &[NeuronInfo], in_grace: bool, shutdown: &Shutdown) -> Vec<ChallengeRecord> {
         let mut plans = Vec::new();
         for neuron in targets {
             let hotkey = neuron.hotkey.to_ss58();
             self.load_history(&hotkey).await;
-            let difficulty =
-                pow::next_difficulty(&self.stats(&hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
+            let difficulty = pow::next_difficulty(&self.stats(&hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
             let (spec, _password) = pow::generate(difficulty, &mut rand::rngs::OsRng);
             plans.push((neuron.clone(), spec));
         }
         let client = self.client.clone();
-        let timeout = Duration::from_secs_f64(self.config.challenge_timeout_s);
-        let netuid = self.config.netuid;
+        let timeout = self.config.challenge_timeout;
+        let netuid = self.netuid;
         let me = self.hotkey.public().to_ss58();
-        let records: Vec<ChallengeRecord> = futures::stream::iter(plans)
+        let mut stop = shutdown.clone();
+        let results: Vec<(ChallengeRecord, String)> = futures::stream::iter(plans)
             .map(|(neuron, spec)| {
                 let client = client.clone();
                 let me = me.clone();
                 async move {
                     let created_at_ms = now_ms();
-                    let started = std::time::Instant::now();
+                    let started = Instant::now();
                     let request = Challenge::from_spec(&spec);
                     let outcome = match &neuron.axon {
                         // One second of grace for the network on top of the miner's budget.
@@ -463,26 +357,24 @@ impl Validator {
                             .call::<_, Challenge>(&axon_url(axon), &neuron.hotkey, route::CHALLENGE, &request, timeout + Duration::from_secs(1))
                             .await
                             .map(|r| r.body.output),
-                        None => Err(ComputeError::Config("no axon".into())),
+                        None => Err(PeerFailure::NoAxon),
                     };
                     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    let (success, cause) = match outcome {
+                    let (success, cause, detail) = match outcome {
                         Ok(output) => match output.password {
-                            Some(password) if spec.is_solved_by(&password) => (true, None),
-                            Some(_) => (false, Some("wrong_answer".to_string())),
-                            None => (false, Some(format!("no_answer: {}", output.error.unwrap_or_default().chars().take(200).collect::<String>()))),
+                            Some(password) if spec.is_solved_by(&password) => (true, None, String::new()),
+                            Some(_) => (false, Some("wrong_answer".to_string()), "the password does not hash to the challenge".to_string()),
+                            None => (false, Some("no_answer".to_string()), output.error.unwrap_or_default().chars().take(200).collect()),
                         },
-                        Err(err) => {
-                            let text = err.to_string();
-                            if in_grace && refused_for_standing(&text) {
-                                tracing::debug!(target: "compute::validator", uid = neuron.uid, %text, "refused before the miner saw our permit; not counted");
+                        Err(failure) => {
+                            if excused_in_grace(&failure, in_grace) {
+                                tracing::debug!(target: "compute::validator", uid = neuron.uid, %failure, "refused before the miner saw our permit; not counted");
                                 return None;
                             }
-                            let cause = if text.contains("no answer within") { "timeout".to_string() } else { format!("error: {}", text.chars().take(200).collect::<String>()) };
-                            (false, Some(cause))
+                            (false, Some(failure.name().to_string()), failure.to_string())
                         }
                     };
-                    Some(ChallengeRecord {
+                    let record = ChallengeRecord {
                         id: uuid::Uuid::new_v4().to_string(),
                         created_at_ms,
                         netuid,
@@ -493,33 +385,35 @@ impl Validator {
                         elapsed_ms,
                         difficulty: spec.difficulty,
                         cause,
-                    })
+                    };
+                    Some((record, detail))
                 }
             })
             .buffer_unordered(self.config.batch_size)
+            .take_until(async move { stop.wait().await })
             .filter_map(std::future::ready)
             .collect()
             .await;
-        for record in &records {
+        let mut records = Vec::with_capacity(results.len());
+        for (record, detail) in results {
             let history = self.history.entry(record.miner_hotkey.clone()).or_default();
             history.push_front(Outcome { success: record.success, difficulty: record.difficulty, elapsed_s: record.elapsed_ms / 1000.0 });
             history.truncate(STATS_WINDOW);
-            self.last.insert(
-                record.miner_hotkey.clone(),
-                LastChallenge { success: record.success, difficulty: record.difficulty, elapsed_ms: record.elapsed_ms, cause: record.cause.clone() },
-            );
+            self.last.insert(record.miner_hotkey.clone(), LastChallenge { success: record.success, difficulty: record.difficulty, cause: record.cause.clone(), detail });
             let outcome = if record.success { "solved" } else { "failed" };
-            self.metrics.inc("compute_validator_challenges_total", "Challenges sent, by outcome.", &[("outcome", outcome)], 1.0);
+            self.metrics.inc("compute_validator_challenges_total", &[("outcome", outcome)]);
+            self.metrics.observe("compute_validator_challenge_seconds", &[("outcome", outcome)], record.elapsed_ms / 1000.0);
+            records.push(record);
         }
         records
     }
 
-    /// Scores every uid; returns the status rows and the records to store.
-    async fn score_all(&mut self, metagraph: &Metagraph, allocated: &HashSet<String>, block: u64) -> (Vec<MinerStatus>, Vec<ScoreRecord>) {
+    /// Scores every uid: keeps the status rows and the weights; returns the records to store.
+    async fn score_all(&mut self, metagraph: &Metagraph, allocated: &HashSet<String>, block: u64) -> Vec<ScoreRecord> {
         let own = metagraph.uid_of(&self.hotkey.public());
-        let mut statuses = Vec::new();
         let mut rows = Vec::new();
         let mut uid_scores = Vec::new();
+        let mut table = BTreeMap::new();
         for neuron in metagraph.neurons().to_vec() {
             let hotkey = neuron.hotkey.to_ss58();
             self.load_history(&hotkey).await;
@@ -535,23 +429,20 @@ impl Validator {
             // reach a miner's loopback, so there is nothing to gain from it on a real one).
             let ip = neuron.axon.as_ref().map(|a| a.ip).filter(|ip| !ip.is_loopback());
             uid_scores.push(UidScore { uid: neuron.uid, score, ip, is_validator });
-            statuses.push(MinerStatus {
-                uid: neuron.uid,
-                hotkey: hotkey.clone(),
-                score,
-                total: components.total,
-                weight: 0.0,
-                success_rate: if stats.attempts == 0 { 0.0 } else { f64::from(stats.successes) / f64::from(stats.attempts) },
-                attempts: stats.attempts,
-                difficulty: self.last.get(&hotkey).map_or(next_difficulty, |last| last.difficulty),
-                difficulty_avg: stats.last20_difficulty_avg,
-                next_difficulty,
-                mean_elapsed_s: stats.mean_success_elapsed_s,
-                last: self.last.get(&hotkey).cloned(),
-                allocated: is_allocated,
-                has_sandbox,
-                is_validator,
-            });
+            table.insert(
+                neuron.uid,
+                Row {
+                    hotkey: hotkey.clone(),
+                    score,
+                    total: components.total,
+                    stats,
+                    difficulty: self.last.get(&hotkey).map_or(next_difficulty, |last| last.difficulty),
+                    next_difficulty,
+                    allocated: is_allocated,
+                    has_sandbox,
+                    is_validator,
+                },
+            );
             if !is_validator && (stats.attempts > 0 || is_allocated) {
                 let mut detail = serde_json::to_value(components).unwrap_or_default();
                 if let Some(map) = detail.as_object_mut() {
@@ -563,7 +454,7 @@ impl Validator {
                 }
                 rows.push(ScoreRecord {
                     created_at_ms: now_ms(),
-                    netuid: self.config.netuid,
+                    netuid: self.netuid,
                     block,
                     validator_hotkey: self.hotkey.public().to_ss58(),
                     uid: neuron.uid,
@@ -574,45 +465,23 @@ impl Validator {
             }
         }
         self.weights = scoring::weights(&uid_scores, self.config.one_uid_per_ip).into_iter().collect();
-        for status in &mut statuses {
-            status.weight = self.weights.get(&status.uid).copied().unwrap_or(0.0);
-        }
-        (statuses, rows)
+        self.rows = table;
+        rows
     }
 
-    /// Runs a round and returns how many miners it challenged (`None`: it waited for a
-    /// validator permit instead).
-    async fn round(&mut self, block: u64) -> Result<Option<usize>> {
-        let metagraph = Metagraph::fetch(self.chain.as_ref(), self.config.netuid).await?;
-        let own = metagraph.uid_of(&self.hotkey.public());
-        let Some(own_neuron) = own.and_then(|uid| metagraph.neuron(uid)) else {
-            return Err(ComputeError::Config(format!(
-                "hotkey {} is not registered on subnet {}",
-                self.hotkey.public(),
-                self.config.netuid
-            )));
-        };
-        if self.config.wait_for_permit && !own_neuron.validator_permit {
-            let already = self.status.read().map(|s| s.waiting_for_permit).unwrap_or(true);
-            if already {
-                tracing::debug!(target: "compute::validator", block, "still waiting for a validator permit");
-            } else {
-                tracing::info!(target: "compute::validator", block, "waiting for a validator permit (the next epoch gives one to staked validators); miners refuse callers without one");
-                self.update_status(|status| status.waiting_for_permit = true);
-            }
-            return Ok(None);
-        }
-        let permit_since = *self.permit_since.get_or_insert_with(std::time::Instant::now);
+    /// Runs a round on `metagraph` and returns how many miners it challenged.
+    async fn round(&mut self, metagraph: &Metagraph, own: u16, block: u64, shutdown: &Shutdown) -> Result<usize> {
+        let permit_since = *self.permit_since.get_or_insert_with(Instant::now);
         let in_grace = permit_since.elapsed() < PERMIT_GRACE;
         let directory = Arc::new(SharedDirectory::default());
-        directory.replace(access::directory_entries(&metagraph));
+        directory.replace(ganglion_neuron::axon::caller_table(metagraph));
         let policy = self.config.access.policy(directory)?;
         let allocated = self.allocated().await;
-        self.check_own_allocations(&metagraph).await;
+        self.check_own_allocations(metagraph).await;
         let serving: Vec<NeuronInfo> = metagraph
             .neurons()
             .iter()
-            .filter(|n| !self.is_validator(n, own))
+            .filter(|n| !self.is_validator(n, Some(own)))
             .filter(|n| n.axon.as_ref().is_some_and(|a| a.port != 0 && !a.ip.is_unspecified()))
             .filter(|n| policy.check(&n.hotkey).is_ok())
             .cloned()
@@ -623,261 +492,243 @@ impl Validator {
         let missing: Vec<NeuronInfo> = serving.iter().filter(|n| !self.specs_received.contains(&n.hotkey.to_ss58())).cloned().collect();
         if !missing.is_empty() {
             self.specs_received.extend(missing.iter().map(|n| n.hotkey.to_ss58()));
-            self.fetch_specs(&missing).await;
+            self.fetch_specs(&missing, shutdown).await;
         }
         let targets: Vec<NeuronInfo> = serving.into_iter().filter(|n| !allocated.contains(&n.hotkey.to_ss58())).collect();
-        let challenges = self.challenge_all(&targets, in_grace).await;
+        let challenges = self.challenge_all(&targets, in_grace, shutdown).await;
         if let Err(err) = self.records.insert_challenges(&challenges).await {
             tracing::warn!(target: "compute::validator", %err, "cannot store challenges");
         }
-        let (miners, scores) = self.score_all(&metagraph, &allocated, block).await;
+        let scores = self.score_all(metagraph, &allocated, block).await;
         if let Err(err) = self.records.insert_scores(&scores).await {
             tracing::warn!(target: "compute::validator", %err, "cannot store scores");
         }
         self.rounds += 1;
+        self.last_round_block = Some(block);
         let solved = challenges.iter().filter(|c| c.success).count();
-        tracing::info!(target: "compute::validator", block, queried = challenges.len(), solved, "round done");
-        self.metrics.set("compute_validator_rounds", "Rounds run.", &[], self.rounds as f64);
-        self.update_status(|status| {
-            status.uid = own;
-            status.waiting_for_permit = false;
-            status.rounds += 1;
-            status.last_round_block = Some(block);
-            status.miners = miners;
+        tracing::info!(target: "compute::validator", block, queried = challenges.len(), solved, stopped = shutdown.is_set(), "round done");
+        self.metrics.set("compute_validator_rounds", &[], self.rounds as f64);
+        Ok(challenges.len())
+    }
+
+    fn forget(&mut self, hotkey: &str) {
+        self.history.remove(hotkey);
+        self.last.remove(hotkey);
+        self.has_sandbox.remove(hotkey);
+        self.specs_received.remove(hotkey);
+    }
+
+    fn miner_status(&self, uid: u16, row: &Row, weight: f64) -> MinerStatus {
+        let stats = row.stats;
+        let last = self.last.get(&row.hotkey);
+        MinerStatus {
+            uid,
+            hotkey: row.hotkey.clone(),
+            score: row.score,
+            weight,
+            verified_share: (stats.attempts > 0).then(|| f64::from(stats.successes) / f64::from(stats.attempts)),
+            last_failure: last
+                .filter(|l| !l.success)
+                .map(|l| Failure { cause: l.cause.clone().unwrap_or_else(|| "failed".into()), detail: l.detail.clone() }),
+            speed: (stats.successes > 0).then(|| Speed { value: stats.mean_success_elapsed_s, unit: "s".into(), context: format!("@d{}", row.difficulty) }),
+            details: serde_json::json!({
+                "total": row.total,
+                "attempts": stats.attempts,
+                "difficulty": row.difficulty,
+                "difficulty_avg": stats.last20_difficulty_avg,
+                "next_difficulty": row.next_difficulty,
+                "allocated": row.allocated,
+                "has_sandbox": row.has_sandbox,
+                "is_validator": row.is_validator,
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Validator for ComputeValidator {
+    async fn step(&mut self, ctx: &StepContext<'_>) -> std::result::Result<(), String> {
+        let block = ctx.block;
+        if self.next_round_block.is_some_and(|at| block < at) {
+            return Ok(());
+        }
+        let outcome = self.round(ctx.metagraph, ctx.uid, block, &ctx.shutdown).await;
+        let full_gap = rand::rngs::OsRng.gen_range(self.config.round_blocks_min..=self.config.round_blocks_max);
+        // When nobody was serving, soon (a miner that just started should not wait a whole round).
+        let gap = match &outcome {
+            Ok(0) => full_gap.min(5),
+            _ => full_gap,
+        };
+        // Spacing counts from the end of the round (a round can last longer than a short epoch).
+        let end = if ctx.shutdown.is_set() { block } else { self.chain.block_number().await.unwrap_or(block).max(block) };
+        self.next_round_block = Some(end + gap);
+        outcome.map(|_| ()).map_err(|err| format!("round failed: {err}"))
+    }
+
+    fn scores(&self, metagraph: &Metagraph) -> Vec<(u16, f32)> {
+        self.weights.iter().filter(|(uid, _)| **uid < metagraph.n()).map(|(uid, w)| (*uid, *w as f32)).collect()
+    }
+
+    fn on_hotkey_change(&mut self, change: &HotkeyChange) {
+        if let Some(old) = change.old {
+            self.forget(&old.to_ss58());
+        }
+        self.rows.remove(&change.uid);
+        self.weights.remove(&change.uid);
+    }
+
+    fn status(&self, _metagraph: &Metagraph, weights: &[(u16, f32)]) -> (Vec<MinerStatus>, serde_json::Value) {
+        let weight_of: HashMap<u16, f64> = weights.iter().map(|(u, w)| (*u, f64::from(*w))).collect();
+        let miners = self.rows.iter().map(|(uid, row)| self.miner_status(*uid, row, weight_of.get(uid).copied().unwrap_or(0.0))).collect();
+        let details = serde_json::json!({
+            "rounds": self.rounds,
+            "last_round_block": self.last_round_block,
+            "next_round_block": self.next_round_block,
         });
-        Ok(Some(challenges.len()))
+        (miners, details)
     }
 
-    async fn set_weights(&mut self, block: u64) {
-        self.last_weights_attempt = Some(block);
-        let (uids, values): (Vec<u16>, Vec<f64>) = {
-            let mut pairs: Vec<(u16, f64)> = self.weights.iter().map(|(u, w)| (*u, *w)).collect();
-            pairs.sort_by_key(|(u, _)| *u);
-            pairs.into_iter().unzip()
-        };
-        let converted = match ganglion_yuma::weights::convert_weights_and_uids_for_emit(&uids, &values) {
-            Ok((uids, values)) if !uids.is_empty() => (uids, values),
-            Ok(_) => {
-                tracing::debug!(target: "compute::validator", "no miner has a score yet; weights not set");
-                return;
-            }
-            Err(err) => {
-                tracing::error!(target: "compute::validator", %err, "weights cannot be converted");
-                return;
-            }
-        };
-        let version_key = match self.config.version_key {
-            Some(key) => key,
-            None => self.chain.hyperparams(self.config.netuid).await.map(|h| h.weights_version).unwrap_or(0),
-        };
-        match self.chain.set_weights(&self.hotkey, self.config.netuid, converted.0.clone(), converted.1, version_key).await {
-            Ok(_) => {
-                self.last_weights_block = Some(block);
-                tracing::info!(target: "compute::validator", block, uids = ?converted.0, "weights set");
-                self.metrics.inc("compute_validator_weights_set_total", "Successful set_weights.", &[], 1.0);
-                self.update_status(|s| {
-                    s.last_weights_block = Some(block);
-                    s.last_weights_error = None;
-                });
-            }
-            Err(err) => {
-                tracing::warn!(target: "compute::validator", %err, "set_weights refused; retrying later");
-                let message = err.to_string();
-                self.update_status(|s| s.last_weights_error = Some(message));
-            }
-        }
+    /// The history is committed to the records store after every round: nothing to write.
+    fn save(&mut self) -> std::result::Result<(), StateError> {
+        Ok(())
     }
 
-    fn update_status(&self, f: impl FnOnce(&mut ValidatorStatus)) {
-        let snapshot = {
-            let mut guard = match self.status.write() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            f(&mut guard);
-            guard.clone()
-        };
-        if let Ok(bytes) = serde_json::to_vec_pretty(&snapshot) {
-            let path = self.config.data_dir.join(format!("validator-status-{}.json", self.config.netuid));
-            if let Err(err) = ganglion_core::fsutil::write_atomic(&path, &bytes, 0o644) {
-                tracing::debug!(target: "compute::validator", %err, "cannot write the status file");
-            }
-        }
+    fn needs_permit(&self) -> bool {
+        self.config.wait_for_permit
     }
 
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut next_round: Option<u64> = None;
-        loop {
-            let block = match self.chain.block_number().await {
-                Ok(block) => block,
-                Err(err) => {
-                    tracing::warn!(target: "compute::validator", %err, "chain unreachable");
-                    0
-                }
-            };
-            if block > 0 {
-                self.update_status(|s| s.block = block);
-                if next_round.is_none_or(|at| block >= at) {
-                    let round = self.round(block);
-                    let outcome = tokio::select! {
-                        outcome = round => Some(outcome),
-                        _ = shutdown.wait_for(|s| *s) => None,
-                    };
-                    let full_gap = rand::rngs::OsRng.gen_range(self.config.round_blocks_min..=self.config.round_blocks_max);
-                    // Without a permit yet, try again next block; when nobody was serving,
-                    // soon (a miner that just started should not wait a whole round).
-                    let gap = match outcome {
-                        None => return,
-                        Some(Err(err)) => {
-                            tracing::warn!(target: "compute::validator", %err, "round failed");
-                            full_gap
-                        }
-                        Some(Ok(None)) => 1,
-                        Some(Ok(Some(0))) => full_gap.min(5),
-                        Some(Ok(Some(_))) => full_gap,
-                    };
-                    // Spacing counts from the end of the round (a round can last longer
-                    // than a short epoch).
-                    let end = self.chain.block_number().await.unwrap_or(block).max(block);
-                    let at = end + gap;
-                    next_round = Some(at);
-                    self.update_status(|s| s.next_round_block = Some(at));
-                }
-                let due = match self.last_weights_block {
-                    None => !self.weights.is_empty(),
-                    Some(last) => block >= last + self.config.epoch_length,
-                };
-                // After a refusal, wait a few blocks before trying again.
-                let cooled = self.last_weights_attempt.is_none_or(|at| block >= at + 3 || Some(at) == self.last_weights_block);
-                if due && cooled && self.rounds > 0 {
-                    self.set_weights(block).await;
-                }
-            }
-            tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => return,
-                () = tokio::time::sleep(Duration::from_millis(self.config.block_poll_ms.max(10))) => {}
-            }
-        }
+    async fn shutdown(&mut self) {
+        self.records.close().await;
     }
 }
 
-#[derive(Clone)]
-struct StatusState {
-    status: Arc<RwLock<ValidatorStatus>>,
+/// A running validator.
+pub struct ValidatorHandle {
+    /// Where `/status` and `/metrics` are served.
+    pub addr: Option<SocketAddr>,
+    board: Arc<StatusBoard>,
     metrics: Arc<Metrics>,
+    task: ValidatorTask<ComputeValidator>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    stop_limit: Duration,
 }
 
-async fn status_route(State(state): State<StatusState>) -> Response {
-    let status = match state.status.read() {
-        Ok(guard) => guard.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
-    axum::Json(status).into_response()
-}
-
-async fn metrics_route(State(state): State<StatusState>) -> Response {
-    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
-}
-
-/// Starts the validator: opens the records store, serves `/status` and `/metrics`, and
-/// runs rounds and weight settings in the background.
-pub async fn spawn(mut config: ValidatorConfig, hotkey: Keypair, chain: Arc<dyn Chain>) -> Result<ValidatorHandle> {
-    config.validate()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|err| ComputeError::io("creating", &config.data_dir, err))?;
-    let url = config.records_url.clone().unwrap_or_else(|| Records::default_url(&config.data_dir));
-    let records = Records::open(&url).await.map_err(records_error)?;
-    let metagraph = Metagraph::fetch(chain.as_ref(), config.netuid).await?;
-    if metagraph.uid_of(&hotkey.public()).is_none() {
-        return Err(ComputeError::Config(format!(
-            "hotkey {} is not registered on subnet {}; register it first (`ganglion neuron register --netuid {}`)",
-            hotkey.public(),
-            config.netuid,
-            config.netuid
-        )));
+impl std::fmt::Debug for ValidatorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatorHandle").field("addr", &self.addr).finish_non_exhaustive()
     }
-    let status = Arc::new(RwLock::new(ValidatorStatus {
-        netuid: config.netuid,
-        hotkey: hotkey.public().to_ss58(),
-        uid: metagraph.uid_of(&hotkey.public()),
-        ..ValidatorStatus::default()
-    }));
-    let metrics = Arc::new(Metrics::default());
-    let (shutdown, _) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut addr = None;
-    if let Some(port) = config.metrics_port {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(config.metrics_ip, port))
-            .await
-            .map_err(|err| ComputeError::io("binding the status server on", format!("{}:{port}", config.metrics_ip), err))?;
-        addr = listener.local_addr().ok();
-        let router = Router::new()
-            .route("/status", get(status_route))
-            .route("/metrics", get(metrics_route))
-            .with_state(StatusState { status: Arc::clone(&status), metrics: Arc::clone(&metrics) });
-        let mut stop = shutdown.subscribe();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-        }));
+}
+
+impl ValidatorHandle {
+    /// The current status (also at `GET /status` and in `<data_dir>/status.json`).
+    pub fn status(&self) -> NodeStatus {
+        self.board.get()
     }
-    let client = MinerClient::new(hotkey.clone())?;
-    tracing::info!(target: "compute::validator", netuid = config.netuid, records = %records.display_url(), status = ?addr, "compute validator running");
-    let validator = Validator {
-        config,
-        hotkey,
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// A token that fires when the validator is asked to stop.
+    pub fn token(&self) -> Shutdown {
+        self.task.token()
+    }
+
+    /// Stops the validator: a round in progress stores what has come in, the records store
+    /// is closed. Returns the validator (None if it did not stop in time).
+    pub async fn shutdown(self) -> Option<ComputeValidator> {
+        let validator = self.task.stop(self.stop_limit).await;
+        if let Some(server) = self.server {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        validator
+    }
+
+    /// Waits until the validator has stopped (after the shutdown token given to [`spawn`] fired).
+    pub async fn wait(self) -> Option<ComputeValidator> {
+        let validator = self.task.wait().await;
+        if let Some(server) = self.server {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        validator
+    }
+}
+
+/// Starts the validator: opens the records store, serves `/status` and `/metrics` on
+/// `[metrics]` (when a port is set) and runs the runtime's loop until `shutdown` (or
+/// [`ValidatorHandle::shutdown`]).
+pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain>, shutdown: Option<Shutdown>) -> Result<ValidatorHandle> {
+    let metrics = Arc::new(Metrics::new());
+    let validator = ComputeValidator::open(config, hotkey.clone(), chain.clone(), metrics.clone()).await?;
+    let board = Arc::new(StatusBoard::new(
+        NodeStatus::new("compute", Role::Validator, config.netuid, hotkey.public().to_ss58()),
+        Some(config.data_dir().join("status.json")),
+    ));
+    let weights = WeightSetter::new(config.netuid, hotkey.clone(), config.neuron.epoch_length, config.neuron.version_key, Box::new(PlainWeights), metrics.clone());
+    let poll = validator.config.block_poll;
+    let stop_limit = validator.config.challenge_timeout + Duration::from_secs(15);
+    tracing::info!(target: "compute::validator", netuid = config.netuid, records = %validator.records.display_url(), "compute validator starting");
+    let node = ValidatorNode {
         chain,
-        records,
-        client,
-        history: HashMap::new(),
-        last: HashMap::new(),
-        has_sandbox: HashMap::new(),
-        specs_received: HashSet::new(),
-        status: Arc::clone(&status),
-        metrics,
-        rounds: 0,
-        last_weights_block: None,
-        last_weights_attempt: None,
-        weights: HashMap::new(),
-        permit_since: None,
+        netuid: config.netuid,
+        hotkey,
+        metrics: metrics.clone(),
+        board: board.clone(),
+        weights,
+        settings: LoopSettings { step_interval: poll, idle_interval: poll.max(Duration::from_millis(100)) },
     };
-    tasks.push(tokio::spawn(validator.run(shutdown.subscribe())));
-    Ok(ValidatorHandle { addr, status, shutdown, tasks })
+    let task = ValidatorTask::spawn(node, validator, shutdown);
+    let (addr, server) = match config.metrics.listen() {
+        Some(listen) => {
+            let router = ganglion_neuron::server::routes(board.clone(), metrics.clone());
+            match ganglion_neuron::server::serve(listen, router, task.token()).await {
+                Ok((addr, server)) => (Some(addr), Some(server)),
+                Err(err) => {
+                    let _ = task.stop(stop_limit).await;
+                    return Err(ComputeError::io("binding the status server on", listen.to_string(), err));
+                }
+            }
+        }
+        None => (None, None),
+    };
+    Ok(ValidatorHandle { addr, board, metrics, task, server, stop_limit })
 }
 
-/// Runs the validator until `shutdown` resolves.
-pub async fn run(config: ValidatorConfig, hotkey: Keypair, chain: Arc<dyn Chain>, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-    let handle = spawn(config, hotkey, chain).await?;
-    shutdown.await;
-    handle.shutdown().await;
+/// Runs the validator until `shutdown` fires.
+pub async fn run(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain>, shutdown: Shutdown) -> Result<()> {
+    let handle = spawn(config, hotkey, chain, Some(shutdown)).await?;
+    handle.wait().await;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use ganglion_neuron::peer::Deadline;
+
     use super::*;
 
     #[test]
     fn rounds_fit_in_a_short_epoch_and_bad_ranges_are_refused() {
-        let mut short = ValidatorConfig { epoch_length: 20, ..ValidatorConfig::default() };
-        assert!(short.validate().is_ok());
+        let mut short = ValidatorConfig::default();
+        assert!(short.validate(20).is_ok());
         assert_eq!((short.round_blocks_min, short.round_blocks_max), (20, 20));
-        let mut custom = ValidatorConfig { epoch_length: 30, round_blocks_min: 5, round_blocks_max: 50, ..ValidatorConfig::default() };
-        assert!(custom.validate().is_ok());
+        let mut custom = ValidatorConfig { round_blocks_min: 5, round_blocks_max: 50, ..ValidatorConfig::default() };
+        assert!(custom.validate(30).is_ok());
         assert_eq!((custom.round_blocks_min, custom.round_blocks_max), (5, 30));
         let mut long = ValidatorConfig::default();
-        assert!(long.validate().is_ok());
+        assert!(long.validate(100).is_ok());
         assert_eq!((long.round_blocks_min, long.round_blocks_max), (50, 80), "the original's spacing when the epoch allows it");
-        for bad in [
-            ValidatorConfig { difficulty_min: 9, difficulty_max: 8, ..ValidatorConfig::default() },
-            ValidatorConfig { difficulty_max: 13, ..ValidatorConfig::default() },
-            ValidatorConfig { epoch_length: 0, ..ValidatorConfig::default() },
-            ValidatorConfig { challenge_timeout_s: f64::NAN, ..ValidatorConfig::default() },
+        assert_eq!(long.scoring.timeout_s, 30.0, "the score's time term uses the challenge timeout");
+        for (bad, epoch) in [
+            (ValidatorConfig { difficulty_min: 9, difficulty_max: 8, ..ValidatorConfig::default() }, 100),
+            (ValidatorConfig { difficulty_max: 13, ..ValidatorConfig::default() }, 100),
+            (ValidatorConfig::default(), 0),
+            (ValidatorConfig { challenge_timeout: Duration::ZERO, ..ValidatorConfig::default() }, 100),
+            (ValidatorConfig { challenge_timeout: Duration::from_secs(601), ..ValidatorConfig::default() }, 100),
         ] {
             let mut bad = bad;
-            assert!(matches!(bad.validate(), Err(ComputeError::Config(_))), "{bad:?}");
+            assert!(matches!(bad.validate(epoch), Err(ComputeError::Config(_))), "{bad:?}");
         }
     }
 
@@ -909,15 +760,25 @@ mod tests {
 
     #[test]
     fn only_policy_refusals_of_our_standing_are_excused() {
-        let permit = "peer http://127.0.0.1:1/Challenge: HTTP 403 Forbidden: hotkey 5F… has no validator permit";
-        let unregistered = "peer http://x/Challenge: HTTP 403 Forbidden: hotkey 5F… is not registered on this subnet";
-        assert!(refused_for_standing(permit) && refused_for_standing(unregistered));
+        let refusal = |reason: &str| {
+            PeerFailure::from_status(
+                403,
+                format!(r#"{{"error":{{"code":"caller_denied","reason":"{reason}","message":"caller refused: hotkey 5F… {reason}"}}}}"#).as_bytes(),
+            )
+        };
+        let (permit, unregistered) = (refusal("no_validator_permit"), refusal("not_registered"));
+        assert!(excused_in_grace(&permit, true) && excused_in_grace(&unregistered, true));
+        assert!(!excused_in_grace(&permit, false), "after the grace period a refusal counts");
         for counted in [
-            "peer http://x/Challenge: HTTP 403 Forbidden: hotkey 5F… is blacklisted",
-            "peer http://x/Challenge: no answer within 31s",
-            "peer http://x/Challenge: HTTP 500: has no validator permit",
+            refusal("blacklisted"),
+            PeerFailure::Timeout { deadline: Deadline::Total, limit_ms: 31_000 },
+            // A 500 that happens to mention permits is not a refusal.
+            PeerFailure::from_status(500, b"has no validator permit"),
+            // A 403 without the Epistula reason is not excused either.
+            PeerFailure::from_status(403, b"has no validator permit"),
         ] {
-            assert!(!refused_for_standing(counted), "{counted}");
+            assert!(!excused_in_grace(&counted, true), "{counted:?}");
         }
+        assert_eq!(permit.name(), "refused");
     }
 }

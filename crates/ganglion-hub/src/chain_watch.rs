@@ -5,7 +5,6 @@
 //! records and the last recorded snapshot) and retried at the next tick.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ganglion_chain::{Chain, ChainError, Metagraph, u16_to_float};
@@ -69,11 +68,11 @@ pub async fn sync_once(state: &HubState, chain: &dyn Chain, last_snapshot: &mut 
             let rows = snapshot_rows(&metagraph, now_ms());
             match state.records().insert_neuron_snapshots(&rows).await {
                 Ok(()) => {
-                    state.metrics().snapshot_rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                    state.metrics().snapshot_rows(rows.len());
                     last_snapshot.insert(netuid, metagraph.block());
                 }
                 Err(e) => {
-                    state.metrics().store_errors.fetch_add(1, Ordering::Relaxed);
+                    state.metrics().store_error();
                     tracing::warn!(target: "ganglion::hub", netuid, "cannot record the metagraph snapshot: {e}");
                 }
             }
@@ -106,7 +105,7 @@ pub(crate) async fn run(state: HubState, chain: std::sync::Arc<dyn Chain>) {
     loop {
         interval.tick().await;
         if let Err(error) = sync_once(&state, chain.as_ref(), &mut last_snapshot).await {
-            state.metrics().chain_errors.fetch_add(1, Ordering::Relaxed);
+            state.metrics().chain_error();
             let was_reachable = state.chain_status().reachable;
             if was_reachable || state.chain_status().error.is_none() {
                 tracing::warn!(target: "ganglion::hub", "chain unreachable: {error}; pages show records and the last recorded metagraph");

@@ -75,7 +75,7 @@ pub async fn poll_once(state: &HubState, mut cursor: Cursor) -> Cursor {
         let rows = match records.inference_since(cursor.inference, POLL_LIMIT).await {
             Ok(rows) => rows,
             Err(e) => {
-                state.metrics().store_errors.fetch_add(1, Ordering::Relaxed);
+                state.metrics().store_error();
                 tracing::warn!(target: "ganglion::hub", "live feed cannot read the store: {e}");
                 return cursor;
             }
@@ -101,7 +101,7 @@ pub async fn poll_once(state: &HubState, mut cursor: Cursor) -> Cursor {
             }
         }
         Err(e) => {
-            state.metrics().store_errors.fetch_add(1, Ordering::Relaxed);
+            state.metrics().store_error();
             tracing::warn!(target: "ganglion::hub", "live feed cannot read the store: {e}");
         }
     }
@@ -119,7 +119,7 @@ pub async fn poll_once(state: &HubState, mut cursor: Cursor) -> Cursor {
 fn publish(state: &HubState, event: FeedEvent) {
     // No receivers is fine: nobody is watching.
     if state.inner.feed.send(event).is_ok() {
-        state.metrics().feed_events.fetch_add(1, Ordering::Relaxed);
+        state.metrics().feed_event();
     }
 }
 

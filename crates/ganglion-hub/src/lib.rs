@@ -10,6 +10,7 @@
 //! ```
 //!
 //! # Map
+//! - [`config`]: [`ServeConfig`], the TOML configuration of `ganglion hub`.
 //! - [`server`]: [`router`] (test it with `oneshot`), [`serve`]/[`bind`] → [`HubHandle`].
 //! - [`state`]: [`HubConfig`], [`HubState`], [`ChainStatus`].
 //! - [`api`]: JSON handlers; [`params`]: validated, bounded parameters.
@@ -27,6 +28,7 @@ pub mod api;
 mod assets;
 pub mod bench;
 pub mod chain_watch;
+pub mod config;
 pub mod error;
 pub mod feed;
 pub mod openapi;
@@ -34,6 +36,7 @@ pub mod params;
 pub mod server;
 pub mod state;
 
+pub use config::ServeConfig;
 pub use error::{ApiError, HubError, HubResult};
 pub use server::{HubHandle, bind, render_metrics, router, serve};
 pub use state::{ChainStatus, HubConfig, HubState};

@@ -1,9 +1,7 @@
 //! The router ([`router`], testable with `oneshot`) and the running server ([`serve`],
 //! [`HubHandle`]) with its background tasks (chain watcher, live-feed poller).
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -64,8 +62,9 @@ async fn not_found(request: Request) -> Response {
 /// nothing from anywhere but the hub.
 async fn track(State(state): State<HubState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "other".into());
+    let started = std::time::Instant::now();
     let mut response = next.run(request).await;
-    state.count_request(&route, response.status().as_u16());
+    state.count_request(&route, response.status().as_u16(), started.elapsed().as_secs_f64());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -81,36 +80,17 @@ async fn openapi_json() -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<HubState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&state))
+    ([(header::CONTENT_TYPE, ganglion_metrics::CONTENT_TYPE)], render_metrics(&state))
 }
 
-/// The Prometheus exposition text.
+/// The metrics exposition text (gauges read from the state at scrape time).
 pub fn render_metrics(state: &HubState) -> String {
-    let m = state.metrics();
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP ganglion_hub_requests_total HTTP requests by route and status.");
-    let _ = writeln!(out, "# TYPE ganglion_hub_requests_total counter");
-    if let Ok(map) = m.requests.lock() {
-        let mut entries: Vec<_> = map.iter().collect();
-        entries.sort();
-        for ((route, status), n) in entries {
-            let _ = writeln!(out, "ganglion_hub_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
-        }
-    }
+    let registry = state.metrics().registry();
     let chain = state.chain_status();
-    let gauges: [(&str, &str, &str, u64); 7] = [
-        ("ganglion_hub_feed_events_total", "counter", "Records pushed to live clients.", m.feed_events.load(Ordering::Relaxed)),
-        ("ganglion_hub_snapshot_rows_total", "counter", "Metagraph snapshot rows recorded.", m.snapshot_rows.load(Ordering::Relaxed)),
-        ("ganglion_hub_chain_errors_total", "counter", "Chain syncs that failed.", m.chain_errors.load(Ordering::Relaxed)),
-        ("ganglion_hub_store_errors_total", "counter", "Background store operations that failed.", m.store_errors.load(Ordering::Relaxed)),
-        ("ganglion_hub_live_clients", "gauge", "Connected live-feed clients.", state.sse_clients() as u64),
-        ("ganglion_hub_chain_reachable", "gauge", "1 if the last chain sync succeeded.", u64::from(chain.reachable)),
-        ("ganglion_hub_chain_block", "gauge", "Best block at the last successful sync.", chain.block.unwrap_or(0)),
-    ];
-    for (name, kind, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    }
-    out
+    registry.set("ganglion_hub_live_clients", &[], state.sse_clients() as f64);
+    registry.set("ganglion_hub_chain_reachable", &[], f64::from(u8::from(chain.reachable)));
+    registry.set("ganglion_hub_chain_block", &[], chain.block.unwrap_or(0) as f64);
+    registry.render()
 }
 
 /// A running hub. Dropping it stops the background tasks; call [`HubHandle::shutdown`] to

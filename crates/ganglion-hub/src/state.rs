@@ -2,8 +2,8 @@
 //! the store, the chain, the cached metagraphs and chain status, the live feed and metrics.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ganglion_chain::{Chain, Metagraph};
@@ -81,19 +81,53 @@ pub struct ChainStatus {
     pub netuids: Vec<u16>,
 }
 
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
+/// The hub's metrics for `/metrics`, in the workspace's one registry (`ganglion-metrics`).
+#[derive(Debug)]
 pub struct Metrics {
-    /// HTTP requests by (route, status).
-    pub requests: Mutex<HashMap<(String, u16), u64>>,
+    registry: ganglion_metrics::Metrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = ganglion_metrics::Metrics::new();
+        registry.counter("ganglion_hub_requests_total", "HTTP requests by route and status.");
+        registry.histogram("ganglion_hub_request_seconds", "HTTP request latency by route.", ganglion_metrics::LATENCY_BUCKETS);
+        registry.counter("ganglion_hub_feed_events_total", "Records pushed to live clients.");
+        registry.counter("ganglion_hub_snapshot_rows_total", "Metagraph snapshot rows recorded.");
+        registry.counter("ganglion_hub_chain_errors_total", "Chain syncs that failed.");
+        registry.counter("ganglion_hub_store_errors_total", "Background store operations that failed.");
+        registry.gauge("ganglion_hub_live_clients", "Connected live-feed clients.");
+        registry.gauge("ganglion_hub_chain_reachable", "1 if the last chain sync succeeded.");
+        registry.gauge("ganglion_hub_chain_block", "Best block at the last successful sync.");
+        Metrics { registry }
+    }
+}
+
+impl Metrics {
     /// Records pushed to live clients.
-    pub feed_events: AtomicU64,
+    pub fn feed_event(&self) {
+        self.registry.inc("ganglion_hub_feed_events_total", &[]);
+    }
+
     /// Metagraph snapshot rows recorded.
-    pub snapshot_rows: AtomicU64,
-    /// Chain syncs that failed.
-    pub chain_errors: AtomicU64,
-    /// Store reads by the background tasks that failed.
-    pub store_errors: AtomicU64,
+    pub fn snapshot_rows(&self, n: usize) {
+        self.registry.add("ganglion_hub_snapshot_rows_total", &[], n as f64);
+    }
+
+    /// A chain sync failed.
+    pub fn chain_error(&self) {
+        self.registry.inc("ganglion_hub_chain_errors_total", &[]);
+    }
+
+    /// A background store operation failed.
+    pub fn store_error(&self) {
+        self.registry.inc("ganglion_hub_store_errors_total", &[]);
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &ganglion_metrics::Metrics {
+        &self.registry
+    }
 }
 
 pub(crate) struct Inner {
@@ -183,10 +217,10 @@ impl HubState {
         &self.inner.metrics
     }
 
-    pub(crate) fn count_request(&self, route: &str, status: u16) {
-        if let Ok(mut map) = self.inner.metrics.requests.lock() {
-            *map.entry((route.to_string(), status)).or_insert(0) += 1;
-        }
+    pub(crate) fn count_request(&self, route: &str, status: u16, seconds: f64) {
+        let registry = self.inner.metrics.registry();
+        registry.inc("ganglion_hub_requests_total", &[("route", route), ("status", &status.to_string())]);
+        registry.observe("ganglion_hub_request_seconds", &[("route", route)], seconds);
     }
 
     pub(crate) fn sse_clients(&self) -> usize {

@@ -179,10 +179,10 @@ async fn compare(label: String, upstream: SocketAddr, requests: usize, concurren
     let upstreams = vec![UpstreamConfig { name: "bench".into(), url: format!("http://{upstream}"), api_key: None, max_concurrency: concurrency * 2 }];
     let mut config = MinerConfig::new(0, miner_key.clone(), "127.0.0.1:0".parse().map_err(|_| InferenceError::Config("address".into()))?, upstreams);
     config.policy = PolicyConfig::default();
-    config.serve_axon = false;
+    config.axon.serve = false;
     config.per_caller_concurrency = concurrency * 2;
     config.epistula_max_age = Duration::from_secs(60);
-    let miner = miner::start(config, None).await?;
+    let miner = miner::start(config, None, None).await?;
     let direct_url = format!("http://{upstream}/v1/chat/completions");
     let proxied_url = format!("http://{}/v1/chat/completions", miner.addr());
     let signer = Some((client_key, miner_key.public()));

@@ -3,7 +3,14 @@
 //!
 //! The names follow the original's (`TOO_SHORT`, `SKIPPED_EOS`, …) where one existed; the
 //! transport and stream causes are new (the original turned them all into `None`).
+//!
+//! Transport failures (connect, deadline, refusal, HTTP status, size, disconnect, malformed
+//! answer) are classified once, by the runtime's [`PeerFailure`], the same for every subnet;
+//! [`Cause`]'s transport variants are its image (`impl From<&PeerFailure> for Cause`), and
+//! [`Failure::peer`] builds a failure from one. The other causes are this subnet's
+//! verification verdicts.
 
+use ganglion_neuron::PeerFailure;
 use serde::{Deserialize, Serialize};
 
 /// One reason to refuse a response. Ordered roughly from "never got an answer" to
@@ -129,6 +136,20 @@ impl Cause {
     }
 }
 
+impl From<&PeerFailure> for Cause {
+    fn from(failure: &PeerFailure) -> Cause {
+        match failure {
+            PeerFailure::NoAxon | PeerFailure::Connect(_) => Cause::Connect,
+            PeerFailure::Timeout { .. } => Cause::Timeout,
+            PeerFailure::Refused { .. } => Cause::Refused,
+            PeerFailure::Status { .. } => Cause::HttpStatus,
+            PeerFailure::Transport(_) => Cause::Disconnect,
+            PeerFailure::Malformed(_) => Cause::Malformed,
+            PeerFailure::TooLarge { .. } => Cause::TooLarge,
+        }
+    }
+}
+
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -149,10 +170,42 @@ impl Failure {
     pub fn new(cause: Cause, detail: impl Into<String>) -> Failure {
         Failure { cause, detail: detail.into() }
     }
+
+    /// A transport failure as the runtime classified it.
+    pub fn peer(failure: &PeerFailure) -> Failure {
+        Failure::new(Cause::from(failure), failure.to_string())
+    }
+
+    /// A transport failure with a detail line of our own (the cause still comes from the
+    /// runtime's classification).
+    pub fn peer_with(failure: &PeerFailure, detail: impl Into<String>) -> Failure {
+        Failure::new(Cause::from(failure), detail)
+    }
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.cause, self.detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ganglion_neuron::peer::Deadline;
+
+    use super::*;
+
+    #[test]
+    fn transport_causes_follow_the_runtimes_classification() {
+        let refused = PeerFailure::from_status(403, br#"{"error":{"code":"caller_denied","reason":"no_validator_permit","message":"x"}}"#);
+        assert_eq!(Cause::from(&refused), Cause::Refused);
+        assert!(!Cause::from(&refused).counts_against_miner());
+        // A 500 whose text speaks of permits is an HTTP failure, not a refusal.
+        assert_eq!(Cause::from(&PeerFailure::from_status(500, b"no validator permit")), Cause::HttpStatus);
+        assert_eq!(Cause::from(&PeerFailure::Timeout { deadline: Deadline::FirstByte, limit_ms: 10 }), Cause::Timeout);
+        assert_eq!(Cause::from(&PeerFailure::Connect("refused".into())), Cause::Connect);
+        assert_eq!(Cause::from(&PeerFailure::Transport("reset".into())), Cause::Disconnect);
+        assert_eq!(Cause::from(&PeerFailure::TooLarge { limit: 1 }), Cause::TooLarge);
+        assert_eq!(Failure::peer(&PeerFailure::Malformed("x".into())).cause, Cause::Malformed);
     }
 }

@@ -13,14 +13,15 @@ pub enum InferenceError {
     /// A configuration value is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A configuration file could not be read or parsed.
-    #[error("config file {path}: {reason}")]
-    ConfigFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    /// The configuration (file, flags, env) could not be read or does not fit.
+    #[error(transparent)]
+    Settings(#[from] ganglion_neuron::config::ConfigError),
+    /// The axon could not be set up.
+    #[error(transparent)]
+    Axon(#[from] ganglion_neuron::axon::AxonError),
+    /// The score state could not be read or written.
+    #[error(transparent)]
+    State(#[from] ganglion_neuron::state::StateError),
     /// The chain refused or could not be reached.
     #[error("chain: {0}")]
     Chain(#[from] ganglion_chain::ChainError),

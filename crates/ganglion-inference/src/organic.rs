@@ -102,7 +102,7 @@ fn pick_miners(shared: &Shared, model: &str) -> Vec<(Target, f64)> {
     let Some(metagraph) = shared.metagraph.read().ok().and_then(|m| m.clone()) else { return Vec::new() };
     let me = shared.config.hotkey.public();
     let scores: std::collections::HashMap<String, f64> = {
-        let board = shared.scoreboard.lock().unwrap_or_else(|p| p.into_inner());
+        let board = shared.scoreboard();
         board.miners.iter().map(|(hotkey, m)| (hotkey.clone(), m.model_score(model))).collect()
     };
     let mut ranked: Vec<(Target, f64)> = candidates(shared, &metagraph, &me, Some(model))
@@ -177,7 +177,7 @@ async fn complete(State(organic): State<Arc<Organic>>, uri: Uri, headers: Header
                     response: Err(StreamError { failure: failure.clone(), partial: Box::new(Streamed { total: started.elapsed(), ..Default::default() }) }),
                     verdict: Verdict::failed(failure, 0, json!({"stage": "organic"})),
                 };
-                shared.account(&request, std::slice::from_ref(&result), shared.status().block, true);
+                shared.account(&request, std::slice::from_ref(&result), shared.block(), true);
                 continue;
             }
         };
@@ -190,7 +190,7 @@ async fn complete(State(organic): State<Arc<Organic>>, uri: Uri, headers: Header
             move |result: Result<Streamed, StreamError>| async move {
                 let verdict = organic_verdict(&shared, &request, &result, verifiable, fraction).await;
                 let result = RoundResult { target, response: result, verdict };
-                shared.account(&request, std::slice::from_ref(&result), shared.status().block, true);
+                shared.account(&request, std::slice::from_ref(&result), shared.block(), true);
             }
         };
         if wants_stream {
@@ -237,7 +237,9 @@ async fn organic_verdict(shared: &Shared, request: &InferenceRequest, result: &R
     // may have no seed, and ground truth needs one).
     let mut config = shared.config.verify.clone();
     config.mode = crate::verify::VerifyMode::Logprob;
+    let started = Instant::now();
     let verdicts = tokio::time::timeout(Duration::from_secs(300), verify_round(reference.as_ref(), request, &[Some(streamed)], &config)).await;
+    shared.metrics.observe("ganglion_inference_verification_seconds", &[], started.elapsed().as_secs_f64());
     match verdicts {
         Ok(mut v) => v.pop().flatten().unwrap_or_else(|| unverified("no verdict")),
         Err(_) => unverified("verification timed out"),

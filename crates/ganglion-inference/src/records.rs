@@ -2,15 +2,17 @@
 //! channel; one writer task batches them into the store. A full channel drops the record
 //! (counted in `ganglion_inference_records_dropped_total`); a store failure is logged and
 //! counted (`ganglion_inference_records_failed_total`) and writing goes on.
+//! [`RecordWriter::close`] ends the channel for every clone, so that the writer task
+//! stores what is queued and exits (the validator's flush at shutdown).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ganglion_records::{InferenceRecord, Records, ScoreRecord};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::metrics::Metrics;
+use ganglion_neuron::Metrics;
 
 /// What the writer stores.
 #[derive(Debug, Clone)]
@@ -21,10 +23,10 @@ pub enum Record {
     Scores(Vec<ScoreRecord>),
 }
 
-/// The sending half; cheap to clone. A disabled writer drops everything silently.
+/// The sending half; cheap to clone. A disabled (or closed) writer drops everything silently.
 #[derive(Debug, Clone)]
 pub struct RecordWriter {
-    tx: Option<mpsc::Sender<Record>>,
+    tx: Arc<Mutex<Option<mpsc::Sender<Record>>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -34,22 +36,29 @@ const BATCH: usize = 64;
 impl RecordWriter {
     /// A writer into `records` with room for `capacity` queued records.
     pub fn spawn(records: Records, capacity: usize, metrics: Arc<Metrics>) -> (RecordWriter, JoinHandle<()>) {
-        metrics.describe("ganglion_inference_records_written_total", "counter", "Records written to the store.");
-        metrics.describe("ganglion_inference_records_dropped_total", "counter", "Records dropped because the writer fell behind.");
-        metrics.describe("ganglion_inference_records_failed_total", "counter", "Records the store refused.");
+        metrics.counter("ganglion_inference_records_written_total", "Records written to the store.");
+        metrics.counter("ganglion_inference_records_dropped_total", "Records dropped because the writer fell behind.");
+        metrics.counter("ganglion_inference_records_failed_total", "Records the store refused.");
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let task = tokio::spawn(write_loop(records, rx, metrics.clone()));
-        (RecordWriter { tx: Some(tx), metrics }, task)
+        (RecordWriter { tx: Arc::new(Mutex::new(Some(tx))), metrics }, task)
     }
 
     /// A writer that stores nothing.
     pub fn disabled(metrics: Arc<Metrics>) -> RecordWriter {
-        RecordWriter { tx: None, metrics }
+        RecordWriter { tx: Arc::new(Mutex::new(None)), metrics }
+    }
+
+    /// Closes the channel for every clone: the writer task stores what is queued, closes
+    /// the store and ends. Later records are dropped.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Queues a record without waiting.
     pub fn send(&self, record: Record) {
-        let Some(tx) = &self.tx else { return };
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else { return };
         match tx.try_send(record) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {

@@ -8,23 +8,18 @@
 //!   honest miner keeps a weight proportional to its speed instead of being zeroed;
 //! - state is keyed by hotkey, so a uid taken over by a new hotkey starts from nothing
 //!   (v4's `resync_hotkeys` compared the metagraph with itself and let new hotkeys inherit);
-//! - the state file is JSON, written atomically after every step, restored on start
+//! - the board is saved after every step as JSON through the runtime's atomic state file
+//!   (`ganglion_neuron::state::StateFile`, `<data_dir>/scores.json`) and restored on start
 //!   (the original's `cache.pickle`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
 
 use ganglion_chain::Metagraph;
 use ganglion_core::keys::PublicKey;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{InferenceError, Result};
-
-/// Format version of the state file.
+/// Format version of the saved board.
 pub const STATE_VERSION: u32 = 1;
-
-/// Largest state file read back (a 256-uid subnet with 30-entry windows is ~100 KB).
-const MAX_STATE_BYTES: u64 = 32 << 20;
 
 /// One miner's windows and counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +37,9 @@ pub struct MinerScore {
     pub organic_verified: u64,
     /// The cause of the last failure.
     pub last_cause: Option<String>,
+    /// What exactly was wrong with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_detail: Option<String>,
 }
 
 impl MinerScore {
@@ -94,8 +92,9 @@ impl Scoreboard {
         Scoreboard { version: STATE_VERSION, netuid, window: window.max(1), block: 0, miners: BTreeMap::new() }
     }
 
-    /// Records one result: `Some(tps)` for a verified response, `None` for a failure.
-    pub fn record(&mut self, uid: u16, hotkey: &PublicKey, model: &str, tps: Option<f64>, cause: Option<&str>, organic: bool) {
+    /// Records one result: `Some(tps)` for a verified response, `None` for a failure with
+    /// its `(cause, detail)`.
+    pub fn record(&mut self, uid: u16, hotkey: &PublicKey, model: &str, tps: Option<f64>, failure: Option<(&str, &str)>, organic: bool) {
         let window = self.window;
         let entry = self.miners.entry(hotkey.to_ss58()).or_default();
         entry.uid = uid;
@@ -114,7 +113,8 @@ impl Scoreboard {
             }
             None => {
                 entry.failed += 1;
-                entry.last_cause = cause.map(str::to_string);
+                entry.last_cause = failure.map(|(cause, _)| cause.to_string());
+                entry.last_detail = failure.map(|(_, detail)| detail.chars().take(300).collect());
             }
         }
     }
@@ -134,6 +134,21 @@ impl Scoreboard {
                 .ok()
                 .and_then(|key| metagraph.uid_of(&key))
                 .is_some_and(|uid| uid == entry.uid);
+            if !keep {
+                dropped.push(hotkey.clone());
+            }
+            keep
+        });
+        dropped
+    }
+
+    /// Forgets a uid that changed hands: the entry scored under `uid`, and the entry of
+    /// the hotkey that held it (`old`). Returns the hotkeys dropped.
+    pub fn reset_uid(&mut self, uid: u16, old: Option<&PublicKey>) -> Vec<String> {
+        let old = old.map(PublicKey::to_ss58);
+        let mut dropped = Vec::new();
+        self.miners.retain(|hotkey, entry| {
+            let keep = entry.uid != uid && old.as_deref() != Some(hotkey.as_str());
             if !keep {
                 dropped.push(hotkey.clone());
             }
@@ -162,28 +177,6 @@ impl Scoreboard {
             scores.iter_mut().for_each(|s| *s /= total);
         }
         (uids, scores)
-    }
-
-    /// Writes the board atomically as JSON.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(|e| InferenceError::io("encoding", path, e))?;
-        ganglion_core::fsutil::write_atomic(path, &json, 0o600).map_err(|e| InferenceError::io("writing", path, e))
-    }
-
-    /// Reads a board written by [`Scoreboard::save`]. `Ok(None)` when there is no file, or
-    /// the file is for another subnet or format version (it is then ignored, and logged).
-    pub fn load(path: &Path, netuid: u16) -> Result<Option<Scoreboard>> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let bytes = ganglion_core::fsutil::read_bounded(path, MAX_STATE_BYTES).map_err(|e| InferenceError::io("reading", path, e))?;
-        let board: Scoreboard = serde_json::from_slice(&bytes)
-            .map_err(|e| InferenceError::io("parsing (delete it to start over)", path, e))?;
-        if board.version != STATE_VERSION || board.netuid != netuid {
-            tracing::warn!(target: "ganglion::inference", path = %path.display(), version = board.version, netuid = board.netuid, "ignoring a score state of another version or subnet");
-            return Ok(None);
-        }
-        Ok(Some(board))
     }
 }
 
@@ -228,7 +221,7 @@ mod tests {
         for tps in [10.0, 10.0, 10.0] {
             board.record(1, &a, "m1", Some(tps), None, false);
         }
-        board.record(1, &a, "m1", None, Some("TIMEOUT"), false);
+        board.record(1, &a, "m1", None, Some(("TIMEOUT", "total deadline of 1.0s passed")), false);
         assert_eq!(board.score(&a), 7.5);
         board.record(1, &a, "m2", Some(4.0), None, false);
         assert_eq!(board.score(&a), 11.5);
@@ -269,17 +262,30 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_atomically_and_ignores_other_subnets() {
+    fn a_uid_that_changed_hands_is_reset() {
+        let (a, b) = (key("//A"), key("//B"));
+        let mut board = Scoreboard::new(1, 30);
+        board.record(0, &a, "m", Some(5.0), None, false);
+        board.record(1, &b, "m", Some(7.0), None, false);
+        assert_eq!(board.reset_uid(0, Some(&a)), vec![a.to_ss58()]);
+        assert_eq!(board.score(&a), 0.0);
+        assert_eq!(board.score(&b), 7.0, "other uids keep their scores");
+        assert!(board.reset_uid(5, None).is_empty());
+    }
+
+    #[test]
+    fn state_round_trips_through_the_runtimes_state_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("scores.json");
-        assert_eq!(Scoreboard::load(&path, 1).unwrap(), None);
+        let file = ganglion_neuron::state::StateFile::new(dir.path().join("scores.json"), 1);
+        assert_eq!(file.load::<Scoreboard>().unwrap(), None);
         let mut board = Scoreboard::new(1, 30);
         board.record(3, &key("//M"), "m", Some(12.5), None, true);
         board.block = 77;
-        board.save(&path).unwrap();
-        assert_eq!(Scoreboard::load(&path, 1).unwrap(), Some(board.clone()));
-        assert_eq!(Scoreboard::load(&path, 2).unwrap(), None);
-        std::fs::write(&path, b"{ torn").unwrap();
-        assert!(Scoreboard::load(&path, 1).is_err(), "a corrupt file is an error, not silently empty scores");
+        file.save(&board).unwrap();
+        assert_eq!(file.load::<Scoreboard>().unwrap(), Some(board.clone()));
+        let other = ganglion_neuron::state::StateFile::new(dir.path().join("scores.json"), 2);
+        assert_eq!(other.load::<Scoreboard>().unwrap(), None);
+        std::fs::write(dir.path().join("scores.json"), b"{ torn").unwrap();
+        assert!(file.load::<Scoreboard>().is_err(), "a corrupt file is an error, not silently empty scores");
     }
 }

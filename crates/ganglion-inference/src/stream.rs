@@ -17,6 +17,9 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 
+use ganglion_neuron::PeerFailure;
+use ganglion_neuron::peer::Deadline;
+
 use crate::cause::{Cause, Failure};
 use crate::openai::Endpoint;
 
@@ -148,7 +151,7 @@ impl SseDecoder {
     pub fn push(&mut self, bytes: &[u8], at: Duration) -> Result<Progress, Failure> {
         self.out.bytes += bytes.len();
         if self.out.bytes > self.limits.max_bytes {
-            return Err(Failure::new(Cause::TooLarge, format!("stream exceeded {} bytes", self.limits.max_bytes)));
+            return Err(Failure::peer_with(&PeerFailure::TooLarge { limit: self.limits.max_bytes }, format!("stream exceeded {} bytes", self.limits.max_bytes)));
         }
         let mut rest = bytes;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
@@ -345,8 +348,9 @@ fn preview(text: &str) -> String {
 }
 
 /// Which deadline ran out.
-fn timeout_failure(what: &str, limit: Duration) -> Failure {
-    Failure::new(Cause::Timeout, format!("{what} deadline of {:.1}s passed", limit.as_secs_f64()))
+fn timeout_failure(deadline: Deadline, what: &str, limit: Duration) -> Failure {
+    let failure = PeerFailure::Timeout { deadline, limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX) };
+    Failure::peer_with(&failure, format!("{what} deadline of {:.1}s passed", limit.as_secs_f64()))
 }
 
 /// Reads an SSE body to its end under `limits`. `started` is when the request was sent
@@ -379,21 +383,21 @@ where
     let mut last_read = Instant::now();
     loop {
         let idle_deadline = last_read + limits.idle_timeout;
-        let mut deadline = (total_deadline, "total", limits.total_timeout);
+        let mut deadline = (total_deadline, Deadline::Total, "total", limits.total_timeout);
         if idle_deadline < deadline.0 {
-            deadline = (idle_deadline, "idle", limits.idle_timeout);
+            deadline = (idle_deadline, Deadline::Idle, "idle", limits.idle_timeout);
         }
         if !decoder.has_content() && first_deadline < deadline.0 {
-            deadline = (first_deadline, "first-token", limits.first_token_timeout);
+            deadline = (first_deadline, Deadline::FirstByte, "first-token", limits.first_token_timeout);
         }
-        let (deadline, what, limit) = deadline;
+        let (deadline, kind, what, limit) = deadline;
         let next = tokio::time::timeout_at(deadline.into(), body.next()).await;
         let at = started.elapsed();
         match next {
-            Err(_) => return Err(decoder.fail(timeout_failure(what, limit), at)),
+            Err(_) => return Err(decoder.fail(timeout_failure(kind, what, limit), at)),
             Ok(None) => return decoder.finish(at),
             Ok(Some(Err(e))) => {
-                let failure = Failure::new(Cause::Disconnect, format!("the stream broke: {}", preview(&e.to_string())));
+                let failure = Failure::peer_with(&PeerFailure::Transport(e.to_string()), format!("the stream broke: {}", preview(&e.to_string())));
                 return Err(decoder.fail(failure, at));
             }
             Ok(Some(Ok(bytes))) => {

@@ -13,7 +13,7 @@
 //! - each refusal carries its own status code and a short reason.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Request, State};
@@ -56,10 +56,7 @@ pub fn signing_message(body: &[u8], uuid: &str, timestamp_ms: u64, signed_for: O
     format!("{}.{}.{}.{}", body_hash_hex(body), uuid, timestamp_ms, signed_for.unwrap_or(""))
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use ganglion_core::clock::now_ms;
 
 /// The Epistula headers of one outgoing request.
 #[derive(Debug, Clone)]
@@ -252,7 +249,10 @@ impl Rejection {
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        // `reason` says which policy check refused the caller, so that a peer can tell "you
+        // have no permit yet" from "you are blacklisted" without reading the message.
+        let reason = match &self { Rejection::Denied(denial) => Some(denial.code()), _ => None };
+        let body = serde_json::json!({ "error": { "code": self.code(), "reason": reason, "message": self.to_string() } });
         (self.status(), axum::Json(body)).into_response()
     }
 }

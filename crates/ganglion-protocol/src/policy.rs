@@ -87,6 +87,19 @@ pub enum Denial {
     NoValidatorPermit(String),
 }
 
+impl Denial {
+    /// A stable machine-readable code (sent as `error.reason` in a 403 answer).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::HotkeyBlacklisted(_) | Denial::ColdkeyBlacklisted(_) => "blacklisted",
+            Denial::HotkeyNotWhitelisted(_) | Denial::ColdkeyNotWhitelisted(_) => "not_whitelisted",
+            Denial::NotRegistered(_) => "not_registered",
+            Denial::InsufficientStake { .. } => "insufficient_stake",
+            Denial::NoValidatorPermit(_) => "no_validator_permit",
+        }
+    }
+}
+
 /// Decides whether a verified caller may proceed.
 pub trait CallerPolicy: Send + Sync {
     /// `Ok` to serve the caller, or the reason to refuse.

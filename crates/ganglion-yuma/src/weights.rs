@@ -283,5 +283,377 @@ pub fn check_set_weights(
     Ok(uids.iter().copied().zip(upscaled).collect())
 }
 
+// ---------------------------------------------------------------------------------------------
+// The SDK's `process_weights_for_netuid`, mirroring its numpy arithmetic.
+// ---------------------------------------------------------------------------------------------
+
+/// The two numpy dtypes the SDK's weight processing runs in (`float32` for the caller's weights,
+/// `float64` where it builds arrays from Python ints and floats). Each numpy operation is
+/// mirrored in the dtype numpy computes it in under NEP 50 promotion (numpy 2): array or numpy
+/// scalar with a Python float or int → the array's dtype; with an `int64` or `float64` numpy
+/// scalar → `float64`.
+trait NpFloat:
+    Copy
+    + PartialOrd
+    + core::ops::Add<Output = Self>
+    + core::ops::Sub<Output = Self>
+    + core::ops::Mul<Output = Self>
+    + core::ops::Div<Output = Self>
+{
+    const ZERO: Self;
+    const ONE: Self;
+    /// A Python float meeting this dtype (weak promotion): numpy casts it, rounding to nearest.
+    fn from_f64(x: f64) -> Self;
+    /// A Python int meeting this dtype (weak promotion): numpy casts it, rounding to nearest.
+    fn from_usize(x: usize) -> Self;
+    /// This dtype meeting a `float64` numpy scalar: widened exactly.
+    fn to_f64(self) -> f64;
+    fn is_nan(self) -> bool;
+}
+
+impl NpFloat for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn from_usize(x: usize) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+}
+
+impl NpFloat for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn from_usize(x: usize) -> Self {
+        x as f64
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+}
+
+/// `np.sum` of a contiguous 1-D array: the identity 0 plus numpy's pairwise summation
+/// (`@TYPE@_pairwise_sum`: below 8 elements a plain loop, up to 128 eight interleaved
+/// accumulators combined as `((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7))` then the tail, above that
+/// the two halves split at a multiple of 8), accumulating in the array's own dtype — a float32
+/// array sums in float32. A left-to-right sum rounds differently, and the sums feed every
+/// division in `normalize_max_weight`, so the order must be numpy's.
+fn np_sum<F: NpFloat>(x: &[F]) -> F {
+    F::ZERO + pairwise_sum(x)
+}
+
+fn pairwise_sum<F: NpFloat>(a: &[F]) -> F {
+    let n = a.len();
+    if n < 8 {
+        a.iter().fold(F::ZERO, |res, &v| res + v)
+    } else if n <= 128 {
+        let mut r = [a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]];
+        let full = n - n % 8;
+        for block in a[8..full].chunks_exact(8) {
+            for (acc, &v) in r.iter_mut().zip(block) {
+                *acc = *acc + v;
+            }
+        }
+        let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        a[full..].iter().fold(res, |res, &v| res + v)
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
+    }
+}
+
+/// `np.max`: NaN if any element is NaN.
+fn np_max<F: NpFloat>(x: &[F]) -> F {
+    let mut it = x.iter().copied();
+    let Some(first) = it.next() else {
+        return F::ZERO;
+    };
+    it.fold(first, |m, v| {
+        if m.is_nan() || !(v.is_nan() || v > m) {
+            m
+        } else {
+            v
+        }
+    })
+}
+
+/// `np.sort` order: ascending, NaN last (numpy's sort puts NaN at the end).
+fn np_sorted<F: NpFloat>(x: &[F]) -> Vec<F> {
+    let mut v = x.to_vec();
+    v.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => core::cmp::Ordering::Equal,
+        (true, false) => core::cmp::Ordering::Greater,
+        (false, true) => core::cmp::Ordering::Less,
+        (false, false) => a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal),
+    });
+    v
+}
+
+/// The SDK's `normalize_max_weight` on an array of dtype `F`, operation by operation.
+fn normalize_max_weight_np<F: NpFloat>(x: &[F], limit: f64) -> Vec<F> {
+    // `epsilon = 1e-7`, a Python float.
+    const EPSILON: f64 = 1e-7;
+    let len = x.len();
+    // `x.sum() == 0 or x.shape[0] * limit <= 1`: the product is Python int × Python float (f64).
+    if np_sum(x) == F::ZERO || (len as f64) * limit <= 1.0 {
+        // `np.ones_like(x) / x.shape[0]`: in the array's dtype.
+        return vec![F::ONE / F::from_usize(len); len];
+    }
+    let values = np_sorted(x);
+    let values_sum = np_sum(&values);
+    let estimation: Vec<F> = values.iter().map(|&v| v / values_sum).collect();
+    // Every comparison of a dtype-F value with the Python float `limit` happens in dtype F.
+    let limit_f = F::from_f64(limit);
+    if np_max(&estimation) <= limit_f {
+        let s = np_sum(x);
+        return x.iter().map(|&w| w / s).collect();
+    }
+    // `np.cumsum`: a sequential accumulation in dtype F.
+    let mut cumsum = Vec::with_capacity(len);
+    let mut acc = estimation[0];
+    cumsum.push(acc);
+    for &e in &estimation[1..] {
+        acc = acc + e;
+        cumsum.push(acc);
+    }
+    let eps_f = F::from_f64(EPSILON);
+    // `estimation_sum[i] = (len - i - 1) * estimation[i]` (Python int × dtype F → F), then
+    // `(estimation / (estimation_sum + cumsum + epsilon) < limit).sum()`.
+    let n_values = (0..len)
+        .filter(|&i| {
+            let es = F::from_usize(len - i - 1) * estimation[i];
+            estimation[i] / ((es + cumsum[i]) + eps_f) < limit_f
+        })
+        .count();
+    // `cumsum[n_values - 1]`: Python indexing, so n_values == 0 reads the last element.
+    let c = cumsum[(n_values + len - 1) % len];
+    // Numerator in dtype F (`limit * cumsum[..] - epsilon`); the denominator is
+    // `1 - limit * np.int64(len - n_values)`, a float64; so the quotient and `cutoff` are float64.
+    let numerator = (limit_f * c - eps_f).to_f64();
+    let denominator = 1.0 - limit * ((len - n_values) as f64);
+    let cutoff = numerator / denominator * values_sum.to_f64();
+    // `weights[weights > cutoff] = cutoff`: compared in float64, stored cast back to dtype F.
+    let cutoff_f = F::from_f64(cutoff);
+    let clipped: Vec<F> = x
+        .iter()
+        .map(|&w| if w.to_f64() > cutoff { cutoff_f } else { w })
+        .collect();
+    let s = np_sum(&clipped);
+    clipped.iter().map(|&w| w / s).collect()
+}
+
+/// The SDK's `normalize_max_weight(x, limit)` on a float32 array (`bittensor.utils.weight_utils`,
+/// bittensor 10.5.0, numpy 2): scale `x` to sum 1 with no element above `limit`, by clipping the
+/// largest elements at a common cutoff.
+///
+/// Bit-identical to the SDK, including its edge cases: an all-zero sum or `len * limit <= 1`
+/// gives the uniform `1/len`; an empty `x` gives an empty result; NaN and infinities propagate
+/// as IEEE arithmetic does in numpy. `limit` is a float64 like the SDK's Python float, because
+/// part of the algorithm (`len * limit <= 1`, the cutoff's denominator) runs in float64: with an
+/// f32 limit, `len = 10, limit = 0.1` would no longer be uniform. Other comparisons with `limit`
+/// happen in float32, as numpy does them. Sums are numpy's pairwise sums in float32.
+pub fn normalize_max_weight(x: &[f32], limit: f64) -> Vec<f32> {
+    normalize_max_weight_np(x, limit)
+}
+
+/// [`normalize_max_weight`] on a float64 array, as the SDK runs it when
+/// `process_weights_for_netuid` pads too few weights (its array is float64 there).
+pub fn normalize_max_weight_f64(x: &[f64], limit: f64) -> Vec<f64> {
+    normalize_max_weight_np(x, limit)
+}
+
+/// `np.quantile(a, q)` (method "linear") of a float32 array already sorted ascending, with `q`
+/// a Python float, as numpy 2.4 computes it: `q` stays float64 (numpy 2.2 cast it to float32),
+/// the virtual index `(len - 1) * q`, its floor and the fraction `gamma` are float64; the
+/// interpolation `_lerp` runs in float32 with `gamma` (and `1 - gamma`, formed in float64)
+/// cast to float32: `a + (b - a) * gamma`, or `b - (b - a) * (1 - gamma)` when `gamma >= 0.5`.
+fn np_quantile_linear_sorted(sorted: &[f32], q: f64) -> f32 {
+    let Some(&last) = sorted.last() else {
+        return f32::NAN;
+    };
+    let m = sorted.len();
+    let virtual_index = (m - 1) as f64 * q;
+    let (mut previous, mut next) = (virtual_index.floor(), virtual_index.floor() + 1.0);
+    if virtual_index >= (m - 1) as f64 {
+        (previous, next) = (-1.0, -1.0);
+    }
+    if virtual_index < 0.0 {
+        (previous, next) = (0.0, 0.0);
+    }
+    if virtual_index.is_nan() {
+        (previous, next) = (-1.0, -1.0);
+    }
+    // Index -1 is Python's last element.
+    let at = |i: f64| {
+        if i < 0.0 {
+            last
+        } else {
+            sorted.get(i as usize).copied().unwrap_or(last)
+        }
+    };
+    let gamma = virtual_index - previous;
+    let (a, b) = (at(previous), at(next));
+    let diff = b - a;
+    if gamma >= 0.5 {
+        b - diff * ((1.0 - gamma) as f32)
+    } else {
+        a + diff * (gamma as f32)
+    }
+}
+
+/// The SDK's `process_weights_for_netuid(uids, weights, netuid, subtensor, metagraph,
+/// exclude_quantile)` (bittensor 10.5.0 `bittensor.utils.weight_utils`, numpy path), with the
+/// chain's hyperparameters passed in: `n` is `metagraph.n`, `min_allowed_weights` the raw
+/// `MinAllowedWeights`, `max_weight_limit_u16` the raw `MaxWeightsLimit` (the SDK's
+/// `subtensor.max_weight_limit` is it divided by 65535 in float64), `exclude_quantile` the u16
+/// the SDK divides by 65535. `weights` is the caller's float32 array.
+///
+/// Returns `(uids, weights)` exactly as the SDK does, the weights widened to f64 without loss:
+/// 1. no weight `> 0`, or `n < min_allowed_weights`: uids `0..n`, weights `1/n` (float64);
+/// 2. fewer weights `> 0` than `min_allowed_weights`: uids `0..n`, a float64 array of `1e-5`
+///    plus each positive weight *at its position* in `weights` (the SDK assumes position =
+///    uid), through [`normalize_max_weight_f64`];
+/// 3. otherwise the positive weights and their uids, minus those below
+///    `np.quantile(positive, min(exclude_quantile / 65535, max(0, k - min_allowed_weights) / k))`
+///    for `k` positive weights, through [`normalize_max_weight`] in float32.
+///
+/// Feed the result to [`convert_weights_and_uids_for_emit`] for what goes on chain, or use
+/// [`process_and_convert`]. The result is f64 because branches 1 and 2 are float64 in the SDK:
+/// rounding them to f32 would change the u16 values after conversion.
+///
+/// Like the SDK, NaN, zero and negative weights are not errors: they are simply not `> 0`.
+/// Uids are not checked against `n` (the SDK only carries them along), and `+inf` propagates as
+/// in numpy (it usually ends as NaN weights, which the conversion refuses).
+///
+/// # Errors
+/// Exactly where the SDK raises (`IndexError` in both cases):
+/// - [`WeightsError::WeightVecNotEqualSize`]: a positive weight at a position with no uid
+///   (`uids[non_zero_weight_idx]`);
+/// - [`WeightsError::UidsLengthExceedUidsInSubNet`]: branch 2 with a positive weight at a
+///   position `>= n`.
+pub fn process_weights_for_netuid(
+    uids: &[u16],
+    weights: &[f32],
+    n: u16,
+    min_allowed_weights: u16,
+    max_weight_limit_u16: u16,
+    exclude_quantile: u16,
+) -> Result<(Vec<u16>, Vec<f64>), WeightsError> {
+    // `u16_normalized_float`: float(x) / float(65535).
+    let max_weight_limit = f64::from(max_weight_limit_u16) / f64::from(u16::MAX);
+    let quantile = f64::from(exclude_quantile) / f64::from(u16::MAX);
+    let n_us = usize::from(n);
+    let min_allowed = usize::from(min_allowed_weights);
+
+    // `np.argwhere(weights > 0)`: NaN, zeros and negatives are left out.
+    let positive: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] > 0.0).collect();
+    // Ascending, so the last one is the largest position.
+    if positive.last().is_some_and(|&p| p >= uids.len()) {
+        return Err(WeightsError::WeightVecNotEqualSize {
+            uids: uids.len(),
+            values: weights.len(),
+        });
+    }
+
+    if positive.is_empty() || n_us < min_allowed {
+        // `np.ones(n, dtype=np.int64) / n`: float64.
+        return Ok(((0..n).collect(), vec![1.0 / f64::from(n); n_us]));
+    }
+
+    if positive.len() < min_allowed {
+        if positive.last().is_some_and(|&p| p >= n_us) {
+            return Err(WeightsError::UidsLengthExceedUidsInSubNet {
+                len: weights.len(),
+                n,
+            });
+        }
+        // `np.ones(n, dtype=np.int64) * 1e-5`, then `weights[idx] += non_zero_weights`: float64.
+        let mut padded = vec![1e-5_f64; n_us];
+        for &p in &positive {
+            padded[p] += f64::from(weights[p]);
+        }
+        return Ok((
+            (0..n).collect(),
+            normalize_max_weight_f64(&padded, max_weight_limit),
+        ));
+    }
+
+    let k = positive.len();
+    let max_exclude = k.saturating_sub(min_allowed) as f64 / k as f64;
+    // Python's `min([quantile, max_exclude])`.
+    let q = if max_exclude < quantile {
+        max_exclude
+    } else {
+        quantile
+    };
+    let values: Vec<f32> = positive.iter().map(|&p| weights[p]).collect();
+    // The values are > 0 (no NaN), so numpy's partition order is the plain ascending order.
+    let mut sorted = values.clone();
+    sorted.sort_by(f32::total_cmp);
+    let lowest = np_quantile_linear_sorted(&sorted, q);
+    // `lowest_quantile <= non_zero_weights`, in float32; a NaN quantile keeps nothing.
+    let (kept_uids, kept): (Vec<u16>, Vec<f32>) = positive
+        .iter()
+        .zip(&values)
+        .filter(|(_, w)| lowest <= **w)
+        .map(|(&p, &w)| (uids[p], w))
+        .unzip();
+    let normalized = normalize_max_weight(&kept, max_weight_limit);
+    Ok((kept_uids, normalized.into_iter().map(f64::from).collect()))
+}
+
+/// [`process_weights_for_netuid`] then [`convert_weights_and_uids_for_emit`]: the u16
+/// `(uids, values)` a validator using the SDK would send on chain.
+///
+/// # Errors
+/// Those of [`process_weights_for_netuid`], and where the SDK's `convert_weights_and_uids_for_emit`
+/// raises `ValueError` on the processed weights:
+/// - [`WeightsError::NonFiniteWeight`]: a processed weight is NaN (from a `+inf` input), or the
+///   processing kept nothing because a `+inf` input made the quantile NaN;
+/// - [`WeightsError::WeightVecLengthIsLow`] (`len: 0, min: 1`): nothing to convert (`n` is 0 in
+///   the uniform branch); the SDK fails on `min()` of an empty list.
+pub fn process_and_convert(
+    uids: &[u16],
+    weights: &[f32],
+    n: u16,
+    min_allowed_weights: u16,
+    max_weight_limit_u16: u16,
+    exclude_quantile: u16,
+) -> Result<(Vec<u16>, Vec<u16>), WeightsError> {
+    let (out_uids, out_weights) = process_weights_for_netuid(
+        uids,
+        weights,
+        n,
+        min_allowed_weights,
+        max_weight_limit_u16,
+        exclude_quantile,
+    )?;
+    if out_uids.is_empty() {
+        let infinite = weights
+            .iter()
+            .position(|w| *w == f32::INFINITY)
+            .and_then(|i| uids.get(i));
+        return Err(match infinite {
+            Some(&uid) => WeightsError::NonFiniteWeight { uid },
+            None => WeightsError::WeightVecLengthIsLow { len: 0, min: 1 },
+        });
+    }
+    convert_weights_and_uids_for_emit(&out_uids, &out_weights)
+}
+
 #[cfg(test)]
 mod tests;

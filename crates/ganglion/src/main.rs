@@ -7,19 +7,62 @@ mod cmd;
 
 use std::process::ExitCode;
 
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
 
 /// Ganglion: run Bittensor-style subnets (wallets, a local chain, miners, validators).
 #[derive(Debug, Parser)]
 #[command(name = "ganglion", version, about, long_about = None, propagate_version = true)]
 struct Cli {
-    /// Log filter, e.g. `info`, `debug`, `ganglion=trace` (env: RUST_LOG).
-    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
-    log: String,
+    /// Log filter, e.g. `info`, `debug`, `ganglion=trace` (env: RUST_LOG); wins over
+    /// --logging.debug and --logging.trace. Default: info.
+    #[arg(long, global = true, env = "RUST_LOG")]
+    log: Option<String>,
+
+    #[command(flatten)]
+    logging: LoggingArgs,
 
     #[command(subcommand)]
     command: Command,
 }
+
+/// btcli's logging flags (`--logging.debug`, `--logging.trace`), and JSON lines for log
+/// collectors. Logs always go to stderr; data (`--json`) to stdout.
+#[derive(Debug, clap::Args)]
+struct LoggingArgs {
+    /// Debug logs from Ganglion (unless --log or RUST_LOG says otherwise).
+    #[arg(id = "logging.debug", long = "logging.debug", global = true, env = "GANGLION_LOGGING_DEBUG", value_parser = BoolishValueParser::new())]
+    debug: bool,
+    /// Trace logs from Ganglion: very verbose (unless --log or RUST_LOG says otherwise).
+    #[arg(id = "logging.trace", long = "logging.trace", global = true, env = "GANGLION_LOGGING_TRACE", value_parser = BoolishValueParser::new())]
+    trace: bool,
+    /// Log one JSON object per line on stderr (timestamp, level, target, fields).
+    #[arg(id = "logging.json", long = "logging.json", global = true, env = "GANGLION_LOGGING_JSON", value_parser = BoolishValueParser::new())]
+    json: bool,
+}
+
+impl LoggingArgs {
+    /// The filter: `--log`/`RUST_LOG` if given, else our own targets at debug or trace on
+    /// top of `info` for everything else.
+    fn filter(&self, explicit: Option<&str>) -> String {
+        if let Some(filter) = explicit.filter(|f| !f.trim().is_empty()) {
+            return filter.to_string();
+        }
+        let level = if self.trace {
+            "trace"
+        } else if self.debug {
+            "debug"
+        } else {
+            return "info".to_string();
+        };
+        // Every target our crates log under: module paths (`ganglion_*`) and the explicit
+        // `target:`s (`ganglion::…`, `compute::…`, `protocol::…`, `localnet`).
+        OUR_TARGETS.iter().fold("info".to_string(), |acc, target| format!("{acc},{target}={level}"))
+    }
+}
+
+/// Prefixes of the tracing targets our crates use (an EnvFilter target matches by prefix).
+const OUR_TARGETS: &[&str] = &["ganglion", "compute", "protocol", "localnet"];
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -68,7 +111,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    init_logging(&cli.logging.filter(cli.log.as_deref()), cli.logging.json);
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -100,12 +143,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr so that `--json` output on stdout stays machine-readable.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    // Colours only on a terminal: journald, log files and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = if json {
+        // One object per line: {"timestamp", "level", "fields": {"message", …}, "target", "span"?}.
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logging(debug: bool, trace: bool) -> LoggingArgs {
+        LoggingArgs { debug, trace, json: false }
+    }
+
+    #[test]
+    fn logging_filter() {
+        assert_eq!(logging(false, false).filter(None), "info");
+        assert_eq!(logging(true, false).filter(None), "info,ganglion=debug,compute=debug,protocol=debug,localnet=debug");
+        assert_eq!(logging(true, true).filter(None), "info,ganglion=trace,compute=trace,protocol=trace,localnet=trace");
+        assert_eq!(logging(true, true).filter(Some("warn")), "warn", "--log / RUST_LOG wins");
+        assert_eq!(logging(true, false).filter(Some(" ")), "info,ganglion=debug,compute=debug,protocol=debug,localnet=debug");
+        for filter in [logging(true, false).filter(None), logging(false, true).filter(None)] {
+            assert!(tracing_subscriber::EnvFilter::try_new(&filter).is_ok(), "{filter}");
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        // Catches clashes between the global logging flags and any subcommand's own.
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn logging_flags_parse_everywhere() {
+        let cli = Cli::try_parse_from(["ganglion", "wallet", "list", "--logging.json", "--logging.debug"]).expect("parses");
+        assert!(cli.logging.json && cli.logging.debug && !cli.logging.trace);
+        let cli = Cli::try_parse_from(["ganglion", "--logging.trace", "model", "list"]).expect("parses");
+        assert!(cli.logging.trace);
+    }
 }

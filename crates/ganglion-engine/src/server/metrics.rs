@@ -1,63 +1,72 @@
-//! Counters for `GET /metrics` in the Prometheus text format.
+//! The server's metrics for `GET /metrics`, in the workspace's one registry
+//! (`ganglion-metrics`): names and helps declared here, rendering shared with every node.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use ganglion_metrics::LATENCY_BUCKETS;
 
-/// Server-wide counters; the worker and the handlers update them.
-#[derive(Debug, Default)]
+/// Buckets for one engine step (a prompt chunk or one decoded token for one request).
+const STEP_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Server-wide metrics; the worker and the handlers update them.
+#[derive(Debug)]
 pub struct Metrics {
-    /// Requests by (endpoint, HTTP status).
-    pub requests: Mutex<BTreeMap<(String, u16), u64>>,
-    /// Prompt tokens processed.
-    pub prompt_tokens: AtomicU64,
-    /// Tokens generated.
-    pub generation_tokens: AtomicU64,
-    /// Generations dropped because the client went away.
-    pub cancelled: AtomicU64,
-    /// Generations in the worker queue.
-    pub running: AtomicU64,
-    /// Time spent processing prompts, microseconds.
-    pub prompt_micros: AtomicU64,
-    /// Time spent generating tokens, microseconds.
-    pub generation_micros: AtomicU64,
+    registry: ganglion_metrics::Metrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let registry = ganglion_metrics::Metrics::new();
+        registry.counter("ganglion_engine_requests_total", "HTTP requests by endpoint and status.");
+        registry.counter("ganglion_engine_prompt_tokens_total", "Prompt tokens processed.");
+        registry.counter("ganglion_engine_generation_tokens_total", "Tokens generated.");
+        registry.counter("ganglion_engine_cancelled_total", "Generations stopped because the client disconnected.");
+        registry.gauge("ganglion_engine_requests_running", "Generations queued or running.");
+        registry.histogram("ganglion_engine_step_seconds", "Duration of one engine step, by phase (prompt, decode).", STEP_BUCKETS);
+        registry.histogram("ganglion_engine_prompt_seconds", "Time from accepting a request to its prompt being processed (time to first token).", LATENCY_BUCKETS);
+        Metrics { registry }
+    }
 }
 
 impl Metrics {
     /// Counts one finished request.
     pub fn record_request(&self, endpoint: &str, status: u16) {
-        if let Ok(mut map) = self.requests.lock() {
-            *map.entry((endpoint.to_string(), status)).or_insert(0) += 1;
-        }
+        self.registry.inc("ganglion_engine_requests_total", &[("endpoint", endpoint), ("status", &status.to_string())]);
     }
 
-    /// Renders the Prometheus exposition text.
+    /// One engine step of `seconds` that produced `tokens` tokens.
+    pub fn step(&self, prefilling: bool, seconds: f64, tokens: usize) {
+        self.registry.observe("ganglion_engine_step_seconds", &[("phase", if prefilling { "prompt" } else { "decode" })], seconds);
+        self.registry.add("ganglion_engine_generation_tokens_total", &[], tokens as f64);
+    }
+
+    /// A request's prompt is processed: `tokens` long, `seconds` after it was accepted.
+    pub fn prompt_done(&self, tokens: usize, seconds: f64) {
+        self.registry.add("ganglion_engine_prompt_tokens_total", &[], tokens as f64);
+        self.registry.observe("ganglion_engine_prompt_seconds", &[], seconds);
+    }
+
+    /// A generation was dropped because its client went away.
+    pub fn cancelled(&self) {
+        self.registry.inc("ganglion_engine_cancelled_total", &[]);
+    }
+
+    /// Generations queued or running.
+    pub fn running(&self, n: usize) {
+        self.registry.set("ganglion_engine_requests_running", &[], n as f64);
+    }
+
+    /// Tokens generated so far (tests).
+    pub fn generation_tokens(&self) -> f64 {
+        self.registry.get("ganglion_engine_generation_tokens_total", &[])
+    }
+
+    /// Generations cancelled so far (tests).
+    pub fn cancelled_count(&self) -> f64 {
+        self.registry.get("ganglion_engine_cancelled_total", &[])
+    }
+
+    /// The exposition text.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "# HELP ganglion_engine_requests_total HTTP requests by endpoint and status.");
-        let _ = writeln!(out, "# TYPE ganglion_engine_requests_total counter");
-        if let Ok(map) = self.requests.lock() {
-            for ((endpoint, status), n) in map.iter() {
-                let _ = writeln!(out, "ganglion_engine_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");
-            }
-        }
-        let counters = [
-            ("ganglion_engine_prompt_tokens_total", "Prompt tokens processed.", &self.prompt_tokens, 1.0),
-            ("ganglion_engine_generation_tokens_total", "Tokens generated.", &self.generation_tokens, 1.0),
-            ("ganglion_engine_cancelled_total", "Generations stopped because the client disconnected.", &self.cancelled, 1.0),
-            ("ganglion_engine_prompt_seconds_total", "Time spent processing prompts.", &self.prompt_micros, 1e-6),
-            ("ganglion_engine_generation_seconds_total", "Time spent generating tokens.", &self.generation_micros, 1e-6),
-        ];
-        for (name, help, value, scale) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            let v = value.load(Ordering::Relaxed) as f64 * scale;
-            let _ = writeln!(out, "{name} {v}");
-        }
-        let _ = writeln!(out, "# HELP ganglion_engine_requests_running Generations queued or running.");
-        let _ = writeln!(out, "# TYPE ganglion_engine_requests_running gauge");
-        let _ = writeln!(out, "ganglion_engine_requests_running {}", self.running.load(Ordering::Relaxed));
-        out
+        self.registry.render()
     }
 }
 
@@ -66,13 +75,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters() {
+    fn renders_counters_and_histograms() {
         let m = Metrics::default();
         m.record_request("chat", 200);
         m.record_request("chat", 200);
-        m.generation_tokens.store(7, Ordering::Relaxed);
+        m.step(false, 0.02, 7);
+        m.prompt_done(12, 0.3);
         let text = m.render();
-        assert!(text.contains("ganglion_engine_requests_total{endpoint=\"chat\",status=\"200\"} 2"), "{text}");
-        assert!(text.contains("ganglion_engine_generation_tokens_total 7"), "{text}");
+        assert!(text.contains("ganglion_engine_requests_total{endpoint=\"chat\",status=\"200\"} 2.0"), "{text}");
+        assert!(text.contains("ganglion_engine_generation_tokens_total{} 7.0"), "{text}");
+        assert!(text.contains("ganglion_engine_step_seconds_count{phase=\"decode\"} 1"), "{text}");
+        assert!(text.contains("ganglion_engine_prompt_seconds_count{} 1"), "{text}");
+        assert_eq!(m.generation_tokens(), 7.0);
     }
 }

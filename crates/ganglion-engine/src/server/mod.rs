@@ -6,6 +6,7 @@
 //! single engine worker thread and turn its events into JSON or SSE. Dropping the response
 //! stream (client disconnect) drops the event receiver, which cancels the generation.
 
+pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod openai;
@@ -28,6 +29,7 @@ use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+pub use self::config::ServeConfig;
 use self::error::ApiError;
 use self::metrics::Metrics;
 use self::openai::{ChatRequest, CompletionRequest, ResponseOptions};
@@ -129,7 +131,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render())
+    ([(header::CONTENT_TYPE, ganglion_metrics::CONTENT_TYPE)], app.metrics.render())
 }
 
 async fn list_models(State(app): State<Arc<App>>) -> Json<Value> {

@@ -4,7 +4,6 @@
 //! dropped (the client disconnected) is cancelled at its next turn.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +45,8 @@ pub struct Job {
     pub generation: Generation,
     /// Where its events go.
     pub events: mpsc::UnboundedSender<Event>,
+    /// When it was queued (for the time-to-first-token histogram).
+    pub queued: Instant,
 }
 
 /// Handle to submit jobs to the worker thread.
@@ -67,7 +68,7 @@ impl WorkerHandle {
     /// Queues a generation; returns its event stream, or `None` if the worker is gone.
     pub fn submit(&self, generation: Generation) -> Option<mpsc::UnboundedReceiver<Event>> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.jobs.send(Job { generation, events: tx }).ok().map(|_| rx)
+        self.jobs.send(Job { generation, events: tx, queued: Instant::now() }).ok().map(|_| rx)
     }
 }
 
@@ -81,7 +82,7 @@ fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedRece
     let mut turn = 0u64;
     loop {
         if queue.is_empty() {
-            metrics.running.store(0, Ordering::Relaxed);
+            metrics.running(0);
             match jobs.blocking_recv() {
                 Some(job) => queue.push_back(Active { job, prompt_reported: false }),
                 None => return,
@@ -90,17 +91,17 @@ fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedRece
         while let Ok(job) = jobs.try_recv() {
             queue.push_back(Active { job, prompt_reported: false });
         }
-        metrics.running.store(queue.len() as u64, Ordering::Relaxed);
+        metrics.running(queue.len());
         let Some(mut active) = queue.pop_front() else { continue };
         if active.job.events.is_closed() {
-            metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+            metrics.cancelled();
             continue;
         }
         let started = Instant::now();
         let was_prefilling = !active.job.generation.prompt_processed();
         let result = active.job.generation.step(&engine);
         turn += 1;
-        let micros = started.elapsed().as_micros() as u64;
+        let seconds = started.elapsed().as_secs_f64();
         let generation = &active.job.generation;
         let out = match result {
             Ok(out) => out,
@@ -109,18 +110,16 @@ fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedRece
                 continue;
             }
         };
-        let timer = if was_prefilling { &metrics.prompt_micros } else { &metrics.generation_micros };
-        timer.fetch_add(micros, Ordering::Relaxed);
-        metrics.generation_tokens.fetch_add(out.tokens.len() as u64, Ordering::Relaxed);
+        metrics.step(was_prefilling, seconds, out.tokens.len());
         if generation.prompt_processed() && !active.prompt_reported {
             active.prompt_reported = true;
-            metrics.prompt_tokens.fetch_add(generation.prompt_tokens() as u64, Ordering::Relaxed);
+            metrics.prompt_done(generation.prompt_tokens(), active.job.queued.elapsed().as_secs_f64());
             let _ = active.job.events.send(Event::PromptDone(generation.prompt_scores().to_vec()));
         }
         let finish = out.finish;
         let has_output = !out.tokens.is_empty() || !out.text.is_empty();
         if has_output && active.job.events.send(Event::Step { out, turn }).is_err() {
-            metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+            metrics.cancelled();
             continue;
         }
         match finish {
@@ -187,8 +186,8 @@ mod tests {
         assert_eq!((turns_a.len(), turns_b.len()), (30, 30));
         // Round robin: b's first token comes before a's last one (FIFO would finish a first).
         assert!(turns_b[0] < turns_a[29], "not interleaved: a {turns_a:?} b {turns_b:?}");
-        let generated = metrics.generation_tokens.load(Ordering::Relaxed);
-        assert!(generated < 100, "the disconnected request kept generating: {generated} tokens");
-        assert!(metrics.cancelled.load(Ordering::Relaxed) >= 1);
+        let generated = metrics.generation_tokens();
+        assert!(generated < 100.0, "the disconnected request kept generating: {generated} tokens");
+        assert!(metrics.cancelled_count() >= 1.0);
     }
 }

@@ -1,13 +1,19 @@
 //! The miner's settings: [`MinerConfig`] (what [`super::start`] takes) and [`MinerFile`],
-//! the TOML file and command-line overrides it is resolved from.
+//! the TOML file with flags and env vars laid over it by the runtime's one rule
+//! ([`ganglion_neuron::config::load`]). Durations carry units (`"30s"`, `"10m"`).
 //!
 //! ```toml
 //! netuid = 1
 //!
-//! [axon]
+//! [neuron]                  # the runtime's section
+//! sync_interval = "12s"     # metagraph refresh (caller policy, axon)
+//! data_dir = "/var/lib/ganglion/miner"   # status.json (optional)
+//!
+//! [axon]                    # the runtime's section
 //! ip = "0.0.0.0"            # where to listen
 //! port = 8091
 //! external_ip = "203.0.113.7"   # what to publish on chain (default: ip, or 127.0.0.1)
+//! serve = true              # publish with serve_axon
 //!
 //! [[models]]                # one per model served; the validator's model name
 //! name = "smollm2"
@@ -25,28 +31,31 @@
 //!
 //! [miner]
 //! per_caller_concurrency = 8
-//! sync_interval_secs = 30
-//! upstream_first_byte_timeout_secs = 60
-//! upstream_idle_timeout_secs = 60
-//! upstream_total_timeout_secs = 600
+//! max_request_bytes = 1048576
+//! upstream_first_byte_timeout = "60s"
+//! upstream_idle_timeout = "60s"
+//! upstream_total_timeout = "10m"
+//! queue_timeout = "10s"
+//! drain_timeout = "10s"     # in-flight streams get this long at shutdown
 //! ```
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ganglion_chain::RAO_PER_TAO;
 use ganglion_core::keys::{Keypair, PublicKey};
 use ganglion_engine::Engine;
+use ganglion_neuron::config::{AxonConfig, NeuronConfig, Overrides, check_duration};
 use ganglion_protocol::policy::PolicyConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{InferenceError, Result};
 
 /// One upstream: the model it serves and where.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Model name as validators request it (`X-Targon-Model` or the body's `model`).
@@ -107,13 +116,8 @@ pub struct MinerConfig {
     pub netuid: u16,
     /// The miner's hotkey: Epistula receiver and axon owner.
     pub hotkey: Keypair,
-    /// Where to listen.
-    pub listen: SocketAddr,
-    /// Address published on chain (default: the listen address, or 127.0.0.1 when listening
-    /// on all interfaces).
-    pub external_ip: Option<IpAddr>,
-    /// Port published on chain (default: the bound port).
-    pub external_port: Option<u16>,
+    /// Where to listen, what to publish on chain, and whether to (the runtime's section).
+    pub axon: AxonConfig,
     /// Upstream per model.
     pub upstreams: Vec<UpstreamConfig>,
     /// Caller policy (registration, stake, permit, lists).
@@ -134,8 +138,10 @@ pub struct MinerConfig {
     pub queue_timeout: Duration,
     /// How often the metagraph (caller policy, axon) is refreshed.
     pub sync_interval: Duration,
-    /// Publish the axon on chain at start and whenever the chain's copy differs.
-    pub serve_axon: bool,
+    /// How long in-flight streams may go on after a stop was asked for.
+    pub drain_timeout: Duration,
+    /// Where `status.json` is written (none: served at `/status` only).
+    pub data_dir: Option<PathBuf>,
     /// Demo/test misbehaviour (see [`Adversary`]).
     pub adversary: Option<Adversary>,
 }
@@ -147,9 +153,7 @@ impl MinerConfig {
         MinerConfig {
             netuid,
             hotkey,
-            listen,
-            external_ip: None,
-            external_port: None,
+            axon: AxonConfig { ip: listen.ip(), port: listen.port(), ..AxonConfig::default() },
             upstreams,
             policy: PolicyConfig {
                 require_registered: true,
@@ -164,145 +168,119 @@ impl MinerConfig {
             upstream_idle_timeout: Duration::from_secs(60),
             upstream_total_timeout: Duration::from_secs(600),
             queue_timeout: Duration::from_secs(10),
-            sync_interval: Duration::from_secs(30),
-            serve_axon: true,
+            sync_interval: NeuronConfig::default().sync_interval,
+            drain_timeout: Duration::from_secs(10),
+            data_dir: None,
             adversary: None,
         }
     }
 }
 
-/// `[axon]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AxonFile {
-    /// Listen address.
-    pub ip: Option<IpAddr>,
-    /// Listen port.
-    pub port: Option<u16>,
-    /// Published address.
-    pub external_ip: Option<IpAddr>,
-    /// Published port.
-    pub external_port: Option<u16>,
-}
-
 /// `[policy]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicyFile {
-    /// Require a validator permit (default true).
-    pub force_validator_permit: Option<bool>,
-    /// Minimum stake in TAO (default 1000).
-    pub min_stake: Option<f64>,
+    /// Require a validator permit.
+    pub force_validator_permit: bool,
+    /// Minimum stake in TAO.
+    pub min_stake: f64,
     /// Hotkeys (SS58) always refused.
-    pub hotkey_blacklist: Option<Vec<String>>,
+    pub hotkey_blacklist: Vec<String>,
     /// If non-empty, only these hotkeys.
-    pub hotkey_whitelist: Option<Vec<String>>,
+    pub hotkey_whitelist: Vec<String>,
     /// Coldkeys whose hotkeys are refused.
-    pub coldkey_blacklist: Option<Vec<String>>,
+    pub coldkey_blacklist: Vec<String>,
     /// If non-empty, only hotkeys of these coldkeys.
-    pub coldkey_whitelist: Option<Vec<String>>,
+    pub coldkey_whitelist: Vec<String>,
 }
 
-/// `[miner]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MinerSection {
-    /// Requests in flight per caller.
-    pub per_caller_concurrency: Option<usize>,
-    /// Metagraph refresh period.
-    pub sync_interval_secs: Option<f64>,
-    /// Upstream header deadline.
-    pub upstream_first_byte_timeout_secs: Option<f64>,
-    /// Upstream idle deadline.
-    pub upstream_idle_timeout_secs: Option<f64>,
-    /// Upstream total deadline.
-    pub upstream_total_timeout_secs: Option<f64>,
-    /// Largest request body in bytes.
-    pub max_request_bytes: Option<usize>,
-}
-
-/// The miner's TOML file; also the shape of command-line overrides (every field optional,
-/// later sources win in [`MinerFile::merge`]).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MinerFile {
-    /// Subnet.
-    pub netuid: Option<u16>,
-    /// `[axon]`.
-    #[serde(default)]
-    pub axon: AxonFile,
-    /// `[[models]]`.
-    #[serde(default)]
-    pub models: Vec<UpstreamConfig>,
-    /// `[policy]`.
-    #[serde(default)]
-    pub policy: PolicyFile,
-    /// `[miner]`.
-    #[serde(default)]
-    pub miner: MinerSection,
-}
-
-fn pick<T>(over: Option<T>, base: Option<T>) -> Option<T> {
-    over.or(base)
-}
-
-fn secs(value: Option<f64>, default: Duration, what: &str) -> Result<Duration> {
-    match value {
-        None => Ok(default),
-        Some(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(Duration::from_secs_f64(v)),
-        Some(v) => Err(InferenceError::Config(format!("{what} must be between 0 and 86400 seconds, got {v}"))),
+impl Default for PolicyFile {
+    fn default() -> Self {
+        PolicyFile {
+            force_validator_permit: true,
+            min_stake: 1000.0,
+            hotkey_blacklist: Vec::new(),
+            hotkey_whitelist: Vec::new(),
+            coldkey_blacklist: Vec::new(),
+            coldkey_whitelist: Vec::new(),
+        }
     }
 }
 
-fn keys(list: &Option<Vec<String>>, what: &str) -> Result<HashSet<PublicKey>> {
+/// `[miner]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MinerSection {
+    /// Requests in flight per caller.
+    pub per_caller_concurrency: usize,
+    /// Largest request body in bytes.
+    pub max_request_bytes: usize,
+    /// Upstream header deadline.
+    #[serde(with = "humantime_serde")]
+    pub upstream_first_byte_timeout: Duration,
+    /// Upstream idle deadline.
+    #[serde(with = "humantime_serde")]
+    pub upstream_idle_timeout: Duration,
+    /// Upstream total deadline.
+    #[serde(with = "humantime_serde")]
+    pub upstream_total_timeout: Duration,
+    /// How long a request waits for an upstream slot.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// How long in-flight streams may go on after SIGINT/SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for MinerSection {
+    fn default() -> Self {
+        MinerSection {
+            per_caller_concurrency: 8,
+            max_request_bytes: 1 << 20,
+            upstream_first_byte_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(60),
+            upstream_total_timeout: Duration::from_secs(600),
+            queue_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The miner's TOML file (and, through [`Overrides`], its flags and env vars).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MinerFile {
+    /// Subnet.
+    pub netuid: Option<u16>,
+    /// `[neuron]` (the runtime's section: `sync_interval`, `data_dir`).
+    pub neuron: NeuronConfig,
+    /// `[axon]` (the runtime's section).
+    pub axon: AxonConfig,
+    /// `[[models]]`.
+    pub models: Vec<UpstreamConfig>,
+    /// `[policy]`.
+    pub policy: PolicyFile,
+    /// `[miner]`.
+    pub miner: MinerSection,
+}
+
+fn keys(list: &[String], what: &str) -> Result<HashSet<PublicKey>> {
     list.iter()
-        .flatten()
         .map(|s| s.trim().parse::<PublicKey>().map_err(|e| InferenceError::Config(format!("{what}: `{s}` is not an SS58 address: {e}"))))
         .collect()
 }
 
 impl MinerFile {
-    /// Reads and parses a TOML file.
-    pub fn from_path(path: &Path) -> Result<MinerFile> {
-        let text = std::fs::read_to_string(path).map_err(|e| InferenceError::ConfigFile { path: path.into(), reason: e.to_string() })?;
-        toml::from_str(&text).map_err(|e| InferenceError::ConfigFile { path: path.into(), reason: e.to_string() })
+    /// The file (if any) with `overrides` (flags, env) laid over it.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<MinerFile> {
+        Ok(ganglion_neuron::config::load(file, overrides)?)
     }
 
-    /// `over` wins field by field; its `[[models]]`, when given, replace the file's.
-    pub fn merge(self, over: MinerFile) -> MinerFile {
-        MinerFile {
-            netuid: pick(over.netuid, self.netuid),
-            axon: AxonFile {
-                ip: pick(over.axon.ip, self.axon.ip),
-                port: pick(over.axon.port, self.axon.port),
-                external_ip: pick(over.axon.external_ip, self.axon.external_ip),
-                external_port: pick(over.axon.external_port, self.axon.external_port),
-            },
-            models: if over.models.is_empty() { self.models } else { over.models },
-            policy: PolicyFile {
-                force_validator_permit: pick(over.policy.force_validator_permit, self.policy.force_validator_permit),
-                min_stake: pick(over.policy.min_stake, self.policy.min_stake),
-                hotkey_blacklist: pick(over.policy.hotkey_blacklist, self.policy.hotkey_blacklist),
-                hotkey_whitelist: pick(over.policy.hotkey_whitelist, self.policy.hotkey_whitelist),
-                coldkey_blacklist: pick(over.policy.coldkey_blacklist, self.policy.coldkey_blacklist),
-                coldkey_whitelist: pick(over.policy.coldkey_whitelist, self.policy.coldkey_whitelist),
-            },
-            miner: MinerSection {
-                per_caller_concurrency: pick(over.miner.per_caller_concurrency, self.miner.per_caller_concurrency),
-                sync_interval_secs: pick(over.miner.sync_interval_secs, self.miner.sync_interval_secs),
-                upstream_first_byte_timeout_secs: pick(over.miner.upstream_first_byte_timeout_secs, self.miner.upstream_first_byte_timeout_secs),
-                upstream_idle_timeout_secs: pick(over.miner.upstream_idle_timeout_secs, self.miner.upstream_idle_timeout_secs),
-                upstream_total_timeout_secs: pick(over.miner.upstream_total_timeout_secs, self.miner.upstream_total_timeout_secs),
-                max_request_bytes: pick(over.miner.max_request_bytes, self.miner.max_request_bytes),
-            },
-        }
-    }
-
-    /// The resolved configuration, with defaults for what is unset.
+    /// The resolved configuration.
     pub fn into_config(self, hotkey: Keypair) -> Result<MinerConfig> {
         let netuid = self.netuid.ok_or_else(|| InferenceError::Config("no subnet: pass --netuid or set `netuid` in the config file".into()))?;
-        let listen = SocketAddr::new(self.axon.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), self.axon.port.unwrap_or(8091));
-        let mut config = MinerConfig::new(netuid, hotkey, listen, self.models);
+        self.neuron.validate()?;
+        let mut config = MinerConfig::new(netuid, hotkey, self.axon.listen(), self.models);
         for upstream in &config.upstreams {
             if upstream.name.trim().is_empty() || !(upstream.url.starts_with("http://") || upstream.url.starts_with("https://")) {
                 return Err(InferenceError::Config(format!("model `{}`: url `{}` must be an http:// or https:// URL", upstream.name, upstream.url)));
@@ -311,32 +289,40 @@ impl MinerFile {
                 return Err(InferenceError::Config(format!("model `{}`: max_concurrency must be at least 1", upstream.name)));
             }
         }
-        config.external_ip = self.axon.external_ip;
-        config.external_port = self.axon.external_port;
-        config.policy.require_validator_permit = self.policy.force_validator_permit.unwrap_or(true);
-        if let Some(tao) = self.policy.min_stake {
-            if !(tao.is_finite() && tao >= 0.0) {
-                return Err(InferenceError::Config(format!("min_stake must be a non-negative number of TAO, got {tao}")));
-            }
-            config.policy.min_stake_rao = (tao * RAO_PER_TAO as f64).round() as u64;
+        config.axon = self.axon;
+        config.sync_interval = self.neuron.sync_interval;
+        config.data_dir = self.neuron.data_dir;
+        config.policy.require_validator_permit = self.policy.force_validator_permit;
+        let tao = self.policy.min_stake;
+        if !(tao.is_finite() && tao >= 0.0) {
+            return Err(InferenceError::Config(format!("min_stake must be a non-negative number of TAO, got {tao}")));
         }
+        config.policy.min_stake_rao = (tao * RAO_PER_TAO as f64).round() as u64;
         config.policy.hotkey_blacklist = keys(&self.policy.hotkey_blacklist, "hotkey_blacklist")?;
         config.policy.hotkey_whitelist = keys(&self.policy.hotkey_whitelist, "hotkey_whitelist")?;
         config.policy.coldkey_blacklist = keys(&self.policy.coldkey_blacklist, "coldkey_blacklist")?;
         config.policy.coldkey_whitelist = keys(&self.policy.coldkey_whitelist, "coldkey_whitelist")?;
-        if let Some(n) = self.miner.per_caller_concurrency {
-            if n == 0 {
-                return Err(InferenceError::Config("per_caller_concurrency must be at least 1".into()));
-            }
-            config.per_caller_concurrency = n;
+        let m = self.miner;
+        if m.per_caller_concurrency == 0 {
+            return Err(InferenceError::Config("per_caller_concurrency must be at least 1".into()));
         }
-        if let Some(n) = self.miner.max_request_bytes {
-            config.max_request_bytes = n.clamp(1024, 64 << 20);
+        config.per_caller_concurrency = m.per_caller_concurrency;
+        config.max_request_bytes = m.max_request_bytes.clamp(1024, 64 << 20);
+        let (min, day) = (Duration::from_millis(1), Duration::from_secs(86_400));
+        for (key, value) in [
+            ("miner.upstream_first_byte_timeout", m.upstream_first_byte_timeout),
+            ("miner.upstream_idle_timeout", m.upstream_idle_timeout),
+            ("miner.upstream_total_timeout", m.upstream_total_timeout),
+            ("miner.queue_timeout", m.queue_timeout),
+        ] {
+            check_duration(key, value, min, day)?;
         }
-        config.sync_interval = secs(self.miner.sync_interval_secs, config.sync_interval, "sync_interval")?;
-        config.upstream_first_byte_timeout = secs(self.miner.upstream_first_byte_timeout_secs, config.upstream_first_byte_timeout, "upstream_first_byte_timeout")?;
-        config.upstream_idle_timeout = secs(self.miner.upstream_idle_timeout_secs, config.upstream_idle_timeout, "upstream_idle_timeout")?;
-        config.upstream_total_timeout = secs(self.miner.upstream_total_timeout_secs, config.upstream_total_timeout, "upstream_total_timeout")?;
+        check_duration("miner.drain_timeout", m.drain_timeout, Duration::ZERO, day)?;
+        config.upstream_first_byte_timeout = m.upstream_first_byte_timeout;
+        config.upstream_idle_timeout = m.upstream_idle_timeout;
+        config.upstream_total_timeout = m.upstream_total_timeout;
+        config.queue_timeout = m.queue_timeout;
+        config.drain_timeout = m.drain_timeout;
         Ok(config)
     }
 }
@@ -345,9 +331,17 @@ impl MinerFile {
 mod tests {
     use super::*;
 
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("miner.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     #[test]
     fn file_and_overrides_resolve() {
-        let file: MinerFile = toml::from_str(
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
             r#"
             netuid = 3
             [axon]
@@ -359,24 +353,34 @@ mod tests {
             [policy]
             force_validator_permit = false
             min_stake = 0.5
+            [neuron]
+            sync_interval = "5s"
             [miner]
-            sync_interval_secs = 5
+            upstream_total_timeout = "2m"
             "#,
-        )
-        .unwrap();
-        let over = MinerFile { axon: AxonFile { port: Some(9100), ..Default::default() }, ..Default::default() };
-        let config = file.merge(over).into_config(Keypair::from_uri("//M").unwrap()).unwrap();
+        );
+        let mut over = Overrides::new();
+        over.set("axon.port", Some(9100i64)).set("axon.serve", Some(false));
+        let config = MinerFile::load(Some(&path), &over).unwrap().into_config(Keypair::from_uri("//M").unwrap()).unwrap();
         assert_eq!(config.netuid, 3);
-        assert_eq!(config.listen.port(), 9100, "the command line wins");
+        assert_eq!(config.axon.listen().port(), 9100, "the command line wins");
+        assert!(!config.axon.serve);
         assert_eq!(config.upstreams[0].max_concurrency, 2);
         assert!(!config.policy.require_validator_permit);
         assert_eq!(config.policy.min_stake_rao, RAO_PER_TAO / 2);
         assert_eq!(config.sync_interval, Duration::from_secs(5));
+        assert_eq!(config.upstream_total_timeout, Duration::from_secs(120));
     }
 
     #[test]
     fn bad_files_say_what_is_wrong() {
-        assert!(toml::from_str::<MinerFile>("netuid = 1\nunknown = 2").is_err(), "unknown keys are refused");
+        let dir = tempfile::tempdir().unwrap();
+        let unknown = MinerFile::load(Some(&write(dir.path(), "netuid = 1\nunknown = 2")), &Overrides::new()).unwrap_err();
+        assert!(unknown.to_string().contains("unknown"), "unknown keys are refused: {unknown}");
+        let old = MinerFile::load(Some(&write(dir.path(), "[miner]\nsync_interval_secs = 5")), &Overrides::new());
+        assert!(old.is_err(), "the old `_secs` keys are refused, not ignored");
+        let units = MinerFile::load(Some(&write(dir.path(), "[miner]\nqueue_timeout = \"soon\"")), &Overrides::new());
+        assert!(units.is_err());
         let no_netuid = MinerFile::default().into_config(Keypair::from_uri("//M").unwrap()).unwrap_err();
         assert!(no_netuid.to_string().contains("--netuid"), "{no_netuid}");
         let bad_url = MinerFile {
@@ -385,11 +389,7 @@ mod tests {
             ..Default::default()
         };
         assert!(bad_url.into_config(Keypair::from_uri("//M").unwrap()).is_err());
-        let bad_key = MinerFile {
-            netuid: Some(1),
-            policy: PolicyFile { hotkey_blacklist: Some(vec!["nope".into()]), ..Default::default() },
-            ..Default::default()
-        };
+        let bad_key = MinerFile { netuid: Some(1), policy: PolicyFile { hotkey_blacklist: vec!["nope".into()], ..Default::default() }, ..Default::default() };
         assert!(bad_key.into_config(Keypair::from_uri("//M").unwrap()).unwrap_err().to_string().contains("nope"));
     }
 }

@@ -11,14 +11,19 @@
 //!
 //! - Routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /models` (the models
 //!   served, a JSON list) and `POST /models` (the validator's list), all behind Epistula
-//!   with the miner's hotkey as receiver; `GET /` health check and `GET /metrics`
-//!   (loopback callers only) without authentication.
+//!   with the miner's hotkey as receiver; `GET /` health check, and `GET /metrics` (the
+//!   runtime's registry) and `GET /status` (the runtime's [`NodeStatus`], role `miner`)
+//!   for loopback callers only, without authentication.
 //! - Responses stream through byte for byte as they arrive (never buffered), under
 //!   first-byte, idle and total deadlines; the request body is size-limited.
-//! - Caller policy from the metagraph (registered, stake, validator permit, black and white
-//!   lists), refreshed every `sync_interval` via [`Metagraph::sync`]; the axon is served at
-//!   start and re-served whenever the chain's copy differs from the configured address.
-//! - Without a chain (`start(config, None)`) the miner serves with whatever policy it is
+//! - The axon is the runtime's ([`Axon`]): bind, Epistula verifier with the caller policy
+//!   (registered, stake, validator permit, black and white lists) over a directory that
+//!   the runtime's chain task ([`run_chain_sync`]) refreshes every `sync_interval`,
+//!   publishing the axon at start and whenever the chain's copy differs.
+//! - Stops on a [`Shutdown`] token (SIGINT/SIGTERM in the binary, or
+//!   [`MinerHandle::shutdown`]): no new connections, in-flight streams get
+//!   `drain_timeout` to finish.
+//! - Without a chain (`start(config, None, …)`) the miner serves with whatever policy it is
 //!   given and an empty directory: for benchmarks and tests.
 
 pub mod config;
@@ -27,29 +32,27 @@ mod adversary;
 mod proxy;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ganglion_chain::{Chain, Metagraph};
+use ganglion_chain::Chain;
 use ganglion_core::keys::PublicKey;
-use ganglion_protocol::epistula::{Verifier, VerifierConfig};
-use ganglion_protocol::policy::{CallerInfo, SharedDirectory, StandardPolicy};
-use tokio::sync::{Semaphore, oneshot};
+use ganglion_neuron::axon::{Axon, AxonPublisher, caller_table, run_chain_sync};
+use ganglion_neuron::metrics::LATENCY_BUCKETS;
+use ganglion_neuron::signals::ShutdownTrigger;
+use ganglion_neuron::status::{NodeStatus, Phase, Role, StatusBoard};
+use ganglion_neuron::sync::MetagraphSync;
+use ganglion_neuron::{Metrics, Shutdown};
+use ganglion_protocol::epistula::VerifierConfig;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 pub use config::{Adversary, MinerConfig, MinerFile, UpstreamConfig};
 
 use crate::error::{InferenceError, Result};
-use crate::metrics::Metrics;
 use crate::openai::join_url;
-
-/// Axon version published on chain: `major·10⁶ + minor·10³ + patch` of this crate.
-pub fn axon_version() -> u32 {
-    let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    major * 1_000_000 + minor * 1_000 + patch
-}
 
 /// One upstream with its slots.
 #[derive(Debug)]
@@ -94,6 +97,12 @@ struct MinerState {
     metrics: Arc<Metrics>,
     /// The model list the validators last sent (`POST /models`).
     validator_models: Mutex<Vec<String>>,
+    /// Responses streaming now.
+    active_streams: AtomicI64,
+    /// Requests answered (any status).
+    requests: AtomicU64,
+    /// The status `/status` serves.
+    board: Arc<StatusBoard>,
 }
 
 impl MinerState {
@@ -102,6 +111,24 @@ impl MinerState {
         names.sort();
         names
     }
+
+    /// Counts a stream starting (+1) or ending (−1), mirrored in the gauge.
+    fn streams(&self, delta: i64) {
+        let now = self.active_streams.fetch_add(delta, Ordering::Relaxed) + delta;
+        self.metrics.set("ganglion_miner_active_streams", &[], now.max(0) as f64);
+    }
+
+    /// The status with the live figures (active streams, requests) filled in.
+    fn status(&self) -> NodeStatus {
+        let active = self.active_streams.load(Ordering::Relaxed).max(0);
+        let requests = self.requests.load(Ordering::Relaxed);
+        let models = self.models();
+        self.board.update(|s| {
+            s.steps = requests;
+            s.details = serde_json::json!({"models": models, "active_streams": active});
+        });
+        self.board.get()
+    }
 }
 
 /// A running miner.
@@ -109,7 +136,9 @@ impl MinerState {
 pub struct MinerHandle {
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-    stop: Option<oneshot::Sender<()>>,
+    state: Arc<MinerState>,
+    trigger: ShutdownTrigger,
+    drain: Duration,
     server: JoinHandle<()>,
     sync: Option<JoinHandle<()>>,
 }
@@ -120,41 +149,49 @@ impl MinerHandle {
         self.addr
     }
 
-    /// The miner's counters.
+    /// The miner's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    /// Stops serving (in-flight streams get two seconds) and the chain sync.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(sync) = self.sync.take() {
-            sync.abort();
-        }
-        let abort = self.server.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(2), &mut self.server).await.is_err() {
-            abort.abort();
-        }
+    /// The current status (what `/status` serves).
+    pub fn status(&self) -> NodeStatus {
+        self.state.status()
     }
 
-    /// Waits until the server stops.
+    /// A token that fires when the miner is asked to stop.
+    pub fn token(&self) -> Shutdown {
+        self.trigger.token()
+    }
+
+    /// Stops: no new requests, in-flight streams get `drain_timeout`, the chain task ends.
+    pub async fn shutdown(self) {
+        self.trigger.trigger();
+        self.wait().await;
+    }
+
+    /// Waits until the miner stopped (after its shutdown token fired), then writes the
+    /// final status.
     pub async fn wait(mut self) {
         let _ = (&mut self.server).await;
         if let Some(sync) = self.sync.take() {
-            sync.abort();
+            let abort = sync.abort_handle();
+            if tokio::time::timeout(self.drain + Duration::from_secs(5), sync).await.is_err() {
+                abort.abort();
+            }
         }
+        self.state.board.update(|s| s.phase = Phase::Stopping);
+        let _ = self.state.status();
+        tracing::info!(target: "ganglion::miner", "inference miner stopped");
     }
 }
 
 fn describe(metrics: &Metrics) {
-    metrics.describe("ganglion_miner_requests_total", "counter", "Requests handled, by route and status.");
-    metrics.describe("ganglion_miner_upstream_errors_total", "counter", "Upstream failures, by model and kind.");
-    metrics.describe("ganglion_miner_active_streams", "gauge", "Responses currently streaming.");
-    metrics.describe("ganglion_miner_refused_total", "counter", "Requests refused by the miner's limits, by reason.");
-    metrics.describe("ganglion_miner_axon_served_total", "counter", "serve_axon transactions accepted.");
-    metrics.describe("ganglion_miner_metagraph_syncs_total", "counter", "Metagraph refreshes, by result.");
+    metrics.counter("ganglion_miner_requests_total", "Requests handled, by route and status.");
+    metrics.counter("ganglion_miner_upstream_errors_total", "Upstream failures, by model and kind.");
+    metrics.gauge("ganglion_miner_active_streams", "Responses currently streaming.");
+    metrics.counter("ganglion_miner_refused_total", "Requests refused by the miner's limits, by reason.");
+    metrics.histogram("ganglion_miner_request_seconds", "Time from a request's arrival to the end of its streamed response, by model.", LATENCY_BUCKETS);
 }
 
 /// Asks an OpenAI-compatible server which models it serves (`GET /v1/models`) and makes
@@ -186,28 +223,21 @@ pub async fn upstreams_from_url(url: &str, api_key: Option<String>, max_concurre
         .collect())
 }
 
-/// Starts the miner: binds, serves, and (with a chain) syncs the metagraph and serves the axon.
-pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>) -> Result<MinerHandle> {
+/// Starts the miner: binds the axon, syncs the metagraph and serves the axon (with a
+/// chain), and serves until `shutdown` fires or [`MinerHandle::shutdown`] is called.
+pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown: Option<Shutdown>) -> Result<MinerHandle> {
     // Even the random-token demo needs its model list: that is what it claims to serve.
     if config.upstreams.is_empty() {
         return Err(InferenceError::Config("no upstream: give --upstream URL or [[models]] in the config file".into()));
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| InferenceError::Bind { addr: config.listen, reason: e.to_string() })?;
-    let addr = listener.local_addr().map_err(|e| InferenceError::Bind { addr: config.listen, reason: e.to_string() })?;
-    let directory = Arc::new(SharedDirectory::default());
-    let policy = Arc::new(StandardPolicy::new(config.policy.clone(), directory.clone()));
-    let verifier = Arc::new(Verifier::new(
-        VerifierConfig {
-            receiver: Some(config.hotkey.public()),
-            max_age: config.epistula_max_age,
-            max_future: config.epistula_max_age,
-            max_body_bytes: config.max_request_bytes,
-            ..VerifierConfig::default()
-        },
-        policy,
-    ));
+    let verifier = VerifierConfig {
+        max_age: config.epistula_max_age,
+        max_future: config.epistula_max_age,
+        max_body_bytes: config.max_request_bytes,
+        ..VerifierConfig::default()
+    };
+    let axon = Axon::bind(&config.axon, &config.hotkey, config.policy.clone(), verifier).await?;
+    let addr = axon.addr();
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(64)
@@ -217,8 +247,15 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>) -> Result
     for up in &config.upstreams {
         upstreams.insert(up.name.clone(), Upstream { config: up.clone(), slots: Arc::new(Semaphore::new(up.max_concurrency.max(1))) });
     }
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new());
     describe(&metrics);
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir).map_err(|e| InferenceError::io("creating", dir, e))?;
+    }
+    let board = Arc::new(StatusBoard::new(
+        NodeStatus::new("inference", Role::Miner, config.netuid, config.hotkey.public().to_ss58()),
+        config.data_dir.as_ref().map(|d| d.join("status.json")),
+    ));
     let state = Arc::new(MinerState {
         callers: CallerLimiter { limit: config.per_caller_concurrency.max(1), table: Mutex::new(HashMap::new()) },
         config: config.clone(),
@@ -226,113 +263,56 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>) -> Result
         http,
         metrics: metrics.clone(),
         validator_models: Mutex::new(Vec::new()),
+        active_streams: AtomicI64::new(0),
+        requests: AtomicU64::new(0),
+        board: board.clone(),
     });
+    let (trigger, token) = Shutdown::new();
+    if let Some(mut outer) = shutdown {
+        let trigger = trigger.clone();
+        tokio::spawn(async move {
+            outer.wait().await;
+            trigger.trigger();
+        });
+    }
+    let me = config.hotkey.public();
     let sync = match chain {
         Some(chain) => {
-            // The first sync happens before serving, so that callers are judged against the
-            // metagraph from the first request on.
-            let mut metagraph = Metagraph::fetch(chain.as_ref(), config.netuid).await?;
-            directory.replace(directory_entries(&metagraph));
-            let external = external_address(&config, addr);
-            if config.serve_axon {
-                serve_axon_if_needed(chain.as_ref(), &config, &metagraph, external, &metrics).await;
+            // The first sync (and the first serve_axon) happen before serving, so that
+            // callers are judged against the metagraph from the first request on.
+            let mut sync = MetagraphSync::fetch(chain.clone(), config.netuid, metrics.clone()).await?;
+            axon.directory().replace(caller_table(sync.metagraph()));
+            let mut publisher = config.axon.serve.then(|| AxonPublisher::new(config.hotkey.clone(), config.netuid, axon.external()));
+            if let Some(p) = publisher.as_mut()
+                && p.ensure(chain.as_ref(), sync.metagraph(), &metrics).await
+            {
+                // See our own axon before the background task compares against it.
+                let _ = sync.sync().await;
             }
-            let state = state.clone();
-            Some(tokio::spawn(async move {
-                sync_loop(chain, state, directory, &mut metagraph, external).await;
-            }))
+            update_chain_status(&board, sync.metagraph(), &me);
+            let (directory, metrics, board, token) = (axon.directory(), metrics.clone(), board.clone(), token.clone());
+            let on_sync = move |metagraph: &ganglion_chain::Metagraph, _: &ganglion_neuron::sync::SyncOutcome| update_chain_status(&board, metagraph, &me);
+            Some(tokio::spawn(run_chain_sync(sync, directory, publisher, config.sync_interval, metrics, token, on_sync)))
         }
-        None => None,
+        None => {
+            board.update(|s| s.phase = Phase::Running);
+            None
+        }
     };
-    let app = proxy::router(state.clone(), verifier);
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(target: "ganglion::miner", "server failed: {e}");
-        }
-    });
+    let app = proxy::router(state.clone(), axon.verifier());
+    let server = axon.serve(app, token, config.drain_timeout);
     tracing::info!(target: "ganglion::miner", %addr, hotkey = %config.hotkey.public(), models = ?state.models(), adversary = ?config.adversary, "inference miner serving");
-    Ok(MinerHandle { addr, metrics, stop: Some(stop_tx), server, sync })
+    Ok(MinerHandle { addr, metrics, state, trigger, drain: config.drain_timeout, server, sync })
 }
 
-fn directory_entries(metagraph: &Metagraph) -> HashMap<PublicKey, CallerInfo> {
-    metagraph
-        .neurons()
-        .iter()
-        .map(|n| (n.hotkey, CallerInfo { coldkey: n.coldkey, stake_rao: n.stake, validator_permit: n.validator_permit }))
-        .collect()
-}
-
-/// The address to publish: the configured external one, else the listen address, else
-/// loopback (with a warning: a public miner must set `--axon.external_ip`).
-fn external_address(config: &MinerConfig, bound: SocketAddr) -> SocketAddr {
-    let ip = config.external_ip.unwrap_or_else(|| {
-        if bound.ip().is_unspecified() {
-            tracing::warn!(target: "ganglion::miner", "listening on all interfaces without --axon.external_ip: publishing 127.0.0.1 (only local validators can reach it)");
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            bound.ip()
+/// The chain's part of the miner's status: uid, block, phase.
+fn update_chain_status(board: &StatusBoard, metagraph: &ganglion_chain::Metagraph, me: &PublicKey) {
+    let uid = metagraph.uid_of(me);
+    board.update(|s| {
+        s.uid = uid;
+        s.block = metagraph.block();
+        if s.phase != Phase::Stopping {
+            s.phase = if uid.is_some() { Phase::Running } else { Phase::Unregistered };
         }
     });
-    SocketAddr::new(ip, config.external_port.unwrap_or(bound.port()))
-}
-
-async fn serve_axon_if_needed(chain: &dyn Chain, config: &MinerConfig, metagraph: &Metagraph, external: SocketAddr, metrics: &Metrics) {
-    let hotkey = config.hotkey.public();
-    let Some(neuron) = metagraph.by_hotkey(&hotkey) else {
-        tracing::warn!(target: "ganglion::miner", %hotkey, netuid = config.netuid, "hotkey is not registered on the subnet; register it (ganglion neuron register) and the axon will be served");
-        return;
-    };
-    if neuron.axon.as_ref().is_some_and(|a| a.ip == external.ip() && a.port == external.port()) {
-        return;
-    }
-    match chain.serve_axon(&config.hotkey, config.netuid, external.ip(), external.port(), axon_version(), 4).await {
-        Ok(receipt) => {
-            metrics.inc("ganglion_miner_axon_served_total", &[]);
-            tracing::info!(target: "ganglion::miner", %external, block = receipt.block, "axon served");
-        }
-        Err(e) => tracing::warn!(target: "ganglion::miner", %external, "serve_axon refused: {e}; retrying at the next sync"),
-    }
-}
-
-async fn sync_loop(chain: Arc<dyn Chain>, state: Arc<MinerState>, directory: Arc<SharedDirectory>, metagraph: &mut Metagraph, external: SocketAddr) {
-    let mut interval = tokio::time::interval(state.config.sync_interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    // After a failure the next refresh is a full fetch: the chain may have restarted with
-    // other revisions, and an incremental sync would then never see a change.
-    let mut refetch = false;
-    loop {
-        interval.tick().await;
-        let synced = if refetch {
-            Metagraph::fetch(chain.as_ref(), state.config.netuid).await.map(|fresh| {
-                *metagraph = fresh;
-                true
-            })
-        } else {
-            metagraph.sync(chain.as_ref()).await
-        };
-        match synced {
-            Ok(changed) => {
-                refetch = false;
-                state.metrics.inc("ganglion_miner_metagraph_syncs_total", &[("result", "ok")]);
-                if changed {
-                    directory.replace(directory_entries(metagraph));
-                }
-                if state.config.serve_axon {
-                    serve_axon_if_needed(chain.as_ref(), &state.config, metagraph, external, &state.metrics).await;
-                }
-            }
-            Err(e) => {
-                refetch = true;
-                state.metrics.inc("ganglion_miner_metagraph_syncs_total", &[("result", "error")]);
-                tracing::warn!(target: "ganglion::miner", "metagraph sync failed: {e}; keeping the last caller table");
-            }
-        }
-    }
 }

@@ -1,11 +1,10 @@
 //! The miner's HTTP surface: routing, limits, upstream calls and the guarded byte stream.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,11 +26,12 @@ pub(super) fn router(state: Arc<MinerState>, verifier: Arc<Verifier>) -> Router 
         .route("/v1/completions", post(proxy))
         .route("/models", get(list_models).post(receive_models));
     let protected = protect(protected, verifier);
-    Router::new()
-        .route("/", get(health))
+    // The operator's figures: loopback callers only (the runtime's rule for every miner).
+    let operator = Router::new()
         .route("/metrics", get(metrics))
-        .merge(protected)
-        .with_state(state)
+        .route("/status", get(status))
+        .layer(axum::middleware::from_fn(ganglion_neuron::server::loopback_only));
+    Router::new().route("/", get(health)).merge(operator).merge(protected).with_state(state)
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -42,12 +42,12 @@ async fn health(State(state): AppState) -> Json<Value> {
     Json(json!({"status": "ok", "hotkey": state.config.hotkey.public().to_ss58(), "models": state.models()}))
 }
 
-async fn metrics(State(state): AppState, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if !peer.ip().is_loopback() {
-        return error(StatusCode::FORBIDDEN, "forbidden", "metrics are served to loopback callers only");
-    }
-    state.metrics.set("ganglion_miner_active_streams", &[], state.metrics.get("ganglion_miner_active_streams", &[]));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+async fn metrics(State(state): AppState) -> Response {
+    ([(header::CONTENT_TYPE, ganglion_neuron::metrics::CONTENT_TYPE)], state.metrics.render()).into_response()
+}
+
+async fn status(State(state): AppState) -> Response {
+    Json(state.status()).into_response()
 }
 
 async fn list_models(State(state): AppState) -> Json<Vec<String>> {
@@ -81,7 +81,10 @@ fn requested_model(headers: &HeaderMap, body: &[u8]) -> Option<String> {
 
 async fn proxy(State(state): AppState, caller: Caller, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
-    let count = |status: StatusCode| state.metrics.inc("ganglion_miner_requests_total", &[("route", path.as_str()), ("status", status.as_str())]);
+    let count = |status: StatusCode| {
+        state.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state.metrics.inc("ganglion_miner_requests_total", &[("route", path.as_str()), ("status", status.as_str())]);
+    };
     let Some(endpoint) = Endpoint::from_path(&path) else {
         count(StatusCode::NOT_FOUND);
         return error(StatusCode::NOT_FOUND, "not_found", format!("no route {path}"));
@@ -147,8 +150,8 @@ async fn proxy(State(state): AppState, caller: Caller, uri: Uri, headers: Header
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     count(status);
     let content_type = response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
-    let guard = Guard { _caller: caller_permit, _slot: slot, metrics: state.metrics.clone() };
-    state.metrics.add("ganglion_miner_active_streams", &[], 1.0);
+    state.streams(1);
+    let guard = Guard { _caller: caller_permit, _slot: slot, state: state.clone(), model: model.clone(), started };
     let limits = Deadlines {
         started,
         idle: state.config.upstream_idle_timeout,
@@ -184,16 +187,20 @@ fn sse_response(status: StatusCode, content_type: Option<HeaderValue>, body: Bod
     response
 }
 
-/// Held for the life of a streamed response: the caller's and the upstream's slots.
+/// Held for the life of a streamed response: the caller's and the upstream's slots; its
+/// end is the end of the request (active streams, request latency).
 struct Guard {
     _caller: OwnedSemaphorePermit,
     _slot: OwnedSemaphorePermit,
-    metrics: Arc<crate::metrics::Metrics>,
+    state: Arc<MinerState>,
+    model: String,
+    started: Instant,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.metrics.add("ganglion_miner_active_streams", &[], -1.0);
+        self.state.streams(-1);
+        self.state.metrics.observe("ganglion_miner_request_seconds", &[("model", self.model.as_str())], self.started.elapsed().as_secs_f64());
     }
 }
 

@@ -1,20 +1,26 @@
-//! The validator's TOML file and command-line overrides ([`ValidatorFile`]), resolved into a
-//! [`ValidatorConfig`] and a [`ReferenceSpec`] (which model to verify with, and how).
+//! The validator's TOML file and command-line overrides ([`ValidatorFile`]), layered by the
+//! runtime's one rule ([`ganglion_neuron::config::load`]: the file, then environment
+//! variables and flags as an [`Overrides`] table, deserialised once, unknown keys refused),
+//! resolved into a [`ValidatorConfig`] and a [`ReferenceSpec`] (which model to verify
+//! with, and how). Durations carry units (`"120s"`, `"500ms"`, `"2m"`).
 //!
 //! ```toml
 //! netuid = 1
 //!
-//! [neuron]
-//! epoch_length = 360          # blocks between weight settings
-//! sample_size = 48            # miners per step
+//! [neuron]                    # the runtime's keys (data_dir, epoch_length,
+//! epoch_length = 360          #   sync_interval, version_key) and this subnet's
 //! data_dir = "/var/lib/ganglion/validator"
-//! timeout_secs = 120          # whole response
-//! first_token_timeout_secs = 30
+//! sample_size = 48            # miners per step
+//! timeout = "120s"            # whole response
+//! first_token_timeout = "30s"
+//! connect_timeout = "5s"
 //! min_tokens = 64             # max_tokens is drawn in [min_tokens, max_tokens]
 //! max_tokens = 256
-//! step_interval_secs = 2
+//! step_interval = "2s"
 //! vary_prompts = true
 //! vpermit_tao_limit = 4096
+//! window = 30
+//! models_refresh = "10m"
 //!
 //! [models]
 //! mode = "default"            # default | config | endpoint
@@ -31,10 +37,11 @@
 //!
 //! [database]
 //! url = "postgres://user:pw@host/db"      # default: sqlite in data_dir
+//! disabled = false
 //!
-//! [metrics]
+//! [metrics]                   # the runtime's [metrics]: /metrics and /status
 //! host = "127.0.0.1"
-//! port = 9100
+//! port = 9100                 # default 9100 for the validator
 //!
 //! [organic]
 //! host = "127.0.0.1"
@@ -51,7 +58,8 @@ use std::time::Duration;
 use ganglion_chain::RAO_PER_TAO;
 use ganglion_core::keys::Keypair;
 use ganglion_engine::Engine;
-use serde::Deserialize;
+use ganglion_neuron::config::{MetricsConfig, NeuronConfig, Overrides, check_duration};
+use serde::{Deserialize, Serialize};
 
 use super::{ModelSource, RecordsTarget, ValidatorConfig};
 use crate::error::{InferenceError, Result};
@@ -59,97 +67,185 @@ use crate::organic::OrganicConfig;
 use crate::reference::{LocalReference, Reference, UpstreamReference};
 use crate::verify::VerifyMode;
 
-/// `[neuron]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
+/// `[neuron]`: the runtime's keys ([`NeuronConfig`]: `data_dir`, `epoch_length`,
+/// `sync_interval`, `version_key`, with its defaults and checks, see [`NeuronFile::base`])
+/// and this subnet's. (Not a flattened `NeuronConfig`: serde's `flatten` would let unknown
+/// keys through silently.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NeuronFile {
-    pub epoch_length: Option<u64>,
-    pub sample_size: Option<usize>,
+    /// State directory (scores, status, default records store).
     pub data_dir: Option<PathBuf>,
-    pub timeout_secs: Option<f64>,
-    pub first_token_timeout_secs: Option<f64>,
-    pub connect_timeout_secs: Option<f64>,
-    pub min_tokens: Option<u32>,
-    pub max_tokens: Option<u32>,
-    pub step_interval_secs: Option<f64>,
-    pub vary_prompts: Option<bool>,
-    pub vpermit_tao_limit: Option<f64>,
-    pub window: Option<usize>,
+    /// Blocks between weight settings (raised to the chain's `weights_rate_limit`).
+    pub epoch_length: u64,
+    /// How often the metagraph is synced (the validator syncs before every step).
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// `version_key` sent with weights (default: the runtime's).
+    pub version_key: Option<u64>,
+    /// Miners per step.
+    pub sample_size: usize,
+    /// Deadline for a whole response.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Deadline for the first token.
+    #[serde(with = "humantime_serde")]
+    pub first_token_timeout: Duration,
+    /// TCP connect deadline.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Smallest `max_tokens` drawn.
+    pub min_tokens: u32,
+    /// Largest `max_tokens` drawn.
+    pub max_tokens: u32,
+    /// Shortest time between the starts of two steps.
+    #[serde(with = "humantime_serde")]
+    pub step_interval: Duration,
+    /// Reword the seed instructions with the reference model.
+    pub vary_prompts: bool,
+    /// Validator-permit holders with more stake (TAO) are not queried.
+    pub vpermit_tao_limit: f64,
+    /// Score window per model.
+    pub window: usize,
+    /// How often the model list and the miners' served models are refreshed.
+    #[serde(with = "humantime_serde")]
+    pub models_refresh: Duration,
+}
+
+impl NeuronFile {
+    /// The runtime's `[neuron]` section of this one.
+    pub fn base(&self) -> NeuronConfig {
+        NeuronConfig { data_dir: self.data_dir.clone(), epoch_length: self.epoch_length, sync_interval: self.sync_interval, version_key: self.version_key }
+    }
+}
+
+impl Default for NeuronFile {
+    fn default() -> Self {
+        let base = NeuronConfig::default();
+        NeuronFile {
+            data_dir: base.data_dir,
+            epoch_length: base.epoch_length,
+            sync_interval: base.sync_interval,
+            version_key: base.version_key,
+            sample_size: 48,
+            timeout: Duration::from_secs(120),
+            first_token_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            min_tokens: 64,
+            max_tokens: 256,
+            step_interval: Duration::from_secs(2),
+            vary_prompts: true,
+            vpermit_tao_limit: 4096.0,
+            window: 30,
+            models_refresh: Duration::from_secs(600),
+        }
+    }
 }
 
 /// `[models]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelsFile {
-    pub mode: Option<String>,
+    /// `default` | `config` | `endpoint`.
+    pub mode: String,
+    /// The list for `config` (default `models.txt`).
     pub file: Option<PathBuf>,
+    /// The URL for `endpoint`.
     pub endpoint: Option<String>,
 }
 
+impl Default for ModelsFile {
+    fn default() -> Self {
+        ModelsFile { mode: "default".into(), file: None, endpoint: None }
+    }
+}
+
 /// `[verify]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VerifyFile {
-    pub mode: Option<String>,
-    pub model: Option<String>,
+    /// `logprob` | `ground-truth`.
+    pub mode: String,
+    /// Known model name or GGUF path.
+    pub model: String,
+    /// The name miners serve it under (default: `model`).
     pub model_name: Option<String>,
+    /// Verify through this OpenAI-compatible server.
     pub upstream: Option<String>,
+    /// Its API key.
     pub api_key: Option<String>,
-    pub require_token_ids: Option<bool>,
-    pub require_usage: Option<bool>,
+    /// Require `token_id:<id>` tokens.
+    pub require_token_ids: bool,
+    /// Require a `usage` object.
+    pub require_usage: bool,
+}
+
+impl Default for VerifyFile {
+    fn default() -> Self {
+        VerifyFile {
+            mode: VerifyMode::Logprob.name().into(),
+            model: "smollm2".into(),
+            model_name: None,
+            upstream: None,
+            api_key: None,
+            require_token_ids: true,
+            require_usage: true,
+        }
+    }
 }
 
 /// `[database]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseFile {
+    /// `sqlite:PATH` or `postgres://…` (default: sqlite in the data dir).
     pub url: Option<String>,
-    pub disabled: Option<bool>,
-}
-
-/// `[metrics]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct MetricsFile {
-    pub host: Option<IpAddr>,
-    pub port: Option<u16>,
+    /// Keep no records.
+    pub disabled: bool,
 }
 
 /// `[organic]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct OrganicFile {
-    pub host: Option<IpAddr>,
+    /// Address (loopback by default).
+    pub host: IpAddr,
+    /// Port; `None`: no organic endpoint.
     pub port: Option<u16>,
-    pub api_keys: Option<Vec<String>>,
-    pub verify_fraction: Option<f64>,
+    /// Accepted API keys.
+    pub api_keys: Vec<String>,
+    /// Share of organic answers verified.
+    pub verify_fraction: f64,
 }
 
-/// The validator's TOML file; also the shape of command-line overrides.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
+impl Default for OrganicFile {
+    fn default() -> Self {
+        OrganicFile { host: IpAddr::V4(Ipv4Addr::LOCALHOST), port: None, api_keys: Vec::new(), verify_fraction: 0.25 }
+    }
+}
+
+/// The validator's TOML file (and, through [`Overrides`], its flags and env vars).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ValidatorFile {
+    /// Subnet.
     pub netuid: Option<u16>,
-    #[serde(default)]
+    /// `[neuron]`.
     pub neuron: NeuronFile,
-    #[serde(default)]
+    /// `[models]`.
     pub models: ModelsFile,
-    #[serde(default)]
+    /// `[verify]`.
     pub verify: VerifyFile,
-    #[serde(default)]
+    /// `[database]`.
     pub database: DatabaseFile,
-    #[serde(default)]
-    pub metrics: MetricsFile,
-    #[serde(default)]
+    /// `[metrics]` (the runtime's section).
+    pub metrics: MetricsConfig,
+    /// `[organic]`.
     pub organic: OrganicFile,
 }
+
+/// Port of `/metrics` and `/status` when `[metrics] port` is unset.
+pub const DEFAULT_METRICS_PORT: u16 = 9100;
 
 /// Which model the validator verifies with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,108 +276,43 @@ impl ReferenceSpec {
     }
 }
 
-fn pick<T>(over: Option<T>, base: Option<T>) -> Option<T> {
-    over.or(base)
-}
-
-fn secs(value: Option<f64>, default: Duration, what: &str) -> Result<Duration> {
-    match value {
-        None => Ok(default),
-        Some(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(Duration::from_secs_f64(v)),
-        Some(v) => Err(InferenceError::Config(format!("{what} must be between 0 and 86400 seconds, got {v}"))),
-    }
-}
-
 impl ValidatorFile {
-    /// Reads and parses a TOML file.
-    pub fn from_path(path: &Path) -> Result<ValidatorFile> {
-        let text = std::fs::read_to_string(path).map_err(|e| InferenceError::ConfigFile { path: path.into(), reason: e.to_string() })?;
-        toml::from_str(&text).map_err(|e| InferenceError::ConfigFile { path: path.into(), reason: e.to_string() })
-    }
-
-    /// `over` wins field by field.
-    pub fn merge(self, over: ValidatorFile) -> ValidatorFile {
-        let (n, o) = (self.neuron, over.neuron);
-        ValidatorFile {
-            netuid: pick(over.netuid, self.netuid),
-            neuron: NeuronFile {
-                epoch_length: pick(o.epoch_length, n.epoch_length),
-                sample_size: pick(o.sample_size, n.sample_size),
-                data_dir: pick(o.data_dir, n.data_dir),
-                timeout_secs: pick(o.timeout_secs, n.timeout_secs),
-                first_token_timeout_secs: pick(o.first_token_timeout_secs, n.first_token_timeout_secs),
-                connect_timeout_secs: pick(o.connect_timeout_secs, n.connect_timeout_secs),
-                min_tokens: pick(o.min_tokens, n.min_tokens),
-                max_tokens: pick(o.max_tokens, n.max_tokens),
-                step_interval_secs: pick(o.step_interval_secs, n.step_interval_secs),
-                vary_prompts: pick(o.vary_prompts, n.vary_prompts),
-                vpermit_tao_limit: pick(o.vpermit_tao_limit, n.vpermit_tao_limit),
-                window: pick(o.window, n.window),
-            },
-            models: ModelsFile {
-                mode: pick(over.models.mode, self.models.mode),
-                file: pick(over.models.file, self.models.file),
-                endpoint: pick(over.models.endpoint, self.models.endpoint),
-            },
-            verify: VerifyFile {
-                mode: pick(over.verify.mode, self.verify.mode),
-                model: pick(over.verify.model, self.verify.model),
-                model_name: pick(over.verify.model_name, self.verify.model_name),
-                upstream: pick(over.verify.upstream, self.verify.upstream),
-                api_key: pick(over.verify.api_key, self.verify.api_key),
-                require_token_ids: pick(over.verify.require_token_ids, self.verify.require_token_ids),
-                require_usage: pick(over.verify.require_usage, self.verify.require_usage),
-            },
-            database: DatabaseFile {
-                url: pick(over.database.url, self.database.url),
-                disabled: pick(over.database.disabled, self.database.disabled),
-            },
-            metrics: MetricsFile { host: pick(over.metrics.host, self.metrics.host), port: pick(over.metrics.port, self.metrics.port) },
-            organic: OrganicFile {
-                host: pick(over.organic.host, self.organic.host),
-                port: pick(over.organic.port, self.organic.port),
-                api_keys: pick(over.organic.api_keys, self.organic.api_keys),
-                verify_fraction: pick(over.organic.verify_fraction, self.organic.verify_fraction),
-            },
-        }
+    /// The file (if any) with `overrides` (flags, env) laid over it.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<ValidatorFile> {
+        Ok(ganglion_neuron::config::load(file, overrides)?)
     }
 
     /// The resolved configuration; `default_data_dir` is used when `neuron.data_dir` is unset.
     pub fn into_config(self, hotkey: Keypair, default_data_dir: PathBuf) -> Result<(ValidatorConfig, ReferenceSpec)> {
         let netuid = self.netuid.ok_or_else(|| InferenceError::Config("no subnet: pass --netuid or set `netuid` in the config file".into()))?;
-        let data_dir = self.neuron.data_dir.clone().unwrap_or(default_data_dir);
-        let mut c = ValidatorConfig::new(netuid, hotkey, data_dir);
         let n = &self.neuron;
-        if let Some(v) = n.epoch_length {
-            c.epoch_length = v.max(1);
+        let base = n.base();
+        base.validate()?;
+        let day = Duration::from_secs(86_400);
+        check_duration("neuron.timeout", n.timeout, Duration::from_millis(1), day)?;
+        check_duration("neuron.first_token_timeout", n.first_token_timeout, Duration::from_millis(1), day)?;
+        check_duration("neuron.connect_timeout", n.connect_timeout, Duration::from_millis(1), day)?;
+        check_duration("neuron.step_interval", n.step_interval, Duration::ZERO, day)?;
+        check_duration("neuron.models_refresh", n.models_refresh, Duration::from_secs(1), day)?;
+        let data_dir = base.data_dir.clone().unwrap_or(default_data_dir);
+        let mut c = ValidatorConfig::new(netuid, hotkey, data_dir);
+        c.epoch_length = base.epoch_length.max(1);
+        c.version_key = base.version_key;
+        c.sample_size = n.sample_size.max(1);
+        c.total_timeout = n.timeout;
+        c.first_token_timeout = n.first_token_timeout;
+        c.connect_timeout = n.connect_timeout;
+        c.step_interval = n.step_interval;
+        c.models_refresh = n.models_refresh;
+        c.max_tokens = n.max_tokens.clamp(1, 8192);
+        c.min_tokens = n.min_tokens.clamp(1, c.max_tokens);
+        c.vary_prompts = n.vary_prompts;
+        if !(n.vpermit_tao_limit.is_finite() && n.vpermit_tao_limit >= 0.0) {
+            return Err(InferenceError::Config(format!("vpermit_tao_limit must be a non-negative number of TAO, got {}", n.vpermit_tao_limit)));
         }
-        if let Some(v) = n.sample_size {
-            c.sample_size = v.max(1);
-        }
-        c.total_timeout = secs(n.timeout_secs, c.total_timeout, "neuron.timeout")?;
-        c.first_token_timeout = secs(n.first_token_timeout_secs, c.first_token_timeout, "neuron.first_token_timeout")?;
-        c.connect_timeout = secs(n.connect_timeout_secs, c.connect_timeout, "neuron.connect_timeout")?;
-        c.step_interval = secs(n.step_interval_secs, c.step_interval, "neuron.step_interval")?;
-        if let Some(v) = n.max_tokens {
-            c.max_tokens = v.clamp(1, 8192);
-        }
-        if let Some(v) = n.min_tokens {
-            c.min_tokens = v.clamp(1, c.max_tokens);
-        }
-        c.min_tokens = c.min_tokens.min(c.max_tokens);
-        if let Some(v) = n.vary_prompts {
-            c.vary_prompts = v;
-        }
-        if let Some(tao) = n.vpermit_tao_limit {
-            if !(tao.is_finite() && tao >= 0.0) {
-                return Err(InferenceError::Config(format!("vpermit_tao_limit must be a non-negative number of TAO, got {tao}")));
-            }
-            c.vpermit_tao_limit_rao = (tao * RAO_PER_TAO as f64) as u64;
-        }
-        if let Some(w) = n.window {
-            c.window = w.max(1);
-        }
-        c.models = match self.models.mode.as_deref().unwrap_or("default") {
+        c.vpermit_tao_limit_rao = (n.vpermit_tao_limit * RAO_PER_TAO as f64) as u64;
+        c.window = n.window.max(1);
+        c.models = match self.models.mode.as_str() {
             "default" => ModelSource::Default,
             "config" => ModelSource::Config(self.models.file.clone().unwrap_or_else(|| PathBuf::from("models.txt"))),
             "endpoint" => ModelSource::Endpoint(
@@ -289,37 +320,29 @@ impl ValidatorFile {
             ),
             other => return Err(InferenceError::Config(format!("unknown models.mode `{other}`; use default, config or endpoint"))),
         };
-        if let Some(mode) = &self.verify.mode {
-            c.verify.mode = mode.parse::<VerifyMode>().map_err(InferenceError::Config)?;
-        }
-        if let Some(v) = self.verify.require_token_ids {
-            c.verify.require_token_ids = v;
-        }
-        if let Some(v) = self.verify.require_usage {
-            c.verify.require_usage = v;
-        }
-        c.records = match (self.database.disabled.unwrap_or(false), self.database.url) {
+        c.verify.mode = self.verify.mode.parse::<VerifyMode>().map_err(InferenceError::Config)?;
+        c.verify.require_token_ids = self.verify.require_token_ids;
+        c.verify.require_usage = self.verify.require_usage;
+        c.records = match (self.database.disabled, self.database.url) {
             (true, _) => RecordsTarget::Disabled,
             (false, Some(url)) => RecordsTarget::Url(url),
             (false, None) => c.records,
         };
-        let metrics_port = self.metrics.port.unwrap_or(9100);
-        c.metrics_listen = Some(SocketAddr::new(self.metrics.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), metrics_port));
+        c.metrics_listen = Some(self.metrics.listen().unwrap_or(SocketAddr::new(self.metrics.host, DEFAULT_METRICS_PORT)));
         if let Some(port) = self.organic.port {
-            let keys: Vec<String> = self.organic.api_keys.unwrap_or_default().into_iter().filter(|k| !k.trim().is_empty()).collect();
+            let keys: Vec<String> = self.organic.api_keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
             if keys.is_empty() {
                 return Err(InferenceError::Config("the organic endpoint needs at least one API key (--organic.api_keys)".into()));
             }
-            let mut organic = OrganicConfig::new(SocketAddr::new(self.organic.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), port), keys);
-            if let Some(f) = self.organic.verify_fraction {
-                if !(0.0..=1.0).contains(&f) {
-                    return Err(InferenceError::Config(format!("organic.verify_fraction must be in [0, 1], got {f}")));
-                }
-                organic.verify_fraction = f;
+            let mut organic = OrganicConfig::new(SocketAddr::new(self.organic.host, port), keys);
+            let f = self.organic.verify_fraction;
+            if !(0.0..=1.0).contains(&f) {
+                return Err(InferenceError::Config(format!("organic.verify_fraction must be in [0, 1], got {f}")));
             }
+            organic.verify_fraction = f;
             c.organic = Some(organic);
         }
-        let model = self.verify.model.unwrap_or_else(|| "smollm2".into());
+        let model = self.verify.model;
         let model_name = self.verify.model_name.unwrap_or_else(|| model.clone());
         let spec = ReferenceSpec { model, model_name, upstream: self.verify.upstream, api_key: self.verify.api_key };
         Ok((c, spec))
@@ -330,34 +353,58 @@ impl ValidatorFile {
 mod tests {
     use super::*;
 
+    fn file(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("validator.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     #[test]
     fn resolves_with_overrides_and_checks_values() {
-        let file: ValidatorFile = toml::from_str(
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            dir.path(),
             r#"
             netuid = 2
             [neuron]
             epoch_length = 20
             max_tokens = 32
             min_tokens = 100
+            timeout = "90s"
             [verify]
             mode = "ground-truth"
             [organic]
             port = 8200
             api_keys = ["k1"]
             "#,
-        )
-        .unwrap();
-        let over = ValidatorFile { neuron: NeuronFile { sample_size: Some(4), ..Default::default() }, ..Default::default() };
-        let (c, spec) = file.merge(over).into_config(Keypair::from_uri("//V").unwrap(), PathBuf::from("/tmp/v")).unwrap();
+        );
+        let mut over = Overrides::new();
+        over.set("neuron.sample_size", Some(4i64)).duration("neuron.first_token_timeout", Some(Duration::from_millis(1500)));
+        let (c, spec) = ValidatorFile::load(Some(&path), &over).unwrap().into_config(Keypair::from_uri("//V").unwrap(), PathBuf::from("/tmp/v")).unwrap();
         assert_eq!((c.netuid, c.epoch_length, c.sample_size, c.max_tokens, c.min_tokens), (2, 20, 4, 32, 32));
+        assert_eq!((c.total_timeout, c.first_token_timeout), (Duration::from_secs(90), Duration::from_millis(1500)));
         assert_eq!(c.verify.mode, VerifyMode::GroundTruth);
         assert_eq!(c.organic.as_ref().map(|o| o.listen.port()), Some(8200));
         assert_eq!(spec.model_name, "smollm2");
         assert_eq!(c.records, RecordsTarget::Url("sqlite:/tmp/v/records.db".into()));
+        assert_eq!(c.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT))));
 
+        let keypair = || Keypair::from_uri("//V").unwrap();
         let no_keys = ValidatorFile { netuid: Some(1), organic: OrganicFile { port: Some(1), ..Default::default() }, ..Default::default() };
-        assert!(no_keys.into_config(Keypair::from_uri("//V").unwrap(), PathBuf::from("/tmp")).is_err());
-        let bad_mode = ValidatorFile { netuid: Some(1), verify: VerifyFile { mode: Some("vibes".into()), ..Default::default() }, ..Default::default() };
-        assert!(bad_mode.into_config(Keypair::from_uri("//V").unwrap(), PathBuf::from("/tmp")).unwrap_err().to_string().contains("vibes"));
+        assert!(no_keys.into_config(keypair(), PathBuf::from("/tmp")).is_err());
+        let bad_mode = ValidatorFile { netuid: Some(1), verify: VerifyFile { mode: "vibes".into(), ..Default::default() }, ..Default::default() };
+        assert!(bad_mode.into_config(keypair(), PathBuf::from("/tmp")).unwrap_err().to_string().contains("vibes"));
+        // Unknown keys, in the subnet's part of [neuron] or the runtime's, and bad units are refused.
+        for bad in ["[neuron]\nsample_sise = 3\n", "[neuron]\nepoch_lenght = 3\n", "[neuron]\ntimeout = \"12 parsecs\"\n", "[database]\nurl = 3\n", "[neuron]\ntimeout_secs = 3\n"] {
+            let path = file(dir.path(), bad);
+            assert!(ValidatorFile::load(Some(&path), &Overrides::new()).is_err(), "{bad}");
+        }
+        // The runtime's [neuron] keys make the runtime's section.
+        let path = file(dir.path(), "netuid = 1\n[neuron]\nversion_key = 7\nsync_interval = \"3s\"\nsample_size = 2\n");
+        let loaded = ValidatorFile::load(Some(&path), &Overrides::new()).unwrap();
+        let base = loaded.neuron.base();
+        assert_eq!((base.version_key, base.sync_interval, base.epoch_length, loaded.neuron.sample_size), (Some(7), Duration::from_secs(3), 360, 2));
+        let (c, _) = loaded.into_config(keypair(), PathBuf::from("/tmp")).unwrap();
+        assert_eq!(c.version_key, Some(7));
     }
 }

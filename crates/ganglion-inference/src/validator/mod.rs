@@ -1,30 +1,34 @@
 //! The validator: each step it picks a model, samples miners that serve it, sends them one
 //! synthetic request with a drawn seed and sampling parameters, times and verifies the
-//! streams, updates the scores, records everything, and every `epoch_length` blocks sets
-//! weights.
+//! streams and updates the scores; the runtime's loop ([`ganglion_neuron::validator`])
+//! syncs the metagraph, sets weights through the runtime's [`WeightSetter`], saves the
+//! scores and publishes the status around it.
 //!
 //! ```text
-//!  metagraph.sync ─▶ model ─▶ targets (axon served, not self, not a big validator, serve model)
+//!  runtime loop: MetagraphSync ─▶ on_hotkey_change (reset that uid) ─▶ permit?
+//!        │
+//!   step: model ─▶ targets (axon served, not self, not a big validator, serve model)
 //!        │                           │ prompt (seed set, varied by the reference) + sampling
 //!        │                           ▼
 //!        │           round: signed streams ─▶ bounded reads ─▶ verify (logprob | ground truth)
 //!        │                           ▼
-//!        └── weights ◀── scoreboard (windowed TPS) ──▶ scores.json, status.json, records
+//!        └── WeightSetter ◀── scoreboard (windowed TPS) ──▶ scores.json (StateFile), records
+//!                                        └──▶ NodeStatus (/status, status.json), /metrics
 //! ```
 //!
 //! Selection follows the original: miners without a served axon, the validator itself, and
 //! validator-permit holders with more than `vpermit_tao_limit` stake are skipped; the sample
 //! is reshuffled every step. Unlike the original, weights are proportional to scores (no
-//! min-max), the chain's answer to `set_weights` is logged as the chain named it, and
-//! chain or miner failures never stop the loop. Every failure is recorded with its cause and
-//! counts as a zero in the miner's window — except `REFUSED` (the miner's policy turned this
-//! validator away, e.g. before its permit) and answers the validator could not judge.
+//! min-max), are set when the chain's rate limit and the epoch length allow, and a refusal
+//! is retried when the chain's answer says (the runtime's policy). Every failure is
+//! recorded with its cause and counts as a zero in the miner's window — except `REFUSED`
+//! (the miner's policy turned this validator away, e.g. before its permit) and answers the
+//! validator could not judge.
 
 pub mod config;
 pub mod models;
 pub mod query;
 pub mod round;
-pub mod status;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,26 +36,31 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use ganglion_chain::{Chain, Metagraph, RAO_PER_TAO};
 use ganglion_core::keys::{Keypair, PublicKey};
+use ganglion_engine::tokenizer::ChatMessage;
+use ganglion_neuron::metrics::LATENCY_BUCKETS;
+use ganglion_neuron::state::{StateError, StateFile};
+use ganglion_neuron::status::{Failure, MinerStatus, NodeStatus, Role, Speed, StatusBoard};
+use ganglion_neuron::sync::HotkeyChange;
+use ganglion_neuron::validator::{LoopSettings, StepContext, Validator, ValidatorNode, ValidatorTask};
+use ganglion_neuron::weights::{PlainWeights, WeightSetter};
+use ganglion_neuron::{Metrics, Shutdown};
 use ganglion_records::{InferenceRecord, Records, ScoreRecord};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{ReferenceSpec, ValidatorFile};
 pub use models::ModelSource;
 pub use query::{Dendrite, Target};
-pub use round::{RoundResult, run_round};
-pub use status::{MinerStatus, ValidatorStatus};
+pub use round::{RoundResult, run_round, run_round_timed};
 
 use crate::error::{InferenceError, Result};
-use crate::metrics::Metrics;
 use crate::openai::{Endpoint, InferenceRequest, Prompt, Sampling};
-use ganglion_engine::tokenizer::ChatMessage;
 use crate::organic::OrganicConfig;
 use crate::prompts::{PromptBank, accept_variation, to_prompt, variation_request};
 use crate::records::{Record, RecordWriter};
@@ -114,8 +123,8 @@ pub struct ValidatorConfig {
     pub organic: Option<OrganicConfig>,
     /// How often the model list and the miners' served models are refreshed.
     pub models_refresh: Duration,
-    /// Wait after a refused `set_weights` before trying again.
-    pub weights_retry: Duration,
+    /// `version_key` sent with weights (`None`: the runtime's, the SDK's `version_as_int`).
+    pub version_key: Option<u64>,
 }
 
 impl ValidatorConfig {
@@ -146,7 +155,7 @@ impl ValidatorConfig {
             metrics_listen: None,
             organic: None,
             models_refresh: Duration::from_secs(600),
-            weights_retry: Duration::from_secs(12),
+            version_key: None,
         }
     }
 
@@ -157,12 +166,6 @@ impl ValidatorConfig {
     }
 }
 
-/// `version_key` sent with weights: `100000·major + 1000·minor + 10·patch` (the original's).
-pub fn version_key() -> u64 {
-    let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u64>().unwrap_or(0));
-    let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    100_000 * major + 1_000 * minor + 10 * patch
-}
 
 /// What the models a miner said it serves were, and when asked.
 #[derive(Debug, Clone)]
@@ -172,7 +175,7 @@ pub(crate) struct Served {
     pub(crate) answered: bool,
 }
 
-/// State shared by the loop, the status server and the organic endpoint.
+/// State shared by the validator's step and the organic endpoint.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ValidatorConfig,
@@ -180,7 +183,6 @@ pub(crate) struct Shared {
     pub(crate) scoreboard: Mutex<Scoreboard>,
     pub(crate) metagraph: RwLock<Option<Metagraph>>,
     pub(crate) served: RwLock<HashMap<PublicKey, Served>>,
-    pub(crate) status: RwLock<ValidatorStatus>,
     pub(crate) references: HashMap<String, Arc<dyn Reference>>,
     pub(crate) dendrite: Dendrite,
     pub(crate) records: RecordWriter,
@@ -188,15 +190,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn status(&self) -> ValidatorStatus {
-        self.status.read().map(|s| s.clone()).unwrap_or_default()
+    /// The block of the last metagraph the step saw.
+    pub(crate) fn block(&self) -> u64 {
+        self.metagraph.read().ok().and_then(|m| m.as_ref().map(Metagraph::block)).unwrap_or(0)
     }
 
     pub(crate) fn reference(&self, model: &str) -> Option<Arc<dyn Reference>> {
         self.references.get(model).cloned()
     }
 
-    fn scoreboard(&self) -> std::sync::MutexGuard<'_, Scoreboard> {
+    pub(crate) fn scoreboard(&self) -> std::sync::MutexGuard<'_, Scoreboard> {
         self.scoreboard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -210,13 +213,20 @@ impl Shared {
                 Outcome::Unverifiable(_) => ("unverifiable", "none"),
             };
             self.metrics.inc("ganglion_inference_verifications_total", &[("outcome", outcome), ("cause", cause)]);
+            let streamed = result.streamed();
+            if !streamed.total.is_zero() {
+                self.metrics.observe("ganglion_inference_request_seconds", &[], streamed.total.as_secs_f64());
+            }
+            if let Some(ttft) = streamed.ttft {
+                self.metrics.observe("ganglion_inference_ttft_seconds", &[], ttft.as_secs_f64());
+            }
             let counts = match &result.verdict.outcome {
                 Outcome::Verified => true,
                 Outcome::Failed(f) => f.cause.counts_against_miner(),
                 Outcome::Unverifiable(_) => false,
             };
             if scored && counts {
-                let failure = result.failure().map(|f| f.cause.name());
+                let failure = result.failure().map(|f| (f.cause.name(), f.detail.as_str()));
                 self.scoreboard().record(result.target.uid, &result.target.hotkey, &request.model, result.tps(), failure, organic);
             }
             self.records.send(Record::Inference(Box::new(inference_record(&self.config, request, result, block, organic))));
@@ -262,27 +272,244 @@ pub fn inference_record(config: &ValidatorConfig, request: &InferenceRequest, re
     }
 }
 
-/// A running validator.
-#[derive(Debug)]
-pub struct ValidatorHandle {
+
+/// The inference validator as the runtime runs it (see the module doc).
+pub struct InferenceValidator {
     shared: Arc<Shared>,
-    metrics_addr: Option<SocketAddr>,
-    organic_addr: Option<SocketAddr>,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-    servers: Vec<JoinHandle<()>>,
+    state: StateFile,
+    bank: PromptBank,
+    rng: StdRng,
+    models_due: Instant,
+    steps: u64,
+    resynced: bool,
+    verifiable: Vec<String>,
     records_task: Option<JoinHandle<()>>,
 }
 
-impl ValidatorHandle {
-    /// The current status (what `/status` serves).
-    pub fn status(&self) -> ValidatorStatus {
-        self.shared.status()
+impl std::fmt::Debug for InferenceValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InferenceValidator").field("netuid", &self.shared.config.netuid).field("steps", &self.steps).finish_non_exhaustive()
+    }
+}
+
+impl InferenceValidator {
+    /// The score board (a copy).
+    pub fn scoreboard(&self) -> Scoreboard {
+        self.shared.scoreboard().clone()
     }
 
-    /// The counters.
+    fn my_uid(&self, metagraph: &Metagraph) -> Option<u16> {
+        metagraph.uid_of(&self.shared.config.hotkey.public())
+    }
+}
+
+/// Reads the saved scores; a file of the format before the runtime's state files (a bare
+/// board) is ignored with a warning, anything else unreadable is an error.
+fn restore_scores(file: &StateFile, netuid: u16, window: usize) -> Result<Scoreboard> {
+    let restored = match file.load::<Scoreboard>() {
+        Ok(board) => board,
+        Err(StateError::Corrupt { path, reason }) => {
+            let old = ganglion_core::fsutil::read_bounded(&path, 256 << 20).ok().and_then(|b| serde_json::from_slice::<Scoreboard>(&b).ok());
+            if old.is_none() {
+                return Err(StateError::Corrupt { path, reason }.into());
+            }
+            tracing::warn!(target: "ganglion::inference", path = %path.display(), "ignoring a score state in the old format; starting from empty scores");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match restored {
+        Some(mut board) => {
+            board.window = window.max(1);
+            board.netuid = netuid;
+            tracing::info!(target: "ganglion::inference", miners = board.miners.len(), block = board.block, "score state restored");
+            board
+        }
+        None => Scoreboard::new(netuid, window),
+    })
+}
+
+#[async_trait]
+impl Validator for InferenceValidator {
+    async fn step(&mut self, ctx: &StepContext<'_>) -> std::result::Result<(), String> {
+        let shared = self.shared.clone();
+        let metagraph = ctx.metagraph;
+        let me = shared.config.hotkey.public();
+        if !self.resynced {
+            // Hotkeys that left or moved while the validator was down.
+            let dropped = shared.scoreboard().sync(metagraph);
+            if !dropped.is_empty() {
+                tracing::info!(target: "ganglion::inference", ?dropped, "scores reset for hotkeys that left or changed uid while stopped");
+            }
+            self.resynced = true;
+        }
+        if let Ok(mut m) = shared.metagraph.write() {
+            *m = Some(metagraph.clone());
+        }
+        // Models and who serves them.
+        let refresh_all = Instant::now() >= self.models_due;
+        if refresh_all {
+            match models::load(&shared.config.models, &self.verifiable).await {
+                Ok(list) => {
+                    if let Ok(mut m) = shared.models.write() {
+                        *m = list;
+                    }
+                }
+                Err(e) => tracing::warn!(target: "ganglion::inference", "model list: {e}; keeping the last one"),
+            }
+            self.models_due = Instant::now() + shared.config.models_refresh;
+        }
+        refresh_served(&shared, metagraph, &me, refresh_all).await;
+        let models = shared.models.read().map(|m| m.clone()).unwrap_or_default();
+        // Every third step a model the validator can verify, so verified work keeps flowing.
+        let pool: Vec<&String> =
+            if self.steps.is_multiple_of(3) { models.iter().filter(|m| shared.references.contains_key(*m)).collect() } else { models.iter().collect() };
+        let model = pool.choose(&mut self.rng).map(|m| (*m).clone()).or_else(|| models.first().cloned());
+        self.steps += 1;
+        let Some(model) = model else { return Ok(()) };
+        let mut targets = candidates(&shared, metagraph, &me, Some(&model));
+        targets.shuffle(&mut self.rng);
+        targets.truncate(shared.config.sample_size.max(1));
+        if targets.is_empty() {
+            tracing::debug!(target: "ganglion::inference", %model, "no miner serves the model yet");
+            return Ok(());
+        }
+        let request = build_request(&shared, &self.bank, &mut self.rng, &model).await;
+        tracing::debug!(target: "ganglion::inference", %model, miners = targets.len(), endpoint = request.endpoint.name(), max_tokens = request.sampling.max_tokens, "querying");
+        shared.metrics.add("ganglion_inference_miners_queried_total", &[], targets.len() as f64);
+        let reference = shared.reference(&model);
+        let limits = shared.config.limits(request.sampling.max_tokens);
+        let (results, verification) = run_round_timed(&shared.dendrite, reference.as_deref(), &shared.config.verify, &request, &targets, limits).await;
+        if let Some(elapsed) = verification {
+            shared.metrics.observe("ganglion_inference_verification_seconds", &[], elapsed.as_secs_f64());
+        }
+        for r in &results {
+            match r.failure() {
+                Some(f) => tracing::info!(target: "ganglion::inference", uid = r.target.uid, %model, cause = %f.cause, detail = %f.detail, "response failed"),
+                None => tracing::debug!(target: "ganglion::inference", uid = r.target.uid, %model, tps = r.tps().unwrap_or(0.0), verified = r.verdict.verified(), "response"),
+            }
+        }
+        shared.account(&request, &results, ctx.block, false);
+        Ok(())
+    }
+
+    fn scores(&self, metagraph: &Metagraph) -> Vec<(u16, f32)> {
+        let me = self.my_uid(metagraph);
+        let board = self.shared.scoreboard();
+        metagraph.neurons().iter().filter(|n| Some(n.uid) != me).map(|n| (n.uid, board.score(&n.hotkey) as f32)).filter(|(_, s)| *s > 0.0).collect()
+    }
+
+    fn on_hotkey_change(&mut self, change: &HotkeyChange) {
+        let dropped = self.shared.scoreboard().reset_uid(change.uid, change.old.as_ref());
+        if !dropped.is_empty() {
+            tracing::info!(target: "ganglion::inference", uid = change.uid, ?dropped, "scores reset: the uid changed hands");
+        }
+    }
+
+    async fn on_weights_set(&mut self, metagraph: &Metagraph, weights: &[(u16, f32)], block: u64) {
+        let shared = &self.shared;
+        let rows: Vec<ScoreRecord> = {
+            let board = shared.scoreboard();
+            weights
+                .iter()
+                .filter_map(|&(uid, weight)| {
+                    let neuron = metagraph.neuron(uid)?;
+                    let entry = board.miners.get(&neuron.hotkey.to_ss58())?;
+                    Some(ScoreRecord {
+                        created_at_ms: ganglion_records::now_ms(),
+                        netuid: shared.config.netuid,
+                        block,
+                        validator_hotkey: shared.config.hotkey.public().to_ss58(),
+                        uid,
+                        hotkey: neuron.hotkey.to_ss58(),
+                        score: entry.score(),
+                        components: json!({
+                            "weight": weight,
+                            "models": entry.models.keys().map(|m| (m.clone(), entry.model_score(m))).collect::<HashMap<_, _>>(),
+                            "verified": entry.verified, "failed": entry.failed, "organic_verified": entry.organic_verified,
+                        }),
+                    })
+                })
+                .collect()
+        };
+        shared.records.send(Record::Scores(rows));
+    }
+
+    fn status(&self, metagraph: &Metagraph, weights: &[(u16, f32)]) -> (Vec<MinerStatus>, serde_json::Value) {
+        let me = self.my_uid(metagraph);
+        let share: HashMap<u16, f64> = weights.iter().map(|&(uid, w)| (uid, f64::from(w))).collect();
+        let board = self.shared.scoreboard();
+        let miners = metagraph
+            .neurons()
+            .iter()
+            .filter(|n| Some(n.uid) != me)
+            .map(|n| {
+                let entry = board.miners.get(&n.hotkey.to_ss58());
+                MinerStatus {
+                    uid: n.uid,
+                    hotkey: n.hotkey.to_ss58(),
+                    score: entry.map_or(0.0, |e| e.score()),
+                    weight: share.get(&n.uid).copied().unwrap_or(0.0),
+                    verified_share: entry.and_then(|e| e.verified_percent()).map(|p| p / 100.0),
+                    last_failure: entry
+                        .and_then(|e| e.last_cause.clone().map(|cause| Failure { cause, detail: e.last_detail.clone().unwrap_or_default() })),
+                    speed: entry.and_then(|e| e.verified_tps()).map(|tps| Speed { value: tps, unit: "tok/s".into(), context: String::new() }),
+                    details: json!({
+                        "verified": entry.map_or(0, |e| e.verified),
+                        "failed": entry.map_or(0, |e| e.failed),
+                        "organic_verified": entry.map_or(0, |e| e.organic_verified),
+                        "models": entry.map(|e| e.models.keys().map(|m| (m.clone(), e.model_score(m))).collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
+                    }),
+                }
+            })
+            .collect();
+        let models = self.shared.models.read().map(|m| m.clone()).unwrap_or_default();
+        (miners, json!({"verify_mode": self.shared.config.verify.mode.name(), "models": models}))
+    }
+
+    fn save(&mut self) -> std::result::Result<(), StateError> {
+        let block = self.shared.block();
+        let board = {
+            let mut board = self.shared.scoreboard();
+            board.block = block;
+            board.clone()
+        };
+        self.state.save(&board)
+    }
+
+    async fn shutdown(&mut self) {
+        self.shared.records.close();
+        if let Some(task) = self.records_task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+                tracing::warn!(target: "ganglion::inference", "the records store did not finish writing within 10 s; the rest is lost");
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// A running validator.
+#[derive(Debug)]
+pub struct ValidatorHandle {
+    board: Arc<StatusBoard>,
+    metrics: Arc<Metrics>,
+    metrics_addr: Option<SocketAddr>,
+    organic_addr: Option<SocketAddr>,
+    total_timeout: Duration,
+    task: ValidatorTask<InferenceValidator>,
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl ValidatorHandle {
+    /// The current status (what `/status` serves and `status.json` holds).
+    pub fn status(&self) -> NodeStatus {
+        self.board.get()
+    }
+
+    /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.shared.metrics
+        &self.metrics
     }
 
     /// Where `/metrics` and `/status` are served.
@@ -295,47 +522,56 @@ impl ValidatorHandle {
         self.organic_addr
     }
 
-    /// Stops after the current step (its requests are bounded by the deadlines), flushes
-    /// records and stops the servers.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        let limit = self.shared.config.total_timeout + Duration::from_secs(30);
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
+    /// A token that fires when the validator is asked to stop.
+    pub fn token(&self) -> Shutdown {
+        self.task.token()
+    }
+
+    /// Stops after the current step (its requests are bounded by the deadlines), saves the
+    /// scores, flushes the records and stops the servers.
+    pub async fn shutdown(self) {
+        let limit = self.total_timeout + Duration::from_secs(30);
+        let ValidatorHandle { task, servers, .. } = self;
+        let _ = task.stop(limit).await;
+        stop_servers(servers).await;
+    }
+
+    /// Waits until the validator stopped (after its shutdown token fired), saved and flushed.
+    pub async fn wait(self) {
+        let ValidatorHandle { task, servers, .. } = self;
+        let _ = task.wait().await;
+        stop_servers(servers).await;
+    }
+}
+
+async fn stop_servers(servers: Vec<JoinHandle<()>>) {
+    for server in servers {
+        let abort = server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), server).await.is_err() {
             abort.abort();
-        }
-        for server in self.servers.drain(..) {
-            server.abort();
-        }
-        let shared = self.shared;
-        drop(shared);
-        if let Some(task) = self.records_task.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
-                abort.abort();
-            }
         }
     }
 }
 
 fn describe(metrics: &Metrics) {
-    metrics.describe("ganglion_inference_steps_total", "counter", "Validator steps completed.");
-    metrics.describe("ganglion_inference_miners_queried_total", "counter", "Miner requests sent.");
-    metrics.describe("ganglion_inference_verifications_total", "counter", "Responses by outcome and cause.");
-    metrics.describe("ganglion_inference_blocks_since_weights", "gauge", "Blocks since this validator's weights were last accepted.");
-    metrics.describe("ganglion_inference_weights_total", "counter", "set_weights attempts, by the chain's answer.");
-    metrics.describe("ganglion_inference_chain_errors_total", "counter", "Failed chain calls.");
-    metrics.describe("ganglion_inference_step_seconds", "gauge", "Duration of the last step.");
-    metrics.describe("ganglion_inference_organic_requests_total", "counter", "Organic requests, by result.");
+    metrics.counter("ganglion_inference_miners_queried_total", "Miner requests sent.");
+    metrics.counter("ganglion_inference_verifications_total", "Responses by outcome and cause.");
+    metrics.counter("ganglion_inference_organic_requests_total", "Organic requests, by result.");
+    metrics.histogram("ganglion_inference_request_seconds", "Total time of miners' responses (synthetic and organic), failed ones included.", LATENCY_BUCKETS);
+    metrics.histogram("ganglion_inference_ttft_seconds", "Time to the first token of miners' responses.", LATENCY_BUCKETS);
+    metrics.histogram("ganglion_inference_verification_seconds", "Time to verify one round's responses against the reference.", LATENCY_BUCKETS);
 }
 
-/// Starts the validator: opens the records store, restores the scores, serves `/metrics`,
-/// `/status` (and the organic endpoint), and runs the loop until [`ValidatorHandle::shutdown`].
-/// `references` are the models it can verify (by [`Reference::model`]).
-pub async fn start(config: ValidatorConfig, chain: Arc<dyn Chain>, references: Vec<Arc<dyn Reference>>) -> Result<ValidatorHandle> {
+/// Starts the validator: opens the records store, restores the scores, serves `/metrics`
+/// and `/status` (and the organic endpoint), and runs the runtime's loop until `shutdown`
+/// fires or [`ValidatorHandle::shutdown`] is called. `references` are the models it can
+/// verify (by [`Reference::model`]).
+pub async fn start(config: ValidatorConfig, chain: Arc<dyn Chain>, references: Vec<Arc<dyn Reference>>, shutdown: Option<Shutdown>) -> Result<ValidatorHandle> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| InferenceError::io("creating", &config.data_dir, e))?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new());
     describe(&metrics);
+    let state = StateFile::new(config.data_dir.join("scores.json"), config.netuid);
+    let scoreboard = restore_scores(&state, config.netuid, config.window)?;
     let (records, records_task) = match &config.records {
         RecordsTarget::Disabled => (RecordWriter::disabled(metrics.clone()), None),
         RecordsTarget::Url(url) => {
@@ -345,39 +581,52 @@ pub async fn start(config: ValidatorConfig, chain: Arc<dyn Chain>, references: V
             (writer, Some(task))
         }
     };
-    let state_path = config.data_dir.join("scores.json");
-    let scoreboard = match Scoreboard::load(&state_path, config.netuid)? {
-        Some(mut board) => {
-            board.window = config.window.max(1);
-            tracing::info!(target: "ganglion::inference", miners = board.miners.len(), block = board.block, "score state restored");
-            board
-        }
-        None => Scoreboard::new(config.netuid, config.window),
-    };
     let references: HashMap<String, Arc<dyn Reference>> = references.into_iter().map(|r| (r.model().to_string(), r)).collect();
+    let verifiable: Vec<String> = references.keys().cloned().collect();
     let dendrite = Dendrite::new(config.hotkey.clone(), config.connect_timeout)?;
-    let status = ValidatorStatus {
-        netuid: config.netuid,
-        hotkey: config.hotkey.public().to_ss58(),
-        verify_mode: config.verify.mode.name().to_string(),
-        ..Default::default()
-    };
+    let hotkey = config.hotkey.public().to_ss58();
+    let mut initial = NodeStatus::new("inference", Role::Validator, config.netuid, hotkey);
+    initial.details = json!({"verify_mode": config.verify.mode.name(), "models": []});
+    let board = Arc::new(StatusBoard::new(initial, Some(config.data_dir.join("status.json"))));
     let shared = Arc::new(Shared {
         config: config.clone(),
-        metrics,
+        metrics: metrics.clone(),
         scoreboard: Mutex::new(scoreboard),
         metagraph: RwLock::new(None),
         served: RwLock::new(HashMap::new()),
-        status: RwLock::new(status),
         references,
         dendrite,
         records,
         models: RwLock::new(Vec::new()),
     });
+    let validator = InferenceValidator {
+        shared: shared.clone(),
+        state,
+        bank: PromptBank::default(),
+        rng: StdRng::from_entropy(),
+        models_due: Instant::now(),
+        steps: 0,
+        resynced: false,
+        verifiable,
+        records_task,
+    };
+    let weights = WeightSetter::new(config.netuid, config.hotkey.clone(), config.epoch_length, config.version_key, Box::new(PlainWeights), metrics.clone());
+    let node = ValidatorNode {
+        chain,
+        netuid: config.netuid,
+        hotkey: config.hotkey.clone(),
+        metrics: metrics.clone(),
+        board: board.clone(),
+        weights,
+        settings: LoopSettings { step_interval: config.step_interval, idle_interval: Duration::from_secs(1) },
+    };
+    // The servers first (a port in use fails the start before the loop runs).
+    let (trigger, token) = Shutdown::new();
     let mut servers = Vec::new();
     let metrics_addr = match config.metrics_listen {
         Some(addr) => {
-            let (bound, task) = serve(addr, status::router(shared.clone())).await?;
+            let router = ganglion_neuron::server::routes(board.clone(), metrics.clone());
+            let (bound, task) = ganglion_neuron::server::serve(addr, router, token.clone()).await.map_err(|e| InferenceError::Bind { addr, reason: e.to_string() })?;
             servers.push(task);
             tracing::info!(target: "ganglion::inference", addr = %bound, "serving /metrics and /status");
             Some(bound)
@@ -386,38 +635,29 @@ pub async fn start(config: ValidatorConfig, chain: Arc<dyn Chain>, references: V
     };
     let organic_addr = match &config.organic {
         Some(organic) => {
-            let (bound, task) = serve(organic.listen, crate::organic::router(shared.clone(), organic.clone())).await?;
+            let router = crate::organic::router(shared.clone(), organic.clone());
+            let served = ganglion_neuron::server::serve(organic.listen, router, token.clone()).await.map_err(|e| InferenceError::Bind { addr: organic.listen, reason: e.to_string() });
+            let (bound, task) = match served {
+                Ok(v) => v,
+                Err(e) => {
+                    trigger.trigger();
+                    return Err(e);
+                }
+            };
             servers.push(task);
             tracing::info!(target: "ganglion::inference", addr = %bound, "serving the organic OpenAI endpoint");
             Some(bound)
         }
         None => None,
     };
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(run_loop(shared.clone(), chain, stop_rx));
-    Ok(ValidatorHandle { shared, metrics_addr, organic_addr, stop, task, servers, records_task })
-}
-
-async fn serve(addr: SocketAddr, router: axum::Router) -> Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| InferenceError::Bind { addr, reason: e.to_string() })?;
-    let bound = listener.local_addr().map_err(|e| InferenceError::Bind { addr, reason: e.to_string() })?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(target: "ganglion::inference", "HTTP server on {bound} failed: {e}");
-        }
+    let task = ValidatorTask::spawn(node, validator, shutdown);
+    // The servers stop with the loop.
+    let mut stopped = task.token();
+    tokio::spawn(async move {
+        stopped.wait().await;
+        trigger.trigger();
     });
-    Ok((bound, task))
-}
-
-/// Sleeps `duration` unless told to stop; returns true when stopping.
-async fn pause(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(duration) => *stop.borrow(),
-        _ = stop.changed() => true,
-    }
+    Ok(ValidatorHandle { board, metrics, metrics_addr, organic_addr, total_timeout: config.total_timeout, task, servers })
 }
 
 /// Miners worth querying for `model`; see the module doc.
@@ -530,261 +770,3 @@ async fn build_request(shared: &Shared, bank: &PromptBank, rng: &mut StdRng, mod
     InferenceRequest { model: model.to_string(), endpoint, prompt, sampling: draw_sampling(rng, &shared.config) }
 }
 
-async fn fetch_metagraph(shared: &Shared, chain: &dyn Chain, stop: &mut watch::Receiver<bool>) -> Option<Metagraph> {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        match Metagraph::fetch(chain, shared.config.netuid).await {
-            Ok(m) => return Some(m),
-            Err(e) => {
-                shared.metrics.inc("ganglion_inference_chain_errors_total", &[]);
-                tracing::warn!(target: "ganglion::inference", "cannot read the metagraph: {e}; retrying in {}s", backoff.as_secs());
-                if pause(stop, backoff).await {
-                    return None;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
-}
-
-struct Weights {
-    last_block: Option<u64>,
-    next_try: Instant,
-    set: u64,
-    last_result: Option<String>,
-}
-
-async fn run_loop(shared: Arc<Shared>, chain: Arc<dyn Chain>, mut stop: watch::Receiver<bool>) {
-    let me = shared.config.hotkey.public();
-    let bank = PromptBank::default();
-    let mut rng = StdRng::from_entropy();
-    let Some(mut metagraph) = fetch_metagraph(&shared, chain.as_ref(), &mut stop).await else { return };
-    let mut weights = Weights { last_block: None, next_try: Instant::now(), set: 0, last_result: None };
-    let mut models_due = Instant::now();
-    let mut warned_unregistered = false;
-    let mut steps = 0u64;
-    let verifiable: Vec<String> = shared.references.keys().cloned().collect();
-    while !*stop.borrow() {
-        let step_started = Instant::now();
-        match metagraph.sync(chain.as_ref()).await {
-            Ok(_) => {}
-            Err(e) => {
-                shared.metrics.inc("ganglion_inference_chain_errors_total", &[]);
-                tracing::warn!(target: "ganglion::inference", "metagraph sync failed: {e}; retrying");
-                if pause(&mut stop, Duration::from_secs(2)).await {
-                    break;
-                }
-                // The chain may have restarted: start again from a full fetch.
-                let Some(fresh) = fetch_metagraph(&shared, chain.as_ref(), &mut stop).await else { break };
-                metagraph = fresh;
-                continue;
-            }
-        }
-        let block = metagraph.block();
-        let dropped = shared.scoreboard().sync(&metagraph);
-        if !dropped.is_empty() {
-            tracing::info!(target: "ganglion::inference", ?dropped, "scores reset for hotkeys that left or changed uid");
-        }
-        if let Ok(mut m) = shared.metagraph.write() {
-            *m = Some(metagraph.clone());
-        }
-        let Some(my_uid) = metagraph.uid_of(&me) else {
-            if !warned_unregistered {
-                tracing::warn!(target: "ganglion::inference", hotkey = %me, netuid = shared.config.netuid, "this hotkey is not registered on the subnet; register it and stake (miners refuse unregistered callers)");
-                warned_unregistered = true;
-            }
-            if pause(&mut stop, shared.config.step_interval.max(Duration::from_secs(1))).await {
-                break;
-            }
-            continue;
-        };
-        warned_unregistered = false;
-        let last_update = metagraph.neuron(my_uid).map(|n| n.last_update);
-        if weights.last_block.is_none() {
-            weights.last_block = last_update;
-        }
-        // Models and who serves them.
-        let refresh_all = Instant::now() >= models_due;
-        if refresh_all {
-            match models::load(&shared.config.models, &verifiable).await {
-                Ok(list) => {
-                    if let Ok(mut m) = shared.models.write() {
-                        *m = list;
-                    }
-                }
-                Err(e) => tracing::warn!(target: "ganglion::inference", "model list: {e}; keeping the last one"),
-            }
-            models_due = Instant::now() + shared.config.models_refresh;
-        }
-        refresh_served(&shared, &metagraph, &me, refresh_all).await;
-        let models = shared.models.read().map(|m| m.clone()).unwrap_or_default();
-        // Every third step a model the validator can verify, so verified work keeps flowing.
-        let pool: Vec<&String> = if steps.is_multiple_of(3) { models.iter().filter(|m| shared.references.contains_key(*m)).collect() } else { models.iter().collect() };
-        let model = pool.choose(&mut rng).map(|m| (*m).clone()).or_else(|| models.first().cloned());
-        if let Some(model) = model {
-            let mut targets = candidates(&shared, &metagraph, &me, Some(&model));
-            targets.shuffle(&mut rng);
-            targets.truncate(shared.config.sample_size.max(1));
-            if targets.is_empty() {
-                tracing::debug!(target: "ganglion::inference", %model, "no miner serves the model yet");
-            } else {
-                let request = build_request(&shared, &bank, &mut rng, &model).await;
-                tracing::debug!(target: "ganglion::inference", %model, miners = targets.len(), endpoint = request.endpoint.name(), max_tokens = request.sampling.max_tokens, "querying");
-                shared.metrics.add("ganglion_inference_miners_queried_total", &[], targets.len() as f64);
-                let reference = shared.reference(&model);
-                let limits = shared.config.limits(request.sampling.max_tokens);
-                let results = run_round(&shared.dendrite, reference.as_deref(), &shared.config.verify, &request, &targets, limits).await;
-                for r in &results {
-                    match r.failure() {
-                        Some(f) => tracing::info!(target: "ganglion::inference", uid = r.target.uid, %model, cause = %f.cause, detail = %f.detail, "response failed"),
-                        None => tracing::debug!(target: "ganglion::inference", uid = r.target.uid, %model, tps = r.tps().unwrap_or(0.0), verified = r.verdict.verified(), "response"),
-                    }
-                }
-                shared.account(&request, &results, block, false);
-            }
-        }
-        steps += 1;
-        shared.metrics.inc("ganglion_inference_steps_total", &[]);
-        // Weights.
-        if let Some(last) = weights.last_block
-            && block >= last + shared.config.epoch_length
-            && Instant::now() >= weights.next_try
-        {
-            set_weights(&shared, chain.as_ref(), &metagraph, my_uid, block, &mut weights).await;
-        }
-        let save_result = {
-            let mut board = shared.scoreboard();
-            board.block = block;
-            board.save(&shared.config.data_dir.join("scores.json"))
-        };
-        if let Err(e) = save_result {
-            tracing::warn!(target: "ganglion::inference", "cannot save the score state: {e}");
-        }
-        let elapsed = step_started.elapsed();
-        shared.metrics.set("ganglion_inference_step_seconds", &[], elapsed.as_secs_f64());
-        publish_status(&shared, &metagraph, my_uid, block, steps, &weights, models);
-        if pause(&mut stop, shared.config.step_interval.saturating_sub(elapsed)).await {
-            break;
-        }
-    }
-    tracing::info!(target: "ganglion::inference", steps, "validator loop stopped");
-}
-
-async fn set_weights(shared: &Shared, chain: &dyn Chain, metagraph: &Metagraph, my_uid: u16, block: u64, weights: &mut Weights) {
-    let (uids, values) = shared.scoreboard().weights(metagraph, Some(my_uid));
-    if uids.is_empty() {
-        weights.last_result = Some("skipped: no verified work to weight yet".into());
-        weights.next_try = Instant::now() + shared.config.weights_retry;
-        tracing::info!(target: "ganglion::inference", "no miner has a score yet; not setting weights");
-        return;
-    }
-    let (emit_uids, emit_values) = match ganglion_yuma::weights::convert_weights_and_uids_for_emit(&uids, &values) {
-        Ok(v) => v,
-        Err(e) => {
-            weights.last_result = Some(format!("conversion failed: {e}"));
-            weights.next_try = Instant::now() + shared.config.weights_retry;
-            return;
-        }
-    };
-    match chain.set_weights(&shared.config.hotkey, shared.config.netuid, emit_uids.clone(), emit_values.clone(), version_key()).await {
-        Ok(receipt) => {
-            weights.last_block = Some(receipt.block);
-            weights.set += 1;
-            weights.last_result = Some("ok".into());
-            shared.metrics.inc("ganglion_inference_weights_total", &[("result", "ok")]);
-            tracing::info!(target: "ganglion::inference", block = receipt.block, uids = ?emit_uids, values = ?emit_values, "weights set");
-            let rows: Vec<ScoreRecord> = {
-                let board = shared.scoreboard();
-                uids.iter()
-                    .zip(&values)
-                    .filter_map(|(&uid, &weight)| {
-                        let neuron = metagraph.neuron(uid)?;
-                        let entry = board.miners.get(&neuron.hotkey.to_ss58())?;
-                        Some(ScoreRecord {
-                            created_at_ms: ganglion_records::now_ms(),
-                            netuid: shared.config.netuid,
-                            block,
-                            validator_hotkey: shared.config.hotkey.public().to_ss58(),
-                            uid,
-                            hotkey: neuron.hotkey.to_ss58(),
-                            score: entry.score(),
-                            components: json!({
-                                "weight": weight,
-                                "models": entry.models.keys().map(|m| (m.clone(), entry.model_score(m))).collect::<HashMap<_, _>>(),
-                                "verified": entry.verified, "failed": entry.failed, "organic_verified": entry.organic_verified,
-                            }),
-                        })
-                    })
-                    .collect()
-            };
-            shared.records.send(Record::Scores(rows));
-        }
-        Err(e) => {
-            let name = e.name().unwrap_or("ChainUnreachable").to_string();
-            shared.metrics.inc("ganglion_inference_weights_total", &[("result", name.as_str())]);
-            weights.last_result = Some(e.to_string());
-            weights.next_try = Instant::now() + shared.config.weights_retry;
-            tracing::warn!(target: "ganglion::inference", chain_answer = %name, "set_weights refused: {e}; retrying in {}s", shared.config.weights_retry.as_secs());
-        }
-    }
-}
-
-fn publish_status(shared: &Shared, metagraph: &Metagraph, my_uid: u16, block: u64, steps: u64, weights: &Weights, models: Vec<String>) {
-    let (uids, values) = shared.scoreboard().weights(metagraph, Some(my_uid));
-    let share: HashMap<u16, f64> = uids.into_iter().zip(values).collect();
-    let miners: Vec<MinerStatus> = {
-        let board = shared.scoreboard();
-        metagraph
-            .neurons()
-            .iter()
-            .filter(|n| n.uid != my_uid)
-            .map(|n| {
-                let entry = board.miners.get(&n.hotkey.to_ss58());
-                MinerStatus {
-                    uid: n.uid,
-                    hotkey: n.hotkey.to_ss58(),
-                    score: entry.map_or(0.0, |e| e.score()),
-                    weight: share.get(&n.uid).copied().unwrap_or(0.0),
-                    tps: entry.and_then(|e| e.verified_tps()),
-                    verified_percent: entry.and_then(|e| e.verified_percent()),
-                    verified: entry.map_or(0, |e| e.verified),
-                    failed: entry.map_or(0, |e| e.failed),
-                    organic_verified: entry.map_or(0, |e| e.organic_verified),
-                    last_cause: entry.and_then(|e| e.last_cause.clone()),
-                    models: entry.map(|e| e.models.keys().map(|m| (m.clone(), e.model_score(m))).collect()).unwrap_or_default(),
-                }
-            })
-            .collect()
-    };
-    let since = weights.last_block.map(|b| block.saturating_sub(b));
-    if let Some(since) = since {
-        shared.metrics.set("ganglion_inference_blocks_since_weights", &[], since as f64);
-    }
-    let status = ValidatorStatus {
-        netuid: shared.config.netuid,
-        hotkey: shared.config.hotkey.public().to_ss58(),
-        uid: Some(my_uid),
-        block,
-        steps,
-        verify_mode: shared.config.verify.mode.name().to_string(),
-        models,
-        last_weights_block: weights.last_block,
-        blocks_since_weights: since,
-        weights_set: weights.set,
-        last_weights_result: weights.last_result.clone(),
-        miners,
-        updated_at_ms: ganglion_protocol::epistula::now_ms(),
-    };
-    let path = shared.config.data_dir.join("status.json");
-    match serde_json::to_vec_pretty(&status) {
-        Ok(bytes) => {
-            if let Err(e) = ganglion_core::fsutil::write_atomic(&path, &bytes, 0o644) {
-                tracing::warn!(target: "ganglion::inference", "cannot write {}: {e}", path.display());
-            }
-        }
-        Err(e) => tracing::warn!(target: "ganglion::inference", "cannot encode the status: {e}"),
-    }
-    if let Ok(mut s) = shared.status.write() {
-        *s = status;
-    }
-}

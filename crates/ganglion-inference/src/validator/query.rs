@@ -8,7 +8,10 @@ use ganglion_core::keys::{Keypair, PublicKey};
 use ganglion_protocol::epistula::EpistulaRequestExt;
 use serde_json::Value;
 
-use crate::cause::{Cause, Failure};
+use ganglion_neuron::PeerFailure;
+use ganglion_neuron::peer::Deadline;
+
+use crate::cause::Failure;
 use crate::error::{InferenceError, Result};
 use crate::openai::{MODEL_HEADER, InferenceRequest};
 use crate::stream::{StreamError, StreamLimits, Streamed, read_stream};
@@ -86,18 +89,27 @@ impl Dendrite {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(MODEL_HEADER, model)
             .epistula(&self.keypair, Some(&target.hotkey), body);
+        let limit_ms = u64::try_from(header_timeout.as_millis()).unwrap_or(u64::MAX);
         let response = match tokio::time::timeout(header_timeout, request.send()).await {
-            Err(_) => return Err(Failure::new(Cause::Timeout, format!("no response headers within {:.1}s", header_timeout.as_secs_f64()))),
-            Ok(Err(e)) if e.is_connect() => return Err(Failure::new(Cause::Connect, format!("cannot connect to {}: {}", target.addr, root_cause(&e)))),
-            Ok(Err(e)) if e.is_timeout() => return Err(Failure::new(Cause::Timeout, format!("connecting to {} timed out", target.addr))),
-            Ok(Err(e)) => return Err(Failure::new(Cause::Disconnect, format!("request to {} failed: {}", target.addr, root_cause(&e)))),
+            Err(_) => {
+                let failure = PeerFailure::Timeout { deadline: Deadline::FirstByte, limit_ms };
+                return Err(Failure::peer_with(&failure, format!("no response headers within {:.1}s", header_timeout.as_secs_f64())));
+            }
+            Ok(Err(e)) => return Err(transport_failure(&e, target, limit_ms)),
             Ok(Ok(r)) => r,
         };
         if response.status() != reqwest::StatusCode::OK {
             let status = response.status();
-            let text = tokio::time::timeout(Duration::from_secs(2), first_bytes(response, ERROR_BODY_BYTES)).await.unwrap_or_default();
-            let cause = if matches!(status.as_u16(), 401 | 403) { Cause::Refused } else { Cause::HttpStatus };
-            return Err(Failure::new(cause, format!("status {status}: {}", text.trim())));
+            let body = tokio::time::timeout(Duration::from_secs(2), first_bytes(response, ERROR_BODY_BYTES)).await.unwrap_or_default();
+            // Refusals are read from the status and the Epistula `error.code`/`error.reason`.
+            let failure = PeerFailure::from_status(status.as_u16(), &body);
+            let detail = match &failure {
+                PeerFailure::Refused { code, reason, message, .. } => {
+                    format!("status {status} ({}): {}", [code.as_deref(), reason.as_deref()].into_iter().flatten().collect::<Vec<_>>().join("/"), message.trim())
+                }
+                _ => format!("status {status}: {}", String::from_utf8_lossy(&body).trim()),
+            };
+            return Err(Failure::peer_with(&failure, detail));
         }
         Ok(response)
     }
@@ -145,6 +157,27 @@ impl Dendrite {
     }
 }
 
+/// A reqwest error before the headers, as the runtime classifies it: a connection that
+/// could not be made (`CONNECT`; a connect deadline is a `TIMEOUT`), or a broken exchange.
+fn transport_failure(e: &reqwest::Error, target: &Target, limit_ms: u64) -> Failure {
+    let failure = if e.is_connect() && e.is_timeout() {
+        PeerFailure::Timeout { deadline: Deadline::Connect, limit_ms }
+    } else if e.is_connect() {
+        PeerFailure::Connect(root_cause(e))
+    } else if e.is_timeout() {
+        PeerFailure::Timeout { deadline: Deadline::Total, limit_ms }
+    } else {
+        PeerFailure::Transport(root_cause(e))
+    };
+    let detail = match &failure {
+        PeerFailure::Connect(why) => format!("cannot connect to {}: {why}", target.addr),
+        PeerFailure::Timeout { deadline: Deadline::Connect, .. } => format!("connecting to {} timed out", target.addr),
+        PeerFailure::Timeout { .. } => format!("request to {} timed out", target.addr),
+        other => format!("request to {} failed: {other}", target.addr),
+    };
+    Failure::peer_with(&failure, detail)
+}
+
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut current = err;
     while let Some(source) = current.source() {
@@ -153,7 +186,7 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-async fn first_bytes(response: reqwest::Response, limit: usize) -> String {
+async fn first_bytes(response: reqwest::Response, limit: usize) -> Vec<u8> {
     use futures::StreamExt;
     let mut body = response.bytes_stream();
     let mut out = Vec::new();
@@ -163,5 +196,5 @@ async fn first_bytes(response: reqwest::Response, limit: usize) -> String {
             break;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }

@@ -64,16 +64,36 @@ pub async fn run_round(
     targets: &[Target],
     limits: StreamLimits,
 ) -> Vec<RoundResult> {
+    run_round_timed(dendrite, reference, config, request, targets, limits).await.0
+}
+
+/// [`run_round`], also returning how long the verification took (`None` when nothing was
+/// verified against a reference).
+pub async fn run_round_timed(
+    dendrite: &Dendrite,
+    reference: Option<&dyn Reference>,
+    config: &VerifyConfig,
+    request: &InferenceRequest,
+    targets: &[Target],
+    limits: StreamLimits,
+) -> (Vec<RoundResult>, Option<Duration>) {
     let responses = futures::future::join_all(targets.iter().map(|t| dendrite.complete(t, request, limits))).await;
     let ok: Vec<Option<&Streamed>> = responses.iter().map(|r| r.as_ref().ok()).collect();
+    let mut verification = None;
     let verdicts: Vec<Option<Verdict>> = match reference {
+        Some(reference) if ok.iter().any(Option::is_some) => {
+            let started = std::time::Instant::now();
+            let verdicts = verify_round(reference, request, &ok, config).await;
+            verification = Some(started.elapsed());
+            verdicts
+        }
         Some(reference) => verify_round(reference, request, &ok, config).await,
         None => ok
             .iter()
             .map(|r| r.map(|_| Verdict { outcome: Outcome::Unverifiable("no reference for this model".into()), tokens: 0, similarity: None, stats: Value::Null }))
             .collect(),
     };
-    targets
+    let results = targets
         .iter()
         .cloned()
         .zip(responses)
@@ -86,5 +106,6 @@ pub async fn run_round(
             };
             RoundResult { target, response, verdict }
         })
-        .collect()
+        .collect();
+    (results, verification)
 }

@@ -240,3 +240,150 @@ fn exemptions_follow_the_chain() {
         Err(WeightsError::DuplicateUids { uid: 9 })
     );
 }
+
+// --- process_weights_for_netuid. Expected values were printed by bittensor 10.5.0's
+// `weight_utils` (numpy 2.4.6); `tests/it/sdk_weights.rs` runs the SDK itself on random cases.
+
+#[test]
+fn numpy_sum_is_pairwise_in_float32() {
+    // np.full(1000, 0.1, np.float32).sum() == 100.00001525878906; a left-to-right float32
+    // sum gives 99.9990463256836.
+    assert_eq!(f64::from(np_sum(&[0.1_f32; 1000])), 100.00001525878906);
+    let sequential = [0.1_f32; 1000].iter().fold(0.0_f32, |a, &b| a + b);
+    assert_eq!(f64::from(sequential), 99.9990463256836);
+    assert_eq!(np_sum::<f32>(&[]), 0.0);
+}
+
+#[test]
+fn normalize_max_weight_edges() {
+    // 10 * 0.1 <= 1 holds in float64 (the SDK's Python float), so the result is uniform; with
+    // an f32 limit (0.10000000149) it would not be.
+    assert_eq!(normalize_max_weight(&[1.0; 10], 0.1), vec![0.1_f32; 10]);
+    let mut skewed = [1.0_f32; 10];
+    skewed[9] = 2.0;
+    assert_eq!(normalize_max_weight(&skewed, 0.1), vec![0.1_f32; 10]);
+    assert_eq!(normalize_max_weight(&[0.0; 4], 0.5), vec![0.25_f32; 4]);
+    assert_eq!(normalize_max_weight(&[], 0.5), Vec::<f32>::new());
+    // Already within the limit: just divided by the sum.
+    assert_eq!(normalize_max_weight(&[1.0, 3.0], 1.0), vec![0.25, 0.75]);
+    // Garbage in does not panic.
+    let out = normalize_max_weight(&[f32::NAN, -1.0, f32::INFINITY, 2.0], 0.3);
+    assert_eq!(out.len(), 4);
+}
+
+#[test]
+fn process_weights_branches_match_the_sdk() {
+    // Clipped at 16384/65535 in float32.
+    let (u, w) = process_weights_for_netuid(
+        &[0, 1, 2, 3, 4],
+        &[1.0, 2.0, 3.0, 4.0, 100.0],
+        5,
+        0,
+        16384,
+        0,
+    )
+    .expect("valid");
+    assert_eq!(u, vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        w,
+        vec![
+            0.0833323672413826,
+            0.1666647344827652,
+            0.2499970942735672,
+            0.2500028908252716,
+            0.2500028908252716
+        ]
+    );
+    assert_eq!(
+        process_and_convert(
+            &[0, 1, 2, 3, 4],
+            &[1.0, 2.0, 3.0, 4.0, 100.0],
+            5,
+            0,
+            16384,
+            0
+        ),
+        Ok((vec![0, 1, 2, 3, 4], vec![21844, 43689, 65533, 65535, 65535]))
+    );
+    // Fewer positive weights than min_allowed_weights: 1e-5 padding, float64.
+    let (u, w) = process_weights_for_netuid(&[0, 1, 2, 3], &[0.0, 5.0, 0.0, 0.0], 4, 2, 20000, 0)
+        .expect("valid");
+    assert_eq!(u, vec![0, 1, 2, 3]);
+    assert_eq!(
+        w,
+        vec![
+            0.23553208687420554,
+            0.29340373937738345,
+            0.23553208687420554,
+            0.23553208687420554
+        ]
+    );
+    // Half the weights excluded by the quantile (at most k - min_allowed of them).
+    assert_eq!(
+        process_weights_for_netuid(
+            &[0, 1, 2, 3, 4],
+            &[1.0, 2.0, 3.0, 4.0, 5.0],
+            5,
+            0,
+            65535,
+            32768
+        ),
+        Ok((vec![3, 4], vec![0.4444444477558136, 0.5555555820465088]))
+    );
+    // No positive weight: uniform over the metagraph's n, whatever the uids were.
+    assert_eq!(
+        process_weights_for_netuid(&[3, 1], &[0.0, 0.0], 3, 0, 65535, 0),
+        Ok((vec![0, 1, 2], vec![1.0 / 3.0; 3]))
+    );
+    // n < min_allowed_weights: uniform too.
+    assert_eq!(
+        process_weights_for_netuid(&[0, 1], &[1.0, 2.0], 2, 3, 65535, 0),
+        Ok((vec![0, 1], vec![0.5, 0.5]))
+    );
+}
+
+#[test]
+fn process_weights_errors_where_the_sdk_raises_and_never_panics() {
+    // A positive weight without a uid (SDK: IndexError on uids[idx]).
+    assert_eq!(
+        process_weights_for_netuid(&[0, 1], &[1.0, 1.0, 1.0], 3, 0, 65535, 0),
+        Err(WeightsError::WeightVecNotEqualSize { uids: 2, values: 3 })
+    );
+    // Padding branch with a positive weight at a position >= n (SDK: IndexError).
+    let mut w = [0.0_f32; 10];
+    w[9] = 1.0;
+    assert_eq!(
+        process_weights_for_netuid(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], &w, 4, 2, 65535, 0),
+        Err(WeightsError::UidsLengthExceedUidsInSubNet { len: 10, n: 4 })
+    );
+    // n = 0: nothing to convert (SDK: ValueError from min() of an empty list).
+    assert_eq!(
+        process_and_convert(&[], &[], 0, 0, 65535, 0),
+        Err(WeightsError::WeightVecLengthIsLow { len: 0, min: 1 })
+    );
+    // +inf makes the quantile NaN, so nothing is kept (SDK: ValueError).
+    assert_eq!(
+        process_and_convert(&[4], &[f32::INFINITY], 1, 0, 65535, 0),
+        Err(WeightsError::NonFiniteWeight { uid: 4 })
+    );
+    // NaN, negatives and uids >= n are carried or dropped like the SDK does.
+    assert_eq!(
+        process_and_convert(&[0, 1, 700], &[f32::NAN, -1.0, 2.0], 3, 0, 65535, 0),
+        Ok((vec![700], vec![65535]))
+    );
+    for q in [0, 1, 40000, u16::MAX] {
+        for mwl in [0, 1, 30000, u16::MAX] {
+            for min in [0, 1, 3, 9] {
+                let _ = process_and_convert(
+                    &[0, 1, 2, 9],
+                    &[f32::NAN, f32::INFINITY, -0.0, f32::MIN_POSITIVE],
+                    3,
+                    min,
+                    mwl,
+                    q,
+                );
+                let _ = process_and_convert(&[], &[1.0, f32::MAX, 0.5], u16::MAX, min, mwl, q);
+            }
+        }
+    }
+}

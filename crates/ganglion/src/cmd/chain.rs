@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use ganglion_chain::{
-    Chain, ChainConfig, HyperparamUpdate, LocalChain, Metagraph, NodeConfig, RAO_PER_TAO, TxReceipt, resolve_network,
-    spawn_node, u16_to_float,
-};
+use ganglion_chain::{Chain, HyperparamUpdate, LocalChain, Metagraph, RAO_PER_TAO, TxReceipt, resolve_network, u16_to_float};
+use ganglion_chain_node::{ServeConfig, spawn_node};
 use ganglion_core::keys::PublicKey;
+use ganglion_neuron::config::Overrides;
 use serde_json::json;
 
 use crate::cmd::wallet::WalletArgs;
@@ -46,25 +45,31 @@ pub(crate) enum ChainCommand {
     Serve(ServeArgs),
 }
 
-/// `ganglion chain serve` flags.
+/// `ganglion chain serve` flags. Each one overrides the same key of the `--config` file;
+/// an unset flag leaves the file's value (or the default shown).
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Where the chain database lives (created if missing).
-    #[arg(long = "data-dir", default_value = "~/.ganglion/chain")]
-    data_dir: PathBuf,
-    /// Port of the HTTP API.
-    #[arg(long, default_value_t = 9944)]
-    port: u16,
-    /// Address to bind (loopback by default; the API has no authentication).
-    #[arg(long, default_value = "127.0.0.1")]
-    host: IpAddr,
-    /// Time between blocks, e.g. `12s`, `1s`, `250ms`.
-    #[arg(long = "block-time", default_value = "12s", value_parser = parse_duration)]
-    block_time: Duration,
-    /// Tempo (blocks between epochs) of newly created subnets.
-    #[arg(long, default_value_t = 360)]
-    tempo: u16,
-    /// Refuse `faucet` transactions.
+    /// TOML config file whose keys are the flag names without `--`, `-` written `_`
+    /// (`data_dir`, `host`, `port`, `block_time = "1s"`, `tempo`, `faucet = false`);
+    /// flags override it.
+    #[arg(long, env = "GANGLION_CHAIN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the chain database lives (created if missing) [default: ~/.ganglion/chain].
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    /// Port of the HTTP API [default: 9944].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to bind (loopback by default; the API has no authentication) [default: 127.0.0.1].
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Time between blocks, e.g. `12s`, `1s`, `250ms` (a bare number is seconds) [default: 12s].
+    #[arg(long = "block-time", value_parser = ganglion_neuron::config::parse_duration)]
+    block_time: Option<Duration>,
+    /// Tempo (blocks between epochs) of newly created subnets [default: 360].
+    #[arg(long)]
+    tempo: Option<u16>,
+    /// Refuse `faucet` transactions (`faucet = false` in the file).
     #[arg(long = "no-faucet")]
     no_faucet: bool,
     /// Print the startup line as JSON.
@@ -72,7 +77,30 @@ pub(crate) struct ServeArgs {
     json: bool,
 }
 
-/// Parse `250ms`, `1s`, `1.5s`, `2m` or a bare number of seconds.
+impl ServeArgs {
+    /// The set flags, by config key.
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        o.path("data_dir", self.data_dir.as_deref())
+            .set("port", self.port.map(i64::from))
+            .set("host", self.host.map(|h| h.to_string()))
+            .duration("block_time", self.block_time)
+            .set("tempo", self.tempo.map(i64::from))
+            .set("faucet", self.no_faucet.then_some(false));
+        o
+    }
+
+    /// The file, then the flags; validated.
+    fn load(&self) -> anyhow::Result<ServeConfig> {
+        let config: ServeConfig = ganglion_neuron::config::load(self.config.as_deref(), &self.overrides())
+            .context("reading the chain configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Parse `250ms`, `1s`, `1.5s`, `2m` or a bare number of seconds, between 1 ms and 1 h
+/// (`localnet --block-time`).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
@@ -313,24 +341,17 @@ pub(crate) fn run_chain(command: ChainCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = ganglion_core::wallet::expand_home(&args.data_dir);
-    if args.tempo == 0 {
-        bail!("--tempo must be at least 1");
-    }
-    let config = NodeConfig {
-        data_dir: data_dir.clone(),
-        block_time: args.block_time,
-        chain: ChainConfig { faucet: !args.no_faucet, default_tempo: args.tempo, ..ChainConfig::default() },
-    };
+    let config = args.load()?;
+    let data_dir = config.data_dir();
     let rt = runtime()?;
     rt.block_on(async move {
-        let handle = spawn_node(config, SocketAddr::new(args.host, args.port)).await?;
+        let handle = spawn_node(config.node_config(), config.listen()).await?;
         let info = handle.node.info_now()?;
         if args.json {
             println!(
                 "{}",
                 json!({ "url": handle.url(), "data_dir": data_dir, "genesis_hash": info.genesis_hash, "block": info.block,
-                        "block_time_ms": info.block_time_ms, "faucet": info.faucet })
+                        "block_time_ms": info.block_time_ms, "tempo": config.tempo, "faucet": info.faucet })
             );
         } else {
             println!(
@@ -338,37 +359,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 handle.url(),
                 data_dir.display(),
                 info.block,
-                args.block_time,
+                config.block_time,
                 &info.genesis_hash[..16]
             );
         }
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("shutting down");
-                handle.shutdown().await;
-            }
-            _ = wait_for_term() => {
-                handle.shutdown().await;
-            }
-        }
+        let signal = ganglion_neuron::signals::wait_for_signal().await;
+        tracing::info!(%signal, "shutting down: finishing the current block");
+        handle.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(unix)]
-async fn wait_for_term() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending::<()>().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_term() {
-    std::future::pending::<()>().await
 }
 
 /// `ganglion subnet …`.

@@ -1,8 +1,8 @@
 //! `ganglion miner compute`, `ganglion validator compute`, `ganglion compute …` and
 //! `ganglion bench compute`: flags (the original's names where users know them), wallet
-//! loading, the runtime and printing; everything else is `ganglion-compute`. Settings come
-//! from flags, then environment variables, then the `--config` TOML file (`[miner]`,
-//! `[validator]`), then defaults.
+//! loading, the runtime and printing; everything else is `ganglion-compute`. The nodes'
+//! flags and environment variables become one `Overrides` table laid over the `--config`
+//! TOML file by `ganglion_compute::config::load` (the runtime's one layering rule).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -12,47 +12,52 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ganglion_compute::bench::{self, BenchConfig};
-use ganglion_compute::client::MinerClient;
-use ganglion_compute::config::ConfigFile;
+use ganglion_compute::config::{self as compute_config, ComputeConfig};
 use ganglion_compute::hashcat::HashcatConfig;
-use ganglion_compute::miner::{self, MinerConfig};
-use ganglion_compute::pow::AdaptRule;
+use ganglion_compute::miner;
 use ganglion_compute::protocol::Requirement;
 use ganglion_compute::renter::{self, Order};
-use ganglion_compute::sandbox::NetworkMode;
-use ganglion_compute::scoring::{ScoringVersion, Weights};
+use ganglion_compute::scoring::Weights;
 use ganglion_compute::solver::Kernel;
 use ganglion_compute::units::{parse_size, parse_timeline};
-use ganglion_compute::validator::{self, ValidatorConfig};
+use ganglion_compute::validator;
+use ganglion_neuron::Shutdown;
+use ganglion_neuron::config::{Overrides, parse_duration};
+use ganglion_neuron::peer::PeerClient;
 use ganglion_records::Records;
 use serde_json::json;
 
-use crate::cmd::{AccessListArgs, AxonArgs};
-use crate::cmd::chain::{NetArgs, parse_duration};
+use crate::cmd::chain::NetArgs;
 use crate::cmd::wallet::WalletArgs;
+use crate::cmd::{AccessListArgs, AxonArgs};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
-async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
+/// An integer flag as a TOML value.
+fn int<T: TryInto<i64>>(value: Option<T>) -> Option<i64> {
+    value.map(|v| v.try_into().unwrap_or(i64::MAX))
 }
 
-fn load_file(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
-    Ok(match path {
-        Some(path) => ConfigFile::load(path)?,
-        None => ConfigFile::default(),
-    })
+/// `true` when a switch was given (an absent switch leaves the file's value).
+fn switch(on: bool, value: bool) -> Option<bool> {
+    on.then_some(value)
 }
 
-/// Applies the lists over the config file's.
 impl AccessListArgs {
-    fn apply(&self, access: &mut ganglion_compute::access::AccessConfig) {
-        set(&mut access.blacklist_hotkeys, &self.blacklist_hotkeys);
-        set(&mut access.blacklist_coldkeys, &self.blacklist_coldkeys);
-        set(&mut access.whitelist_hotkeys, &self.whitelist_hotkeys);
-        set(&mut access.whitelist_coldkeys, &self.whitelist_coldkeys);
+    /// Lays the lists over `section` (`miner.access` or `validator.access`).
+    fn apply(&self, overrides: &mut Overrides, section: &str) {
+        for (key, list) in [
+            ("blacklist_hotkeys", &self.blacklist_hotkeys),
+            ("blacklist_coldkeys", &self.blacklist_coldkeys),
+            ("whitelist_hotkeys", &self.whitelist_hotkeys),
+            ("whitelist_coldkeys", &self.whitelist_coldkeys),
+        ] {
+            if let Some(list) = list {
+                overrides.list(&format!("{section}.{key}"), list);
+            }
+        }
     }
 }
 
@@ -66,20 +71,28 @@ pub(crate) struct NodeArgs {
     /// Subnet id (default 27).
     #[arg(long, env = "GANGLION_NETUID")]
     netuid: Option<u16>,
-    /// TOML config file with `[miner]` and/or `[validator]` tables; flags override it.
+    /// TOML config file (`netuid`, `[neuron]`, `[axon]`, `[metrics]`, `[miner]`,
+    /// `[validator]`); flags and environment variables override it.
     #[arg(long, env = "GANGLION_COMPUTE_CONFIG")]
     config: Option<PathBuf>,
-    /// Where the node keeps its state (default ~/.ganglion/compute).
-    #[arg(long = "data-dir", env = "GANGLION_COMPUTE_DATA_DIR")]
+    /// Where the node keeps its state and status.json (default ~/.ganglion/compute).
+    #[arg(long = "data-dir", alias = "neuron.data_dir", env = "GANGLION_COMPUTE_DATA_DIR")]
     data_dir: Option<PathBuf>,
 }
 
 impl NodeArgs {
-    /// The config file, the hotkey and the chain.
-    fn load(&self, role: &str) -> anyhow::Result<(ConfigFile, ganglion_core::keys::Keypair, Arc<dyn ganglion_chain::Chain>)> {
-        let file = load_file(self.config.as_ref())?;
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        o.set("netuid", int(self.netuid));
+        o.path("neuron.data_dir", self.data_dir.as_deref());
+        o
+    }
+
+    /// The configuration, the hotkey and the chain.
+    fn load(&self, role: &str, overrides: &Overrides) -> anyhow::Result<(ComputeConfig, ganglion_core::keys::Keypair, Arc<dyn ganglion_chain::Chain>)> {
+        let config = compute_config::load(self.config.as_deref(), overrides)?;
         let hotkey = self.wallet.wallet()?.hotkey(&self.wallet.passwords()).with_context(|| format!("loading the {role}'s hotkey"))?;
-        Ok((file, hotkey, self.net.chain()?))
+        Ok((config, hotkey, self.net.chain()?))
     }
 }
 
@@ -93,6 +106,9 @@ pub(crate) struct MinerArgs {
     /// Do not publish the axon on chain.
     #[arg(long = "no-serve-axon")]
     no_serve_axon: bool,
+    /// How often the metagraph (callers, the published axon) is refreshed (default 12s).
+    #[arg(long = "neuron.sync_interval", value_parser = parse_duration)]
+    sync_interval: Option<Duration>,
     /// Solver threads (default: one per CPU).
     #[arg(long = "miner.threads", env = "GANGLION_MINER_THREADS")]
     threads: Option<usize>,
@@ -117,7 +133,7 @@ pub(crate) struct MinerArgs {
     /// hashcat `-D` device types (e.g. 1 for CPU, 2 for GPU).
     #[arg(long = "miner.hashcat.device_types")]
     hashcat_device_types: Option<String>,
-    /// Longest the miner works on one challenge (default 30s).
+    /// Longest the miner works on one challenge (default 30s; a bare number is seconds).
     #[arg(long = "miner.challenge.timeout", value_parser = parse_duration)]
     challenge_timeout: Option<Duration>,
     /// SSH port of allocations (default 4444).
@@ -152,19 +168,12 @@ pub(crate) struct MinerArgs {
     /// Serve callers without a validator permit too.
     #[arg(long = "miner.allow_no_permit")]
     allow_no_permit: bool,
-    /// How often the specs are measured again (default 15m).
+    /// How often the specs are measured again (default 15m; a bare number is seconds).
     #[arg(long = "specs.refresh", value_parser = parse_duration)]
     specs_refresh: Option<Duration>,
     /// Size of the RAM and disk speed tests in MiB (default 64).
     #[arg(long = "specs.sample_mib")]
     specs_sample_mib: Option<u64>,
-}
-
-/// Overrides `target` with a flag's value when the flag was given.
-fn set<T: Clone>(target: &mut T, flag: &Option<T>) {
-    if let Some(value) = flag {
-        *target = value.clone();
-    }
 }
 
 fn kernel(name: &str) -> Kernel {
@@ -176,93 +185,52 @@ fn kernel(name: &str) -> Kernel {
 }
 
 impl MinerArgs {
-    fn config(&self, file: ConfigFile) -> anyhow::Result<MinerConfig> {
-        let mut c = file.miner.unwrap_or_default();
-        set(&mut c.netuid, &self.node.netuid);
-        set(&mut c.data_dir, &self.node.data_dir);
-        set(&mut c.axon_ip, &self.axon.axon_ip);
-        set(&mut c.axon_port, &self.axon.axon_port);
-        if self.axon.axon_external_ip.is_some() {
-            c.external_ip = self.axon.axon_external_ip;
-        }
-        if self.axon.axon_external_port.is_some() {
-            c.external_port = self.axon.axon_external_port;
-        }
-        if self.no_serve_axon {
-            c.serve_axon = false;
-        }
-        set(&mut c.solver.threads, &self.threads);
-        if let Some(v) = &self.kernel {
-            c.solver.kernel = kernel(v);
-        }
-        if self.max_hash_rate.is_some() {
-            c.solver.max_hash_rate = self.max_hash_rate;
-        }
-        let wants_hashcat = self.backend.as_deref() == Some("hashcat")
-            || self.hashcat_path.is_some()
-            || (c.hashcat.is_some() && self.backend.as_deref() != Some("builtin"));
-        if wants_hashcat {
-            let mut h = c.hashcat.clone().unwrap_or_default();
-            if let Some(v) = &self.hashcat_path {
-                h.path = v.clone();
-            }
-            if let Some(v) = self.hashcat_profile {
-                h.workload_profile = v;
-            }
-            if let Some(v) = &self.hashcat_options {
-                h.extended_options = v.clone();
-            }
-            if self.hashcat_device_types.is_some() {
-                h.device_types = self.hashcat_device_types.clone();
-            }
-            c.hashcat = Some(h);
-        } else {
-            c.hashcat = None;
-        }
-        if let Some(v) = self.challenge_timeout {
-            c.challenge_timeout_s = v.as_secs_f64();
-        }
-        set(&mut c.sandbox.ssh.port, &self.ssh_port);
-        set(&mut c.sandbox.ssh.listen, &self.ssh_listen);
-        if self.ssh_host.is_some() {
-            c.sandbox.ssh.advertise_host = self.ssh_host.clone();
-        }
-        set(&mut c.sandbox.dir, &self.sandbox_dir);
-        if let Some(v) = &self.sandbox_network {
-            c.sandbox.network = if v == "host" { NetworkMode::Host } else { NetworkMode::None };
-        }
-        if self.sandbox_disable {
-            c.sandbox.enabled = false;
-        }
-        if self.sandbox_stop_on_exit {
-            c.sandbox.stop_on_exit = true;
-        }
-        set(&mut c.sandbox.uid_base, &self.sandbox_uid_base);
-        self.lists.apply(&mut c.access);
-        set(&mut c.access.min_stake_tao, &self.min_stake);
-        if self.allow_no_permit {
-            c.access.require_validator_permit = false;
-        }
-        if let Some(v) = self.specs_refresh {
-            c.specs_refresh_s = v.as_secs();
-        }
-        set(&mut c.specs_sample_mib, &self.specs_sample_mib);
-        Ok(c)
+    fn overrides(&self) -> Overrides {
+        let mut o = self.node.overrides();
+        o.set("axon.ip", self.axon.axon_ip.map(|ip| ip.to_string()));
+        o.set("axon.port", int(self.axon.axon_port));
+        o.set("axon.external_ip", self.axon.axon_external_ip.map(|ip| ip.to_string()));
+        o.set("axon.external_port", int(self.axon.axon_external_port));
+        o.set("axon.serve", switch(self.no_serve_axon, false));
+        o.duration("neuron.sync_interval", self.sync_interval);
+        o.set("miner.solver.threads", int(self.threads));
+        o.set("miner.solver.kernel", self.kernel.clone());
+        o.set("miner.solver.max_hash_rate", int(self.max_hash_rate));
+        let hashcat = self.backend.as_deref() == Some("hashcat") || self.hashcat_path.is_some();
+        o.set("miner.backend", if hashcat { Some("hashcat".to_string()) } else { self.backend.clone() });
+        o.path("miner.hashcat.path", self.hashcat_path.as_deref());
+        o.set("miner.hashcat.workload_profile", int(self.hashcat_profile));
+        o.set("miner.hashcat.extended_options", self.hashcat_options.clone());
+        o.set("miner.hashcat.device_types", self.hashcat_device_types.clone());
+        o.duration("miner.challenge_timeout", self.challenge_timeout);
+        o.set("miner.sandbox.ssh.port", int(self.ssh_port));
+        o.set("miner.sandbox.ssh.listen", self.ssh_listen.map(|ip| ip.to_string()));
+        o.set("miner.sandbox.ssh.advertise_host", self.ssh_host.clone());
+        o.path("miner.sandbox.dir", self.sandbox_dir.as_deref());
+        o.set("miner.sandbox.network", self.sandbox_network.clone());
+        o.set("miner.sandbox.enabled", switch(self.sandbox_disable, false));
+        o.set("miner.sandbox.stop_on_exit", switch(self.sandbox_stop_on_exit, true));
+        o.set("miner.sandbox.uid_base", int(self.sandbox_uid_base));
+        self.lists.apply(&mut o, "miner.access");
+        o.set("miner.access.min_stake_tao", self.min_stake);
+        o.set("miner.access.require_validator_permit", switch(self.allow_no_permit, false));
+        o.duration("miner.specs_refresh", self.specs_refresh);
+        o.set("miner.specs_sample_mib", int(self.specs_sample_mib));
+        o
     }
 }
 
 pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
-    let (file, hotkey, chain) = args.node.load("miner")?;
-    let config = args.config(file)?;
+    let (config, hotkey, chain) = args.node.load("miner", &args.overrides())?;
     runtime()?.block_on(async move {
-        let handle = miner::spawn(config, hotkey, chain).await.context("starting the compute miner")?;
+        let shutdown = Shutdown::on_signal();
+        let handle = miner::spawn(&config, hotkey, chain, Some(shutdown)).await.context("starting the compute miner")?;
         if args.node.net.json {
-            println!("{}", json!({ "role": "compute-miner", "uid": handle.uid, "axon": handle.addr.to_string() }));
+            println!("{}", json!({ "role": "compute-miner", "uid": handle.uid, "axon": handle.addr.to_string(), "status": format!("http://{}/status", handle.addr) }));
         } else {
-            eprintln!("compute miner uid {} serving on {} (Ctrl-C stops)", handle.uid, handle.addr);
+            eprintln!("compute miner uid {} serving on {} (Ctrl-C or SIGTERM stops)", handle.uid, handle.addr);
         }
-        ctrl_c().await;
-        handle.shutdown().await;
+        handle.wait().await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -281,9 +249,12 @@ pub(crate) struct ValidatorArgs {
     /// Address of `/status` and `/metrics` (default 127.0.0.1).
     #[arg(long = "metrics.ip")]
     metrics_ip: Option<IpAddr>,
-    /// Blocks between weight settings (default 100).
+    /// Blocks between weight settings (default 360; at least the chain's weights_rate_limit).
     #[arg(long = "neuron.epoch_length")]
     epoch_length: Option<u64>,
+    /// `version_key` sent with weights (default: this build's version).
+    #[arg(long = "neuron.version_key")]
+    version_key: Option<u64>,
     /// Lowest challenge difficulty (default 6).
     #[arg(long = "validator.difficulty.min")]
     difficulty_min: Option<u8>,
@@ -293,7 +264,7 @@ pub(crate) struct ValidatorArgs {
     /// Difficulty adaptation rule: b (default) or a.
     #[arg(long = "validator.difficulty.rule", value_parser = ["a", "b"])]
     difficulty_rule: Option<String>,
-    /// Time a miner has per challenge (default 30s).
+    /// Time a miner has per challenge (default 30s; a bare number is seconds).
     #[arg(long = "validator.challenge.timeout", value_parser = parse_duration)]
     challenge_timeout: Option<Duration>,
     /// Most miners queried at once (default 256).
@@ -309,8 +280,8 @@ pub(crate) struct ValidatorArgs {
     #[arg(long = "validator.scoring.version", value_parser = ["a", "b"])]
     scoring_version: Option<String>,
     /// Weights `success,difficulty,time,failure,allocation` (default 1.0,1.0,0.5,0.5,0.4).
-    #[arg(long = "validator.scoring.weights")]
-    scoring_weights: Option<String>,
+    #[arg(long = "validator.scoring.weights", value_parser = compute_config::parse_weights)]
+    scoring_weights: Option<Weights>,
     /// Let several uids on one IP count (loopback axons always may).
     #[arg(long = "validator.allow_shared_ip")]
     allow_shared_ip: bool,
@@ -324,80 +295,57 @@ pub(crate) struct ValidatorArgs {
     /// Fetch specs every this many rounds (default 10).
     #[arg(long = "validator.specs.every")]
     specs_every: Option<u32>,
-    /// How often the block number is polled (default 1s).
+    /// How often the loop looks at the chain: metagraph sync, round and weights due (default 1s).
     #[arg(long = "validator.block_poll", value_parser = parse_duration)]
     block_poll: Option<Duration>,
     #[command(flatten)]
     lists: AccessListArgs,
 }
 
-fn parse_weights(text: &str) -> anyhow::Result<Weights> {
-    let values: Vec<f64> = text.split(',').map(|v| v.trim().parse::<f64>()).collect::<Result<_, _>>().context("--validator.scoring.weights")?;
-    let [success, difficulty, time, failure, allocation] = values[..] else {
-        anyhow::bail!("--validator.scoring.weights takes five numbers: success,difficulty,time,failure,allocation");
-    };
-    Ok(Weights { success, difficulty, time, failure, allocation })
-}
-
 impl ValidatorArgs {
-    fn config(&self, file: ConfigFile) -> anyhow::Result<ValidatorConfig> {
-        let mut c = file.validator.unwrap_or_default();
-        set(&mut c.netuid, &self.node.netuid);
-        set(&mut c.data_dir, &self.node.data_dir);
-        if self.database_url.is_some() {
-            c.records_url = self.database_url.clone();
-        }
-        if self.metrics_port.is_some() {
-            c.metrics_port = self.metrics_port;
-        }
-        set(&mut c.metrics_ip, &self.metrics_ip);
-        set(&mut c.epoch_length, &self.epoch_length);
-        set(&mut c.difficulty_min, &self.difficulty_min);
-        set(&mut c.difficulty_max, &self.difficulty_max);
-        if let Some(v) = &self.difficulty_rule {
-            c.adapt_rule = if v == "a" { AdaptRule::A } else { AdaptRule::B };
-        }
-        if let Some(v) = self.challenge_timeout {
-            c.challenge_timeout_s = v.as_secs_f64();
-        }
-        set(&mut c.batch_size, &self.batch_size);
-        set(&mut c.round_blocks_min, &self.round_min);
-        set(&mut c.round_blocks_max, &self.round_max);
-        if let Some(v) = &self.scoring_version {
-            c.scoring.version = if v == "b" { ScoringVersion::B } else { ScoringVersion::A };
-        }
-        if let Some(v) = &self.scoring_weights {
-            c.scoring.weights = Some(parse_weights(v)?);
-        }
-        if self.allow_shared_ip {
-            c.one_uid_per_ip = false;
-        }
-        if self.without_permit {
-            c.wait_for_permit = false;
-        }
-        set(&mut c.validator_stake_tao, &self.stake_threshold);
-        set(&mut c.specs_every_rounds, &self.specs_every);
-        if let Some(v) = self.block_poll {
-            c.block_poll_ms = v.as_millis() as u64;
-        }
-        self.lists.apply(&mut c.access);
-        Ok(c)
+    fn overrides(&self) -> Overrides {
+        let mut o = self.node.overrides();
+        o.set("validator.records_url", self.database_url.clone());
+        o.set("metrics.port", int(self.metrics_port));
+        o.set("metrics.host", self.metrics_ip.map(|ip| ip.to_string()));
+        o.set("neuron.epoch_length", int(self.epoch_length));
+        o.set("neuron.version_key", int(self.version_key));
+        o.set("validator.difficulty_min", int(self.difficulty_min));
+        o.set("validator.difficulty_max", int(self.difficulty_max));
+        o.set("validator.adapt_rule", self.difficulty_rule.clone());
+        o.duration("validator.challenge_timeout", self.challenge_timeout);
+        o.set("validator.batch_size", int(self.batch_size));
+        o.set("validator.round_blocks_min", int(self.round_min));
+        o.set("validator.round_blocks_max", int(self.round_max));
+        o.set("validator.scoring.version", self.scoring_version.clone());
+        compute_config::set_weights(&mut o, "validator.scoring.weights", self.scoring_weights);
+        o.set("validator.one_uid_per_ip", switch(self.allow_shared_ip, false));
+        o.set("validator.wait_for_permit", switch(self.without_permit, false));
+        o.set("validator.validator_stake_tao", self.stake_threshold);
+        o.set("validator.specs_every_rounds", int(self.specs_every));
+        o.duration("validator.block_poll", self.block_poll);
+        self.lists.apply(&mut o, "validator.access");
+        o
     }
 }
 
 pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
-    let (file, hotkey, chain) = args.node.load("validator")?;
-    let config = args.config(file)?;
+    let (config, hotkey, chain) = args.node.load("validator", &args.overrides())?;
     runtime()?.block_on(async move {
-        let handle = validator::spawn(config, hotkey, chain).await.context("starting the compute validator")?;
+        let shutdown = Shutdown::on_signal();
+        let handle = validator::spawn(&config, hotkey, chain, Some(shutdown)).await.context("starting the compute validator")?;
         let status = handle.addr.map(|a| format!("http://{a}/status"));
+        let file = config.data_dir().join("status.json");
         if args.node.net.json {
-            println!("{}", json!({ "role": "compute-validator", "status": status }));
+            println!("{}", json!({ "role": "compute-validator", "status": status, "status_file": file.display().to_string() }));
         } else {
-            eprintln!("compute validator running{} (Ctrl-C stops)", status.map(|s| format!("; status at {s}")).unwrap_or_default());
+            eprintln!(
+                "compute validator running{}; status file {} (Ctrl-C or SIGTERM stops)",
+                status.map(|s| format!("; status at {s}")).unwrap_or_default(),
+                file.display()
+            );
         }
-        ctrl_c().await;
-        handle.shutdown().await;
+        handle.wait().await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -418,7 +366,7 @@ pub(crate) struct StoreArgs {
 
 impl StoreArgs {
     fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(miner::default_data_dir)
+        self.data_dir.clone().unwrap_or_else(compute_config::default_data_dir)
     }
 
     async fn records(&self) -> anyhow::Result<Records> {
@@ -514,9 +462,9 @@ pub(crate) enum ComputeCommand {
     List(ListMachinesArgs),
 }
 
-fn client(wallet: &WalletArgs) -> anyhow::Result<MinerClient> {
+fn client(wallet: &WalletArgs) -> anyhow::Result<PeerClient> {
     let hotkey = wallet.wallet()?.hotkey(&wallet.passwords()).context("loading the renter's hotkey")?;
-    Ok(MinerClient::new(hotkey)?)
+    Ok(ganglion_compute::protocol::client(hotkey)?)
 }
 
 fn bytes(n: u64) -> String {

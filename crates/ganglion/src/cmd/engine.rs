@@ -3,13 +3,14 @@
 //! Progress bars (indicatif) and the tokio runtime live here; the engine crate stays free of both
 //! terminal and runtime concerns.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ganglion_engine::server::ServeConfig;
 use ganglion_engine::store::{self, PullOutcome, PullProgress};
+use ganglion_neuron::config::Overrides;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, clap::Subcommand)]
@@ -32,23 +33,51 @@ pub(crate) enum EngineCommand {
     Serve(ServeArgs),
 }
 
+/// `ganglion engine serve` flags. Each one overrides the same key of the `--config` file;
+/// an unset flag leaves the file's value (or the default shown).
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// Model name (`smollm2`) or path to a llama GGUF file.
-    #[arg(long, default_value = "smollm2")]
-    model: String,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: std::net::IpAddr,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
+    /// TOML config file whose keys are the flag names without `--`, `-` written `_`
+    /// (`model`, `served_model_name`, `host`, `port`, `api_key`); flags and environment
+    /// variables override it.
+    #[arg(long, env = "GANGLION_ENGINE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Model name (`smollm2`) or path to a llama GGUF file [default: smollm2].
+    #[arg(long)]
+    model: Option<String>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long)]
+    host: Option<std::net::IpAddr>,
+    /// Port to listen on (0 picks a free one) [default: 8000].
+    #[arg(long)]
+    port: Option<u16>,
     /// Require `Authorization: Bearer <KEY>` on /v1 routes.
     #[arg(long, env = "GANGLION_ENGINE_API_KEY")]
     api_key: Option<String>,
     /// Name clients use in the `model` field (default: the `--model` value).
     #[arg(long)]
     served_model_name: Option<String>,
+}
+
+impl ServeArgs {
+    /// The set flags and environment variables, by config key.
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        o.set("model", self.model.clone())
+            .set("host", self.host.map(|h| h.to_string()))
+            .set("port", self.port.map(i64::from))
+            .set("api_key", self.api_key.clone())
+            .set("served_model_name", self.served_model_name.clone());
+        o
+    }
+
+    /// The file, then the flags and environment; validated.
+    fn load(&self) -> anyhow::Result<ServeConfig> {
+        let config: ServeConfig = ganglion_neuron::config::load(self.config.as_deref(), &self.overrides())
+            .context("reading the engine configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 struct Bars {
@@ -118,22 +147,23 @@ pub(crate) fn resolve_model(spec: &str) -> anyhow::Result<PathBuf> {
 
 pub(crate) fn run_engine(command: EngineCommand) -> anyhow::Result<ExitCode> {
     let EngineCommand::Serve(args) = command;
-    let path = resolve_model(&args.model)?;
+    let serve = args.load()?;
+    let path = resolve_model(&serve.model)?;
     let started = std::time::Instant::now();
     let engine = ganglion_engine::Engine::load(&path)?;
     tracing::info!(model = %path.display(), secs = started.elapsed().as_secs_f32(), "model loaded");
-    let served = args.served_model_name.unwrap_or(args.model);
-    let config = ganglion_engine::server::ServerConfig { model_id: served, api_key: args.api_key };
+    let config = serve.server_config();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let addr = SocketAddr::new(args.host, args.port);
+        let addr = serve.listen();
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr().context("reading the bound address")?;
         eprintln!("serving {} on http://{local}/v1", config.model_id);
         let server = ganglion_engine::server::Server::start(Arc::new(engine), config).context("starting the engine worker thread")?;
         server
             .serve(listener, async {
-                let _ = tokio::signal::ctrl_c().await;
+                let signal = ganglion_neuron::signals::wait_for_signal().await;
+                tracing::info!(%signal, "stopping: finishing in-flight generations");
             })
             .await
             .context("serving HTTP")

@@ -2,39 +2,70 @@
 //! `ganglion bench hub` (page latency at 1 million records, ingest rate). The logic lives
 //! in `ganglion_hub`; this file parses flags, opens the store and prints.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use ganglion_chain::resolve_network;
 use ganglion_hub::bench::{BenchConfig, BenchReport, Progress};
-use ganglion_hub::{HubConfig, bind};
+use ganglion_hub::{ServeConfig, bind};
+use ganglion_neuron::config::Overrides;
 use ganglion_records::Records;
 
 use crate::cmd::chain::NetArgs;
 
-/// `ganglion hub` flags.
+/// `ganglion hub` flags. Each one overrides the same key of the `--config` file; an unset
+/// flag leaves the file's value (or the default shown).
 #[derive(Debug, clap::Args)]
 pub(crate) struct HubArgs {
+    /// TOML config file whose keys are the flag names without `--`, `-` written `_`, dots as
+    /// tables (`host`, `port`, `netuid`, `snapshot_every`, `[database] url`,
+    /// `[subtensor] network`), plus `chain_poll = "2s"`, `feed_poll = "500ms"` and
+    /// `max_sse_clients = 64`; flags and environment variables override it.
+    #[arg(long, env = "GANGLION_HUB_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Records store: `sqlite:/path/records.db` or `postgres://user:pass@host/db`
     /// (default: SQLite at ~/.ganglion/records.db).
     #[arg(long = "database.url", env = "GANGLION_DATABASE_URL")]
     database_url: Option<String>,
-    /// Port of the dashboard and API.
-    #[arg(long, default_value_t = 8800)]
-    port: u16,
-    /// Address to bind (loopback by default; the hub has no authentication).
-    #[arg(long, default_value = "127.0.0.1")]
-    host: IpAddr,
+    /// Port of the dashboard and API [default: 8800].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to bind (loopback by default; the hub has no authentication) [default: 127.0.0.1].
+    #[arg(long)]
+    host: Option<IpAddr>,
     /// Show only this subnet.
     #[arg(long)]
     netuid: Option<u16>,
-    /// Record a metagraph snapshot every this many blocks (incentive over time).
-    #[arg(long = "snapshot-every", default_value_t = 5)]
-    snapshot_every: u64,
+    /// Record a metagraph snapshot every this many blocks (incentive over time) [default: 5].
+    #[arg(long = "snapshot-every")]
+    snapshot_every: Option<u64>,
     #[command(flatten)]
     net: NetArgs,
+}
+
+impl HubArgs {
+    /// The set flags and environment variables, by config key.
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::new();
+        o.set("database.url", self.database_url.clone())
+            .set("port", self.port.map(i64::from))
+            .set("host", self.host.map(|h| h.to_string()))
+            .set("netuid", self.netuid.map(i64::from))
+            .set("snapshot_every", self.snapshot_every.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+            .set("subtensor.network", self.net.network.clone());
+        o
+    }
+
+    /// The file, then the flags and environment; validated.
+    fn load(&self) -> anyhow::Result<ServeConfig> {
+        let config: ServeConfig = ganglion_neuron::config::load(self.config.as_deref(), &self.overrides())
+            .context("reading the hub configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// `ganglion bench hub` flags.
@@ -79,39 +110,29 @@ fn default_database_url() -> anyhow::Result<String> {
 }
 
 pub(crate) fn run(args: HubArgs) -> anyhow::Result<ExitCode> {
+    let serve = args.load()?;
     runtime()?.block_on(async move {
-        let url = match &args.database_url {
+        let url = match &serve.database.url {
             Some(url) => url.clone(),
             None => default_database_url()?,
         };
         let records = Records::open(&url).await?;
-        let chain_url = resolve_network(args.net.network.as_deref())?;
-        let chain = args.net.chain()?;
-        let mut config = HubConfig::new(records.clone(), Some(chain), chain_url.clone());
-        config.netuid = args.netuid;
-        config.snapshot_every_blocks = args.snapshot_every.max(1);
-        let hub = bind(config, SocketAddr::new(args.host, args.port)).await?;
+        let chain_url = resolve_network(serve.subtensor.network.as_deref())?;
+        let chain: Arc<dyn ganglion_chain::Chain> = Arc::new(ganglion_chain::LocalChain::new(&chain_url)?);
+        let config = serve.hub_config(records.clone(), Some(chain), chain_url.clone());
+        let hub = bind(config, serve.listen()).await?;
         if args.net.json {
-            let line = serde_json::json!({"url": hub.url(), "database": records.display_url(), "chain": chain_url, "netuid": args.netuid});
+            let line = serde_json::json!({"url": hub.url(), "database": records.display_url(), "chain": chain_url, "netuid": serve.netuid});
             println!("{line}");
         } else {
             println!("hub: {}   (records: {}, chain: {chain_url})", hub.url(), records.display_url());
         }
-        wait_for_stop().await?;
-        tracing::info!("shutting down the hub");
+        let signal = ganglion_neuron::signals::wait_for_signal().await;
+        tracing::info!(%signal, "shutting down the hub");
         hub.shutdown().await;
         records.close().await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// Ctrl-C or SIGTERM (what supervisors such as `ganglion localnet` send).
-async fn wait_for_stop() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
-    tokio::select! {
-        stop = tokio::signal::ctrl_c() => stop.context("waiting for Ctrl-C"),
-        _ = term.recv() => Ok(()),
-    }
 }
 
 pub(crate) fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,8 @@
 //! `ganglion miner inference`, `ganglion validator inference` and `ganglion bench inference`:
 //! flags (mirroring the original's names), wallet loading and the runtime; everything else
-//! is `ganglion-inference`. Settings come from flags, then environment variables, then the
-//! `--config` TOML file, then defaults.
+//! is `ganglion-inference`. The flags and environment variables become one
+//! [`Overrides`] table laid over the `--config` TOML file by the runtime's rule
+//! (`ganglion_neuron::config::load`); defaults fill the rest.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -10,33 +11,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ganglion_inference::miner::config::{AxonFile, MinerSection, PolicyFile};
 use ganglion_inference::miner::{self, Adversary, MinerFile};
-use ganglion_inference::validator::config::{DatabaseFile, MetricsFile, ModelsFile, NeuronFile, OrganicFile, VerifyFile};
 use ganglion_inference::validator::{self, ValidatorFile};
+use ganglion_neuron::Shutdown;
+use ganglion_neuron::config::{Overrides, parse_duration};
 use serde_json::json;
 
-use crate::cmd::{AccessListArgs, AxonArgs};
-use crate::cmd::chain::{NetArgs, parse_duration};
+use crate::cmd::chain::NetArgs;
 use crate::cmd::wallet::WalletArgs;
+use crate::cmd::{AccessListArgs, AxonArgs};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
 }
 
-/// Ctrl-C or SIGTERM (what supervisors and `ganglion localnet` send): both stop gracefully.
-async fn ctrl_c() {
-    #[cfg(unix)]
-    {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+fn int<T: TryInto<i64>>(value: Option<T>) -> Option<i64> {
+    value.and_then(|v| v.try_into().ok())
 }
 
 /// `ganglion miner inference` flags.
@@ -49,7 +39,7 @@ pub(crate) struct MinerArgs {
     /// Subnet id.
     #[arg(long, env = "GANGLION_NETUID")]
     netuid: Option<u16>,
-    /// TOML config file (`[axon]`, `[[models]]`, `[policy]`, `[miner]`); flags override it.
+    /// TOML config file (`[neuron]`, `[axon]`, `[[models]]`, `[policy]`, `[miner]`); flags override it.
     #[arg(long, env = "GANGLION_MINER_CONFIG")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -78,12 +68,18 @@ pub(crate) struct MinerArgs {
     /// Requests in flight per caller.
     #[arg(long = "miner.max_concurrency_per_caller")]
     per_caller_concurrency: Option<usize>,
-    /// How often to refresh the metagraph (caller policy, axon).
-    #[arg(long = "miner.sync_interval", value_parser = parse_duration)]
+    /// How often to refresh the metagraph (caller policy, axon); default 12s.
+    #[arg(long = "neuron.sync_interval", alias = "miner.sync_interval", value_parser = parse_duration)]
     sync_interval: Option<Duration>,
+    /// Where the miner writes status.json (default: none; /status is served on loopback).
+    #[arg(long = "neuron.data_dir", env = "GANGLION_MINER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Deadline for a whole upstream response.
     #[arg(long = "miner.upstream_timeout", value_parser = parse_duration)]
     upstream_timeout: Option<Duration>,
+    /// How long in-flight streams may go on after SIGINT/SIGTERM (default 10s).
+    #[arg(long = "miner.drain_timeout", value_parser = parse_duration)]
+    drain_timeout: Option<Duration>,
     /// Do not publish the axon on chain (it is served by other means).
     #[arg(long = "no-serve-axon")]
     no_serve_axon: bool,
@@ -105,13 +101,39 @@ pub(crate) struct MinerArgs {
     adversary_model: String,
 }
 
+impl MinerArgs {
+    fn overrides(&self) -> Overrides {
+        let mut over = Overrides::new();
+        over.set("netuid", int(self.netuid))
+            .set("axon.ip", self.axon.axon_ip.map(|ip| ip.to_string()))
+            .set("axon.port", int(self.axon.axon_port))
+            .set("axon.external_ip", self.axon.axon_external_ip.map(|ip| ip.to_string()))
+            .set("axon.external_port", int(self.axon.axon_external_port))
+            .set("axon.serve", self.no_serve_axon.then_some(false))
+            .set("policy.force_validator_permit", self.no_force_validator_permit.then_some(false))
+            .set("policy.min_stake", self.min_stake)
+            .set("miner.per_caller_concurrency", int(self.per_caller_concurrency));
+        over.path("neuron.data_dir", self.data_dir.as_ref().map(|p| ganglion_core::wallet::expand_home(p)).as_deref());
+        over.duration("neuron.sync_interval", self.sync_interval)
+            .duration("miner.upstream_total_timeout", self.upstream_timeout)
+            .duration("miner.drain_timeout", self.drain_timeout);
+        let lists = &self.lists;
+        for (key, list) in [
+            ("policy.hotkey_blacklist", &lists.blacklist_hotkeys),
+            ("policy.hotkey_whitelist", &lists.whitelist_hotkeys),
+            ("policy.coldkey_blacklist", &lists.blacklist_coldkeys),
+            ("policy.coldkey_whitelist", &lists.whitelist_coldkeys),
+        ] {
+            over.list(key, list.as_deref().unwrap_or_default());
+        }
+        over
+    }
+}
+
 pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
     let wallet = args.wallet.wallet()?;
     let hotkey = wallet.hotkey(&args.wallet.passwords()).context("loading the miner's hotkey")?;
-    let file = match &args.config {
-        Some(path) => MinerFile::from_path(path)?,
-        None => MinerFile::default(),
-    };
+    let mut file = MinerFile::load(args.config.as_deref(), &args.overrides())?;
     let chain = args.net.chain()?;
     let adversary = match args.adversary.as_deref() {
         None => None,
@@ -123,55 +145,34 @@ pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
         }
     };
     runtime()?.block_on(async move {
-        let models = match &args.upstream {
-            Some(url) => {
-                let deadline = tokio::time::Instant::now() + args.upstream_wait;
-                loop {
-                    match miner::upstreams_from_url(url, args.upstream_api_key.clone(), args.upstream_max_concurrency).await {
-                        Ok(found) => break found,
-                        Err(e) if tokio::time::Instant::now() < deadline => {
-                            tracing::info!(target: "ganglion::miner", "waiting for the upstream: {e}");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+        let shutdown = Shutdown::on_signal();
+        if let Some(url) = &args.upstream {
+            let deadline = tokio::time::Instant::now() + args.upstream_wait;
+            file.models = loop {
+                match miner::upstreams_from_url(url, args.upstream_api_key.clone(), args.upstream_max_concurrency).await {
+                    Ok(found) => break found,
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::info!(target: "ganglion::miner", "waiting for the upstream: {e}");
+                        if shutdown.clone().sleep(Duration::from_secs(1)).await {
+                            return Ok(());
                         }
-                        Err(e) => return Err(e.into()),
                     }
+                    Err(e) => return Err(e.into()),
                 }
-            }
-            None => Vec::new(),
-        };
-        let overrides = MinerFile {
-            netuid: args.netuid,
-            axon: AxonFile { ip: args.axon.axon_ip, port: args.axon.axon_port, external_ip: args.axon.axon_external_ip, external_port: args.axon.axon_external_port },
-            models,
-            policy: PolicyFile {
-                force_validator_permit: args.no_force_validator_permit.then_some(false),
-                min_stake: args.min_stake,
-                hotkey_blacklist: args.lists.blacklist_hotkeys,
-                hotkey_whitelist: args.lists.whitelist_hotkeys,
-                coldkey_blacklist: args.lists.blacklist_coldkeys,
-                coldkey_whitelist: args.lists.whitelist_coldkeys,
-            },
-            miner: MinerSection {
-                per_caller_concurrency: args.per_caller_concurrency,
-                sync_interval_secs: args.sync_interval.map(|d| d.as_secs_f64()),
-                upstream_total_timeout_secs: args.upstream_timeout.map(|d| d.as_secs_f64()),
-                ..MinerSection::default()
-            },
-        };
-        let mut config = file.merge(overrides).into_config(hotkey)?;
-        config.serve_axon = !args.no_serve_axon;
+            };
+        }
+        let mut config = file.into_config(hotkey)?;
         config.adversary = adversary;
         if config.adversary.is_some() {
             tracing::warn!(target: "ganglion::miner", adversary = ?config.adversary, "DEMO MODE: this miner misbehaves on purpose");
         }
-        let handle = miner::start(config, Some(chain)).await?;
+        let handle = miner::start(config, Some(chain), Some(shutdown)).await?;
         if args.net.json {
             println!("{}", json!({"addr": handle.addr().to_string()}));
         } else {
             eprintln!("inference miner listening on http://{}", handle.addr());
         }
-        ctrl_c().await;
-        handle.shutdown().await;
+        handle.wait().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -190,9 +191,12 @@ pub(crate) struct ValidatorArgs {
     /// TOML config file (`[neuron]`, `[models]`, `[verify]`, `[database]`, `[metrics]`, `[organic]`).
     #[arg(long, env = "GANGLION_VALIDATOR_CONFIG")]
     config: Option<PathBuf>,
-    /// Blocks between weight settings (default 360).
+    /// Blocks between weight settings (default 360; at least the chain's weights_rate_limit).
     #[arg(long = "neuron.epoch_length", env = "GANGLION_EPOCH_LENGTH")]
     epoch_length: Option<u64>,
+    /// version_key sent with weights (default: this build's version as the SDK's version_as_int).
+    #[arg(long = "neuron.version_key")]
+    version_key: Option<u64>,
     /// Miners queried per step (default 48).
     #[arg(long = "neuron.sample_size")]
     sample_size: Option<usize>,
@@ -206,6 +210,9 @@ pub(crate) struct ValidatorArgs {
     /// Deadline for the first token (default 30s).
     #[arg(long = "neuron.first_token_timeout", value_parser = parse_duration)]
     first_token_timeout: Option<Duration>,
+    /// TCP connect deadline (default 5s).
+    #[arg(long = "neuron.connect_timeout", value_parser = parse_duration)]
+    connect_timeout: Option<Duration>,
     /// Largest max_tokens drawn (default 256).
     #[arg(long = "neuron.max_tokens")]
     max_tokens: Option<u32>,
@@ -275,62 +282,61 @@ pub(crate) struct ValidatorArgs {
     organic_verify_fraction: Option<f64>,
 }
 
+impl ValidatorArgs {
+    fn overrides(&self) -> Overrides {
+        let mut over = Overrides::new();
+        over.set("netuid", int(self.netuid))
+            .set("neuron.epoch_length", int(self.epoch_length))
+            .set("neuron.version_key", int(self.version_key))
+            .set("neuron.sample_size", int(self.sample_size))
+            .set("neuron.max_tokens", self.max_tokens)
+            .set("neuron.min_tokens", self.min_tokens)
+            .set("neuron.vpermit_tao_limit", self.vpermit_tao_limit)
+            .set("neuron.vary_prompts", self.no_vary_prompts.then_some(false))
+            .set("models.mode", self.models_mode.clone())
+            .set("models.endpoint", self.models_endpoint.clone())
+            .set("verify.mode", self.verify_mode.clone())
+            .set("verify.model", self.verify_model.clone())
+            .set("verify.model_name", self.verify_model_name.clone())
+            .set("verify.upstream", self.verify_upstream.clone())
+            .set("verify.api_key", self.verify_api_key.clone())
+            .set("verify.require_token_ids", self.allow_text_only.then_some(false))
+            .set("verify.require_usage", self.allow_text_only.then_some(false))
+            .set("database.url", self.database_url.clone())
+            .set("database.disabled", self.no_database.then_some(true))
+            .set("metrics.host", self.metrics_host.map(|ip| ip.to_string()))
+            .set("metrics.port", int(self.metrics_port))
+            .set("organic.host", self.organic_host.map(|ip| ip.to_string()))
+            .set("organic.port", int(self.organic_port))
+            .set("organic.verify_fraction", self.organic_verify_fraction);
+        over.path("neuron.data_dir", self.data_dir.as_ref().map(|p| ganglion_core::wallet::expand_home(p)).as_deref())
+            .path("models.file", self.models_file.as_deref())
+            .list("organic.api_keys", self.organic_api_keys.as_deref().unwrap_or_default());
+        over.duration("neuron.timeout", self.timeout)
+            .duration("neuron.first_token_timeout", self.first_token_timeout)
+            .duration("neuron.connect_timeout", self.connect_timeout)
+            .duration("neuron.step_interval", self.step_interval);
+        over
+    }
+}
+
 pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
     let wallet = args.wallet.wallet()?;
     let hotkey = wallet.hotkey(&args.wallet.passwords()).context("loading the validator's hotkey")?;
-    let file = match &args.config {
-        Some(path) => ValidatorFile::from_path(path)?,
-        None => ValidatorFile::default(),
-    };
-    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-    let overrides = ValidatorFile {
-        netuid: args.netuid,
-        neuron: NeuronFile {
-            epoch_length: args.epoch_length,
-            sample_size: args.sample_size,
-            data_dir: args.data_dir.map(|p| ganglion_core::wallet::expand_home(&p)),
-            timeout_secs: secs(args.timeout),
-            first_token_timeout_secs: secs(args.first_token_timeout),
-            connect_timeout_secs: None,
-            min_tokens: args.min_tokens,
-            max_tokens: args.max_tokens,
-            step_interval_secs: secs(args.step_interval),
-            vary_prompts: args.no_vary_prompts.then_some(false),
-            vpermit_tao_limit: args.vpermit_tao_limit,
-            window: None,
-        },
-        models: ModelsFile { mode: args.models_mode, file: args.models_file, endpoint: args.models_endpoint },
-        verify: VerifyFile {
-            mode: args.verify_mode,
-            model: args.verify_model,
-            model_name: args.verify_model_name,
-            upstream: args.verify_upstream,
-            api_key: args.verify_api_key,
-            require_token_ids: args.allow_text_only.then_some(false),
-            require_usage: args.allow_text_only.then_some(false),
-        },
-        database: DatabaseFile { url: args.database_url, disabled: args.no_database.then_some(true) },
-        metrics: MetricsFile { host: args.metrics_host, port: args.metrics_port },
-        organic: OrganicFile {
-            host: args.organic_host,
-            port: args.organic_port,
-            api_keys: args.organic_api_keys,
-            verify_fraction: args.organic_verify_fraction,
-        },
-    };
-    let merged = file.merge(overrides);
-    let netuid = merged.netuid.unwrap_or(0);
+    let file = ValidatorFile::load(args.config.as_deref(), &args.overrides())?;
+    let netuid = file.netuid.unwrap_or(0);
     let default_dir = ganglion_core::wallet::expand_home(&PathBuf::from(format!(
         "~/.ganglion/inference/{}-{}/netuid{netuid}",
         args.wallet.name, args.wallet.hotkey
     )));
-    let (config, spec) = merged.into_config(hotkey, default_dir)?;
+    let (config, spec) = file.into_config(hotkey, default_dir)?;
     let chain = args.net.chain()?;
     let json_out = args.net.json;
     runtime()?.block_on(async move {
+        let shutdown = Shutdown::on_signal();
         let reference = spec.build(config.total_timeout).await.with_context(|| format!("loading the verification model `{}`", spec.model))?;
         tracing::info!(target: "ganglion::inference", model = %spec.model_name, upstream = ?spec.upstream, mode = config.verify.mode.name(), data_dir = %config.data_dir.display(), "validator starting");
-        let handle = validator::start(config, chain, vec![reference]).await?;
+        let handle = validator::start(config, chain, vec![reference], Some(shutdown)).await?;
         let addrs = json!({
             "metrics": handle.metrics_addr().map(|a| a.to_string()),
             "status": handle.metrics_addr().map(|a| format!("http://{a}/status")),
@@ -341,8 +347,7 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
         } else {
             eprintln!("inference validator running: {addrs}");
         }
-        ctrl_c().await;
-        handle.shutdown().await;
+        handle.wait().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

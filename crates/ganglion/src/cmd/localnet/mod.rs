@@ -244,8 +244,9 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     say(format!("hub: {hub_url}   (logs: {})", data_dir.join("logs").display()));
 
     let outcome = watch(&args, chain.as_ref(), &mut supervisor, &neurons, inference_netuid, compute_netuid, &status_urls).await;
-    supervisor.shutdown().await;
-    let summary = outcome?;
+    let exits = supervisor.shutdown().await;
+    let mut summary = outcome?;
+    summary.exits = exits;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary.to_json(&hub_url))?);
     } else {
@@ -255,7 +256,7 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
 }
 
 /// Follows blocks, prints a table after every inference epoch, and stops after `--epochs`
-/// epochs that had weights in them (or on Ctrl-C, or when a child dies).
+/// epochs that had weights in them (or on SIGINT/SIGTERM, or when a child dies).
 async fn watch(
     args: &LocalnetArgs,
     chain: &dyn Chain,
@@ -272,8 +273,8 @@ async fn watch(
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                if !args.json { eprintln!("stopping…"); }
+            signal = ganglion_neuron::signals::wait_for_signal() => {
+                if !args.json { eprintln!("{signal}: stopping…"); }
                 return Ok(summary);
             }
             _ = ticker.tick() => supervisor.check()?,
@@ -294,7 +295,7 @@ async fn watch(
                 if !args.json {
                     println!("{}", table::render(header.number, scored_epochs, &rows));
                 }
-                summary = Summary { block: header.number, epochs: scored_epochs, rows };
+                summary = Summary { block: header.number, epochs: scored_epochs, rows, exits: Vec::new() };
                 if args.epochs.is_some_and(|n| scored_epochs >= n) {
                     return Ok(summary);
                 }

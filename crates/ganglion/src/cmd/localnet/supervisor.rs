@@ -10,8 +10,26 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
-/// How long a child may take to exit after SIGTERM before it is killed.
-const GRACE: Duration = Duration::from_secs(5);
+/// How long a child may take to exit after SIGTERM before it is killed: a validator
+/// finishes the step in progress (bounded by its deadlines) and saves its state.
+const GRACE: Duration = Duration::from_secs(20);
+
+/// How a child ended when it was asked to stop.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct ChildExit {
+    pub(crate) name: String,
+    /// `clean` (exit status 0 after SIGTERM), `exit N` / `signal` (it failed), `killed`
+    /// (still running after the grace period), `already exited`.
+    pub(crate) exit: String,
+    /// Seconds from SIGTERM to exit.
+    pub(crate) seconds: f64,
+}
+
+impl ChildExit {
+    pub(crate) fn clean(&self) -> bool {
+        self.exit == "clean"
+    }
+}
 
 /// One running child.
 #[derive(Debug)]
@@ -78,19 +96,41 @@ impl Supervisor {
         Ok(())
     }
 
-    /// SIGTERM to everyone (newest first, so the chain goes last), then SIGKILL stragglers.
-    pub(crate) async fn shutdown(mut self) {
-        for managed in self.children.iter().rev() {
-            if let Some(pid) = managed.child.id() {
+    /// SIGTERM to everyone (newest first, so the chain goes last), then SIGKILL stragglers;
+    /// returns how each child ended. Every node drains and saves its state on SIGTERM, so
+    /// anything but `clean` is a bug worth reporting.
+    pub(crate) async fn shutdown(mut self) -> Vec<ChildExit> {
+        let started = std::time::Instant::now();
+        let mut already = Vec::new();
+        for managed in self.children.iter_mut().rev() {
+            if let Ok(Some(_)) = managed.child.try_wait() {
+                already.push(managed.name.clone());
+            } else if let Some(pid) = managed.child.id() {
                 terminate(pid);
             }
         }
+        let mut exits = Vec::new();
         for managed in self.children.iter_mut().rev() {
-            if tokio::time::timeout(GRACE, managed.child.wait()).await.is_err() {
-                let _ = managed.child.kill().await;
+            let exit = if already.contains(&managed.name) {
+                "already exited".to_string()
+            } else {
+                match tokio::time::timeout(GRACE.saturating_sub(started.elapsed()), managed.child.wait()).await {
+                    Ok(Ok(status)) if status.success() => "clean".to_string(),
+                    Ok(Ok(status)) => status.code().map_or_else(|| "signal".to_string(), |c| format!("exit {c}")),
+                    Ok(Err(e)) => format!("unknown ({e})"),
+                    Err(_) => {
+                        let _ = managed.child.kill().await;
+                        "killed".to_string()
+                    }
+                }
+            };
+            if exit != "clean" {
+                tracing::warn!(target: "localnet", name = %managed.name, %exit, log = %managed.log.display(), "a node did not stop cleanly on SIGTERM");
             }
+            exits.push(ChildExit { name: managed.name.clone(), exit, seconds: started.elapsed().as_secs_f64() });
         }
         self.children.clear();
+        exits
     }
 }
 

@@ -1,10 +1,12 @@
 //! The live table of `ganglion localnet`: the chain's view (incentive, emission) joined with
-//! each validator's own view of the miners (tokens/s, verified fraction, score), read from the
-//! validator's `GET /status`.
+//! each validator's own view of the miners (speed, verified share, score, last failure), read
+//! from the validator's `GET /status` in the runtime's one schema
+//! ([`ganglion_neuron::status::NodeStatus`]), whatever the subnet.
 
 use std::collections::HashMap;
 
 use ganglion_chain::{Chain, Metagraph, u16_to_float};
+use ganglion_neuron::status::{MinerStatus, NodeStatus, Speed};
 use serde_json::{Value, json};
 
 use super::setup::{Neuron, Role};
@@ -20,64 +22,28 @@ pub(crate) struct Row {
     pub(crate) role: Role,
     pub(crate) incentive: f64,
     pub(crate) emission_tao: f64,
-    /// From the validator's status: mean verified tokens/s (inference).
-    pub(crate) tps: Option<f64>,
-    /// From the validator's status: mean seconds per solved challenge and the current
-    /// difficulty (compute).
-    pub(crate) solve: Option<(f64, u64)>,
-    /// From the validator's status: fraction of responses verified (inference) or challenges
-    /// solved (compute).
-    pub(crate) verified: Option<f64>,
-    /// From the validator's status: its current score for the uid.
-    pub(crate) score: Option<f64>,
-    /// From the validator's status: why the uid's last response or challenge failed.
-    pub(crate) last_cause: Option<String>,
+    /// The validator's view of the uid (None for validators, or before the first status).
+    pub(crate) seen: Option<MinerStatus>,
 }
 
-/// Per-uid figures a validator reports about its miners.
-#[derive(Debug, Default, Clone)]
-struct Seen {
-    tps: Option<f64>,
-    solve: Option<(f64, u64)>,
-    verified: Option<f64>,
-    score: Option<f64>,
-    last_cause: Option<String>,
+impl Row {
+    fn speed(&self) -> Option<&Speed> {
+        self.seen.as_ref().and_then(|s| s.speed.as_ref())
+    }
+
+    fn speed_in(&self, unit: &str) -> Option<f64> {
+        self.speed().filter(|s| s.unit == unit).map(|s| s.value)
+    }
+
+    fn last_cause(&self) -> Option<&str> {
+        self.seen.as_ref().and_then(|s| s.last_failure.as_ref()).map(|f| f.cause.as_str())
+    }
 }
 
-/// Reads a validator status document: `{"miners": [{"uid": …, …}]}` with the inference
-/// validator's fields (`tps`, `verified_percent`, `score`, `last_cause`) or the compute
-/// validator's (`success_rate` as a fraction, `score`, `mean_elapsed_s`, `difficulty`,
-/// `last.cause`). Unknown shapes give
-/// nothing rather than an error (the table then shows only the chain's view).
-fn parse_status(doc: &Value) -> HashMap<u16, Seen> {
-    let number = |v: &Value, keys: &[&str]| keys.iter().find_map(|k| v.get(*k).and_then(Value::as_f64));
-    doc.get("miners")
-        .and_then(Value::as_array)
-        .map(|miners| {
-            miners
-                .iter()
-                .filter_map(|m| {
-                    let uid = u16::try_from(m.get("uid")?.as_u64()?).ok()?;
-                    Some((
-                        uid,
-                        Seen {
-                            tps: number(m, &["tps"]),
-                            solve: number(m, &["mean_elapsed_s"])
-                                .filter(|s| *s > 0.0)
-                                .zip(m.get("difficulty").and_then(Value::as_u64)),
-                            verified: number(m, &["verified_percent"]).map(|p| p / 100.0).or_else(|| number(m, &["success_rate"])),
-                            score: number(m, &["score"]),
-                            last_cause: m
-                                .get("last_cause")
-                                .or_else(|| m.get("last").and_then(|l| l.get("cause")))
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
-                        },
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// The miner rows of a status document, by uid; a document in another shape gives nothing
+/// (the table then shows only the chain's view).
+fn parse_status(doc: Value) -> HashMap<u16, MinerStatus> {
+    serde_json::from_value::<NodeStatus>(doc).map(|s| s.miners.into_iter().map(|m| (m.uid, m)).collect()).unwrap_or_default()
 }
 
 /// Joins the metagraphs with the validators' status.
@@ -97,13 +63,13 @@ pub(crate) async fn collect(
             // A validator that is busy or restarting just leaves its columns empty this epoch.
             if let Ok(response) = http.get(url).send().await
                 && let Ok(doc) = response.json::<Value>().await {
-                    seen.extend(parse_status(&doc));
+                    seen.extend(parse_status(doc));
                 }
         }
         for neuron in neurons.iter().filter(|n| n.netuid == netuid) {
             let Some(info) = metagraph.by_hotkey(&neuron.hotkey.public()) else { continue };
             // A validator's status lists the validator itself too; its figures mean nothing.
-            let figures = if neuron.role == Role::Validator { Seen::default() } else { seen.remove(&info.uid).unwrap_or_default() };
+            let figures = if neuron.role == Role::Validator { None } else { seen.remove(&info.uid) };
             rows.push(Row {
                 netuid,
                 subnet: if netuid == inference_netuid { "inference" } else { "compute" },
@@ -113,24 +79,16 @@ pub(crate) async fn collect(
                 role: neuron.role,
                 incentive: u16_to_float(info.incentive),
                 emission_tao: info.emission_tao(),
-                tps: figures.tps,
-                solve: figures.solve,
-                verified: figures.verified,
-                score: figures.score,
-                last_cause: figures.last_cause,
+                seen: figures,
             });
         }
     }
     Ok(rows)
 }
 
-/// Work rate: tokens/s of verified answers, or seconds per solved challenge at a difficulty.
+/// Work rate as the subnet measures it (tokens/s, seconds per challenge at a difficulty).
 fn speed(row: &Row) -> String {
-    match (row.tps, row.solve) {
-        (Some(tps), _) => format!("{tps:.1} tok/s"),
-        (None, Some((seconds, difficulty))) => format!("{seconds:.2} s @d{difficulty}"),
-        (None, None) => "-".into(),
-    }
+    row.speed().map_or_else(|| "-".into(), Speed::display)
 }
 
 fn opt(value: Option<f64>, width: usize, precision: usize) -> String {
@@ -151,11 +109,11 @@ pub(crate) fn render(block: u64, epochs: u32, rows: &[Row]) -> String {
             r.name,
             r.role.label(),
             speed(r),
-            r.verified.map_or_else(|| format!("{:>9}", "-"), |v| format!("{:>8.0}%", v * 100.0)),
-            opt(r.score, 9, 3),
+            r.seen.as_ref().and_then(|s| s.verified_share).map_or_else(|| format!("{:>9}", "-"), |v| format!("{:>8.0}%", v * 100.0)),
+            opt(r.seen.as_ref().map(|s| s.score), 9, 3),
             r.incentive,
             r.emission_tao,
-            r.last_cause.as_deref().unwrap_or(""),
+            r.last_cause().unwrap_or(""),
         ));
     }
     out
@@ -167,6 +125,8 @@ pub(crate) struct Summary {
     pub(crate) block: u64,
     pub(crate) epochs: u32,
     pub(crate) rows: Vec<Row>,
+    /// How each child ended on SIGTERM.
+    pub(crate) exits: Vec<super::supervisor::ChildExit>,
 }
 
 impl Summary {
@@ -178,11 +138,13 @@ impl Summary {
                 json!({
                     "subnet": r.subnet, "netuid": r.netuid, "uid": r.uid, "name": r.name, "hotkey": r.hotkey,
                     "role": r.role.label(), "incentive": r.incentive, "emission_tao": r.emission_tao,
-                    "mean_tps": r.tps, "mean_solve_s": r.solve.map(|s| s.0), "difficulty": r.solve.map(|s| s.1), "verified_fraction": r.verified, "score": r.score, "last_failure": r.last_cause,
+                    "speed": r.speed(), "mean_tps": r.speed_in("tok/s"), "mean_solve_s": r.speed_in("s"),
+                    "verified_fraction": r.seen.as_ref().and_then(|s| s.verified_share), "score": r.seen.as_ref().map(|s| s.score),
+                    "last_failure": r.last_cause(),
                 })
             })
             .collect();
-        json!({ "block": self.block, "epochs": self.epochs, "hub": hub_url, "uids": uids })
+        json!({ "block": self.block, "epochs": self.epochs, "hub": hub_url, "uids": uids, "shutdown": self.exits })
     }
 
     /// The closing line (the last epoch's table was printed just before it).
@@ -208,6 +170,10 @@ impl Summary {
                 share("compute", Role::ComputeSlow)
             ));
         }
+        let unclean: Vec<String> = self.exits.iter().filter(|e| !e.clean()).map(|e| format!("{} ({})", e.name, e.exit)).collect();
+        if !unclean.is_empty() {
+            line.push_str(&format!("\nnot stopped cleanly on SIGTERM: {}", unclean.join(", ")));
+        }
         line
     }
 }
@@ -217,20 +183,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_documents_are_read_tolerantly() {
-        let doc = json!({"miners": [
-            {"uid": 3, "tps": 12.5, "verified_percent": 75.0, "score": 1.5, "last_cause": null},
-            {"uid": 4, "success_rate": 0.5, "score": 0.2, "last": {"cause": "wrong answer"}, "mean_elapsed_s": 1.5, "difficulty": 8},
-            {"uid": "x"}, {"uid": 70000}]});
-        let seen = parse_status(&doc);
-        assert_eq!(seen.len(), 2);
-        assert_eq!(seen[&3].tps, Some(12.5));
-        assert_eq!(seen[&3].verified, Some(0.75));
-        assert_eq!(seen[&3].last_cause, None);
-        assert_eq!(seen[&4].verified, Some(0.5));
-        assert_eq!(seen[&4].last_cause.as_deref(), Some("wrong answer"));
-        assert_eq!(seen[&4].solve, Some((1.5, 8)));
-        assert_eq!(seen[&3].solve, None);
-        assert!(parse_status(&json!({"unexpected": true})).is_empty());
+    fn status_documents_are_read_in_the_runtime_schema() {
+        let mut status = NodeStatus::new("compute", ganglion_neuron::status::Role::Validator, 2, "5V".into());
+        status.miners.push(MinerStatus {
+            uid: 4,
+            score: 0.2,
+            verified_share: Some(0.5),
+            last_failure: Some(ganglion_neuron::status::Failure { cause: "timeout".into(), detail: String::new() }),
+            speed: Some(Speed { value: 1.5, unit: "s".into(), context: "@d8".into() }),
+            ..MinerStatus::default()
+        });
+        let seen = parse_status(serde_json::to_value(&status).unwrap_or_default());
+        assert_eq!(seen.len(), 1);
+        let row = Row { netuid: 2, subnet: "compute", uid: 4, name: "m".into(), hotkey: "5M".into(), role: Role::ComputeFast, incentive: 0.5, emission_tao: 1.0, seen: seen.get(&4).cloned() };
+        assert_eq!(speed(&row), "1.50 s @d8");
+        assert_eq!(row.speed_in("s"), Some(1.5));
+        assert_eq!(row.speed_in("tok/s"), None);
+        assert_eq!(row.last_cause(), Some("timeout"));
+        assert!(parse_status(json!({"unexpected": true})).is_empty());
     }
 }

@@ -1,0 +1,9 @@
+//! The integration tests of `ganglion-compute`, as one test binary (one link instead of one per file).
+
+mod common;
+mod allocation;
+mod bad_input;
+mod e2e;
+mod hashcat;
+mod restart;
+mod sandbox;

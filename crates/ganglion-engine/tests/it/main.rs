@@ -1,0 +1,7 @@
+//! The integration tests of `ganglion-engine`, as one test binary (one link instead of one per file).
+
+mod common;
+mod interop;
+mod reference_forward;
+mod server_http;
+mod smollm2;

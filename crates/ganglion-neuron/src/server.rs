@@ -1,0 +1,54 @@
+//! `GET /status` and `GET /metrics`, the same on every node (and `/metrics` on
+//! `ganglion chain serve`): [`routes`] to merge into a node's own router, [`serve`] to run
+//! them on their own address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+use crate::signals::Shutdown;
+use crate::status::StatusBoard;
+
+/// `GET /status` (the board's [`crate::status::NodeStatus`] as JSON) and `GET /metrics`.
+pub fn routes(board: Arc<StatusBoard>, metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/status", get(status)).with_state(board).merge(ganglion_metrics::routes(metrics))
+}
+
+async fn status(State(board): State<Arc<StatusBoard>>) -> impl IntoResponse {
+    axum::Json(board.get())
+}
+
+/// `GET /status` and `GET /metrics` for a miner's axon, answered to loopback callers only
+/// (403 otherwise): the axon is public, its operator's figures are not. Needs the router to
+/// be served with `ConnectInfo<SocketAddr>` (as [`crate::axon::Axon::serve`] does).
+pub fn loopback_routes(board: Arc<StatusBoard>, metrics: Arc<Metrics>) -> Router {
+    routes(board, metrics).layer(axum::middleware::from_fn(loopback_only))
+}
+
+/// Middleware (`axum::middleware::from_fn(loopback_only)`) that answers 403 to callers that
+/// are not on a loopback address.
+pub async fn loopback_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    if !peer.ip().is_loopback() {
+        let body = serde_json::json!({"error": {"code": "forbidden", "message": "status and metrics are served to loopback callers only"}});
+        return (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
+    next.run(request).await
+}
+
+/// Serves `router` on `listen` until `shutdown`; returns the bound address and the task.
+pub async fn serve(listen: SocketAddr, router: Router, mut shutdown: Shutdown) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await;
+        if let Err(e) = served {
+            tracing::error!(target: "ganglion::neuron", %addr, "status server failed: {e}");
+        }
+    });
+    Ok((addr, task))
+}

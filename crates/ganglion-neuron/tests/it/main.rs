@@ -1,0 +1,6 @@
+//! The runtime against a real local chain (in-process node, over HTTP as a separate node
+//! would reach it).
+#![allow(clippy::unwrap_used)]
+
+mod axon;
+mod weights;

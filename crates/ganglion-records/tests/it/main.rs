@@ -1,0 +1,6 @@
+//! The integration tests of `ganglion-records`, as one test binary (one link instead of one per file).
+
+#[macro_use]
+mod common;
+mod open;
+mod store;

@@ -1,0 +1,98 @@
+//! The product's main job, end to end: `ganglion localnet --epochs 2 --json` on the embedded
+//! defaults (chain, engine, validators and miners as separate processes) must end with the
+//! honest inference miners holding nearly all the miner incentive, the fast one ahead of the
+//! slow one, and the dishonest one with about none; and, on the compute subnet, both miners
+//! solving challenges and scored (their scores separate only after the difficulty has
+//! climbed, which takes longer than this test runs).
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::Command;
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}")).port()
+}
+
+fn by_name<'a>(uids: &'a [Value], name: &str) -> &'a Value {
+    uids.iter().find(|u| u["name"] == name).unwrap_or_else(|| panic!("no `{name}` in the summary: {uids:?}"))
+}
+
+fn incentive(row: &Value) -> f64 {
+    row["incentive"].as_f64().unwrap_or_else(|| panic!("no incentive in {row}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localnet_rewards_the_honest_and_fast_and_not_the_cheat() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let data_dir = dir.path().join("localnet");
+    let run = Command::new(env!("CARGO_BIN_EXE_ganglion"))
+        .args(["localnet", "--epochs", "2", "--json", "--hub.port", &free_port().to_string(), "--data-dir"])
+        .arg(&data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    // Bounded: a run that hangs fails here instead of stalling CI (children die with it).
+    let output = match tokio::time::timeout(Duration::from_secs(480), run).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => panic!("running ganglion localnet: {e}"),
+        Err(_) => panic!("ganglion localnet did not finish within 8 minutes; logs in {}", data_dir.join("logs").display()),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "localnet failed ({}):\n{stderr}\n{stdout}", output.status);
+    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{stdout}"));
+    assert_eq!(summary["epochs"], 2, "{summary}");
+    let uids = summary["uids"].as_array().unwrap_or_else(|| panic!("no uids: {summary}"));
+
+    let honest = incentive(by_name(uids, "honest-1")) + incentive(by_name(uids, "honest-2"));
+    let slow = incentive(by_name(uids, "slow"));
+    let dishonest = incentive(by_name(uids, "dishonest"));
+    let miners = honest + slow + dishonest;
+    assert!(miners > 0.9, "the inference miners hold the subnet's incentive: {summary}");
+    assert!(honest / miners > 0.7, "honest miners earn nearly all of it: {summary}");
+    for name in ["honest-1", "honest-2"] {
+        assert!(incentive(by_name(uids, name)) > slow, "{name} is ahead of the slow miner: {summary}");
+    }
+    assert!(slow > 0.0, "the slow miner is honest and earns something: {summary}");
+    assert!(dishonest < 0.01, "the dishonest miner earns about nothing: {summary}");
+    let cheat = by_name(uids, "dishonest");
+    assert!(cheat["last_failure"].is_string(), "the cheat's failure has a recorded cause: {cheat}");
+    let fast = by_name(uids, "honest-1");
+    assert!(fast["mean_tps"].as_f64().is_some_and(|t| t > 0.0), "{fast}");
+
+    for name in ["compute-fast", "compute-slow"] {
+        let miner = by_name(uids, name);
+        assert_eq!(miner["subnet"], "compute", "{miner}");
+        assert!(miner["score"].as_f64().is_some_and(|s| s > 0.0), "{name} is scored: {miner}");
+        assert!(miner["verified_fraction"].as_f64().is_some_and(|s| s > 0.5), "{name} solves its challenges: {miner}");
+        assert!(miner["mean_solve_s"].as_f64().is_some_and(|s| s > 0.0), "{miner}");
+    }
+    let compute = incentive(by_name(uids, "compute-fast")) + incentive(by_name(uids, "compute-slow"));
+    assert!(compute > 0.9, "the compute miners hold their subnet's incentive: {summary}");
+
+    // localnet stopped every node with SIGTERM: each kind (chain, engine, hub, validators and
+    // miners of both subnets) drained, saved and exited 0 within the grace period.
+    let exits = summary["shutdown"].as_array().unwrap_or_else(|| panic!("no shutdown report: {summary}"));
+    assert!(exits.len() >= 10, "{summary}");
+    for exit in exits {
+        assert_eq!(exit["exit"], "clean", "{exit} (logs in {})", data_dir.join("logs").display());
+    }
+    // What the inference validator saved on SIGTERM is its state at the last step: the
+    // scores in its state file are the ones its final status showed.
+    let state_dir = data_dir.join("state").join("inference-validator");
+    let status: Value = serde_json::from_slice(&std::fs::read(state_dir.join("status.json")).unwrap_or_else(|e| panic!("status.json: {e}"))).unwrap_or_default();
+    assert_eq!(status["phase"], "stopping", "{status}");
+    let saved = std::fs::read(state_dir.join("scores.json")).unwrap_or_else(|e| panic!("scores.json: {e}"));
+    let saved: Value = serde_json::from_slice(&saved).unwrap_or_else(|e| panic!("scores.json is not JSON: {e}"));
+    assert!(saved["state"].is_object(), "{saved}");
+    let compute_status: Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join("state").join("compute-validator").join("status.json")).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_default();
+    assert_eq!(compute_status["phase"], "stopping", "{compute_status}");
+}
