@@ -11,11 +11,21 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `$GANGLION_PYTHON`, else `<repo>/.venv/bin/python`. Panics with the fix if neither exists:
-/// interop tests are part of the suite and must not silently pass without their peer.
+/// `$GANGLION_PYTHON`, else `<repo>/.venv/bin/python` if it exists (for tests that skip
+/// without it, unless `GANGLION_REQUIRE_ALL=1`).
+pub fn find_python() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("GANGLION_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let venv = repo_root().join(".venv/bin/python");
+    venv.is_file().then_some(venv)
+}
+
+/// [`find_python`], or a panic with the fix: interop tests are part of the suite and must
+/// not silently pass without their peer.
 pub fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("GANGLION_PYTHON") {
-        return PathBuf::from(path);
+    if let Some(path) = find_python() {
+        return path;
     }
     let venv = repo_root().join(".venv/bin/python");
     assert!(

@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -80,10 +80,6 @@ impl std::fmt::Debug for Node {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 fn block_hash(parent: &str, number: u64, timestamp_ms: u64, txs: &[String]) -> String {
     let mut h = Sha256::new();
     h.update(parent.as_bytes());
@@ -135,7 +131,7 @@ impl Node {
                     number: 0,
                     hash: hex::encode(genesis),
                     parent_hash: hex::encode([0u8; 32]),
-                    timestamp_ms: now_ms(),
+                    timestamp_ms: ganglion_core::clock::now_ms(),
                     extrinsics: Vec::new(),
                     epochs: Vec::new(),
                 };
@@ -218,7 +214,7 @@ impl Node {
         let mut inner = self.lock()?;
         let number = inner.state.block + 1;
         let epochs = inner.state.finalize_block(number, &self.config);
-        let timestamp_ms = now_ms();
+        let timestamp_ms = ganglion_core::clock::now_ms();
         let extrinsics = std::mem::take(&mut inner.pending);
         let hash = block_hash(&inner.state.block_hash, number, timestamp_ms, &extrinsics);
         let header = BlockHeader { number, hash: hash.clone(), parent_hash: inner.state.block_hash.clone(), timestamp_ms, extrinsics, epochs };

@@ -213,13 +213,16 @@ async fn bad_transactions_are_refused_over_http() {
     assert_eq!(metagraph.n(), 2);
     let err = chain.subnet(7).await.err().and_then(|e| e.name().map(str::to_string));
     assert_eq!(err.as_deref(), Some("SubnetNotExists"));
-    // Every answer above is counted in the node's metrics, by call and by the chain's answer.
+    // Every answer above is counted in the node's metrics, by call and by the chain's answer;
+    // blocks by count and commit time (families without samples are not exposed: wait for one).
+    wait_block(chain.as_ref(), must(chain.block_number().await, "block")).await;
     let metrics = http.get(format!("{}/metrics", handle.url())).send().await.unwrap_or_else(|e| panic!("metrics: {e}"));
     assert_eq!(metrics.status().as_u16(), 200);
     let text = metrics.text().await.unwrap_or_default();
     assert!(text.contains(r#"ganglion_chain_transactions_total{call="faucet",result="Stale"} 1.0"#), "{text}");
     assert!(text.contains(r#"ganglion_chain_transactions_total{call="set_weights",result="UidVecContainInvalidOne"} 1.0"#), "{text}");
     assert!(text.contains("# TYPE ganglion_chain_block_seconds histogram"), "{text}");
+    assert!(text.contains("ganglion_chain_blocks_total{}"), "{text}");
     handle.shutdown().await;
 }
 

@@ -381,14 +381,7 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
         .with_state(Arc::clone(&state))
         .merge(ganglion_neuron::server::loopback_routes(board.clone(), metrics.clone()));
 
-    let (trigger, token) = Shutdown::new();
-    if let Some(mut outer) = shutdown {
-        let trigger = trigger.clone();
-        tokio::spawn(async move {
-            outer.wait().await;
-            trigger.trigger();
-        });
-    }
+    let (trigger, token) = Shutdown::linked(shutdown);
     tracing::info!(target: "compute::miner", %addr, external = %axon.external(), uid, netuid, kernel = solver.kernel().name(), threads = solver.threads(), "compute miner serving");
     let directory = axon.directory();
     let publisher = config.axon.serve.then(|| AxonPublisher::new(hotkey.clone(), netuid, axon.external()));

@@ -53,7 +53,7 @@ use ganglion_neuron::peer::{PeerClient, axon_url};
 use ganglion_neuron::state::StateError;
 use ganglion_neuron::status::{Failure, MinerStatus, Role, Speed};
 use ganglion_neuron::sync::HotkeyChange;
-use ganglion_neuron::validator::{LoopSettings, StepContext, Validator, ValidatorNode, ValidatorTask};
+use ganglion_neuron::validator::{ValidatorCrashed, LoopSettings, StepContext, Validator, ValidatorNode, ValidatorTask};
 use ganglion_neuron::weights::{PlainWeights, WeightSetter};
 use ganglion_neuron::{Metrics, NodeStatus, PeerFailure, Shutdown, StatusBoard};
 use ganglion_protocol::policy::SharedDirectory;
@@ -637,7 +637,7 @@ impl ValidatorHandle {
 
     /// Stops the validator: a round in progress stores what has come in, the records store
     /// is closed. Returns the validator (None if it did not stop in time).
-    pub async fn shutdown(self) -> Option<ComputeValidator> {
+    pub async fn shutdown(self) -> std::result::Result<ComputeValidator, ValidatorCrashed> {
         let validator = self.task.stop(self.stop_limit).await;
         if let Some(server) = self.server {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
@@ -645,8 +645,9 @@ impl ValidatorHandle {
         validator
     }
 
-    /// Waits until the validator has stopped (after the shutdown token given to [`spawn`] fired).
-    pub async fn wait(self) -> Option<ComputeValidator> {
+    /// Waits until the validator has stopped (after the shutdown token given to [`spawn`] fired);
+    /// an error if its loop panicked.
+    pub async fn wait(self) -> std::result::Result<ComputeValidator, ValidatorCrashed> {
         let validator = self.task.wait().await;
         if let Some(server) = self.server {
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
@@ -698,7 +699,7 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
 /// Runs the validator until `shutdown` fires.
 pub async fn run(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain>, shutdown: Shutdown) -> Result<()> {
     let handle = spawn(config, hotkey, chain, Some(shutdown)).await?;
-    handle.wait().await;
+    handle.wait().await.map_err(|e| ComputeError::Config(e.to_string()))?;
     Ok(())
 }
 

@@ -104,6 +104,8 @@ impl AxonPublisher {
         }
         match chain.serve_axon(&self.hotkey, self.netuid, self.external.ip(), self.external.port(), version, AXON_PROTOCOL).await {
             Ok(receipt) => {
+                // Until the chain's copy shows it (a block later on subtensor), do not send again.
+                self.not_before = receipt.block.saturating_add(1);
                 metrics.inc("ganglion_axon_served_total", &[]);
                 tracing::info!(target: "ganglion::neuron", external = %self.external, block = receipt.block, "axon served");
                 true
@@ -116,7 +118,7 @@ impl AxonPublisher {
                 } else {
                     5
                 };
-                self.not_before = metagraph.block() + wait;
+                self.not_before = metagraph.block().saturating_add(wait);
                 metrics.inc("ganglion_axon_serve_errors_total", &[("error", e.name().unwrap_or("ChainUnreachable"))]);
                 tracing::warn!(target: "ganglion::neuron", external = %self.external, retry_at = self.not_before, "serve_axon refused: {e}");
                 false

@@ -37,7 +37,7 @@ impl std::fmt::Display for Deadline {
 
 /// Why a call to a peer failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum PeerFailure {
     /// The peer serves no axon.
     #[error("the peer serves no axon")]
@@ -120,17 +120,25 @@ impl PeerFailure {
         }
     }
 
-    /// From a non-success answer and its (bounded) body.
+    /// From a non-success answer and its (bounded) body. The peer's words are cut to
+    /// [`MAX_PEER_TEXT`] characters: they end up in logs, records and status files.
     pub fn from_status(status: u16, body: &[u8]) -> PeerFailure {
         let json = serde_json::from_slice::<serde_json::Value>(body).ok();
-        let field = |name: &str| json.as_ref().and_then(|v| v.pointer(&format!("/error/{name}"))).and_then(|m| m.as_str()).map(str::to_string);
-        let message = field("message").unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+        let field = |name: &str| json.as_ref().and_then(|v| v.pointer(&format!("/error/{name}"))).and_then(|m| m.as_str()).map(clip);
+        let message = field("message").unwrap_or_else(|| clip(&String::from_utf8_lossy(&body[..body.len().min(MAX_PEER_TEXT * 4)])));
         if status == 401 || status == 403 {
             PeerFailure::Refused { status, code: field("code"), reason: field("reason"), message }
         } else {
             PeerFailure::Status { status, message }
         }
     }
+}
+
+/// The most of a peer's own text kept in a failure.
+pub const MAX_PEER_TEXT: usize = 200;
+
+fn clip(text: &str) -> String {
+    text.chars().take(MAX_PEER_TEXT).collect()
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -254,5 +262,12 @@ mod tests {
         assert!(matches!(other, PeerFailure::Status { status: 500, .. }));
         let json = serde_json::to_value(PeerFailure::Timeout { deadline: Deadline::Total, limit_ms: 31_000 }).unwrap_or_default();
         assert_eq!(json["kind"], "timeout");
+        for failure in [PeerFailure::Connect("refused".into()), PeerFailure::Transport("reset".into()), PeerFailure::Malformed("x".into()), PeerFailure::NoAxon] {
+            let json = serde_json::to_value(&failure).unwrap();
+            assert_eq!(json["kind"], failure.name());
+            assert_eq!(serde_json::from_value::<PeerFailure>(json).unwrap(), failure);
+        }
+        let long = format!(r#"{{"error":{{"message":"{}"}}}}"#, "x".repeat(100_000));
+        assert!(matches!(PeerFailure::from_status(500, long.as_bytes()), PeerFailure::Status { message, .. } if message.len() == MAX_PEER_TEXT));
     }
 }

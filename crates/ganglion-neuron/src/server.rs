@@ -33,7 +33,7 @@ pub fn loopback_routes(board: Arc<StatusBoard>, metrics: Arc<Metrics>) -> Router
 /// Middleware (`axum::middleware::from_fn(loopback_only)`) that answers 403 to callers that
 /// are not on a loopback address.
 pub async fn loopback_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    if !peer.ip().is_loopback() {
+    if !peer.ip().to_canonical().is_loopback() {
         let body = serde_json::json!({"error": {"code": "forbidden", "message": "status and metrics are served to loopback callers only"}});
         return (axum::http::StatusCode::FORBIDDEN, axum::Json(body)).into_response();
     }

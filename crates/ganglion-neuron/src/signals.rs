@@ -75,13 +75,31 @@ impl Shutdown {
         (ShutdownTrigger(tx), Shutdown(rx))
     }
 
-    /// A token that stops on SIGINT or SIGTERM (logging which one).
+    /// A trigger of its own that also fires when `outer` (if any) does: a component that can
+    /// be stopped alone (its handle's `shutdown()`) or with the whole process.
+    pub fn linked(outer: Option<Shutdown>) -> (ShutdownTrigger, Shutdown) {
+        let (trigger, token) = Shutdown::new();
+        if let Some(mut outer) = outer {
+            let trigger = trigger.clone();
+            tokio::spawn(async move {
+                outer.wait().await;
+                trigger.trigger();
+            });
+        }
+        (trigger, token)
+    }
+
+    /// A token that stops on SIGINT or SIGTERM (logging which one). A second signal while
+    /// draining exits at once (status 130), as operators expect of a second Ctrl-C.
     pub fn on_signal() -> Shutdown {
         let (trigger, token) = Shutdown::new();
         tokio::spawn(async move {
             let signal = wait_for_signal().await;
-            tracing::info!(target: "ganglion::neuron", %signal, "stopping: draining in-flight work and saving state");
+            tracing::info!(target: "ganglion::neuron", %signal, "stopping: draining in-flight work and saving state (a second signal exits at once)");
             trigger.trigger();
+            let again = wait_for_signal().await;
+            tracing::warn!(target: "ganglion::neuron", signal = %again, "second signal: exiting without waiting for the drain");
+            std::process::exit(130);
         });
         token
     }

@@ -74,6 +74,9 @@ pub trait Validator: Send {
     async fn shutdown(&mut self) {}
 }
 
+/// The shortest pause between two steps.
+const MIN_PAUSE: Duration = Duration::from_millis(10);
+
 /// Settings of the loop.
 #[derive(Debug, Clone)]
 pub struct LoopSettings {
@@ -137,6 +140,11 @@ pub async fn run_validator<V: Validator>(mut node: ValidatorNode, mut validator:
     metrics.counter("ganglion_validator_steps_total", "Validator steps completed, by result.");
     metrics.histogram("ganglion_validator_step_seconds", "Duration of validator steps.", LATENCY_BUCKETS);
     let Some(mut sync) = MetagraphSync::connect(node.chain.clone(), node.netuid, metrics.clone(), &mut shutdown).await else {
+        // Stopped before the chain answered: still save and flush what was loaded.
+        if let Err(e) = validator.save() {
+            tracing::error!(target: "ganglion::neuron", "cannot save the validator state at shutdown: {e}");
+        }
+        validator.shutdown().await;
         return validator;
     };
     let me = node.hotkey.public();
@@ -204,7 +212,8 @@ pub async fn run_validator<V: Validator>(mut node: ValidatorNode, mut validator:
             tracing::warn!(target: "ganglion::neuron", "cannot save the validator state: {e}");
         }
         publish(&node, &validator, &metagraph, Some(uid), Phase::Running, steps);
-        if shutdown.sleep(node.settings.step_interval.saturating_sub(started.elapsed())).await {
+        // Never a busy loop, whatever the configured interval.
+        if shutdown.sleep(node.settings.step_interval.saturating_sub(started.elapsed()).max(MIN_PAUSE)).await {
             break;
         }
     }
@@ -219,6 +228,13 @@ pub async fn run_validator<V: Validator>(mut node: ValidatorNode, mut validator:
     validator
 }
 
+/// The validator loop ended without saving: it panicked, or did not stop in time. The
+/// process should exit non-zero so that a supervisor (systemd's `Restart=on-failure`)
+/// restarts it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the validator loop {0}")]
+pub struct ValidatorCrashed(String);
+
 /// A validator loop running in the background.
 #[derive(Debug)]
 pub struct ValidatorTask<V> {
@@ -229,14 +245,7 @@ pub struct ValidatorTask<V> {
 impl<V: Validator + 'static> ValidatorTask<V> {
     /// Spawns [`run_validator`], stopping on `shutdown` or [`ValidatorTask::stop`].
     pub fn spawn(node: ValidatorNode, validator: V, shutdown: Option<Shutdown>) -> ValidatorTask<V> {
-        let (trigger, token) = Shutdown::new();
-        if let Some(mut outer) = shutdown {
-            let trigger = trigger.clone();
-            tokio::spawn(async move {
-                outer.wait().await;
-                trigger.trigger();
-            });
-        }
+        let (trigger, token) = Shutdown::linked(shutdown);
         ValidatorTask { trigger, task: tokio::spawn(run_validator(node, validator, token)) }
     }
 
@@ -246,22 +255,37 @@ impl<V: Validator + 'static> ValidatorTask<V> {
     }
 
     /// Asks the loop to stop and waits (at most `limit`) for it to save and flush.
-    pub async fn stop(self, limit: Duration) -> Option<V> {
+    pub async fn stop(self, limit: Duration) -> Result<V, ValidatorCrashed> {
         self.trigger.trigger();
         let abort = self.task.abort_handle();
         match tokio::time::timeout(limit, self.task).await {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(_)) => None,
+            Ok(joined) => joined.map_err(crashed),
             Err(_) => {
-                tracing::warn!(target: "ganglion::neuron", "the validator did not stop within {limit:?}; aborting it");
+                tracing::error!(target: "ganglion::neuron", "the validator did not stop within {limit:?}; aborting it");
                 abort.abort();
-                None
+                Err(ValidatorCrashed(format!("did not stop within {limit:?}")))
             }
         }
     }
 
-    /// Waits until the loop ends (after its shutdown token fired).
-    pub async fn wait(self) -> Option<V> {
-        self.task.await.ok()
+    /// Waits until the loop ends (after its shutdown token fired); an error if it panicked.
+    pub async fn wait(self) -> Result<V, ValidatorCrashed> {
+        let trigger = self.trigger;
+        let joined = self.task.await;
+        // Whatever serves alongside the loop (status server) follows it down.
+        trigger.trigger();
+        joined.map_err(crashed)
     }
+}
+
+fn crashed(e: tokio::task::JoinError) -> ValidatorCrashed {
+    let reason = if e.is_panic() {
+        let payload = e.into_panic();
+        let text = payload.downcast_ref::<&str>().map(|s| (*s).to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_default();
+        format!("panicked: {text}")
+    } else {
+        "was cancelled".to_string()
+    };
+    tracing::error!(target: "ganglion::neuron", "the validator loop {reason}");
+    ValidatorCrashed(reason)
 }

@@ -162,7 +162,7 @@ impl WeightSetter {
     /// The first best block at which a submission is due, given the chain's `last_update`.
     pub fn due_block(&self, last_update: u64, hp: &Hyperparams) -> u64 {
         let last = self.last_accepted.map_or(last_update, |own| own.max(last_update));
-        (last + self.interval(hp)).saturating_sub(1).max(self.retry_at)
+        last.saturating_add(self.interval(hp)).saturating_sub(1).max(self.retry_at)
     }
 
     async fn hyperparams(&mut self, chain: &dyn Chain, block: u64, fresh: bool) -> ChainResult<Hyperparams> {
@@ -187,6 +187,12 @@ impl WeightSetter {
         let Some(me) = metagraph.by_hotkey(&self.hotkey.public()) else {
             return WeightsOutcome::NotDue { due: u64::MAX };
         };
+        // Blocks remembered from a chain that has since been reset (a wiped local chain)
+        // would put the next submission out of reach.
+        if self.last_accepted.is_some_and(|b| b > block) || self.retry_at > block.saturating_add(self.epoch_length.max(1 << 16)) {
+            self.last_accepted = None;
+            self.retry_at = 0;
+        }
         let last_update = me.last_update;
         let hp = match self.hyperparams(chain, block, false).await {
             Ok(hp) => hp,
@@ -269,7 +275,7 @@ impl WeightSetter {
                 backoff
             }
         };
-        self.retry_at = block + wait;
+        self.retry_at = block.saturating_add(wait);
         self.status.refused_count += 1;
         self.status.last_result = Some(e.to_string());
         self.status.next_due_block = Some(self.retry_at);

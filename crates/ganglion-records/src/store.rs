@@ -75,11 +75,8 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{text}?mode=rwc")
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-}
+/// Milliseconds since the Unix epoch, now (the workspace's one clock, as SQL's signed integer).
+pub use ganglion_core::clock::now_ms_i64 as now_ms;
 
 impl Records {
     /// Opens the store: `sqlite:/path/file.db` (created if missing, with its directory),

@@ -156,7 +156,7 @@ async fn renter_allocates_logs_in_and_the_reservation_expires() {
     let again = renter::deallocate(&client, chain.as_ref(), &records, netuid, None).await;
     assert!(again.err().map(|e| e.to_string()).unwrap_or_default().contains("no active allocation"));
 
-    validator.shutdown().await;
+    validator.shutdown().await.map(drop).unwrap_or_else(|e| panic!("the validator stops and saves: {e}"));
     miner.shutdown().await;
     subnet.shutdown().await;
 }

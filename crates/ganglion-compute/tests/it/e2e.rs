@@ -184,7 +184,7 @@ async fn validator_scores_two_miners_and_sets_weights() {
     let (fi, si) = (metagraph.neuron(fast_uid).map(|n| n.incentive), metagraph.neuron(slow_uid).map(|n| n.incentive));
     assert!(fi > si, "incentive {fi:?} vs {si:?}");
 
-    validator.shutdown().await;
+    validator.shutdown().await.map(drop).unwrap_or_else(|e| panic!("the validator stops and saves: {e}"));
     fast.shutdown().await;
     slow.shutdown().await;
     cheat_server.abort();

@@ -97,7 +97,7 @@ async fn a_validator_stopped_mid_round_resumes_with_the_same_history() {
 
     // Stop: the staller's challenge is dropped rather than waited for.
     let started = Instant::now();
-    let mut stopped = running.shutdown().await.unwrap_or_else(|| panic!("the validator did not stop"));
+    let mut stopped = running.shutdown().await.unwrap_or_else(|e| panic!("the validator did not stop: {e}"));
     assert!(started.elapsed() < timeout, "stopped mid-round without waiting for the deadline: {:?}", started.elapsed());
     let status = ganglion_neuron::status::read_status_file(&dir.path().join("validator").join("status.json")).unwrap_or_else(|| panic!("no status.json"));
     assert_eq!(status.phase, Phase::Stopping);

@@ -72,7 +72,7 @@ async fn errors_auth_streaming_and_metrics() {
     let w: serde_json::Value = serde_json::from_str(&again).unwrap();
     assert_eq!(v["choices"], w["choices"]);
 
-    let stream = r#"{"model":"tiny","prompt":[5,6,7],"max_tokens":4,"stream":true,"stream_options":{"include_usage":true},"logprobs":1,"return_tokens_as_token_ids":true}"#;
+    let stream = r#"{"model":"tiny","prompt":[5,6,7],"max_tokens":4,"seed":7,"stream":true,"stream_options":{"include_usage":true},"logprobs":1,"return_tokens_as_token_ids":true}"#;
     let (status, resp) = call(&server, "POST", "/v1/completions", Some("k"), stream).await;
     assert_eq!(status, StatusCode::OK);
     let events: Vec<&str> = resp.lines().filter_map(|l| l.strip_prefix("data: ")).collect();

@@ -129,7 +129,7 @@ fn seeded_text_is_identical_with_one_and_two_threads() {
     let exe = std::env::current_exe().unwrap();
     let run = |threads: &str| {
         let out = std::process::Command::new(&exe)
-            .args(["--exact", "seeded_sampling_is_reproducible", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "smollm2::seeded_sampling_is_reproducible", "--nocapture", "--test-threads=1"])
             .env("RAYON_NUM_THREADS", threads)
             .env("GANGLION_ENGINE_PRINT_SAMPLE", "1")
             .output()

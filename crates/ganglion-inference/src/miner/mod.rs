@@ -267,14 +267,7 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown:
         requests: AtomicU64::new(0),
         board: board.clone(),
     });
-    let (trigger, token) = Shutdown::new();
-    if let Some(mut outer) = shutdown {
-        let trigger = trigger.clone();
-        tokio::spawn(async move {
-            outer.wait().await;
-            trigger.trigger();
-        });
-    }
+    let (trigger, token) = Shutdown::linked(shutdown);
     let me = config.hotkey.public();
     let sync = match chain {
         Some(chain) => {

@@ -44,7 +44,7 @@ use ganglion_neuron::metrics::LATENCY_BUCKETS;
 use ganglion_neuron::state::{StateError, StateFile};
 use ganglion_neuron::status::{Failure, MinerStatus, NodeStatus, Role, Speed, StatusBoard};
 use ganglion_neuron::sync::HotkeyChange;
-use ganglion_neuron::validator::{LoopSettings, StepContext, Validator, ValidatorNode, ValidatorTask};
+use ganglion_neuron::validator::{ValidatorCrashed, LoopSettings, StepContext, Validator, ValidatorNode, ValidatorTask};
 use ganglion_neuron::weights::{PlainWeights, WeightSetter};
 use ganglion_neuron::{Metrics, Shutdown};
 use ganglion_records::{InferenceRecord, Records, ScoreRecord};
@@ -379,7 +379,18 @@ impl Validator for InferenceValidator {
         shared.metrics.add("ganglion_inference_miners_queried_total", &[], targets.len() as f64);
         let reference = shared.reference(&model);
         let limits = shared.config.limits(request.sampling.max_tokens);
-        let (results, verification) = run_round_timed(&shared.dendrite, reference.as_deref(), &shared.config.verify, &request, &targets, limits).await;
+        // A stop during the round abandons it: its answers are neither scored nor recorded
+        // (a half-verified round would be unfair to the miners not yet judged), and the
+        // process exits well within its stop timeout.
+        let mut stop = ctx.shutdown.clone();
+        let round = run_round_timed(&shared.dendrite, reference.as_deref(), &shared.config.verify, &request, &targets, limits);
+        let (results, verification) = tokio::select! {
+            done = round => done,
+            () = stop.wait() => {
+                tracing::info!(target: "ganglion::inference", %model, miners = targets.len(), "stopping: the round in progress is abandoned");
+                return Ok(());
+            }
+        };
         if let Some(elapsed) = verification {
             shared.metrics.observe("ganglion_inference_verification_seconds", &[], elapsed.as_secs_f64());
         }
@@ -529,18 +540,21 @@ impl ValidatorHandle {
 
     /// Stops after the current step (its requests are bounded by the deadlines), saves the
     /// scores, flushes the records and stops the servers.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(self) -> std::result::Result<(), ValidatorCrashed> {
         let limit = self.total_timeout + Duration::from_secs(30);
         let ValidatorHandle { task, servers, .. } = self;
-        let _ = task.stop(limit).await;
+        let stopped = task.stop(limit).await.map(drop);
         stop_servers(servers).await;
+        stopped
     }
 
-    /// Waits until the validator stopped (after its shutdown token fired), saved and flushed.
-    pub async fn wait(self) {
+    /// Waits until the validator stopped (after its shutdown token fired), saved and flushed;
+    /// an error if its loop panicked.
+    pub async fn wait(self) -> std::result::Result<(), ValidatorCrashed> {
         let ValidatorHandle { task, servers, .. } = self;
-        let _ = task.wait().await;
+        let stopped = task.wait().await.map(drop);
         stop_servers(servers).await;
+        stopped
     }
 }
 

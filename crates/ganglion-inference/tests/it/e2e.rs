@@ -152,7 +152,7 @@ async fn honest_miners_earn_the_incentive_and_the_cheat_none() {
     assert_eq!((miner_status.role, miner_status.uid), (Role::Miner, Some(uids[0])));
     assert_eq!(miner_status.details["models"], serde_json::json!([MODEL]));
     assert!(miner_status.steps > 0 && miner_status.details["active_streams"].is_u64(), "{miner_status:?}");
-    handle.shutdown().await;
+    handle.shutdown().await.expect("the validator stops and saves");
 
     // Records (flushed on shutdown) and the score state.
     let store = Records::open(&Records::default_url(&data_dir)).await.unwrap();

@@ -139,13 +139,13 @@ async fn organic_traffic_chain_restart_and_state_restore() {
 
     // Restart the validator: the scores come back from scores.json.
     let before = verified_of(&handle, honest_uid);
-    handle.shutdown().await;
+    handle.shutdown().await.expect("the validator stops and saves");
     let saved = saved_scores(&data_dir, netuid);
     assert!(saved.miners[&hhot.public().to_ss58()].verified >= before);
     let handle = validator::start(make_config(), chain.clone(), vec![reference], None).await.unwrap();
     wait_for("a step after the restart", 150, async || handle.status().steps >= 1).await;
     assert!(verified_of(&handle, honest_uid) >= before, "restored, not reset");
-    handle.shutdown().await;
+    handle.shutdown().await.expect("the validator stops and saves");
 
     let store = Records::open(&Records::default_url(&data_dir)).await.unwrap();
     let rows = store.recent_inference(&InferenceFilter { netuid, miner_hotkey: Some(hhot.public().to_ss58()), limit: 500, ..Default::default() }).await.unwrap();
@@ -199,7 +199,7 @@ async fn stopped_mid_epoch_and_restarted_it_keeps_its_scores() {
     let handle = validator::start(make_config(), chain.clone(), vec![reference.clone()], Some(token)).await.unwrap();
     wait_for("a score for the miner", 150, async || handle.status().miner(miner_uid).is_some_and(|m| m.score > 0.0)).await;
     trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(180), handle.wait()).await.expect("the validator stops on its token");
+    tokio::time::timeout(Duration::from_secs(180), handle.wait()).await.expect("the validator stops on its token").expect("and saves");
     // The last status (written at the stop, with the scores just saved).
     let before = read_status_file(&data_dir.join("status.json")).unwrap();
     assert_eq!(before.phase, Phase::Stopping);
@@ -219,7 +219,7 @@ async fn stopped_mid_epoch_and_restarted_it_keeps_its_scores() {
     wait_for("a step after the restart", 150, async || handle.status().steps >= 1).await;
     let after = handle.status();
     assert_eq!(scores(&after), scores(&before), "restored, not reset");
-    handle.shutdown().await;
+    handle.shutdown().await.expect("the validator stops and saves");
     miner.shutdown().await;
     subnet.shutdown().await;
 }

@@ -79,7 +79,7 @@ async fn committed_batches_survive_sigkill() {
     let url = format!("sqlite:{}", dir.path().join("records.db").display());
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "sigkill_writer_child", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "open::sigkill_writer_child", "--nocapture", "--test-threads=1"])
         .env("GANGLION_RECORDS_KILL_CHILD_URL", &url)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

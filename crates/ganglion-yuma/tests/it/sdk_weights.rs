@@ -21,12 +21,11 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+#[path = "../../../../tests/support/python.rs"]
+mod support;
+
 fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("GANGLION_PYTHON").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    venv.is_file().then_some(venv)
+    support::find_python()
 }
 
 #[derive(Debug, Clone)]

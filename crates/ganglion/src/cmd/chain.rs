@@ -289,10 +289,9 @@ pub(crate) struct FaucetArgs {
     net: NetArgs,
 }
 
+/// The axon version and weights version_key of this build (the runtime's one policy).
 fn version_as_int() -> u32 {
-    let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (a, b, c) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    a * 1_000_000 + b * 1_000 + c
+    u32::try_from(ganglion_neuron::weights::version_key()).unwrap_or(u32::MAX)
 }
 
 fn tao_to_rao(tao: f64) -> anyhow::Result<u64> {
@@ -649,6 +648,26 @@ mod tests {
         assert!(run(vec![-0.5, 1.0]).is_err_and(|e| e.contains("negative")));
         assert!(run(vec![0.0, 0.0]).is_err_and(|e| e.contains("nothing to set")));
         assert!(run(vec![1.0]).is_err_and(|e| e.contains("one weight per uid")));
+    }
+
+    #[test]
+    fn serve_config_is_the_file_under_the_set_flags() {
+        let serve = |argv: &[&str]| match TestCli::try_parse_from(["t", "chain", "serve"].iter().chain(argv)) {
+            Ok(TestCli::Chain(ChainCommand::Serve(args))) => args.load().map_err(|e| format!("{e:#}")),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(serve(&[]), Ok(ServeConfig::default()), "no file, no flags: the defaults");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("chain.toml");
+        std::fs::write(&file, "block_time = \"50ms\"\ntempo = 7\nport = 9000\n").unwrap_or_else(|e| panic!("{e}"));
+        let path = file.to_str().unwrap_or_else(|| panic!("path"));
+        let config = serve(&["--config", path, "--tempo", "9", "--no-faucet", "--block-time", "1.5"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((config.block_time, config.tempo, config.port, config.faucet), (Duration::from_millis(1500), 9, 9000, false));
+        let config = serve(&["--config", path]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((config.block_time, config.tempo, config.faucet), (Duration::from_millis(50), 7, true));
+        assert!(serve(&["--tempo", "0"]).is_err_and(|e| e.contains("tempo must be at least 1")));
+        std::fs::write(&file, "tempo = 7\nno_faucet = true\n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(serve(&["--config", path]).is_err_and(|e| e.contains("no_faucet") && e.contains("chain.toml")));
     }
 
     #[test]

@@ -345,7 +345,7 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
                 file.display()
             );
         }
-        handle.wait().await;
+        handle.wait().await?;
         Ok(ExitCode::SUCCESS)
     })
 }

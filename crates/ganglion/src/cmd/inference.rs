@@ -347,7 +347,7 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
         } else {
             eprintln!("inference validator running: {addrs}");
         }
-        handle.wait().await;
+        handle.wait().await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

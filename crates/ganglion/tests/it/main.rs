@@ -1,5 +1,6 @@
 //! The integration tests of `ganglion`, as one test binary (one link instead of one per file).
 
+mod architecture;
 mod chain_kill;
 mod config_files;
 mod interop_wallet;

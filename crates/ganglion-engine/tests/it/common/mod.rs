@@ -17,16 +17,9 @@ pub(crate) fn smollm2_path() -> PathBuf {
 }
 
 /// Python with the `openai` package: `$GANGLION_PYTHON`, else `<repo>/.venv/bin/python`.
+#[path = "../../../../../tests/support/python.rs"]
+mod support;
+
 pub(crate) fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("GANGLION_PYTHON").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = repo.join(".venv/bin/python");
-    assert!(
-        venv.is_file(),
-        "{} is missing: run `scripts/setup-venv` (or set GANGLION_PYTHON to a python with the `openai` package)",
-        venv.display()
-    );
-    venv
+    support::python()
 }
