@@ -28,11 +28,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ganglion_chain::Chain;
 use ganglion_core::keys::{Keypair, PublicKey};
-use ganglion_neuron::axon::{Axon, AxonPublisher, run_chain_sync};
+use ganglion_neuron::axon::{Axon, attach_chain};
 use ganglion_neuron::metrics::LATENCY_BUCKETS;
 use ganglion_neuron::signals::ShutdownTrigger;
 use ganglion_neuron::status::{Phase, Role};
-use ganglion_neuron::sync::MetagraphSync;
 use ganglion_neuron::{Metrics, NodeStatus, Shutdown, StatusBoard};
 use ganglion_protocol::epistula::{self, Caller, VerifierConfig};
 
@@ -304,13 +303,14 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
     std::fs::create_dir_all(&data_dir).map_err(|err| ComputeError::io("creating", &data_dir, err))?;
     let metrics = Arc::new(Metrics::new());
     describe_metrics(&metrics);
-    let sync = MetagraphSync::fetch(chain.clone(), netuid, metrics.clone()).await?;
-    let uid = sync.metagraph().uid_of(&hotkey.public()).ok_or_else(|| {
-        ComputeError::Config(format!(
+    // Refuse early (before measuring the machine): allocations are bound to the uid.
+    let registered = ganglion_chain::Metagraph::fetch(chain.as_ref(), netuid).await?.uid_of(&hotkey.public());
+    let Some(uid) = registered else {
+        return Err(ComputeError::Config(format!(
             "hotkey {} is not registered on subnet {netuid}; register it first (`ganglion neuron register --netuid {netuid}`)",
             hotkey.public(),
-        ))
-    })?;
+        )));
+    };
     let solver = Arc::new(Solver::new(&miner.solver)?);
     let hashcat = miner.hashcat();
     if let Some(h) = &hashcat
@@ -360,9 +360,6 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
     let active = allocations.active().await.len();
     metrics.set("compute_miner_allocations_active", &[], active as f64);
     let mut status = NodeStatus::new("compute", Role::Miner, netuid, hotkey.public().to_ss58());
-    status.uid = Some(uid);
-    status.phase = Phase::Running;
-    status.block = sync.metagraph().block();
     status.details = serde_json::json!({
         "challenges_solved": 0,
         "challenges_failed": 0,
@@ -383,26 +380,18 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
 
     let (trigger, token) = Shutdown::linked(shutdown);
     tracing::info!(target: "compute::miner", %addr, external = %axon.external(), uid, netuid, kernel = solver.kernel().name(), threads = solver.threads(), "compute miner serving");
-    let directory = axon.directory();
-    let publisher = config.axon.serve.then(|| AxonPublisher::new(hotkey.clone(), netuid, axon.external()));
-    // A challenge being solved gets its whole budget to finish.
-    let server = axon.serve(router, token.clone(), miner.challenge_timeout + Duration::from_secs(1));
-
     let mut tasks = Vec::new();
-    // The status follows each metagraph sync (block, uid, counters, allocations).
+    // The status follows each metagraph sync (the runtime fills uid, block and phase; the
+    // subnet its counters and allocations).
     let on_sync = {
         let (board, state) = (board.clone(), state.clone());
-        move |metagraph: &ganglion_chain::Metagraph, _: &ganglion_neuron::sync::SyncOutcome| {
-            let (block, uid) = (metagraph.block(), metagraph.uid_of(&state.hotkey));
+        move |_: &ganglion_chain::Metagraph, _: &ganglion_neuron::sync::SyncOutcome| {
             let (board, state) = (board.clone(), state.clone());
             tokio::spawn(async move {
                 let active = state.allocations.active().await.len();
                 state.metrics.set("compute_miner_allocations_active", &[], active as f64);
                 let (solved, failed) = (state.solved.load(Ordering::Relaxed), state.failed.load(Ordering::Relaxed));
                 board.update(|s| {
-                    s.block = block;
-                    s.uid = uid;
-                    s.phase = if uid.is_some() { Phase::Running } else { Phase::Unregistered };
                     s.steps = solved + failed;
                     s.details["challenges_solved"] = solved.into();
                     s.details["challenges_failed"] = failed.into();
@@ -411,7 +400,10 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
             });
         }
     };
-    tasks.push(tokio::spawn(run_chain_sync(sync, directory, publisher, config.neuron.sync_interval, metrics.clone(), token.clone(), on_sync)));
+    let link = attach_chain(&axon, chain, netuid, &hotkey, config.axon.serve, config.neuron.sync_interval, metrics.clone(), board.clone(), token.clone(), on_sync).await?;
+    tasks.push(link.task);
+    // A challenge being solved gets its whole budget to finish.
+    let server = axon.serve(router, token.clone(), miner.challenge_timeout + Duration::from_secs(1));
     let expiry = Arc::clone(&allocations);
     let mut stop = token.clone();
     tasks.push(tokio::spawn(async move {

@@ -3,16 +3,17 @@
 //! publish the axon with `serve_axon` at start and whenever the chain's copy differs —
 //! within the chain's `serving_rate_limit` (a refusal names the block to wait for).
 //!
-//! [`Axon::bind`] gives the listener and the verifier; [`Axon::serve`] runs an axum router
-//! behind it until the [`Shutdown`] token fires; [`run_chain_sync`] is the background task
-//! that syncs the metagraph, refreshes the caller table and (re)publishes.
+//! [`Axon::bind`] gives the listener and the verifier; [`attach_chain`] does the first sync
+//! and `serve_axon` and starts [`run_chain_sync`], the background task that syncs the
+//! metagraph, refreshes the caller table, (re)publishes and keeps the status's chain fields;
+//! [`Axon::serve`] runs the subnet's router behind it until the [`Shutdown`] token fires.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ganglion_chain::{Chain, Metagraph};
+use ganglion_chain::{Chain, ChainError, Metagraph};
 use ganglion_core::keys::{Keypair, PublicKey};
 use ganglion_protocol::epistula::{Verifier, VerifierConfig};
 use ganglion_protocol::policy::{CallerInfo, CallerPolicy, PolicyConfig, SharedDirectory, StandardPolicy};
@@ -20,6 +21,7 @@ use ganglion_protocol::policy::{CallerInfo, CallerPolicy, PolicyConfig, SharedDi
 use crate::config::AxonConfig;
 use crate::metrics::Metrics;
 use crate::signals::Shutdown;
+use crate::status::{Phase, StatusBoard};
 use crate::sync::{MetagraphSync, SyncOutcome};
 
 /// An axon could not be set up.
@@ -199,6 +201,64 @@ impl Axon {
             }
         })
     }
+}
+
+/// A miner's link to the chain, set up by [`attach_chain`].
+#[derive(Debug)]
+pub struct ChainLink {
+    /// The miner's uid at start (`None`: not registered yet).
+    pub uid: Option<u16>,
+    /// The background sync task ([`run_chain_sync`]); ends on the shutdown token.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The chain's part of a miner's status: uid, block, phase (running or unregistered).
+fn chain_status(board: &StatusBoard, metagraph: &Metagraph, me: &PublicKey) {
+    let uid = metagraph.uid_of(me);
+    board.update(|s| {
+        s.uid = uid;
+        s.block = metagraph.block();
+        if s.phase != Phase::Stopping {
+            s.phase = if uid.is_some() { Phase::Running } else { Phase::Unregistered };
+        }
+    });
+}
+
+/// Connects a bound axon to the chain, the same way for every miner: the first metagraph
+/// sync and caller table before the first request is served, the first `serve_axon` (when
+/// `serve`), the status's chain fields, then [`run_chain_sync`] in the background, which
+/// also calls the subnet's `on_sync` hook after each sync.
+#[allow(clippy::too_many_arguments)]
+pub async fn attach_chain(
+    axon: &Axon,
+    chain: Arc<dyn Chain>,
+    netuid: u16,
+    hotkey: &Keypair,
+    serve: bool,
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    board: Arc<StatusBoard>,
+    shutdown: Shutdown,
+    mut on_sync: impl FnMut(&Metagraph, &SyncOutcome) + Send + 'static,
+) -> Result<ChainLink, ChainError> {
+    let mut sync = MetagraphSync::fetch(chain.clone(), netuid, metrics.clone()).await?;
+    axon.directory().replace(caller_table(sync.metagraph()));
+    let mut publisher = serve.then(|| AxonPublisher::new(hotkey.clone(), netuid, axon.external()));
+    if let Some(p) = publisher.as_mut()
+        && p.ensure(chain.as_ref(), sync.metagraph(), &metrics).await
+    {
+        // See our own axon before the background task compares against it.
+        let _ = sync.sync().await;
+    }
+    let me = hotkey.public();
+    let uid = sync.metagraph().uid_of(&me);
+    chain_status(&board, sync.metagraph(), &me);
+    let hook = move |metagraph: &Metagraph, outcome: &SyncOutcome| {
+        chain_status(&board, metagraph, &me);
+        on_sync(metagraph, outcome);
+    };
+    let task = tokio::spawn(run_chain_sync(sync, axon.directory(), publisher, interval, metrics, shutdown, hook));
+    Ok(ChainLink { uid, task })
 }
 
 /// The miner's chain task: every `interval`, sync the metagraph, refresh the caller table

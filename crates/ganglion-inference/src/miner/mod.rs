@@ -18,7 +18,7 @@
 //!   first-byte, idle and total deadlines; the request body is size-limited.
 //! - The axon is the runtime's ([`Axon`]): bind, Epistula verifier with the caller policy
 //!   (registered, stake, validator permit, black and white lists) over a directory that
-//!   the runtime's chain task ([`run_chain_sync`]) refreshes every `sync_interval`,
+//!   the runtime's chain task ([`ganglion_neuron::axon::run_chain_sync`]) refreshes every `sync_interval`,
 //!   publishing the axon at start and whenever the chain's copy differs.
 //! - Stops on a [`Shutdown`] token (SIGINT/SIGTERM in the binary, or
 //!   [`MinerHandle::shutdown`]): no new connections, in-flight streams get
@@ -39,11 +39,10 @@ use std::time::Duration;
 
 use ganglion_chain::Chain;
 use ganglion_core::keys::PublicKey;
-use ganglion_neuron::axon::{Axon, AxonPublisher, caller_table, run_chain_sync};
+use ganglion_neuron::axon::{Axon, attach_chain};
 use ganglion_neuron::metrics::LATENCY_BUCKETS;
 use ganglion_neuron::signals::ShutdownTrigger;
 use ganglion_neuron::status::{NodeStatus, Phase, Role, StatusBoard};
-use ganglion_neuron::sync::MetagraphSync;
 use ganglion_neuron::{Metrics, Shutdown};
 use ganglion_protocol::epistula::VerifierConfig;
 use tokio::sync::Semaphore;
@@ -268,24 +267,12 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown:
         board: board.clone(),
     });
     let (trigger, token) = Shutdown::linked(shutdown);
-    let me = config.hotkey.public();
     let sync = match chain {
+        // The first sync (and the first serve_axon) happen before serving, so that callers
+        // are judged against the metagraph from the first request on.
         Some(chain) => {
-            // The first sync (and the first serve_axon) happen before serving, so that
-            // callers are judged against the metagraph from the first request on.
-            let mut sync = MetagraphSync::fetch(chain.clone(), config.netuid, metrics.clone()).await?;
-            axon.directory().replace(caller_table(sync.metagraph()));
-            let mut publisher = config.axon.serve.then(|| AxonPublisher::new(config.hotkey.clone(), config.netuid, axon.external()));
-            if let Some(p) = publisher.as_mut()
-                && p.ensure(chain.as_ref(), sync.metagraph(), &metrics).await
-            {
-                // See our own axon before the background task compares against it.
-                let _ = sync.sync().await;
-            }
-            update_chain_status(&board, sync.metagraph(), &me);
-            let (directory, metrics, board, token) = (axon.directory(), metrics.clone(), board.clone(), token.clone());
-            let on_sync = move |metagraph: &ganglion_chain::Metagraph, _: &ganglion_neuron::sync::SyncOutcome| update_chain_status(&board, metagraph, &me);
-            Some(tokio::spawn(run_chain_sync(sync, directory, publisher, config.sync_interval, metrics, token, on_sync)))
+            let link = attach_chain(&axon, chain, config.netuid, &config.hotkey, config.axon.serve, config.sync_interval, metrics.clone(), board.clone(), token.clone(), |_, _| {}).await?;
+            Some(link.task)
         }
         None => {
             board.update(|s| s.phase = Phase::Running);
@@ -298,14 +285,3 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown:
     Ok(MinerHandle { addr, metrics, state, trigger, drain: config.drain_timeout, server, sync })
 }
 
-/// The chain's part of the miner's status: uid, block, phase.
-fn update_chain_status(board: &StatusBoard, metagraph: &ganglion_chain::Metagraph, me: &PublicKey) {
-    let uid = metagraph.uid_of(me);
-    board.update(|s| {
-        s.uid = uid;
-        s.block = metagraph.block();
-        if s.phase != Phase::Stopping {
-            s.phase = if uid.is_some() { Phase::Running } else { Phase::Unregistered };
-        }
-    });
-}

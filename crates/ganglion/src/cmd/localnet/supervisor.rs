@@ -64,7 +64,15 @@ impl Supervisor {
         let log = self.log_path(name);
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().with_context(|| format!("opening {}", log.display()))?;
-        let child = Command::new(&self.exe)
+        let mut command = Command::new(&self.exe);
+        // The run's nodes are configured by their flags alone: config files meant for the
+        // user's own nodes (GANGLION_*_CONFIG in the environment) must not leak into them.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k.starts_with("GANGLION_") && k.ends_with("_CONFIG")) {
+                command.env_remove(key);
+            }
+        }
+        let child = command
             .args(args)
             .env("RUST_LOG", std::env::var("GANGLION_LOCALNET_LOG").unwrap_or_else(|_| "info".into()))
             // A dozen processes share this machine's cores: one compute thread each (the
