@@ -188,6 +188,26 @@ pub struct NeuronInfo {
 }
 
 impl NeuronInfo {
+    /// A neuron just registered at `block`: no stake, no permit, no axon, zero figures.
+    pub fn registered(uid: u16, hotkey: PublicKey, coldkey: PublicKey, block: u64) -> NeuronInfo {
+        NeuronInfo {
+            uid,
+            hotkey,
+            coldkey,
+            stake: 0,
+            active: true,
+            validator_permit: false,
+            validator_trust: 0,
+            consensus: 0,
+            incentive: 0,
+            dividends: 0,
+            emission: 0,
+            last_update: block,
+            block_at_registration: block,
+            axon: None,
+        }
+    }
+
     /// Stake in TAO.
     pub fn stake_tao(&self) -> f64 {
         self.stake as f64 / RAO_PER_TAO as f64

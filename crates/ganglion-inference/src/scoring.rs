@@ -194,22 +194,7 @@ mod tests {
         let neurons = hotkeys
             .iter()
             .enumerate()
-            .map(|(uid, &hotkey)| NeuronInfo {
-                uid: uid as u16,
-                hotkey,
-                coldkey: hotkey,
-                stake: 0,
-                active: true,
-                validator_permit: false,
-                validator_trust: 0,
-                consensus: 0,
-                incentive: 0,
-                dividends: 0,
-                emission: 0,
-                last_update: 0,
-                block_at_registration: 0,
-                axon: None,
-            })
+            .map(|(uid, &hotkey)| NeuronInfo::registered(uid as u16, hotkey, hotkey, 0))
             .collect();
         Metagraph::from_snapshot(NeuronsSnapshot { netuid: 1, block: 10, changed_at: 1, neurons })
     }

@@ -179,16 +179,20 @@ impl StatusBoard {
         self.file.as_deref()
     }
 
+    /// Changes the status in memory only (live figures a `GET /status` refreshes); the file
+    /// follows at the next [`StatusBoard::update`].
+    pub fn update_in_memory(&self, f: impl FnOnce(&mut NodeStatus)) -> NodeStatus {
+        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard);
+        guard.schema = STATUS_SCHEMA;
+        guard.updated_at_ms = ganglion_core::clock::now_ms();
+        guard.clone()
+    }
+
     /// Changes the status and writes the file (a write failure is logged, never fatal: the
     /// status is a report, not state).
     pub fn update(&self, f: impl FnOnce(&mut NodeStatus)) {
-        let snapshot = {
-            let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard);
-            guard.schema = STATUS_SCHEMA;
-            guard.updated_at_ms = ganglion_core::clock::now_ms();
-            guard.clone()
-        };
+        let snapshot = self.update_in_memory(f);
         let Some(path) = &self.file else { return };
         match serde_json::to_vec_pretty(&snapshot) {
             Ok(bytes) => {

@@ -150,22 +150,7 @@ mod tests {
 
     fn neuron(uid: u16, uri: &str) -> NeuronInfo {
         let key = Keypair::from_uri(uri).unwrap().public();
-        NeuronInfo {
-            uid,
-            hotkey: key,
-            coldkey: key,
-            stake: 0,
-            active: true,
-            validator_permit: false,
-            validator_trust: 0,
-            consensus: 0,
-            incentive: 0,
-            dividends: 0,
-            emission: 0,
-            last_update: 0,
-            block_at_registration: 0,
-            axon: None,
-        }
+        NeuronInfo::registered(uid, key, key, 0)
     }
 
     fn graph(neurons: Vec<NeuronInfo>) -> Metagraph {

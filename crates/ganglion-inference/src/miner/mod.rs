@@ -122,11 +122,11 @@ impl MinerState {
         let active = self.active_streams.load(Ordering::Relaxed).max(0);
         let requests = self.requests.load(Ordering::Relaxed);
         let models = self.models();
-        self.board.update(|s| {
+        // Memory only: a polled `/status` must not cost a file write each time.
+        self.board.update_in_memory(|s| {
             s.steps = requests;
             s.details = serde_json::json!({"models": models, "active_streams": active});
-        });
-        self.board.get()
+        })
     }
 }
 

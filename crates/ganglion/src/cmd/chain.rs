@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cmd::runtime;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use ganglion_chain::{Chain, HyperparamUpdate, LocalChain, Metagraph, RAO_PER_TAO, TxReceipt, resolve_network, u16_to_float};
@@ -309,9 +310,6 @@ fn tao(rao: u64) -> f64 {
     rao as f64 / RAO_PER_TAO as f64
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting the async runtime")
-}
 
 fn print_receipt(json_out: bool, what: &str, receipt: &TxReceipt, extra: serde_json::Value) {
     if json_out {

@@ -28,17 +28,12 @@ use ganglion_records::Records;
 use serde_json::json;
 
 use crate::cmd::chain::NetArgs;
+use crate::cmd::runtime;
+use crate::cmd::toml_int;
 use crate::cmd::wallet::WalletArgs;
 use crate::cmd::{AccessListArgs, AxonArgs};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
-}
 
-/// An integer flag as a TOML value.
-fn int<T: TryInto<i64>>(value: Option<T>) -> Option<i64> {
-    value.map(|v| v.try_into().unwrap_or(i64::MAX))
-}
 
 /// `true` when a switch was given (an absent switch leaves the file's value).
 fn switch(on: bool, value: bool) -> Option<bool> {
@@ -83,7 +78,7 @@ pub(crate) struct NodeArgs {
 impl NodeArgs {
     fn overrides(&self) -> Overrides {
         let mut o = Overrides::new();
-        o.set("netuid", int(self.netuid));
+        o.set("netuid", toml_int(self.netuid));
         o.path("neuron.data_dir", self.data_dir.as_deref());
         o
     }
@@ -188,34 +183,34 @@ impl MinerArgs {
     fn overrides(&self) -> Overrides {
         let mut o = self.node.overrides();
         o.set("axon.ip", self.axon.axon_ip.map(|ip| ip.to_string()));
-        o.set("axon.port", int(self.axon.axon_port));
+        o.set("axon.port", toml_int(self.axon.axon_port));
         o.set("axon.external_ip", self.axon.axon_external_ip.map(|ip| ip.to_string()));
-        o.set("axon.external_port", int(self.axon.axon_external_port));
+        o.set("axon.external_port", toml_int(self.axon.axon_external_port));
         o.set("axon.serve", switch(self.no_serve_axon, false));
         o.duration("neuron.sync_interval", self.sync_interval);
-        o.set("miner.solver.threads", int(self.threads));
+        o.set("miner.solver.threads", toml_int(self.threads));
         o.set("miner.solver.kernel", self.kernel.clone());
-        o.set("miner.solver.max_hash_rate", int(self.max_hash_rate));
+        o.set("miner.solver.max_hash_rate", toml_int(self.max_hash_rate));
         let hashcat = self.backend.as_deref() == Some("hashcat") || self.hashcat_path.is_some();
         o.set("miner.backend", if hashcat { Some("hashcat".to_string()) } else { self.backend.clone() });
         o.path("miner.hashcat.path", self.hashcat_path.as_deref());
-        o.set("miner.hashcat.workload_profile", int(self.hashcat_profile));
+        o.set("miner.hashcat.workload_profile", toml_int(self.hashcat_profile));
         o.set("miner.hashcat.extended_options", self.hashcat_options.clone());
         o.set("miner.hashcat.device_types", self.hashcat_device_types.clone());
         o.duration("miner.challenge_timeout", self.challenge_timeout);
-        o.set("miner.sandbox.ssh.port", int(self.ssh_port));
+        o.set("miner.sandbox.ssh.port", toml_int(self.ssh_port));
         o.set("miner.sandbox.ssh.listen", self.ssh_listen.map(|ip| ip.to_string()));
         o.set("miner.sandbox.ssh.advertise_host", self.ssh_host.clone());
         o.path("miner.sandbox.dir", self.sandbox_dir.as_deref());
         o.set("miner.sandbox.network", self.sandbox_network.clone());
         o.set("miner.sandbox.enabled", switch(self.sandbox_disable, false));
         o.set("miner.sandbox.stop_on_exit", switch(self.sandbox_stop_on_exit, true));
-        o.set("miner.sandbox.uid_base", int(self.sandbox_uid_base));
+        o.set("miner.sandbox.uid_base", toml_int(self.sandbox_uid_base));
         self.lists.apply(&mut o, "miner.access");
         o.set("miner.access.min_stake_tao", self.min_stake);
         o.set("miner.access.require_validator_permit", switch(self.allow_no_permit, false));
         o.duration("miner.specs_refresh", self.specs_refresh);
-        o.set("miner.specs_sample_mib", int(self.specs_sample_mib));
+        o.set("miner.specs_sample_mib", toml_int(self.specs_sample_mib));
         o
     }
 }
@@ -306,23 +301,23 @@ impl ValidatorArgs {
     fn overrides(&self) -> Overrides {
         let mut o = self.node.overrides();
         o.set("validator.records_url", self.database_url.clone());
-        o.set("metrics.port", int(self.metrics_port));
+        o.set("metrics.port", toml_int(self.metrics_port));
         o.set("metrics.host", self.metrics_ip.map(|ip| ip.to_string()));
-        o.set("neuron.epoch_length", int(self.epoch_length));
-        o.set("neuron.version_key", int(self.version_key));
-        o.set("validator.difficulty_min", int(self.difficulty_min));
-        o.set("validator.difficulty_max", int(self.difficulty_max));
+        o.set("neuron.epoch_length", toml_int(self.epoch_length));
+        o.set("neuron.version_key", toml_int(self.version_key));
+        o.set("validator.difficulty_min", toml_int(self.difficulty_min));
+        o.set("validator.difficulty_max", toml_int(self.difficulty_max));
         o.set("validator.adapt_rule", self.difficulty_rule.clone());
         o.duration("validator.challenge_timeout", self.challenge_timeout);
-        o.set("validator.batch_size", int(self.batch_size));
-        o.set("validator.round_blocks_min", int(self.round_min));
-        o.set("validator.round_blocks_max", int(self.round_max));
+        o.set("validator.batch_size", toml_int(self.batch_size));
+        o.set("validator.round_blocks_min", toml_int(self.round_min));
+        o.set("validator.round_blocks_max", toml_int(self.round_max));
         o.set("validator.scoring.version", self.scoring_version.clone());
         compute_config::set_weights(&mut o, "validator.scoring.weights", self.scoring_weights);
         o.set("validator.one_uid_per_ip", switch(self.allow_shared_ip, false));
         o.set("validator.wait_for_permit", switch(self.without_permit, false));
         o.set("validator.validator_stake_tao", self.stake_threshold);
-        o.set("validator.specs_every_rounds", int(self.specs_every));
+        o.set("validator.specs_every_rounds", toml_int(self.specs_every));
         o.duration("validator.block_poll", self.block_poll);
         self.lists.apply(&mut o, "validator.access");
         o

@@ -15,6 +15,7 @@ use ganglion_neuron::config::Overrides;
 use ganglion_records::Records;
 
 use crate::cmd::chain::NetArgs;
+use crate::cmd::runtime;
 
 /// `ganglion hub` flags. Each one overrides the same key of the `--config` file; an unset
 /// flag leaves the file's value (or the default shown).
@@ -100,9 +101,6 @@ pub(crate) struct BenchArgs {
     json: bool,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
-}
 
 fn default_database_url() -> anyhow::Result<String> {
     let home = std::env::var_os("HOME").context("HOME is not set; pass --database.url")?;

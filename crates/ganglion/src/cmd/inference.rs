@@ -18,16 +18,12 @@ use ganglion_neuron::config::{Overrides, parse_duration};
 use serde_json::json;
 
 use crate::cmd::chain::NetArgs;
+use crate::cmd::runtime;
+use crate::cmd::toml_int;
 use crate::cmd::wallet::WalletArgs;
 use crate::cmd::{AccessListArgs, AxonArgs};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
-}
 
-fn int<T: TryInto<i64>>(value: Option<T>) -> Option<i64> {
-    value.and_then(|v| v.try_into().ok())
-}
 
 /// `ganglion miner inference` flags.
 #[derive(Debug, clap::Args)]
@@ -104,15 +100,15 @@ pub(crate) struct MinerArgs {
 impl MinerArgs {
     fn overrides(&self) -> Overrides {
         let mut over = Overrides::new();
-        over.set("netuid", int(self.netuid))
+        over.set("netuid", toml_int(self.netuid))
             .set("axon.ip", self.axon.axon_ip.map(|ip| ip.to_string()))
-            .set("axon.port", int(self.axon.axon_port))
+            .set("axon.port", toml_int(self.axon.axon_port))
             .set("axon.external_ip", self.axon.axon_external_ip.map(|ip| ip.to_string()))
-            .set("axon.external_port", int(self.axon.axon_external_port))
+            .set("axon.external_port", toml_int(self.axon.axon_external_port))
             .set("axon.serve", self.no_serve_axon.then_some(false))
             .set("policy.force_validator_permit", self.no_force_validator_permit.then_some(false))
             .set("policy.min_stake", self.min_stake)
-            .set("miner.per_caller_concurrency", int(self.per_caller_concurrency));
+            .set("miner.per_caller_concurrency", toml_int(self.per_caller_concurrency));
         over.path("neuron.data_dir", self.data_dir.as_ref().map(|p| ganglion_core::wallet::expand_home(p)).as_deref());
         over.duration("neuron.sync_interval", self.sync_interval)
             .duration("miner.upstream_total_timeout", self.upstream_timeout)
@@ -285,10 +281,10 @@ pub(crate) struct ValidatorArgs {
 impl ValidatorArgs {
     fn overrides(&self) -> Overrides {
         let mut over = Overrides::new();
-        over.set("netuid", int(self.netuid))
-            .set("neuron.epoch_length", int(self.epoch_length))
-            .set("neuron.version_key", int(self.version_key))
-            .set("neuron.sample_size", int(self.sample_size))
+        over.set("netuid", toml_int(self.netuid))
+            .set("neuron.epoch_length", toml_int(self.epoch_length))
+            .set("neuron.version_key", toml_int(self.version_key))
+            .set("neuron.sample_size", toml_int(self.sample_size))
             .set("neuron.max_tokens", self.max_tokens)
             .set("neuron.min_tokens", self.min_tokens)
             .set("neuron.vpermit_tao_limit", self.vpermit_tao_limit)
@@ -305,9 +301,9 @@ impl ValidatorArgs {
             .set("database.url", self.database_url.clone())
             .set("database.disabled", self.no_database.then_some(true))
             .set("metrics.host", self.metrics_host.map(|ip| ip.to_string()))
-            .set("metrics.port", int(self.metrics_port))
+            .set("metrics.port", toml_int(self.metrics_port))
             .set("organic.host", self.organic_host.map(|ip| ip.to_string()))
-            .set("organic.port", int(self.organic_port))
+            .set("organic.port", toml_int(self.organic_port))
             .set("organic.verify_fraction", self.organic_verify_fraction);
         over.path("neuron.data_dir", self.data_dir.as_ref().map(|p| ganglion_core::wallet::expand_home(p)).as_deref())
             .path("models.file", self.models_file.as_deref())

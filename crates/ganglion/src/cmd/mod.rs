@@ -12,6 +12,18 @@ pub(crate) mod inference;
 pub(crate) mod localnet;
 pub(crate) mod wallet;
 
+/// The multi-threaded async runtime every command runs on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// An integer flag as a TOML value for the config layering (`Overrides`); TOML integers are
+/// i64, so larger values (only a `version_key` could be) are clamped.
+pub(crate) fn toml_int<T: TryInto<i64>>(value: Option<T>) -> Option<i64> {
+    value.map(|v| v.try_into().unwrap_or(i64::MAX))
+}
+
 /// Where a miner listens and what it publishes on chain (the originals' `--axon.*` flags).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct AxonArgs {
