@@ -4,12 +4,13 @@
 //! # Map
 //! - [`axon`]: bind, external address, Epistula verifier with a caller policy over a
 //!   directory kept in step with the metagraph, `serve_axon` at start and on change within
-//!   the chain's serving rate limit, and the miner's chain task ([`axon::run_chain_sync`]).
+//!   the chain's serving rate limit, and the miner's link to the chain
+//!   ([`axon::attach_chain`], [`axon::run_chain_sync`]) that both miners use.
 //! - [`sync`]: [`sync::MetagraphSync`]: incremental sync, full refetch after errors, uids
 //!   that changed hands.
-//! - [`weights`]: [`weights::WeightSetter`]: due from the chain's tempo-independent rate
-//!   limit and the epoch length, the SDK's `process_weights_for_netuid` with the chain's
-//!   limits and u16 conversion, one `version_key` policy, backoff from the chain's answer,
+//! - [`weights`]: [`weights::WeightSetter`]: due at `max(epoch_length, weights_rate_limit)`
+//!   after the chain's `last_update`, the SDK's `process_weights_for_netuid` with the
+//!   chain's limits and u16 conversion, one `version_key` policy, backoff from the chain's answer,
 //!   and the [`weights::WeightStrategy`] trait (plain; commit-reveal where the chain has it).
 //! - [`validator`]: the [`validator::Validator`] trait the subnets implement and the
 //!   stoppable loop that runs it ([`validator::run_validator`]).
