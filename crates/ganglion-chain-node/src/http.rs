@@ -12,6 +12,8 @@
 //! | GET | `/v1/subnets/{netuid}/hyperparams` | [`ganglion_chain::Hyperparams`] |
 //! | GET | `/v1/subnets/{netuid}/neurons?since=B` | [`ganglion_chain::NeuronsSnapshot`], or `null` if unchanged after B |
 //! | GET | `/v1/subnets/{netuid}/commitments/{ss58}` | [`ganglion_chain::Commitment`] or `null` |
+//! | GET | `/v1/subnets/{netuid}/weights` | `[[[uid, u16]]]`: the weights matrix, rows by uid |
+//! | GET | `/v1/subnets/{netuid}/weight_commits/{ss58}` | `[WeightCommit]`: the hotkey's pending weight commits, oldest first |
 //! | POST | `/v1/tx` | body: [`ganglion_chain::SignedTransaction`]; answer [`ganglion_chain::TxReceipt`] |
 //! | GET | `/metrics` | Prometheus metrics (blocks, block commit time, transactions by call and result) |
 //!
@@ -97,6 +99,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/subnets/{netuid}/hyperparams", get(hyperparams))
         .route("/v1/subnets/{netuid}/neurons", get(neurons))
         .route("/v1/subnets/{netuid}/commitments/{hotkey}", get(commitment))
+        .route("/v1/subnets/{netuid}/weights", get(weights))
+        .route("/v1/subnets/{netuid}/weight_commits/{hotkey}", get(weight_commits))
         .route("/v1/tx", post(submit))
         .layer(DefaultBodyLimit::max(MAX_TX_BYTES))
         .with_state(node.clone())
@@ -161,6 +165,18 @@ async fn commitment(
 ) -> ApiResult<Option<ganglion_chain::api::Commitment>> {
     let key = parse_key(&hotkey)?;
     Ok(axum::Json(node.commitment_now(netuid, &key)?))
+}
+
+async fn weights(State(node): AppState, Path(netuid): Path<u16>) -> ApiResult<Vec<Vec<(u16, u16)>>> {
+    Ok(axum::Json(node.weights_now(netuid)?))
+}
+
+async fn weight_commits(
+    State(node): AppState,
+    Path((netuid, hotkey)): Path<(u16, String)>,
+) -> ApiResult<Vec<ganglion_chain::commit_reveal::WeightCommit>> {
+    let key = parse_key(&hotkey)?;
+    Ok(axum::Json(node.weight_commits_now(netuid, &key)?))
 }
 
 async fn submit(State(node): AppState, body: Bytes) -> ApiResult<ganglion_chain::api::TxReceipt> {

@@ -26,6 +26,7 @@ use ganglion_chain::api::{
     AccountId, AccountInfo, BlockHeader, BlockStream, Chain, ChainInfo, Commitment, NeuronsSnapshot, RAO_PER_TAO,
     SubnetInfo, TxReceipt,
 };
+use ganglion_chain::commit_reveal::WeightCommit;
 use ganglion_chain::error::{ChainError, ChainResult, TxError};
 use ganglion_chain::hyperparams::Hyperparams;
 use crate::state::{ChainConfig, State};
@@ -350,6 +351,26 @@ impl Node {
     }
 }
 
+impl Node {
+    /// The weights matrix of a subnet, rows by uid.
+    pub fn weights_now(&self, netuid: u16) -> ChainResult<Vec<Vec<(u16, u16)>>> {
+        self.with_state(|s| {
+            let subnet = s.subnets.get(&netuid).ok_or(TxError::SubnetNotExists(netuid))?;
+            Ok(subnet.neurons.iter().map(|n| n.weights.clone()).collect())
+        })?
+        .map_err(|e: TxError| e.into())
+    }
+
+    /// A hotkey's pending weight commits (live ones, oldest first).
+    pub fn weight_commits_now(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Vec<WeightCommit>> {
+        self.with_state(|s| {
+            let subnet = s.subnets.get(&netuid).ok_or(TxError::SubnetNotExists(netuid))?;
+            Ok(subnet.weight_commit_infos(&AccountId(*hotkey)))
+        })?
+        .map_err(|e: TxError| e.into())
+    }
+}
+
 #[async_trait]
 impl Chain for Node {
     async fn info(&self) -> ChainResult<ChainInfo> {
@@ -385,6 +406,14 @@ impl Chain for Node {
 
     async fn commitment(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Option<Commitment>> {
         self.commitment_now(netuid, hotkey)
+    }
+
+    async fn weights(&self, netuid: u16) -> ChainResult<Vec<Vec<(u16, u16)>>> {
+        self.weights_now(netuid)
+    }
+
+    async fn weight_commits(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Vec<WeightCommit>> {
+        self.weight_commits_now(netuid, hotkey)
     }
 
     async fn submit(&self, tx: SignedTransaction) -> ChainResult<TxReceipt> {

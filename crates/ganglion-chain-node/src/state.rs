@@ -17,12 +17,15 @@
 //! is returned to its stakers' balances.
 //!
 //! Epochs run when `block - last_epoch_block >= tempo` (subtensor ≥ v3.4.8). Commit-reveal is
-//! not implemented (no drand beacon); subnets default to it off.
+//! subtensor's hash-based one (v1; see `ganglion_chain::commit_reveal` for the rules), with
+//! the epoch of a commit counted in epochs this subnet ran ([`Subnet::epoch_index`]); pending
+//! commits live in [`Subnet::weight_commits`], so they persist with the subnet. Subnets
+//! default to it off.
 //!
 //! Every transaction handler runs all its checks before it mutates anything, so a rejected
 //! transaction leaves the state unchanged.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::IpAddr;
 
 use ganglion_core::keys::PublicKey;
@@ -31,6 +34,7 @@ use ganglion_yuma::{EpochInput, EpochParams, run_epoch};
 use serde::{Deserialize, Serialize};
 
 use ganglion_chain::api::{AccountId, AccountInfo, AxonInfo, Commitment, NeuronInfo, RAO_PER_TAO, SubnetInfo};
+use ganglion_chain::commit_reveal::{MAX_PENDING_COMMITS, WeightCommit, hex32, weight_hash};
 use ganglion_chain::error::TxError;
 use ganglion_chain::hyperparams::Hyperparams;
 use ganglion_chain::tx::{Call, SignedTransaction};
@@ -182,6 +186,22 @@ pub struct Subnet {
     pub changed_at: u64,
     /// Commitments by hotkey.
     pub commitments: BTreeMap<AccountId, Commitment>,
+    /// Unrevealed weight commits by hotkey, oldest first (subtensor's `WeightCommits`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weight_commits: BTreeMap<AccountId, VecDeque<PendingCommit>>,
+}
+
+/// A weight commit as the state stores it; its reveal epoch follows the subnet's current
+/// `commit_reveal_period`, as on subtensor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCommit {
+    /// The committed hash.
+    #[serde(with = "hex32")]
+    pub hash: [u8; 32],
+    /// Block the commit was included in.
+    pub commit_block: u64,
+    /// [`Subnet::epoch_index`] when it was committed.
+    pub commit_epoch: u64,
 }
 
 impl Subnet {
@@ -203,6 +223,48 @@ impl Subnet {
         let (immune, mortal): (Vec<_>, Vec<_>) =
             candidates.partition(|(_, n)| now.saturating_sub(n.block_at_registration) < immunity);
         mortal.iter().min_by_key(key).or_else(|| immune.iter().min_by_key(key)).map(|(uid, _)| *uid as u16)
+    }
+
+    /// The epoch index in which a commit made in `commit_epoch` can be revealed.
+    pub fn reveal_epoch(&self, commit_epoch: u64) -> u64 {
+        commit_epoch.saturating_add(self.params.commit_reveal_period)
+    }
+
+    /// The blocks whose transactions see epoch index `epoch` (≥ the current one), as the
+    /// schedule stands: `(first, last)`.
+    pub fn epoch_blocks(&self, epoch: u64) -> (u64, u64) {
+        let tempo = u64::from(self.params.tempo);
+        let ahead = epoch.saturating_sub(self.epoch_index);
+        let first = self.last_epoch_block.saturating_add(ahead.saturating_mul(tempo)).saturating_add(1);
+        (first, first.saturating_add(tempo).saturating_sub(1))
+    }
+
+    /// The live (not expired) weight commits of `hotkey`, as the API shows them.
+    pub fn weight_commit_infos(&self, hotkey: &AccountId) -> Vec<WeightCommit> {
+        let Some(queue) = self.weight_commits.get(hotkey) else { return Vec::new() };
+        queue
+            .iter()
+            .map(|c| {
+                let reveal_epoch = self.reveal_epoch(c.commit_epoch);
+                let (first_reveal_block, last_reveal_block) = self.epoch_blocks(reveal_epoch);
+                WeightCommit { hash: c.hash, commit_block: c.commit_block, commit_epoch: c.commit_epoch, reveal_epoch, first_reveal_block, last_reveal_block }
+            })
+            .filter(|c| !c.expired(self.epoch_index))
+            .collect()
+    }
+
+    /// How many commits at the front of `queue` have expired.
+    fn expired_prefix(&self, queue: &VecDeque<PendingCommit>) -> usize {
+        queue.iter().take_while(|c| self.epoch_index > self.reveal_epoch(c.commit_epoch)).count()
+    }
+
+    /// Per uid, the block of its oldest pending weight commit (`u64::MAX` if none): the
+    /// epoch's commit-reveal mask.
+    fn commit_blocks(&self) -> Vec<u64> {
+        self.neurons
+            .iter()
+            .map(|n| self.weight_commits.get(&n.hotkey).and_then(|q| q.front()).map_or(u64::MAX, |c| c.commit_block))
+            .collect()
     }
 
     /// Summary.
@@ -443,31 +505,17 @@ impl State {
                     return Err(TxError::CommitRevealEnabled(*netuid));
                 }
                 let uid = self.registered_uid(*netuid, &signer)?;
-                let neuron = &subnet.neurons[usize::from(uid)];
-                let p = &subnet.params;
-                let ctx = SetWeightsContext {
-                    n: subnet.neurons.len() as u16,
-                    uid,
-                    is_owner: signer == subnet.owner_hotkey,
-                    stake: neuron.total_stake(),
-                    stake_threshold: p.stake_threshold,
-                    required_version_key: p.weights_version,
-                    version_key: *version_key,
-                    current_block: now,
-                    last_update: neuron.last_update,
-                    rate_limit: p.weights_rate_limit,
-                    commit_reveal_enabled: false,
-                    validator_permit: neuron.validator_permit,
-                    min_allowed_weights: p.min_allowed_weights,
-                    max_weight_limit: p.max_weights_limit,
-                };
-                let row = check_set_weights(&ctx, uids, values).map_err(TxError::Weights)?;
+                let row = check_weights(subnet, uid, &signer, uids, values, *version_key, now)?;
                 let subnet = self.subnets.get_mut(netuid).ok_or(TxError::SubnetNotExists(*netuid))?;
                 let neuron = &mut subnet.neurons[usize::from(uid)];
                 neuron.weights = row;
                 neuron.last_update = now;
                 subnet.changed_at = self.revision + 1;
                 Ok(Applied::default())
+            }
+            Call::CommitWeights { netuid, commit_hash } => self.commit_weights(signer, *netuid, *commit_hash, now),
+            Call::RevealWeights { netuid, uids, values, salt, version_key } => {
+                self.reveal_weights(signer, *netuid, uids, values, salt, *version_key, now)
             }
             Call::SetCommitment { netuid, data } => {
                 self.registered_uid(*netuid, &signer)?;
@@ -502,6 +550,78 @@ impl State {
                 Ok(Applied::default())
             }
         }
+    }
+
+    /// `commit_weights` (subtensor's `do_commit_weights`).
+    fn commit_weights(&mut self, signer: AccountId, netuid: u16, hash: [u8; 32], now: u64) -> Result<Applied, TxError> {
+        let subnet = self.subnet(netuid)?;
+        if !subnet.params.commit_reveal_weights_enabled {
+            return Err(TxError::CommitRevealDisabled(netuid));
+        }
+        let uid = self.registered_uid(netuid, &signer)?;
+        let last_update = subnet.neurons[usize::from(uid)].last_update;
+        let rate_limit = subnet.params.weights_rate_limit;
+        if last_update != 0 && now.saturating_sub(last_update) < rate_limit {
+            return Err(TxError::CommittingWeightsTooFast { last_update, current_block: now, rate_limit });
+        }
+        let expired = subnet.weight_commits.get(&signer).map_or(0, |q| subnet.expired_prefix(q));
+        let live = subnet.weight_commits.get(&signer).map_or(0, |q| q.len() - expired);
+        if live >= MAX_PENDING_COMMITS {
+            return Err(TxError::TooManyUnrevealedCommits(live));
+        }
+        let commit_epoch = subnet.epoch_index;
+        let subnet = self.subnets.get_mut(&netuid).ok_or(TxError::SubnetNotExists(netuid))?;
+        let queue = subnet.weight_commits.entry(signer).or_default();
+        queue.drain(..expired);
+        queue.push_back(PendingCommit { hash, commit_block: now, commit_epoch });
+        subnet.neurons[usize::from(uid)].last_update = now;
+        subnet.changed_at = self.revision + 1;
+        Ok(Applied::default())
+    }
+
+    /// `reveal_weights` (subtensor's `do_reveal_weights`): the matching live commit in its
+    /// reveal epoch, then `set_weights`' checks and storage (no rate limit, no `last_update`).
+    #[allow(clippy::too_many_arguments)]
+    fn reveal_weights(
+        &mut self,
+        signer: AccountId,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        salt: &[u16],
+        version_key: u64,
+        now: u64,
+    ) -> Result<Applied, TxError> {
+        let subnet = self.subnet(netuid)?;
+        if !subnet.params.commit_reveal_weights_enabled {
+            return Err(TxError::CommitRevealDisabled(netuid));
+        }
+        let queue = subnet.weight_commits.get(&signer).filter(|q| !q.is_empty()).ok_or(TxError::NoWeightsCommitFound)?;
+        let expired = subnet.expired_prefix(queue);
+        let hash = weight_hash(&signer.0, netuid, uids, values, salt, version_key);
+        let matches_expired = queue.iter().take(expired).any(|c| c.hash == hash);
+        if expired == queue.len() {
+            return Err(if matches_expired { TxError::ExpiredWeightCommit } else { TxError::NoWeightsCommitFound });
+        }
+        let Some(position) = queue.iter().skip(expired).position(|c| c.hash == hash) else {
+            return Err(if matches_expired { TxError::ExpiredWeightCommit } else { TxError::InvalidRevealCommitHashNotMatch });
+        };
+        let reveal_epoch = subnet.reveal_epoch(queue[expired + position].commit_epoch);
+        if subnet.epoch_index != reveal_epoch {
+            return Err(TxError::RevealTooEarly { epoch: subnet.epoch_index, reveal_epoch });
+        }
+        let uid = self.registered_uid(netuid, &signer)?;
+        let row = check_weights(subnet, uid, &signer, uids, values, version_key, now)?;
+        let subnet = self.subnets.get_mut(&netuid).ok_or(TxError::SubnetNotExists(netuid))?;
+        if let Some(queue) = subnet.weight_commits.get_mut(&signer) {
+            queue.drain(..expired + position + 1);
+            if queue.is_empty() {
+                subnet.weight_commits.remove(&signer);
+            }
+        }
+        subnet.neurons[usize::from(uid)].weights = row;
+        subnet.changed_at = self.revision + 1;
+        Ok(Applied::default())
     }
 
     fn check_hotkey_owner(&self, coldkey: &AccountId, hotkey: &AccountId) -> Result<(), TxError> {
@@ -552,6 +672,7 @@ impl State {
             registered_at: now,
             changed_at: self.revision + 1,
             commitments: BTreeMap::new(),
+            weight_commits: BTreeMap::new(),
         };
         self.subnets.insert(netuid, subnet);
         Ok(Applied { uid: Some(0), netuid: Some(netuid) })
@@ -592,6 +713,7 @@ impl State {
             Some(uid) => {
                 let old = std::mem::replace(&mut subnet.neurons[usize::from(uid)], Neuron::new(hotkey, coldkey, now));
                 subnet.commitments.remove(&old.hotkey);
+                subnet.weight_commits.remove(&old.hotkey);
                 refunds.extend(old.stakes);
                 for neuron in &mut subnet.neurons {
                     for entry in neuron.weights.iter_mut().filter(|(j, _)| *j == uid) {
@@ -644,6 +766,32 @@ impl State {
     }
 }
 
+/// `set_weights`' checks for `signer` (uid `uid`) in `subnet`, executing in block `now`; the
+/// stored row on success. With commit-reveal on (a reveal), the rate limit is not checked:
+/// the commit was.
+#[allow(clippy::too_many_arguments)]
+fn check_weights(subnet: &Subnet, uid: u16, signer: &AccountId, uids: &[u16], values: &[u16], version_key: u64, now: u64) -> Result<Vec<(u16, u16)>, TxError> {
+    let neuron = &subnet.neurons[usize::from(uid)];
+    let p = &subnet.params;
+    let ctx = SetWeightsContext {
+        n: subnet.neurons.len() as u16,
+        uid,
+        is_owner: *signer == subnet.owner_hotkey,
+        stake: neuron.total_stake(),
+        stake_threshold: p.stake_threshold,
+        required_version_key: p.weights_version,
+        version_key,
+        current_block: now,
+        last_update: neuron.last_update,
+        rate_limit: p.weights_rate_limit,
+        commit_reveal_enabled: p.commit_reveal_weights_enabled,
+        validator_permit: neuron.validator_permit,
+        min_allowed_weights: p.min_allowed_weights,
+        max_weight_limit: p.max_weights_limit,
+    };
+    check_set_weights(&ctx, uids, values).map_err(TxError::Weights)
+}
+
 fn check_ip(ip: &IpAddr, allow_loopback: bool) -> Result<(), TxError> {
     let bad = match ip {
         IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast() || (v4.is_loopback() && !allow_loopback),
@@ -676,6 +824,7 @@ fn epoch(subnet: &mut Subnet, block: u64, revision: u64) -> Result<(), ganglion_
     let permit: Vec<bool> = neurons.iter().map(|n| n.validator_permit).collect();
     let weights: Vec<Vec<(u16, u16)>> = neurons.iter().map(|n| n.weights.clone()).collect();
     let bonds: Vec<Vec<(u16, u16)>> = neurons.iter().map(|n| n.bonds.clone()).collect();
+    let commit_blocks = p.commit_reveal_weights_enabled.then(|| subnet.commit_blocks());
     let last_tempo_block = if subnet.last_step_block == 0 {
         block.saturating_sub(u64::from(p.tempo))
     } else {
@@ -690,7 +839,7 @@ fn epoch(subnet: &mut Subnet, block: u64, revision: u64) -> Result<(), ganglion_
         validator_permit: &permit,
         weights: &weights,
         bonds: &bonds,
-        commit_blocks: None,
+        commit_blocks: commit_blocks.as_deref(),
     };
     let out = run_epoch(&params, &input, subnet.pending_emission)?;
     for (uid, neuron) in subnet.neurons.iter_mut().enumerate() {

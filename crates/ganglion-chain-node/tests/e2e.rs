@@ -312,3 +312,49 @@ async fn testkit_sets_a_subnet_up_and_restarts_its_node() {
     assert_eq!(joined.uid, 4);
     subnet.shutdown().await;
 }
+
+/// Commit-reveal over HTTP: a commit survives a node restart (it is part of the stored
+/// subnet), the reveal is refused before its epoch and accepted in it, and the revealed
+/// weights are what `weights` shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_commits_survive_a_restart_and_reveal_in_their_epoch() {
+    use ganglion_chain::weight_hash;
+    use ganglion_chain_node::testkit::{Neuron, SubnetBuilder};
+    let mut subnet = SubnetBuilder::new()
+        .block_time(Duration::from_millis(100))
+        .tempo(8)
+        .hyperparams(HyperparamUpdate { weights_rate_limit: Some(0), commit_reveal_weights_enabled: Some(true), ..Default::default() })
+        .neuron(Neuron::new("//CVCold", "//CV").stake(1_000).validator())
+        .neuron(Neuron::new("//CMCold", "//CM"))
+        .build()
+        .await;
+    let (v, netuid) = (key("//CV"), subnet.netuid);
+    let (vuid, muid) = (subnet.uid("//CV"), subnet.uid("//CM"));
+    let chain = subnet.chain.clone();
+    let (uids, values, salt) = (vec![muid], vec![u16::MAX], vec![5u16, 6, 7]);
+    let hash = weight_hash(&v.public(), netuid, &uids, &values, &salt, 0);
+    must(chain.commit_weights(&v, netuid, hash).await, "commit");
+    let early = chain.reveal_weights(&v, netuid, uids.clone(), values.clone(), salt.clone(), 0).await;
+    // Unless the epoch turned in between, it is too early.
+    let commits = must(chain.weight_commits(netuid, &v.public()).await, "weight_commits");
+    assert_eq!(commits.len(), 1, "{commits:?} {early:?}");
+    if chain.subnet(netuid).await.map(|s| s.epoch_index).unwrap_or(0) < commits[0].reveal_epoch {
+        assert_eq!(early.err().and_then(|e| e.name().map(str::to_string)).as_deref(), Some("RevealTooEarly"));
+    }
+    subnet.stop_node().await;
+    subnet.start_node().await;
+    let after = must(chain.weight_commits(netuid, &v.public()).await, "weight_commits after restart");
+    assert_eq!(after, commits, "the pending commit survived the restart");
+    assert!(must(chain.weights(netuid).await, "weights")[usize::from(vuid)].is_empty());
+    // Wait for the reveal epoch, then reveal.
+    for _ in 0..100 {
+        if chain.subnet(netuid).await.map(|s| s.epoch_index).unwrap_or(0) >= commits[0].reveal_epoch {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    must(chain.reveal_weights(&v, netuid, uids, values, salt, 0).await, "reveal");
+    assert_eq!(must(chain.weights(netuid).await, "weights")[usize::from(vuid)], vec![(muid, u16::MAX)]);
+    assert!(must(chain.weight_commits(netuid, &v.public()).await, "weight_commits").is_empty());
+    subnet.shutdown().await;
+}

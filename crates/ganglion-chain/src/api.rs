@@ -18,6 +18,7 @@ use futures::Stream;
 use ganglion_core::keys::{Keypair, PublicKey};
 use serde::{Deserialize, Serialize};
 
+use crate::commit_reveal::WeightCommit;
 use crate::error::{ChainError, ChainResult};
 use crate::hyperparams::{HyperparamUpdate, Hyperparams};
 use crate::tx::{Call, SignedTransaction};
@@ -293,6 +294,14 @@ pub trait Chain: Send + Sync {
     /// A hotkey's commitment in a subnet.
     async fn commitment(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Option<Commitment>>;
 
+    /// The weights matrix of a subnet as stored (the full metagraph's `W`): per uid, its
+    /// `(uid, u16)` row as last set or revealed.
+    async fn weights(&self, netuid: u16) -> ChainResult<Vec<Vec<(u16, u16)>>>;
+
+    /// A hotkey's pending (unrevealed, unexpired as of the last block) weight commits in a
+    /// subnet, oldest first (subtensor's `WeightCommits`).
+    async fn weight_commits(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Vec<WeightCommit>>;
+
     /// Submit a signed transaction. Returns once it is durable; rejections carry the chain's
     /// error name ([`ChainError::Rejected`]).
     async fn submit(&self, tx: SignedTransaction) -> ChainResult<TxReceipt>;
@@ -350,6 +359,18 @@ pub trait Chain: Send + Sync {
     /// `ganglion_yuma::weights::convert_weights_and_uids_for_emit`).
     async fn set_weights(&self, hotkey: &Keypair, netuid: u16, uids: Vec<u16>, values: Vec<u16>, version_key: u64) -> ChainResult<TxReceipt> {
         self.sign_and_submit(hotkey, Call::SetWeights { netuid, uids, values, version_key }).await
+    }
+
+    /// Commit to weights on a subnet with commit-reveal on: `commit_hash` is
+    /// [`crate::commit_reveal::weight_hash`] of what [`Chain::reveal_weights`] will send.
+    async fn commit_weights(&self, hotkey: &Keypair, netuid: u16, commit_hash: [u8; 32]) -> ChainResult<TxReceipt> {
+        self.sign_and_submit(hotkey, Call::CommitWeights { netuid, commit_hash }).await
+    }
+
+    /// Reveal weights committed earlier (in the commit's reveal epoch); the chain applies
+    /// them as `set_weights` once the hash matches.
+    async fn reveal_weights(&self, hotkey: &Keypair, netuid: u16, uids: Vec<u16>, values: Vec<u16>, salt: Vec<u16>, version_key: u64) -> ChainResult<TxReceipt> {
+        self.sign_and_submit(hotkey, Call::RevealWeights { netuid, uids, values, salt, version_key }).await
     }
 
     /// Set `hotkey`'s commitment in `netuid` (at most 128 bytes).

@@ -12,6 +12,7 @@ use ganglion_core::keys::PublicKey;
 use serde::de::DeserializeOwned;
 
 use crate::api::{AccountInfo, BlockHeader, BlockStream, Chain, ChainInfo, Commitment, NeuronsSnapshot, SubnetInfo, TxReceipt};
+use crate::commit_reveal::WeightCommit;
 use crate::error::{ChainError, ChainResult, ErrorBody};
 use crate::hyperparams::Hyperparams;
 use crate::tx::SignedTransaction;
@@ -188,6 +189,14 @@ impl Chain for LocalChain {
 
     async fn commitment(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Option<Commitment>> {
         self.get(&format!("/v1/subnets/{netuid}/commitments/{}", hotkey.to_ss58())).await
+    }
+
+    async fn weights(&self, netuid: u16) -> ChainResult<Vec<Vec<(u16, u16)>>> {
+        self.get(&format!("/v1/subnets/{netuid}/weights")).await
+    }
+
+    async fn weight_commits(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Vec<WeightCommit>> {
+        self.get(&format!("/v1/subnets/{netuid}/weight_commits/{}", hotkey.to_ss58())).await
     }
 
     async fn submit(&self, tx: SignedTransaction) -> ChainResult<TxReceipt> {

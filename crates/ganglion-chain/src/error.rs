@@ -150,8 +150,41 @@ pub enum TxError {
     #[error("{0}")]
     Weights(WeightsError),
     /// Commit-reveal is on: plain `set_weights` refused.
-    #[error("CommitRevealEnabled: subnet {0} has commit-reveal on, which this local chain does not implement; the owner can turn it off")]
+    #[error("CommitRevealEnabled: subnet {0} has commit-reveal on; commit the weights' hash (`commit_weights`) and reveal them in the reveal epoch (`reveal_weights`)")]
     CommitRevealEnabled(u16),
+    /// Commit-reveal is off: `commit_weights` / `reveal_weights` refused.
+    #[error("CommitRevealDisabled: subnet {0} has commit-reveal off; use `set_weights`")]
+    CommitRevealDisabled(u16),
+    /// A commit within the weights rate limit.
+    #[error("CommittingWeightsTooFast: last update at block {last_update}, now {current_block}, limit {rate_limit} blocks; wait and retry")]
+    CommittingWeightsTooFast {
+        /// `LastUpdate` of the neuron.
+        last_update: u64,
+        /// The block the commit executes in.
+        current_block: u64,
+        /// `WeightsSetRateLimit`.
+        rate_limit: u64,
+    },
+    /// The hotkey already holds the most unrevealed commits allowed.
+    #[error("TooManyUnrevealedCommits: this hotkey already has {0} unrevealed weight commits on the subnet; reveal or let them expire first")]
+    TooManyUnrevealedCommits(usize),
+    /// A reveal with no pending commit.
+    #[error("NoWeightsCommitFound: this hotkey has no pending weight commit on the subnet; commit first")]
+    NoWeightsCommitFound,
+    /// A reveal before its commit's reveal epoch.
+    #[error("RevealTooEarly: the commit can be revealed in epoch {reveal_epoch} only; the subnet is in epoch {epoch}")]
+    RevealTooEarly {
+        /// The subnet's epoch index now.
+        epoch: u64,
+        /// The commit's reveal epoch.
+        reveal_epoch: u64,
+    },
+    /// A reveal of a commit whose reveal epoch has passed.
+    #[error("ExpiredWeightCommit: the matching commit expired (its reveal epoch has passed); commit again")]
+    ExpiredWeightCommit,
+    /// A reveal whose hash matches no pending commit.
+    #[error("InvalidRevealCommitHashNotMatch: the hash of the revealed weights, salt and version key matches no pending commit of this hotkey")]
+    InvalidRevealCommitHashNotMatch,
     /// `ip_type` not 4 or 6, or the address family disagrees.
     #[error("InvalidIpType: the address must be IPv4 or IPv6")]
     InvalidIpType,
@@ -213,6 +246,13 @@ impl TxError {
             TxError::NoNeuronIdAvailable(_) => "NoNeuronIdAvailable",
             TxError::Weights(w) => weights_error_name(w),
             TxError::CommitRevealEnabled(_) => "CommitRevealEnabled",
+            TxError::CommitRevealDisabled(_) => "CommitRevealDisabled",
+            TxError::CommittingWeightsTooFast { .. } => "CommittingWeightsTooFast",
+            TxError::TooManyUnrevealedCommits(_) => "TooManyUnrevealedCommits",
+            TxError::NoWeightsCommitFound => "NoWeightsCommitFound",
+            TxError::RevealTooEarly { .. } => "RevealTooEarly",
+            TxError::ExpiredWeightCommit => "ExpiredWeightCommit",
+            TxError::InvalidRevealCommitHashNotMatch => "InvalidRevealCommitHashNotMatch",
             TxError::InvalidIpType => "InvalidIpType",
             TxError::InvalidIpAddress(_) => "InvalidIpAddress",
             TxError::InvalidPort => "InvalidPort",

@@ -42,10 +42,13 @@ pub struct Hyperparams {
     pub bonds_penalty: u16,
     /// Blocks between two `serve_axon` of a neuron (50).
     pub serving_rate_limit: u64,
-    /// Commit-reveal. Always false here: the local chain has no drand beacon, so it cannot
-    /// reveal timelocked commits; setting it true makes `set_weights` fail with
-    /// `CommitRevealEnabled`, as on subtensor.
+    /// Hash-based weight commit-reveal (`CommitRevealWeightsEnabled`, new subnets false):
+    /// when true, `set_weights` fails with `CommitRevealEnabled` and validators
+    /// `commit_weights` then `reveal_weights` (see `ganglion_chain::commit_reveal`).
     pub commit_reveal_weights_enabled: bool,
+    /// Epochs between a weight commit and its reveal (`RevealPeriodEpochs`, default 1).
+    #[serde(default = "default_reveal_period")]
+    pub commit_reveal_period: u64,
     /// `Yuma3On` (new subnets true).
     pub yuma3_enabled: bool,
     /// `LiquidAlphaOn` (false).
@@ -59,6 +62,13 @@ pub struct Hyperparams {
     /// `StakeThreshold` in rao (0).
     pub stake_threshold: u64,
 }
+
+fn default_reveal_period() -> u64 {
+    crate::commit_reveal::DEFAULT_REVEAL_PERIOD
+}
+
+/// Largest `commit_reveal_period` accepted, in epochs.
+pub const MAX_REVEAL_PERIOD: u64 = 1_000;
 
 impl Hyperparams {
     /// Defaults of a new subnet with the given tempo.
@@ -82,6 +92,7 @@ impl Hyperparams {
             bonds_penalty: u16::MAX,
             serving_rate_limit: 50,
             commit_reveal_weights_enabled: false,
+            commit_reveal_period: crate::commit_reveal::DEFAULT_REVEAL_PERIOD,
             yuma3_enabled: true,
             liquid_alpha_enabled: false,
             alpha_low: 45_875,
@@ -150,6 +161,9 @@ pub struct HyperparamUpdate {
     /// See [`Hyperparams::commit_reveal_weights_enabled`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_reveal_weights_enabled: Option<bool>,
+    /// See [`Hyperparams::commit_reveal_period`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_reveal_period: Option<u64>,
     /// See [`Hyperparams::yuma3_enabled`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub yuma3_enabled: Option<bool>,
@@ -201,7 +215,7 @@ impl HyperparamUpdate {
             self, next, tempo, kappa, immunity_period, min_allowed_weights, max_weights_limit, weights_version,
             weights_rate_limit, activity_cutoff, max_allowed_uids, max_allowed_validators,
             max_registrations_per_block, registration_allowed, min_burn, max_burn, bonds_moving_average,
-            bonds_penalty, serving_rate_limit, commit_reveal_weights_enabled, yuma3_enabled, liquid_alpha_enabled,
+            bonds_penalty, serving_rate_limit, commit_reveal_weights_enabled, commit_reveal_period, yuma3_enabled, liquid_alpha_enabled,
             alpha_low, alpha_high, alpha_sigmoid_steepness, stake_threshold
         );
         let bad = |m: String| Err(TxError::InvalidHyperparameter(m));
@@ -219,6 +233,9 @@ impl HyperparamUpdate {
         }
         if next.bonds_moving_average > 1_000_000 {
             return bad("bonds_moving_average is in millionths and must be <= 1000000".into());
+        }
+        if !(1..=MAX_REVEAL_PERIOD).contains(&next.commit_reveal_period) {
+            return bad(format!("commit_reveal_period is in epochs and must be between 1 and {MAX_REVEAL_PERIOD}"));
         }
         if next.alpha_low > next.alpha_high {
             return bad("alpha_low must not exceed alpha_high".into());
@@ -244,6 +261,26 @@ mod tests {
         assert!(HyperparamUpdate::from_name_value("nope", "1").is_err());
         assert!(HyperparamUpdate::from_name_value("tempo", "x").is_err());
         assert!(HyperparamUpdate::from_name_value("tempo", "70000").is_err());
+        let u = HyperparamUpdate::from_name_value("commit-reveal-weights-enabled", "true").unwrap_or_default();
+        assert_eq!(u.commit_reveal_weights_enabled, Some(true));
+        let u = HyperparamUpdate::from_name_value("commit_reveal_period", "3").unwrap_or_default();
+        assert_eq!(u.commit_reveal_period, Some(3));
+    }
+
+    #[test]
+    fn commit_reveal_period_is_checked_and_old_documents_default_it() {
+        let mut p = Hyperparams::new_subnet(10);
+        assert_eq!(p.commit_reveal_period, 1);
+        let u = HyperparamUpdate { commit_reveal_period: Some(0), ..Default::default() };
+        assert!(u.apply(&mut p, 1).is_err());
+        let u = HyperparamUpdate { commit_reveal_period: Some(2), commit_reveal_weights_enabled: Some(true), ..Default::default() };
+        assert!(u.apply(&mut p, 1).is_ok());
+        assert_eq!((p.commit_reveal_period, p.commit_reveal_weights_enabled), (2, true));
+        // A subnet stored before the field existed reads back with the default.
+        let mut json = serde_json::to_value(Hyperparams::new_subnet(10)).unwrap_or_default();
+        json.as_object_mut().map(|o| o.remove("commit_reveal_period"));
+        let back: Option<Hyperparams> = serde_json::from_value(json).ok();
+        assert_eq!(back.map(|h| h.commit_reveal_period), Some(1));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   ([`RAO_PER_TAO`], [`MAX_COMMITMENT_BYTES`]). **API boundary.**
 //! - [`tx`]: calls and the sr25519-signed transaction envelope (nonce + genesis hash).
 //! - [`hyperparams`]: subnet hyperparameters with the originals' new-subnet defaults.
+//! - [`commit_reveal`]: hash-based weight commit-reveal (subtensor's v1): the SDK's
+//!   `generate_weight_hash`, the rules, [`WeightCommit`].
 //! - [`error`]: [`TxError`] (the chain's refusal reasons), [`ChainError`], and the HTTP
 //!   error body shared with the node.
 //! - [`client`]: [`LocalChain`], the [`Chain`] over HTTP, and [`resolve_network`].
@@ -18,13 +20,16 @@
 //! # Differences from subtensor (deliberate, documented)
 //! - No dTAO: stake is TAO per (subnet, hotkey, coldkey); see `ganglion_chain_node::state`
 //!   for the coinbase.
-//! - Commit-reveal is off and not implemented (no drand beacon on a local chain).
+//! - Commit-reveal is the hash-based one (subtensor's v1: commit a hash, reveal after
+//!   `commit_reveal_period` epochs), not the drand-timelocked v3 (no beacon on a local chain);
+//!   off by default.
 //! - Loopback axon addresses are accepted (a local chain serves 127.0.0.1).
 //! - Transactions are applied when accepted (so a rejection is immediate and names the
 //!   failed check) and included in the next block; a rejected transaction consumes no nonce.
 
 pub mod api;
 pub mod client;
+pub mod commit_reveal;
 pub mod error;
 pub mod hyperparams;
 pub mod tx;
@@ -34,6 +39,7 @@ pub use api::{
     NeuronInfo, NeuronsSnapshot, RAO_PER_TAO, SubnetInfo, TxReceipt, u16_to_float,
 };
 pub use client::{LocalChain, resolve_network};
+pub use commit_reveal::{WeightCommit, weight_hash};
 pub use error::{ChainError, ChainResult, TxError};
 pub use hyperparams::{HyperparamUpdate, Hyperparams};
 pub use tx::{Call, SignedTransaction};

@@ -10,7 +10,7 @@
 //!
 //! Which key signs: the coldkey for `RegisterNetwork`, `BurnedRegister`, `AddStake`,
 //! `RemoveStake`, `Transfer`, `SetHyperparams` and `Faucet`; the hotkey for `ServeAxon`,
-//! `SetWeights` and `SetCommitment`.
+//! `SetWeights`, `CommitWeights`, `RevealWeights` and `SetCommitment`.
 
 use std::net::IpAddr;
 
@@ -95,6 +95,29 @@ pub enum Call {
         /// Validator version key.
         version_key: u64,
     },
+    /// Commit to weights without showing them (commit-reveal on): the hash of
+    /// [`crate::commit_reveal::weight_hash`] over what `RevealWeights` will show.
+    CommitWeights {
+        /// Subnet.
+        netuid: u16,
+        /// BLAKE2b-256 of the SCALE-encoded (hotkey, netuid, uids, values, salt, version_key).
+        #[serde(with = "crate::commit_reveal::hex32")]
+        commit_hash: [u8; 32],
+    },
+    /// Reveal committed weights; applied as `SetWeights` once the hash matches a commit in
+    /// its reveal window.
+    RevealWeights {
+        /// Subnet.
+        netuid: u16,
+        /// Target uids.
+        uids: Vec<u16>,
+        /// Values, one per uid.
+        values: Vec<u16>,
+        /// The salt the commit was hashed with.
+        salt: Vec<u16>,
+        /// Validator version key.
+        version_key: u64,
+    },
     /// Set the signing hotkey's commitment (≤ 128 bytes).
     SetCommitment {
         /// Subnet.
@@ -127,6 +150,8 @@ impl Call {
             Call::Transfer { .. } => "transfer",
             Call::ServeAxon { .. } => "serve_axon",
             Call::SetWeights { .. } => "set_weights",
+            Call::CommitWeights { .. } => "commit_weights",
+            Call::RevealWeights { .. } => "reveal_weights",
             Call::SetCommitment { .. } => "set_commitment",
             Call::SetHyperparams { .. } => "set_hyperparams",
             Call::Faucet { .. } => "faucet",

@@ -179,7 +179,7 @@ pub struct ValidatorConfig {
     pub difficulty_min: u8,
     /// `--validator.difficulty.max`.
     pub difficulty_max: u8,
-    /// `--validator.difficulty.rule`: a or b.
+    /// `--validator.difficulty.rule`: work (default), a or b.
     pub adapt_rule: AdaptRule,
     /// `--validator.challenge.timeout`: time a miner has per challenge (the original's 30 s).
     #[serde(with = "humantime_serde")]
@@ -217,7 +217,7 @@ impl Default for ValidatorConfig {
             records_url: None,
             difficulty_min: pow::DEFAULT_DIFFICULTY_RANGE.0,
             difficulty_max: pow::DEFAULT_DIFFICULTY_RANGE.1,
-            adapt_rule: AdaptRule::B,
+            adapt_rule: AdaptRule::Work,
             challenge_timeout: Duration::from_secs(30),
             round_blocks_min: 50,
             round_blocks_max: 80,

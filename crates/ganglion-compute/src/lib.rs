@@ -17,7 +17,8 @@
 //! - [`sandbox`]: bubblewrap + cgroups + loop-mounted disk + per-allocation OpenSSH;
 //!   [`allocation`]: admission, ownership, expiry and persistence on the miner;
 //!   [`seal`]: access information sealed to the renter's X25519 key; [`renter`]: the
-//!   renter's side of allocate / deallocate / status / list.
+//!   renter's side of allocate / deallocate / status / list; [`liveness`]: the proof that an
+//!   allocation is alive (an SSH key exchange with the host key pinned at allocation time).
 //! - [`access`]: black/whitelists, stake and permit checks over the metagraph (the
 //!   original's inverted whitelist fixed).
 //! - [`miner`] and [`validator`]: the two long-running nodes; [`config`]: the TOML file and
@@ -53,7 +54,9 @@
 //!   `score` (normalised, 0–1), `weight`, `verified_share` (success rate, 0–1),
 //!   `last_failure {cause, detail}`, `speed {value: mean seconds of solved challenges, unit:
 //!   "s", context: "@d<difficulty>"}` and `details {total, attempts, difficulty,
-//!   difficulty_avg, next_difficulty, allocated, has_sandbox, is_validator}`; the node's
+//!   difficulty_avg, next_difficulty, allocated, has_sandbox (proven by this validator),
+//!   claims_sandbox (the miner's `has_docker`), gpus_claimed, gpu_claim (`verified`,
+//!   `contradicted`, `unchecked` or null), work, is_validator}`; the node's
 //!   `details {rounds, last_round_block, next_round_block}`; `weights.last_set_block`. The
 //!   same document is served at `GET http://<metrics.host>:<metrics.port>/status` and
 //!   written to `<data_dir>/status.json` after every step.
@@ -68,6 +71,7 @@ pub mod bench;
 pub mod config;
 pub mod error;
 pub mod hashcat;
+pub mod liveness;
 pub mod miner;
 pub mod pow;
 pub mod protocol;

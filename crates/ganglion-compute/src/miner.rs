@@ -41,16 +41,74 @@ pub use crate::config::default_data_dir;
 use crate::config::ComputeConfig;
 use crate::error::{ComputeError, Result};
 use crate::hashcat::{self, HashcatConfig};
-use crate::protocol::{self, Allocate, Challenge, ChallengeOutput, Specs, route};
+use crate::protocol::{self, Allocate, AllocateOutput, AllocateRequest, Challenge, ChallengeOutput, Specs, route};
 use crate::sandbox::{self, SandboxConfig, Sandboxes};
 use crate::solver::Solver;
 use crate::specs::{self, MeasureConfig};
+
+/// Post-processes the measured specs before the miner serves them. The production miner
+/// serves them as measured; the seam exists so that tools built on this library (the red
+/// team's dishonest miners, tests) can change what is served without a fork of the miner.
+pub trait SpecsSource: Send + Sync {
+    /// The document to serve, given what was measured.
+    fn specs(&self, measured: specs::Specs) -> specs::Specs;
+}
+
+/// Answers a validated `/Allocate` request. The production miner uses the sandbox
+/// allocation manager ([`Allocations`]); the seam lets tools replace the answerer.
+#[async_trait::async_trait]
+pub trait AllocateService: Send + Sync {
+    /// Serves one validated request from `caller`.
+    async fn handle(&self, caller: &PublicKey, request: AllocateRequest) -> AllocateOutput;
+}
+
+#[async_trait::async_trait]
+impl AllocateService for Allocations {
+    async fn handle(&self, caller: &PublicKey, request: AllocateRequest) -> AllocateOutput {
+        Allocations::handle(self, caller, request).await
+    }
+}
+
+/// Answers a validated challenge by `deadline` with the password. The production miner uses
+/// the built-in solver (or hashcat); the seam lets tools replace the work.
+#[async_trait::async_trait]
+pub trait ChallengeSolver: Send + Sync {
+    /// The password of `spec`, or why there is none.
+    async fn solve(&self, spec: &crate::pow::ChallengeSpec, deadline: Instant) -> Result<String>;
+}
+
+/// Parts of a miner supplied from outside ([`spawn_with`]); `Default` is the production miner.
+#[derive(Default, Clone)]
+pub struct MinerParts {
+    /// The solver (None: a new one from `[miner.solver]`). Miners given the same solver share
+    /// its threads fairly, as one machine would.
+    pub solver: Option<Arc<Solver>>,
+    /// Changes the served specs (None: served as measured).
+    pub specs: Option<Arc<dyn SpecsSource>>,
+    /// Answers `/Allocate` (None: the sandbox allocation manager).
+    pub allocate: Option<Arc<dyn AllocateService>>,
+    /// Answers `/Challenge` (None: the solver above, or hashcat when configured).
+    pub challenge: Option<Arc<dyn ChallengeSolver>>,
+}
+
+impl std::fmt::Debug for MinerParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MinerParts")
+            .field("solver", &self.solver.is_some())
+            .field("specs", &self.specs.is_some())
+            .field("allocate", &self.allocate.is_some())
+            .field("challenge", &self.challenge.is_some())
+            .finish()
+    }
+}
 
 struct MinerState {
     hotkey: PublicKey,
     solver: Arc<Solver>,
     hashcat: Option<HashcatConfig>,
     allocations: Arc<Allocations>,
+    allocate: Arc<dyn AllocateService>,
+    challenge: Option<Arc<dyn ChallengeSolver>>,
     specs: RwLock<Arc<String>>,
     metrics: Arc<Metrics>,
     timeout: Duration,
@@ -144,9 +202,10 @@ async fn challenge_route(State(state): State<Arc<MinerState>>, caller: Caller, b
     };
     let started = Instant::now();
     let deadline = started + state.timeout;
-    let outcome = match &state.hashcat {
-        Some(config) => hashcat::solve(config, &spec, deadline).await,
-        None => match state.solver.solve(&spec, deadline) {
+    let outcome = match (&state.challenge, &state.hashcat) {
+        (Some(solver), _) => solver.solve(&spec, deadline).await,
+        (None, Some(config)) => hashcat::solve(config, &spec, deadline).await,
+        (None, None) => match state.solver.solve(&spec, deadline) {
             Ok(future) => future.await.map(|solution| solution.password),
             Err(err) => Err(err),
         },
@@ -175,7 +234,7 @@ async fn allocate_route(State(state): State<Arc<MinerState>>, caller: Caller, bo
         Err(err) => return error_response(StatusCode::BAD_REQUEST, &err),
     };
     state.metrics.inc("compute_miner_allocate_requests_total", &[]);
-    request.output = state.allocations.handle(&caller.hotkey, validated).await;
+    request.output = state.allocate.handle(&caller.hotkey, validated).await;
     let active = state.allocations.active().await.len();
     state.metrics.set("compute_miner_allocations_active", &[], active as f64);
     // The request echoes back (as a bittensor synapse does), minus the renter's key material.
@@ -295,6 +354,11 @@ fn describe_metrics(metrics: &Metrics) {
 /// axon, and runs the chain task (caller table, `serve_axon`), the specs refresh and the
 /// allocation expiry in the background until `shutdown` (or [`MinerHandle::shutdown`]).
 pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain>, shutdown: Option<Shutdown>) -> Result<MinerHandle> {
+    spawn_with(config, hotkey, chain, shutdown, MinerParts::default()).await
+}
+
+/// [`spawn`] with some parts supplied from outside ([`MinerParts`]).
+pub async fn spawn_with(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain>, shutdown: Option<Shutdown>, parts: MinerParts) -> Result<MinerHandle> {
     config.validate()?;
     let miner = config.miner.clone();
     miner.validate()?;
@@ -311,7 +375,11 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
             hotkey.public(),
         )));
     };
-    let solver = Arc::new(Solver::new(&miner.solver)?);
+    let solver = match &parts.solver {
+        Some(solver) => Arc::clone(solver),
+        None => Arc::new(Solver::new(&miner.solver)?),
+    };
+    let specs_source = parts.specs.clone();
     let hashcat = miner.hashcat();
     if let Some(h) = &hashcat
         && hashcat::find_binary(&h.path).is_none()
@@ -332,7 +400,12 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
             .await
             .map_err(|err| ComputeError::Sandbox(format!("specs task failed: {err}")))??
     };
+    // Allocations are admitted against what was measured; only the served document changes.
     let machine = Machine::from_specs(&collected, sandbox_free_bytes(&miner.sandbox));
+    let collected = match &specs_source {
+        Some(source) => source.specs(collected),
+        None => collected,
+    };
     let allocations = Allocations::open(Arc::clone(&sandboxes), data_dir.join(format!("allocations-{netuid}-{}.json", hotkey.public().to_ss58())), machine).await?;
     let axon = Axon::bind(
         &config.axon,
@@ -348,6 +421,8 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
         solver: Arc::clone(&solver),
         hashcat: hashcat.clone(),
         allocations: Arc::clone(&allocations),
+        allocate: parts.allocate.clone().unwrap_or_else(|| Arc::clone(&allocations) as Arc<dyn AllocateService>),
+        challenge: parts.challenge.clone(),
         specs: RwLock::new(Arc::new(serde_json::to_string(&collected)?)),
         metrics: Arc::clone(&metrics),
         timeout: miner.challenge_timeout,
@@ -410,13 +485,17 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
         expiry.run_expiry(Duration::from_secs(1), async move { stop.wait().await }).await;
     }));
     let refresh = {
-        let (miner, state, sandboxes, mut stop) = (miner.clone(), Arc::clone(&state), Arc::clone(&sandboxes), token.clone());
+        let (miner, state, sandboxes, mut stop, specs_source) = (miner.clone(), Arc::clone(&state), Arc::clone(&sandboxes), token.clone(), specs_source.clone());
         async move {
             let every = miner.specs_refresh.max(Duration::from_secs(60));
             while !stop.sleep(every).await {
                 let (dir, m, s, solver) = (data_dir.clone(), miner.clone(), Arc::clone(&sandboxes), Arc::clone(&state.solver));
                 if let Ok(Ok(fresh)) = tokio::task::spawn_blocking(move || collect_specs(&dir, &m, &s, &solver)).await {
                     state.allocations.set_machine(Machine::from_specs(&fresh, sandbox_free_bytes(&miner.sandbox)));
+                    let fresh = match &specs_source {
+                        Some(source) => source.specs(fresh),
+                        None => fresh,
+                    };
                     if let Ok(text) = serde_json::to_string(&fresh) {
                         match state.specs.write() {
                             Ok(mut guard) => *guard = Arc::new(text),

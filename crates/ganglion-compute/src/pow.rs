@@ -7,10 +7,12 @@
 //! search space is 10^difficulty. Unlike the original (Python's `random`), every draw comes
 //! from the operating system's CSPRNG.
 //!
-//! Difficulty adaptation follows version B by default ([`AdaptRule::B`]): starting from
-//! `ceil(mean difficulty of the last 20 successes)`, once a miner has more than 4 successes
-//! in the window, a failure rate over the last 20 below 10 % adds 2, below 20 % adds 1 and
-//! above 25 % removes 1; the result is clamped to the configured range.
+//! Difficulty adaptation: version B ([`AdaptRule::B`]) starts from
+//! `ceil(mean difficulty of the last 20 successes)`, and once a miner has more than 4
+//! successes in the window, a failure rate over the last 20 below 10 % adds 2, below 20 %
+//! adds 1 and above 25 % removes 1. The default is [`AdaptRule::Work`], which keeps the
+//! keyspace at or above what the miner searches by the deadline (the scoring's work
+//! estimate needs it; see the rule). Results are clamped to the configured range.
 
 use rand::seq::SliceRandom;
 use rand::{CryptoRng, Rng, RngCore};
@@ -128,7 +130,23 @@ pub struct ChallengeStats {
     pub last20_failed: u32,
     /// Mean difficulty of the newest 20 successes (0 when none).
     pub last20_difficulty_avg: f64,
+    /// Difficulty of the newest challenge (0 when none).
+    #[serde(default)]
+    pub last_difficulty: u8,
+    /// Among the newest [`WORK_RULE_SAMPLES`] challenges at `last_difficulty`: how many.
+    #[serde(default)]
+    pub at_last_attempts: u32,
+    /// … and how many of them were solved.
+    #[serde(default)]
+    pub at_last_successes: u32,
+    /// Whether the newest challenge was solved within a quarter of the timeout (set by the
+    /// validator, which knows the timeout; [`AdaptRule::Work`] climbs at once then).
+    #[serde(default)]
+    pub newest_solved_fast: bool,
 }
+
+/// How many of the newest challenges at the current difficulty rule [`AdaptRule::Work`] reads.
+pub const WORK_RULE_SAMPLES: usize = 10;
 
 impl ChallengeStats {
     /// Statistics of `newest_first` (only the newest [`STATS_WINDOW`] count).
@@ -147,7 +165,13 @@ impl ChallengeStats {
         } else {
             recent_successes.iter().map(|o| f64::from(o.difficulty)).sum::<f64>() / recent_successes.len() as f64
         };
+        let last_difficulty = window.first().map_or(0, |o| o.difficulty);
+        let at_last: Vec<&Outcome> = window.iter().filter(|o| o.difficulty == last_difficulty).take(WORK_RULE_SAMPLES).collect();
         ChallengeStats {
+            last_difficulty,
+            at_last_attempts: at_last.len() as u32,
+            at_last_successes: at_last.iter().filter(|o| o.success).count() as u32,
+            newest_solved_fast: false,
             attempts: window.len() as u32,
             successes: successes.len() as u32,
             mean_success_elapsed_s,
@@ -163,10 +187,22 @@ impl ChallengeStats {
 pub enum AdaptRule {
     /// v1.4.0: with at least 20 successes, ≤ 1 failure in the last 20 adds 1, > 2 removes 1.
     A,
-    /// v1.5.3 (default): with more than 4 successes, failure rate < 10 % adds 2, < 20 % adds 1,
+    /// v1.5.3: with more than 4 successes, failure rate < 10 % adds 2, < 20 % adds 1,
     /// > 25 % removes 1.
-    #[default]
     B,
+    /// The default (issue 12): keep the keyspace at or above what the miner can search by the
+    /// deadline. From the newest challenge's difficulty, with at least 4 of the newest 10
+    /// challenges at it: ≥ 90 % solved adds 1, and so does a newest challenge solved within a
+    /// quarter of the timeout (a ten times larger keyspace likely still fits: new miners
+    /// climb in a round per level); none solved of at least 6 removes 1. The
+    /// score's work estimate (`10^d` per solve) is unbiased only while `10^d` is at least
+    /// the hashes the miner does by the deadline; below that it is capped at `10^d`, and a
+    /// machine split across hotkeys would be capped less (each part fills its own
+    /// keyspace). B drops a miner a level as soon as a quarter of its challenges fail, i.e.
+    /// into the capped regime; this rule stays while any meaningful share is solved and
+    /// steps down only when solves vanish (where the cap costs less than a tenth).
+    #[default]
+    Work,
 }
 
 /// The difficulty of the next challenge for a miner with these statistics, in `[min, max]`.
@@ -194,6 +230,21 @@ pub fn next_difficulty(stats: &ChallengeStats, rule: AdaptRule, min: u8, max: u8
             } else {
                 0
             }
+        }
+        AdaptRule::Work => {
+            if stats.attempts == 0 {
+                return min;
+            }
+            let current = i32::from(stats.last_difficulty);
+            let (n, solved) = (stats.at_last_attempts, stats.at_last_successes);
+            let step = if stats.newest_solved_fast || (n >= 4 && f64::from(solved) >= 0.9 * f64::from(n)) {
+                1
+            } else if n >= 6 && solved == 0 {
+                -1
+            } else {
+                0
+            };
+            return (current + step).clamp(i32::from(min), i32::from(max)) as u8;
         }
         _ => 0,
     };

@@ -258,8 +258,11 @@ pub async fn allocate(client: &PeerClient, chain: &dyn Chain, records: &Records,
             ended_at_ms: None,
             status: "active".into(),
             resources: serde_json::to_value(&order.requirement)?,
+            // The pinned host key is public; the validator proves the allocation alive with it
+            // (an SSH key exchange signed by this key, see `liveness`).
             access: serde_json::json!({
                 "host": granted.host, "port": granted.port, "user": granted.user,
+                "host_key": granted.host_key,
                 "host_key_fingerprint": granted.host_key_fingerprint,
             }),
         };

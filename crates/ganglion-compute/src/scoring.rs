@@ -18,6 +18,31 @@
 //! Both normalise by the largest possible score, `100·(w_s + w_d + w_t) + 100·w_a` (290 for
 //! A, 251 for B, as in the original).
 //!
+//! # Integrity changes to the original (issue 12)
+//! - **Work, not just quality.** The formula above is a per-miner *quality* in [0, 1] that
+//!   does not grow with the amount of work: N hotkeys sharing one solver each sit a little
+//!   lower in difficulty and each score nearly what the whole machine would, so splitting
+//!   paid about N times. The weight is therefore `quality × work / max work`, with
+//!   [`work_per_challenge`]: the mean over the window of `10^d` for each solved challenge
+//!   (0 for a failure). For a password drawn uniformly from `10^d` candidates, a miner that
+//!   tries `h ≤ 10^d` of them solves with probability `h/10^d`, so `E[10^d · solved] = h`
+//!   whatever the search order: the estimate is the expected number of hashes done within
+//!   the deadline (capped at the keyspace). The validator sends a round's challenges
+//!   together with one common deadline, so the hashes a machine can do for all its
+//!   hotkeys together are bounded by its rate × the deadline; split across N hotkeys the
+//!   works add up to at most the whole machine's (serving them one after the other does not
+//!   help), and each part's quality is lower (a lower difficulty). Above `10^max_difficulty`
+//!   candidates per deadline the estimate saturates (documented limitation: such a machine
+//!   can split without loss).
+//! - **`has_docker` pays only when proven.** B halves the score without a sandbox; the
+//!   original took the miner's `has_docker` flag for it, so claiming it doubled the score for
+//!   free. `ScoreInput::has_sandbox` is now set by the validator only for a miner whose
+//!   sandbox it has proven alive itself (one of its own reservations answered the SSH
+//!   host-key proof, see [`crate::liveness`]) in the last day; the claim is still stored (it
+//!   tells renters whom to ask) but never raises the score. A probe of every miner's sandbox
+//!   would need a reservation per miner per round, which costs the miners their machine.
+//! - **Allocations pay only when proven** (see [`crate::validator`]).
+//!
 //! # The README's examples
 //! The README gives 264.6 (allocated, 95 % success, difficulty 7, 4.6 s, 2.6 % failures) and
 //! 193.7 (not allocated, 92 %, difficulty 9, 16 s, 3.1 %). No published commit produces
@@ -142,9 +167,11 @@ pub struct ScoreInput {
     pub mean_elapsed_s: f64,
     /// Failures in the last 20, as a fraction (0–1).
     pub fail_rate: f64,
-    /// Whether the miner is allocated (by a reservation this validator knows).
+    /// Whether the miner is allocated (by a reservation of this validator's, proven alive
+    /// this round).
     pub allocated: bool,
-    /// Whether the miner reports a working sandbox (B halves the score without).
+    /// Whether the validator has proven the miner's sandbox working (B halves the score
+    /// without); never the miner's own claim.
     pub has_sandbox: bool,
 }
 
@@ -239,6 +266,27 @@ pub fn score(config: &ScoringConfig, input: &ScoreInput) -> Components {
         total,
         normalised: if max_total > 0.0 { (total / max_total).clamp(0.0, 1.0) } else { 0.0 },
     }
+}
+
+/// The expected hashes per challenge a miner did within the deadline: the mean over
+/// `newest_first`'s window ([`crate::pow::STATS_WINDOW`]) of `10^difficulty` for a solved
+/// challenge and 0 for a failed one (see the module documentation for why this is an
+/// unbiased, split-proof estimate).
+pub fn work_per_challenge(newest_first: &[crate::pow::Outcome]) -> f64 {
+    let window = &newest_first[..newest_first.len().min(crate::pow::STATS_WINDOW)];
+    if window.is_empty() {
+        return 0.0;
+    }
+    let solved: f64 = window.iter().filter(|o| o.success).map(|o| 10f64.powi(i32::from(o.difficulty))).sum();
+    solved / window.len() as f64
+}
+
+/// The weight-rule score of one miner: `quality × work / max_work` (0 when nobody worked).
+pub fn combine(quality: f64, work: f64, max_work: f64) -> f64 {
+    if max_work <= 0.0 || !quality.is_finite() || !work.is_finite() {
+        return 0.0;
+    }
+    (quality.clamp(0.0, 1.0) * (work / max_work).clamp(0.0, 1.0)).clamp(0.0, 1.0)
 }
 
 /// One uid's score with what the weight rules need.

@@ -12,6 +12,9 @@
 //!
 //! Specs are self-reported, as in every version of the original; validators store them for
 //! renters and the allocation path checks requests against the miner's own live numbers.
+//! What a validator can check, it checks ([`GpuProbe`]): a GPU claim must be backed by a
+//! GPU-class BLAKE2b rate on the validator's own challenges. What it cannot check (CPU
+//! model, RAM, disk, `has_docker`) never raises a score (see `scoring`).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -400,9 +403,79 @@ pub fn container_runtimes() -> Vec<String> {
     found
 }
 
+/// The slowest BLAKE2b-512 rate (hashes per second, per GPU) a GPU claim is held to. It is
+/// deliberately low: hashcat's mode 610 runs at several GH/s on current NVIDIA cards and
+/// around 1 GH/s on ten-year-old ones, while a CPU core does tens of MH/s (this crate's
+/// AVX-512 kernel about 30 MH/s per core). A miner whose GPUs solve challenges (hashcat)
+/// clears it many times over; one whose GPUs do not solve is not using them for the work
+/// it is paid for and gets no credit for them.
+pub const GPU_FLOOR_HASHES_PER_S: f64 = 500e6;
+/// Seconds a GPU at the floor needs to search a probe's whole keyspace (at most).
+pub const GPU_PROBE_BUDGET_S: f64 = 2.0;
+/// Allowance for the network and scheduling on top of twice the floor's search time.
+pub const GPU_PROBE_SLACK_S: f64 = 1.5;
+/// How many of a miner's newest probes the verdict looks at.
+pub const GPU_PROBE_WINDOW: usize = 4;
+
+/// A challenge that checks a GPU claim: at the claimed GPUs' floor rate its whole keyspace is
+/// searched within [`GPU_PROBE_BUDGET_S`], so a solver of that class answers well within the
+/// deadline whatever the password; a CPU-class solver needs 10–100× longer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpuProbe {
+    /// Difficulty of the probe (the largest whose keyspace fits the budget).
+    pub difficulty: u8,
+    /// Answer deadline: twice the floor's exhaustive search time plus the slack.
+    pub deadline: Duration,
+}
+
+impl GpuProbe {
+    /// The probe for a claim of `gpus` GPUs (None for no GPU), deadline at most `timeout`.
+    pub fn for_claim(gpus: u32, timeout: Duration) -> Option<GpuProbe> {
+        if gpus == 0 {
+            return None;
+        }
+        let budget = f64::from(gpus.min(64)) * GPU_FLOOR_HASHES_PER_S * GPU_PROBE_BUDGET_S;
+        let difficulty = (crate::pow::MIN_DIFFICULTY..=crate::pow::MAX_DIFFICULTY).rev().find(|d| 10f64.powi(i32::from(*d)) <= budget)?;
+        let exhaustive = 10f64.powi(i32::from(difficulty)) / (f64::from(gpus.min(64)) * GPU_FLOOR_HASHES_PER_S);
+        let deadline = Duration::from_secs_f64(2.0 * exhaustive + GPU_PROBE_SLACK_S).min(timeout);
+        Some(GpuProbe { difficulty, deadline })
+    }
+}
+
+/// The verdict on a GPU claim from its newest probes (true: passed): None before any probe
+/// (the claim is unchecked), otherwise whether more than half of the newest
+/// [`GPU_PROBE_WINDOW`] passed. A real GPU at the floor fails a probe only when the network
+/// or the machine stalls for seconds, so a majority rule tolerates one bad probe.
+pub fn gpu_claim_verdict(newest_first: &[bool]) -> Option<bool> {
+    let window = &newest_first[..newest_first.len().min(GPU_PROBE_WINDOW)];
+    if window.is_empty() {
+        return None;
+    }
+    let passed = window.iter().filter(|p| **p).count();
+    Some(passed * 2 > window.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_probes_fit_a_gpu_and_not_a_cpu() {
+        assert_eq!(GpuProbe::for_claim(0, Duration::from_secs(30)), None);
+        let one = GpuProbe::for_claim(1, Duration::from_secs(30)).unwrap_or_else(|| panic!("a probe"));
+        assert_eq!(one.difficulty, 9);
+        assert!((one.deadline.as_secs_f64() - 5.5).abs() < 1e-9, "{one:?}");
+        // A 30 MH/s CPU needs 33 s for the whole keyspace: it answers by the deadline with
+        // probability 5.5 / 33 < 17 %.
+        assert!(5.5 * 30e6 / 1e9 < 0.17);
+        let many = GpuProbe::for_claim(8, Duration::from_secs(30)).unwrap_or_else(|| panic!("a probe"));
+        assert_eq!(many.difficulty, 9);
+        assert_eq!(GpuProbe::for_claim(1, Duration::from_secs(2)).map(|p| p.deadline), Some(Duration::from_secs(2)));
+        assert_eq!(gpu_claim_verdict(&[]), None);
+        assert_eq!(gpu_claim_verdict(&[false]), Some(false));
+        assert_eq!(gpu_claim_verdict(&[true, false]), Some(false), "half is not a majority");
+        assert_eq!(gpu_claim_verdict(&[true, true, false, true, false, false]), Some(true), "only the newest four count");
+    }
 
     #[test]
     fn parses_cpuinfo_meminfo_and_nvidia_smi() {

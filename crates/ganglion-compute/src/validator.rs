@@ -20,11 +20,33 @@
 //! a local network runs every miner on 127.0.0.1; loopback axons are exempt), the rest is
 //! L1-normalised.
 //!
-//! Allocated miners are the ones with an active reservation in this validator's records
-//! store (made by `ganglion compute allocate`); they are not challenged and get the
-//! allocation score. Reservations past their end are marked `expired` there. When the
-//! renter is this validator's own hotkey, each round also asks the miner whether the
-//! sandbox still runs and marks the reservation `ended` if not.
+//! Allocated miners are the ones with an active reservation *made by this validator's own
+//! hotkey* (`ganglion compute allocate` with the validator's wallet) that is **proven alive
+//! this round**: the validator connects to the sandbox's SSH server at the address the miner
+//! gave and has it sign a fresh key exchange with the host key pinned at reservation time
+//! ([`crate::liveness`]). Proven ones are not challenged and get the allocation score (times
+//! their work estimate, see [`crate::scoring`]); an own reservation that cannot be proven
+//! counts as a failed challenge with the proof's cause (`allocation_unreachable`,
+//! `allocation_wrong_host_key`, …), so a claimed allocation without a live sandbox scores
+//! like a miner that fails its challenges. Two reservations pinning the same host key count
+//! once, and the SSH host must be the miner's own axon address.
+//!
+//! Reservations by other renters (rows in a shared records store) are **not paid**: the
+//! validator cannot tell a real third-party rental from a miner renting itself or a
+//! colluding renter writing a row, so those miners are challenged like everyone else and
+//! earn what their work earns. Reservations past their end are marked `expired`; for its own
+//! reservations each round also asks the miner whether the sandbox still runs and marks the
+//! reservation `ended` if the miner no longer has it.
+//!
+//! Specs are checked where the validator can check them: a miner whose specs claim GPUs gets
+//! a GPU probe ([`crate::specs::GpuProbe`]) instead of its regular challenge on its first
+//! rounds and every third round after; it is paid nothing until a probe checks the claim and
+//! nothing while most of its newest probes fail (cause `false_specs`). `has_docker` is only
+//! recorded: version B's sandbox factor uses sandboxes this validator proved itself.
+//!
+//! Every challenge of a round goes out at once with one common deadline (the round's start
+//! plus the timeout), so one machine behind several hotkeys shares one deadline's worth of
+//! hashing among them (see `scoring`'s work estimate).
 //!
 //! The challenge history lives in the records store (committed after every round, read back
 //! per miner on first use), so a restarted validator resumes with the same history and
@@ -63,12 +85,23 @@ use rand::Rng;
 pub use crate::config::ValidatorConfig;
 use crate::config::ComputeConfig;
 use crate::error::{ComputeError, Result};
-use crate::pow::{self, ChallengeStats, Outcome, STATS_WINDOW};
+use crate::liveness::{self, LivenessFailure};
+use crate::pow::{self, ChallengeStats, ChallengeSpec, Outcome, STATS_WINDOW};
+use crate::specs::{GpuProbe, gpu_claim_verdict};
 use crate::protocol::{Allocate, Challenge, Specs, route};
 use crate::scoring::{self, Components, ScoreInput, UidScore};
 
 /// How long a miner has to send its specs (it serves a cached document).
 const SPECS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the SSH key exchange of an allocation's liveness proof may take.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a proven sandbox counts for version B's sandbox factor.
+const SANDBOX_PROOF_TTL: Duration = Duration::from_secs(86_400);
+
+/// A GPU claim is probed on the first rounds after it is made and then every this many rounds.
+const GPU_PROBE_EVERY_ROUNDS: u64 = 3;
 
 /// For this long after the validator first holds its permit, a miner's refusal for lack of
 /// a permit or registration is not held against the miner: miners learn of permits when
@@ -106,6 +139,35 @@ struct LastChallenge {
     detail: String,
 }
 
+/// What a miner's specs claim (recorded; checked where the validator can).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Claims {
+    /// `has_docker`.
+    has_docker: bool,
+    /// `gpu.count` (at most 64).
+    gpus: u32,
+}
+
+/// The GPU probes of one claim.
+#[derive(Debug, Clone, Default)]
+struct GpuProbes {
+    /// The claim probed (a new claim starts over).
+    gpus: u32,
+    /// Passed, newest first.
+    results: VecDeque<bool>,
+    /// Round of the last probe.
+    last_round: Option<u64>,
+    /// What the last probe showed.
+    detail: String,
+}
+
+/// A challenge of a round: the regular one, or a probe of a GPU claim.
+#[derive(Debug, Clone)]
+enum Plan {
+    Regular(ChallengeSpec),
+    Probe(ChallengeSpec, GpuProbe, u32),
+}
+
 /// One uid as the last scoring saw it (status rows).
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
@@ -117,6 +179,10 @@ struct Row {
     next_difficulty: u8,
     allocated: bool,
     has_sandbox: bool,
+    claims: Claims,
+    gpu_claim: Option<&'static str>,
+    work: f64,
+    rejection: Option<Failure>,
     is_validator: bool,
 }
 
@@ -131,7 +197,12 @@ pub struct ComputeValidator {
     metrics: Arc<Metrics>,
     history: HashMap<String, VecDeque<Outcome>>,
     last: HashMap<String, LastChallenge>,
-    has_sandbox: HashMap<String, bool>,
+    /// What each miner's specs claim.
+    claims: HashMap<String, Claims>,
+    /// GPU probes per miner.
+    gpu_probes: HashMap<String, GpuProbes>,
+    /// When a sandbox of the miner was last proven alive (one of our reservations).
+    sandbox_proven: HashMap<String, Instant>,
     /// Hotkeys that sent their specs since the last full refresh: the others (new, or
     /// unreachable so far) are asked every round.
     specs_received: HashSet<String>,
@@ -155,6 +226,7 @@ fn describe_metrics(metrics: &Metrics) {
     metrics.counter("compute_validator_challenges_total", "Challenges sent, by outcome (solved or failed).");
     metrics.histogram("compute_validator_challenge_seconds", "Round trip of challenges as the validator measures it, by outcome.", LATENCY_BUCKETS);
     metrics.gauge("compute_validator_rounds", "Rounds run.");
+    metrics.counter("compute_validator_gpu_probes_total", "GPU-claim probes, by outcome (passed or failed).");
 }
 
 impl ComputeValidator {
@@ -179,7 +251,9 @@ impl ComputeValidator {
             metrics,
             history: HashMap::new(),
             last: HashMap::new(),
-            has_sandbox: HashMap::new(),
+            claims: HashMap::new(),
+            gpu_probes: HashMap::new(),
+            sandbox_proven: HashMap::new(),
             specs_received: HashSet::new(),
             rounds: 0,
             last_round_block: None,
@@ -233,31 +307,125 @@ impl ComputeValidator {
 
     fn stats(&self, hotkey: &str) -> ChallengeStats {
         let outcomes: Vec<Outcome> = self.history.get(hotkey).map(|h| h.iter().copied().collect()).unwrap_or_default();
-        ChallengeStats::from_outcomes(&outcomes)
+        let mut stats = ChallengeStats::from_outcomes(&outcomes);
+        let quarter = self.config.challenge_timeout.as_secs_f64() / 4.0;
+        stats.newest_solved_fast = outcomes.first().is_some_and(|o| o.success && o.elapsed_s < quarter);
+        stats
     }
 
-    /// Active reservations in the records store (marking ended ones), by miner hotkey.
-    async fn allocated(&self) -> HashSet<String> {
+    /// This validator's own active reservations (marking expired ones), each checked with
+    /// the liveness proof: the hotkeys proven alive, and the failures of the others.
+    async fn prove_allocations(&mut self, metagraph: &Metagraph) -> (HashSet<String>, Vec<(NeuronInfo, LivenessFailure)>) {
         let rows = match self.records.allocations(self.netuid).await {
             Ok(rows) => rows,
             Err(err) => {
                 tracing::warn!(target: "compute::validator", %err, "cannot read allocations");
-                return HashSet::new();
+                return (HashSet::new(), Vec::new());
             }
         };
         let now = now_ms();
-        let mut active = HashSet::new();
+        let me = self.hotkey.public().to_ss58();
+        let mut active = Vec::new();
         for row in rows.into_iter().filter(|r| r.status == "active") {
             if row.expires_at_ms <= now {
                 let expired = AllocationRecord { status: "expired".into(), ended_at_ms: Some(row.expires_at_ms), ..row };
                 if let Err(err) = self.records.upsert_allocation(&expired).await {
                     tracing::warn!(target: "compute::validator", %err, "cannot mark an allocation expired");
                 }
+            } else if row.renter != me {
+                tracing::debug!(target: "compute::validator", miner = %row.miner_hotkey, renter = %row.renter, "a third-party reservation is not paid (it cannot be told from a self-rental)");
             } else {
-                active.insert(row.miner_hotkey.clone());
+                active.push(row);
             }
         }
-        active
+        active.sort_by_key(|r| r.created_at_ms);
+        let mut pinned = HashSet::new();
+        let mut checks = Vec::new();
+        for row in active {
+            let Some(neuron) = row.miner_hotkey.parse().ok().and_then(|hk| metagraph.by_hotkey(&hk)).cloned() else { continue };
+            let access = &row.access;
+            let pin = access.get("host_key").and_then(serde_json::Value::as_str).map(str::to_string);
+            let host = access.get("host").and_then(serde_json::Value::as_str).map(str::to_string);
+            let port = access.get("port").and_then(serde_json::Value::as_u64).and_then(|p| u16::try_from(p).ok());
+            let plan = match (pin, host, port) {
+                (Some(pin), Some(host), Some(port)) => {
+                    let axon_ip = neuron.axon.as_ref().map(|a| a.ip);
+                    let wrong_host = match (host.parse::<std::net::IpAddr>(), axon_ip) {
+                        (Ok(ip), Some(axon)) => ip != axon && !(ip.is_loopback() && axon.is_loopback()),
+                        _ => false,
+                    };
+                    if wrong_host {
+                        Err(LivenessFailure::WrongHost { host, axon: axon_ip.map(|ip| ip.to_string()).unwrap_or_default() })
+                    } else if !pinned.insert(pin.clone()) {
+                        Err(LivenessFailure::Duplicate)
+                    } else {
+                        Ok((host, port, pin))
+                    }
+                }
+                _ => Err(LivenessFailure::NoPin(format!("reservation {} has no host key, host or port in its access record", row.id))),
+            };
+            checks.push((neuron, plan));
+        }
+        let results = futures::future::join_all(checks.into_iter().map(|(neuron, plan)| async move {
+            let result = match plan {
+                Ok((host, port, pin)) => liveness::prove(&host, port, &pin, LIVENESS_TIMEOUT).await,
+                Err(failure) => Err(failure),
+            };
+            (neuron, result)
+        }))
+        .await;
+        let mut proven = HashSet::new();
+        let mut failed = Vec::new();
+        for (neuron, result) in results {
+            let hotkey = neuron.hotkey.to_ss58();
+            match result {
+                Ok(()) => {
+                    self.sandbox_proven.insert(hotkey.clone(), Instant::now());
+                    proven.insert(hotkey);
+                }
+                Err(failure) => {
+                    tracing::info!(target: "compute::validator", uid = neuron.uid, cause = failure.cause(), %failure, "allocation not proven alive");
+                    failed.push((neuron, failure));
+                }
+            }
+        }
+        // A miner with one proven reservation is allocated even if another one failed.
+        failed.retain(|(n, _)| !proven.contains(&n.hotkey.to_ss58()));
+        for (neuron, _) in &failed {
+            self.sandbox_proven.remove(&neuron.hotkey.to_ss58());
+        }
+        (proven, failed)
+    }
+
+    /// Own reservations that could not be proven alive count as failed challenges (history,
+    /// status and records, with the proof's cause).
+    async fn record_unproven(&mut self, unproven: &[(NeuronInfo, LivenessFailure)]) -> Vec<ChallengeRecord> {
+        let mut records = Vec::new();
+        for (neuron, failure) in unproven {
+            let hotkey = neuron.hotkey.to_ss58();
+            self.load_history(&hotkey).await;
+            let difficulty = pow::next_difficulty(&self.stats(&hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
+            let elapsed_s = self.config.challenge_timeout.as_secs_f64();
+            let history = self.history.entry(hotkey.clone()).or_default();
+            history.push_front(Outcome { success: false, difficulty, elapsed_s });
+            history.truncate(STATS_WINDOW);
+            let cause = failure.cause().to_string();
+            self.last.insert(hotkey.clone(), LastChallenge { success: false, difficulty, cause: Some(cause.clone()), detail: failure.to_string() });
+            self.metrics.inc("compute_validator_challenges_total", &[("outcome", "failed")]);
+            records.push(ChallengeRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                created_at_ms: now_ms(),
+                netuid: self.netuid,
+                validator_hotkey: self.hotkey.public().to_ss58(),
+                miner_uid: neuron.uid,
+                miner_hotkey: hotkey,
+                success: false,
+                elapsed_ms: elapsed_s * 1000.0,
+                difficulty,
+                cause: Some(cause),
+            });
+        }
+        records
     }
 
     /// For reservations this validator made itself: ask the miner whether it still runs.
@@ -309,7 +477,11 @@ impl ComputeValidator {
             let parsed = result.map_err(ComputeError::from).and_then(|specs| serde_json::from_str::<serde_json::Value>(&specs.specs_output).map_err(ComputeError::from));
             match parsed {
                 Ok(specs) if specs.is_object() => {
-                    self.has_sandbox.insert(hotkey.clone(), specs.get("has_docker").and_then(serde_json::Value::as_bool).unwrap_or(false));
+                    let claims = Claims {
+                        has_docker: specs.get("has_docker").and_then(serde_json::Value::as_bool).unwrap_or(false),
+                        gpus: specs.pointer("/gpu/count").and_then(serde_json::Value::as_u64).map_or(0, |n| n.min(64) as u32),
+                    };
+                    self.claims.insert(hotkey.clone(), claims);
                     let row = SpecsRecord { netuid, miner_uid: neuron.uid, miner_hotkey: hotkey, updated_at_ms: now_ms(), specs };
                     if let Err(err) = self.records.upsert_specs(&row).await {
                         tracing::warn!(target: "compute::validator", %err, "cannot store specs");
@@ -326,35 +498,60 @@ impl ComputeValidator {
         }
     }
 
-    /// Challenges `targets`; with `in_grace`, refusals for the validator's standing are
-    /// dropped instead of recorded (see [`PERMIT_GRACE`]). When `shutdown` fires, answers
-    /// still outstanding are dropped (neither success nor failure) and the rest returned.
-    async fn challenge_all(&mut self, targets: &[NeuronInfo], in_grace: bool, shutdown: &Shutdown) -> Vec<ChallengeRecord> {
+    /// Whether a miner's GPU claim is due for a probe this round (and which probe).
+    fn gpu_probe_due(&mut self, hotkey: &str) -> Option<(GpuProbe, u32)> {
+        let gpus = self.claims.get(hotkey).map_or(0, |c| c.gpus);
+        let probe = GpuProbe::for_claim(gpus, self.config.challenge_timeout)?;
+        let probes = self.gpu_probes.entry(hotkey.to_string()).or_default();
+        if probes.gpus != gpus {
+            *probes = GpuProbes { gpus, ..GpuProbes::default() };
+        }
+        let due = probes.results.len() < 2 || probes.last_round.is_none_or(|r| self.rounds >= r + GPU_PROBE_EVERY_ROUNDS);
+        due.then_some((probe, gpus))
+    }
+
+    /// Challenges `targets`, every challenge at once with the deadline `round_started` +
+    /// the timeout (a miner claiming GPUs may get a GPU probe instead, with the probe's own
+    /// deadline); with `in_grace`, refusals for the validator's standing are dropped instead
+    /// of recorded (see [`PERMIT_GRACE`]). When `shutdown` fires, answers still outstanding
+    /// are dropped (neither success nor failure) and the rest returned.
+    async fn challenge_all(&mut self, targets: &[NeuronInfo], in_grace: bool, shutdown: &Shutdown, round_started: Instant) -> Vec<ChallengeRecord> {
         let mut plans = Vec::new();
         for neuron in targets {
             let hotkey = neuron.hotkey.to_ss58();
             self.load_history(&hotkey).await;
-            let difficulty = pow::next_difficulty(&self.stats(&hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
-            let (spec, _password) = pow::generate(difficulty, &mut rand::rngs::OsRng);
-            plans.push((neuron.clone(), spec));
+            let plan = match self.gpu_probe_due(&hotkey) {
+                Some((probe, gpus)) => Plan::Probe(pow::generate(probe.difficulty, &mut rand::rngs::OsRng).0, probe, gpus),
+                None => {
+                    let difficulty = pow::next_difficulty(&self.stats(&hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
+                    Plan::Regular(pow::generate(difficulty, &mut rand::rngs::OsRng).0)
+                }
+            };
+            plans.push((neuron.clone(), plan));
         }
         let client = self.client.clone();
-        let timeout = self.config.challenge_timeout;
+        // One second of grace for the network on top of the miner's budget, counted from the
+        // start of the round for every miner alike.
+        let deadline = round_started + self.config.challenge_timeout + Duration::from_secs(1);
         let netuid = self.netuid;
         let me = self.hotkey.public().to_ss58();
         let mut stop = shutdown.clone();
-        let results: Vec<(ChallengeRecord, String)> = futures::stream::iter(plans)
-            .map(|(neuron, spec)| {
+        let results: Vec<(ChallengeRecord, String, Option<(GpuProbe, u32)>)> = futures::stream::iter(plans)
+            .map(|(neuron, plan)| {
                 let client = client.clone();
                 let me = me.clone();
                 async move {
                     let created_at_ms = now_ms();
                     let started = Instant::now();
+                    let (spec, limit, probe) = match plan {
+                        Plan::Regular(spec) => (spec, deadline.saturating_duration_since(started), None),
+                        Plan::Probe(spec, probe, gpus) => (spec, probe.deadline, Some((probe, gpus))),
+                    };
                     let request = Challenge::from_spec(&spec);
                     let outcome = match &neuron.axon {
-                        // One second of grace for the network on top of the miner's budget.
+                        Some(_) if limit.is_zero() => Err(PeerFailure::Timeout { deadline: ganglion_neuron::peer::Deadline::Total, limit_ms: 0 }),
                         Some(axon) => client
-                            .call::<_, Challenge>(&axon_url(axon), &neuron.hotkey, route::CHALLENGE, &request, timeout + Duration::from_secs(1))
+                            .call::<_, Challenge>(&axon_url(axon), &neuron.hotkey, route::CHALLENGE, &request, limit)
                             .await
                             .map(|r| r.body.output),
                         None => Err(PeerFailure::NoAxon),
@@ -386,7 +583,7 @@ impl ComputeValidator {
                         difficulty: spec.difficulty,
                         cause,
                     };
-                    Some((record, detail))
+                    Some((record, detail, probe))
                 }
             })
             .buffer_unordered(self.config.batch_size)
@@ -395,7 +592,32 @@ impl ComputeValidator {
             .collect()
             .await;
         let mut records = Vec::with_capacity(results.len());
-        for (record, detail) in results {
+        for (record, detail, probe) in results {
+            if let Some((probe, gpus)) = probe {
+                // A probe checks the claim; it is not part of the challenge history.
+                let seconds = record.elapsed_ms / 1000.0;
+                let detail = if record.success {
+                    format!("solved a 10^{}-candidate GPU probe in {seconds:.2} s", probe.difficulty)
+                } else {
+                    format!(
+                        "claims {gpus} GPU(s) but did not solve a 10^{}-candidate probe within {:.1} s (GPUs at ≥ {:.0} MH/s search all of it in {:.1} s): {} {}",
+                        probe.difficulty,
+                        probe.deadline.as_secs_f64(),
+                        crate::specs::GPU_FLOOR_HASHES_PER_S / 1e6,
+                        10f64.powi(i32::from(probe.difficulty)) / (f64::from(gpus) * crate::specs::GPU_FLOOR_HASHES_PER_S),
+                        record.cause.as_deref().unwrap_or("failed"),
+                        detail,
+                    )
+                };
+                let rounds = self.rounds;
+                let probes = self.gpu_probes.entry(record.miner_hotkey.clone()).or_default();
+                probes.results.push_front(record.success);
+                probes.results.truncate(crate::specs::GPU_PROBE_WINDOW);
+                probes.last_round = Some(rounds);
+                probes.detail = detail;
+                self.metrics.inc("compute_validator_gpu_probes_total", &[("outcome", if record.success { "passed" } else { "failed" })]);
+                continue;
+            }
             let history = self.history.entry(record.miner_hotkey.clone()).or_default();
             history.push_front(Outcome { success: record.success, difficulty: record.difficulty, elapsed_s: record.elapsed_ms / 1000.0 });
             history.truncate(STATS_WINDOW);
@@ -408,49 +630,94 @@ impl ComputeValidator {
         records
     }
 
+    /// Why a miner's claims withhold its pay, if they do: an unchecked or contradicted GPU
+    /// claim. Returns the rejection and the claim's state for the status.
+    fn claim_rejection(&self, hotkey: &str) -> (Option<Failure>, Option<&'static str>) {
+        let gpus = self.claims.get(hotkey).map_or(0, |c| c.gpus);
+        if gpus == 0 {
+            return (None, None);
+        }
+        let probes = self.gpu_probes.get(hotkey).filter(|p| p.gpus == gpus);
+        let results: Vec<bool> = probes.map(|p| p.results.iter().copied().collect()).unwrap_or_default();
+        match gpu_claim_verdict(&results) {
+            Some(true) => (None, Some("verified")),
+            Some(false) => (
+                Some(Failure { cause: "false_specs".into(), detail: probes.map(|p| p.detail.clone()).unwrap_or_default() }),
+                Some("contradicted"),
+            ),
+            None => (
+                Some(Failure { cause: "specs_unchecked".into(), detail: format!("claims {gpus} GPU(s); nothing is paid until a GPU probe checks the claim") }),
+                Some("unchecked"),
+            ),
+        }
+    }
+
     /// Scores every uid: keeps the status rows and the weights; returns the records to store.
     async fn score_all(&mut self, metagraph: &Metagraph, allocated: &HashSet<String>, block: u64) -> Vec<ScoreRecord> {
         let own = metagraph.uid_of(&self.hotkey.public());
-        let mut rows = Vec::new();
-        let mut uid_scores = Vec::new();
         let mut table = BTreeMap::new();
+        let mut parts = Vec::new();
         for neuron in metagraph.neurons().to_vec() {
             let hotkey = neuron.hotkey.to_ss58();
             self.load_history(&hotkey).await;
             let stats = self.stats(&hotkey);
             let is_validator = self.is_validator(&neuron, own);
             let is_allocated = allocated.contains(&hotkey);
-            let has_sandbox = self.has_sandbox.get(&hotkey).copied().unwrap_or(false);
+            let has_sandbox = self.sandbox_proven.get(&hotkey).is_some_and(|at| at.elapsed() < SANDBOX_PROOF_TTL);
+            let claims = self.claims.get(&hotkey).copied().unwrap_or_default();
+            let (rejection, gpu_claim) = self.claim_rejection(&hotkey);
             let components: Components = scoring::score(&self.config.scoring, &ScoreInput::from_stats(&stats, is_allocated, has_sandbox));
-            let score = if is_validator { 0.0 } else { components.normalised };
+            let quality = if is_validator || rejection.is_some() { 0.0 } else { components.normalised };
+            let outcomes: Vec<Outcome> = self.history.get(&hotkey).map(|h| h.iter().copied().collect()).unwrap_or_default();
+            let work = scoring::work_per_challenge(&outcomes);
             let next_difficulty = pow::next_difficulty(&stats, self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
-            // Loopback axons are exempt from the one-uid-per-IP rule: they only occur on a
-            // local network, where every miner runs on one host (no validator elsewhere can
-            // reach a miner's loopback, so there is nothing to gain from it on a real one).
-            let ip = neuron.axon.as_ref().map(|a| a.ip).filter(|ip| !ip.is_loopback());
-            uid_scores.push(UidScore { uid: neuron.uid, score, ip, is_validator });
             table.insert(
                 neuron.uid,
                 Row {
                     hotkey: hotkey.clone(),
-                    score,
+                    score: 0.0,
                     total: components.total,
                     stats,
                     difficulty: self.last.get(&hotkey).map_or(next_difficulty, |last| last.difficulty),
                     next_difficulty,
                     allocated: is_allocated,
                     has_sandbox,
+                    claims,
+                    gpu_claim,
+                    work,
+                    rejection,
                     is_validator,
                 },
             );
-            if !is_validator && (stats.attempts > 0 || is_allocated) {
+            parts.push((neuron, quality, components));
+        }
+        let max_work = parts.iter().filter(|(_, q, _)| *q > 0.0).filter_map(|(n, _, _)| table.get(&n.uid).map(|r| r.work)).fold(0.0, f64::max);
+        let mut rows = Vec::new();
+        let mut uid_scores = Vec::new();
+        for (neuron, quality, components) in parts {
+            let Some(row) = table.get_mut(&neuron.uid) else { continue };
+            let score = scoring::combine(quality, row.work, max_work);
+            row.score = score;
+            // Loopback axons are exempt from the one-uid-per-IP rule: they only occur on a
+            // local network, where every miner runs on one host (no validator elsewhere can
+            // reach a miner's loopback, so there is nothing to gain from it on a real one).
+            let ip = neuron.axon.as_ref().map(|a| a.ip).filter(|ip| !ip.is_loopback());
+            uid_scores.push(UidScore { uid: neuron.uid, score, ip, is_validator: row.is_validator });
+            let stats = row.stats;
+            if !row.is_validator && (stats.attempts > 0 || row.allocated || row.rejection.is_some()) {
                 let mut detail = serde_json::to_value(components).unwrap_or_default();
                 if let Some(map) = detail.as_object_mut() {
                     map.insert("stats".into(), serde_json::to_value(stats).unwrap_or_default());
                     map.insert("difficulty_avg".into(), stats.last20_difficulty_avg.into());
-                    map.insert("next_difficulty".into(), next_difficulty.into());
+                    map.insert("next_difficulty".into(), row.next_difficulty.into());
                     map.insert("success_rate".into(), (f64::from(stats.successes) / f64::from(stats.attempts.max(1))).into());
-                    map.insert("has_sandbox".into(), has_sandbox.into());
+                    map.insert("has_sandbox".into(), row.has_sandbox.into());
+                    map.insert("claims_sandbox".into(), row.claims.has_docker.into());
+                    map.insert("gpus_claimed".into(), row.claims.gpus.into());
+                    map.insert("gpu_claim".into(), row.gpu_claim.into());
+                    map.insert("quality".into(), quality.into());
+                    map.insert("work".into(), row.work.into());
+                    map.insert("rejection".into(), serde_json::to_value(&row.rejection).unwrap_or_default());
                 }
                 rows.push(ScoreRecord {
                     created_at_ms: now_ms(),
@@ -458,7 +725,7 @@ impl ComputeValidator {
                     block,
                     validator_hotkey: self.hotkey.public().to_ss58(),
                     uid: neuron.uid,
-                    hotkey,
+                    hotkey: row.hotkey.clone(),
                     score,
                     components: detail,
                 });
@@ -476,7 +743,7 @@ impl ComputeValidator {
         let directory = Arc::new(SharedDirectory::default());
         directory.replace(ganglion_neuron::axon::caller_table(metagraph));
         let policy = self.config.access.policy(directory)?;
-        let allocated = self.allocated().await;
+        let (allocated, unproven) = self.prove_allocations(metagraph).await;
         self.check_own_allocations(metagraph).await;
         let serving: Vec<NeuronInfo> = metagraph
             .neurons()
@@ -494,8 +761,11 @@ impl ComputeValidator {
             self.specs_received.extend(missing.iter().map(|n| n.hotkey.to_ss58()));
             self.fetch_specs(&missing, shutdown).await;
         }
-        let targets: Vec<NeuronInfo> = serving.into_iter().filter(|n| !allocated.contains(&n.hotkey.to_ss58())).collect();
-        let challenges = self.challenge_all(&targets, in_grace, shutdown).await;
+        let unproven_keys: HashSet<String> = unproven.iter().map(|(n, _)| n.hotkey.to_ss58()).collect();
+        let targets: Vec<NeuronInfo> =
+            serving.into_iter().filter(|n| !allocated.contains(&n.hotkey.to_ss58()) && !unproven_keys.contains(&n.hotkey.to_ss58())).collect();
+        let mut challenges = self.challenge_all(&targets, in_grace, shutdown, Instant::now()).await;
+        challenges.extend(self.record_unproven(&unproven).await);
         if let Err(err) = self.records.insert_challenges(&challenges).await {
             tracing::warn!(target: "compute::validator", %err, "cannot store challenges");
         }
@@ -514,7 +784,9 @@ impl ComputeValidator {
     fn forget(&mut self, hotkey: &str) {
         self.history.remove(hotkey);
         self.last.remove(hotkey);
-        self.has_sandbox.remove(hotkey);
+        self.claims.remove(hotkey);
+        self.gpu_probes.remove(hotkey);
+        self.sandbox_proven.remove(hotkey);
         self.specs_received.remove(hotkey);
     }
 
@@ -527,9 +799,10 @@ impl ComputeValidator {
             score: row.score,
             weight,
             verified_share: (stats.attempts > 0).then(|| f64::from(stats.successes) / f64::from(stats.attempts)),
-            last_failure: last
-                .filter(|l| !l.success)
-                .map(|l| Failure { cause: l.cause.clone().unwrap_or_else(|| "failed".into()), detail: l.detail.clone() }),
+            // A withheld pay (false specs) is the failure that matters most; then the last challenge.
+            last_failure: row.rejection.clone().or_else(|| {
+                last.filter(|l| !l.success).map(|l| Failure { cause: l.cause.clone().unwrap_or_else(|| "failed".into()), detail: l.detail.clone() })
+            }),
             speed: (stats.successes > 0).then(|| Speed { value: stats.mean_success_elapsed_s, unit: "s".into(), context: format!("@d{}", row.difficulty) }),
             details: serde_json::json!({
                 "total": row.total,
@@ -539,6 +812,10 @@ impl ComputeValidator {
                 "next_difficulty": row.next_difficulty,
                 "allocated": row.allocated,
                 "has_sandbox": row.has_sandbox,
+                "claims_sandbox": row.claims.has_docker,
+                "gpus_claimed": row.claims.gpus,
+                "gpu_claim": row.gpu_claim,
+                "work": row.work,
                 "is_validator": row.is_validator,
             }),
         }

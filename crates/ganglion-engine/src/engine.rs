@@ -7,6 +7,7 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use crate::distribution::{self, Family, Placement, Processing};
 use crate::error::{EngineError, EngineResult};
 use crate::model::{self, KvCache, Llama, Logits};
 use crate::sampling::{Sampler, SamplingParams};
@@ -431,6 +432,20 @@ impl Engine {
     /// Scores many completions of one prompt. The prompt is run once; each completion then
     /// runs in one forward pass on a clone of the prompt's KV cache.
     pub fn score(&self, prompt: &[u32], completions: &[Vec<u32>], top_k: usize) -> EngineResult<ScoreReport> {
+        Ok(self.score_placed(prompt, completions, top_k, None)?.0)
+    }
+
+    /// [`Engine::score`], and with `placing = Some((processing, margin, ends))` also each
+    /// completion token's [`Placement`] in the processed distribution of every
+    /// [`Family`] (`placements[completion][position][family]`, families in
+    /// [`Family::ALL`] order), computed from the raw logits of the same forward pass.
+    pub fn score_placed(
+        &self,
+        prompt: &[u32],
+        completions: &[Vec<u32>],
+        top_k: usize,
+        placing: Option<(Processing, f32, &[u32])>,
+    ) -> EngineResult<(ScoreReport, Vec<Vec<Vec<Placement>>>)> {
         if prompt.is_empty() {
             return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
         }
@@ -446,24 +461,50 @@ impl Engine {
         let Some(last_row) = rows.last() else {
             return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
         };
+        let last_raw = match placing {
+            Some(_) => model::logit_rows(&logits)?.pop(),
+            None => None,
+        };
+        let place = |raw: &[f32], completion: &[u32], at: usize| -> Vec<Placement> {
+            let Some((processing, margin, ends)) = placing else { return Vec::new() };
+            Family::ALL
+                .iter()
+                .map(|family| {
+                    let penalized = family.penalized(prompt, &completion[..at]);
+                    distribution::evaluate(raw, &penalized, completion[at], &processing, *family, margin, ends)
+                })
+                .collect()
+        };
         let mut out = Vec::with_capacity(completions.len());
+        let mut placed = Vec::with_capacity(completions.len());
         for completion in completions {
             let mut tokens = Vec::with_capacity(completion.len());
+            let mut places = Vec::new();
             let Some((&first, _)) = completion.split_first() else {
                 out.push(ScoredCompletion { tokens });
+                placed.push(places);
                 continue;
             };
             tokens.push(score_row(last_row, first, top_k));
+            if let Some(raw) = &last_raw {
+                places.push(place(raw, completion, 0));
+            }
             if completion.len() > 1 {
                 let mut cache = prefix.clone();
                 // The last completion token predicts nothing we score, so it is not run.
                 let logits = self.model.forward(&completion[..completion.len() - 1], &mut cache, Logits::All)?;
                 let rows = model::log_softmax_rows(&logits)?;
                 tokens.extend(rows.iter().zip(&completion[1..]).map(|(row, &t)| score_row(row, t, top_k)));
+                if placing.is_some() {
+                    for (i, raw) in model::logit_rows(&logits)?.iter().enumerate() {
+                        places.push(place(raw, completion, i + 1));
+                    }
+                }
             }
             out.push(ScoredCompletion { tokens });
+            placed.push(places);
         }
-        Ok(ScoreReport { prompt: prompt_scores, completions: out })
+        Ok((ScoreReport { prompt: prompt_scores, completions: out }, placed))
     }
 }
 

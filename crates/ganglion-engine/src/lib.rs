@@ -14,6 +14,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bench;
+pub mod distribution;
 pub mod engine;
 pub mod error;
 mod kernels;

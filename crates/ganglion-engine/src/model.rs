@@ -594,6 +594,11 @@ pub fn log_softmax_rows(logits: &Tensor) -> EngineResult<Vec<Vec<f32>>> {
     Ok(lp.to_vec2::<f32>()?)
 }
 
+/// The raw logits, one row per position (what samplers and [`crate::distribution`] take).
+pub fn logit_rows(logits: &Tensor) -> EngineResult<Vec<Vec<f32>>> {
+    Ok(logits.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+}
+
 /// Writes a tiny random-weight llama GGUF (2 layers, 64 wide, GQA 4/2 heads, context 512) with
 /// [`tiny_byte_level_spec`](crate::tokenizer::tiny_byte_level_spec): for plumbing tests only.
 pub fn write_random_llama_gguf(path: &Path, seed: u64) -> EngineResult<()> {

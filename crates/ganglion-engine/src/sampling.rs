@@ -6,6 +6,7 @@
 
 use rand::{Rng, SeedableRng};
 
+use crate::distribution::{self, Order, Processing};
 use crate::error::{EngineError, EngineResult};
 
 /// Sampling settings for one request.
@@ -65,77 +66,35 @@ impl Sampler {
         &self.params
     }
 
-    /// Picks the next token from raw `logits`, penalising tokens in `history`.
+    /// Picks the next token from raw `logits`, penalising tokens in `history`: a draw from
+    /// [`distribution::process`] in [`Order::TemperatureFirst`], the same distribution
+    /// validators verify against.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let mut logits = logits.to_vec();
-        let p = self.params.repetition_penalty;
-        if p != 1.0 {
-            let mut seen = vec![false; logits.len()];
-            for &id in history {
-                let Some(l) = logits.get_mut(id as usize) else { continue };
-                if std::mem::replace(&mut seen[id as usize], true) {
-                    continue;
-                }
-                *l = if *l > 0.0 { *l / p } else { *l * p };
-            }
-        }
+        distribution::penalize(&mut logits, history.iter().copied(), self.params.repetition_penalty);
         if self.params.temperature == 0.0 {
             return argmax(&logits);
         }
-        let inv_t = 1.0 / self.params.temperature;
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) * inv_t;
-        // Candidates sorted by logit, descending; ties by lower id. Tokens more than e^-30
-        // less likely than the best are left out: their total mass is below 1e-8 even for a
-        // 100k vocabulary, and skipping them keeps the sort small.
-        let mut cand: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l * inv_t))
-            .filter(|c| c.1 >= max - 30.0)
-            .collect();
-        cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.params.top_k > 0 && self.params.top_k < cand.len() {
-            cand.truncate(self.params.top_k);
-        }
-        let max = cand.first().map_or(0.0, |c| c.1);
-        let mut probs: Vec<f64> = cand.iter().map(|c| f64::from(c.1 - max).exp()).collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if self.params.top_p < 1.0 {
-            let mut cum = 0.0;
-            let mut keep = probs.len();
-            for (i, p) in probs.iter().enumerate() {
-                cum += p;
-                if cum >= f64::from(self.params.top_p) {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            probs.truncate(keep);
-            cand.truncate(keep);
-        }
-        let total: f64 = probs.iter().sum();
+        let processing = Processing {
+            temperature: self.params.temperature,
+            top_p: self.params.top_p,
+            top_k: self.params.top_k,
+            repetition_penalty: self.params.repetition_penalty,
+        };
+        let support = distribution::process(&logits, &processing, Order::TemperatureFirst).support;
+        let total: f64 = support.iter().map(|s| s.1).sum();
         let mut u = self.rng.r#gen::<f64>() * total;
-        for (c, p) in cand.iter().zip(&probs) {
-            if u < *p {
-                return c.0;
+        for &(id, q) in &support {
+            if u < q {
+                return id;
             }
-            u -= p;
+            u -= q;
         }
-        cand.last().map_or(0, |c| c.0)
+        support.last().map_or(0, |c| c.0)
     }
 }
 
-/// Index of the largest value; ties go to the lowest index. NaN never wins.
-pub fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0usize;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] || values[best].is_nan() {
-            best = i;
-        }
-    }
-    best as u32
-}
+pub use crate::distribution::argmax;
 
 #[cfg(test)]
 mod tests {

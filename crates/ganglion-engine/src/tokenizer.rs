@@ -67,6 +67,9 @@ pub struct Tokenizer {
     bos: Option<u32>,
     eos: Option<u32>,
     chat_template: Option<String>,
+    /// Decoded bytes → the one token that decodes to them (None when several do); built on
+    /// first use by [`Tokenizer::token_for_piece`].
+    pieces: std::sync::OnceLock<HashMap<Vec<u8>, Option<u32>>>,
 }
 
 /// GPT-2's reversible byte → printable char map.
@@ -181,7 +184,25 @@ impl Tokenizer {
             bos,
             eos,
             chat_template,
+            pieces: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The token whose decoded text is exactly `piece`, when exactly one non-special token
+    /// decodes to it. Servers that stream each token's text but not its id (llama.cpp's)
+    /// can have their token path recovered this way.
+    pub fn token_for_piece(&self, piece: &str) -> Option<u32> {
+        let index = self.pieces.get_or_init(|| {
+            let mut map: HashMap<Vec<u8>, Option<u32>> = HashMap::with_capacity(self.token_bytes.len());
+            for (id, bytes) in self.token_bytes.iter().enumerate() {
+                if self.is_special.get(id).copied().unwrap_or(false) || bytes.is_empty() {
+                    continue;
+                }
+                map.entry(bytes.clone()).and_modify(|e| *e = None).or_insert(Some(id as u32));
+            }
+            map
+        });
+        index.get(piece.as_bytes()).copied().flatten()
     }
 
     /// Number of tokens in the vocabulary.

@@ -297,7 +297,7 @@ pub async fn verification_throughput(engine: Arc<Engine>, options: VerifyOptions
         model: "bench".into(),
         endpoint: Endpoint::Chat,
         prompt: Prompt::Chat(vec![Message { role: "user".into(), content: "Write a long, detailed story about a lighthouse keeper and a storm.".into() }]),
-        sampling: Sampling { temperature: 0.8, top_p: 0.95, max_tokens: options.tokens, seed: Some(20_24) },
+        sampling: Sampling { temperature: 0.8, top_p: 0.95, max_tokens: options.tokens, seed: Some(20_24), ..Sampling::default() },
     };
     let prompt = request.prompt_tokens(engine.tokenizer())?;
     let honest = reference.generate(prompt.clone(), request.sampling).await?;

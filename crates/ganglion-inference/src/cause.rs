@@ -22,8 +22,9 @@ pub enum Cause {
     Connect,
     /// The miner answered with a non-200 status.
     HttpStatus,
-    /// The miner's caller policy refused this validator (401/403): not held against the
-    /// miner, which follows its own policy (and earns nothing from a validator it refuses).
+    /// The miner's caller policy refused this validator (401/403). Held against the miner
+    /// when this validator holds a permit (every miner's default policy admits permitted
+    /// validators); otherwise a refusal is the miner's right and does not count.
     Refused,
     /// A deadline passed: connect, first token, idle between chunks, or total.
     Timeout,
@@ -67,11 +68,17 @@ pub enum Cause {
     LowAverage,
     /// Ground truth: the text is not similar enough to the validator's regeneration.
     Similarity,
+    /// Over many responses, the miner's tokens do not look like fair draws from the requested
+    /// distribution (the per-miner accumulation of the verifier's statistics).
+    SamplingMismatch,
+    /// The same completion as another miner's in the same round, where independent fair
+    /// draws would (almost surely) differ: one engine answering for several hotkeys.
+    Duplicate,
 }
 
 impl Cause {
     /// Every cause, for metrics that list all of them.
-    pub const ALL: [Cause; 24] = [
+    pub const ALL: [Cause; 26] = [
         Cause::Connect,
         Cause::HttpStatus,
         Cause::Refused,
@@ -96,6 +103,8 @@ impl Cause {
         Cause::EarlyEnd,
         Cause::LowAverage,
         Cause::Similarity,
+        Cause::SamplingMismatch,
+        Cause::Duplicate,
     ];
 
     /// The stable name (`TOO_SHORT`, …).
@@ -125,14 +134,17 @@ impl Cause {
             Cause::EarlyEnd => "EARLY_END",
             Cause::LowAverage => "LOW_AVERAGE",
             Cause::Similarity => "SIMILARITY",
+            Cause::SamplingMismatch => "SAMPLING_MISMATCH",
+            Cause::Duplicate => "DUPLICATE",
         }
     }
 }
 
 impl Cause {
-    /// Whether a failure with this cause counts against the miner's score.
-    pub fn counts_against_miner(self) -> bool {
-        self != Cause::Refused
+    /// Whether a failure with this cause counts against the miner's score, given whether
+    /// the validator holds a validator permit (see [`Cause::Refused`]).
+    pub fn counts_against_miner(self, permitted: bool) -> bool {
+        self != Cause::Refused || permitted
     }
 }
 
@@ -199,7 +211,8 @@ mod tests {
     fn transport_causes_follow_the_runtimes_classification() {
         let refused = PeerFailure::from_status(403, br#"{"error":{"code":"caller_denied","reason":"no_validator_permit","message":"x"}}"#);
         assert_eq!(Cause::from(&refused), Cause::Refused);
-        assert!(!Cause::from(&refused).counts_against_miner());
+        assert!(!Cause::from(&refused).counts_against_miner(false));
+        assert!(Cause::from(&refused).counts_against_miner(true), "a refusal of a permitted validator counts");
         // A 500 whose text speaks of permits is an HTTP failure, not a refusal.
         assert_eq!(Cause::from(&PeerFailure::from_status(500, b"no validator permit")), Cause::HttpStatus);
         assert_eq!(Cause::from(&PeerFailure::Timeout { deadline: Deadline::FirstByte, limit_ms: 10 }), Cause::Timeout);

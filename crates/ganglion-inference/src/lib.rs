@@ -11,8 +11,9 @@
 //! is the runtime's ([`ganglion_neuron`]); this crate holds only the subnet:
 //! - [`miner`]: the proxy (Epistula, `X-Targon-Model` routing, per-caller and per-model
 //!   limits, byte streaming) on the runtime's [`ganglion_neuron::axon::Axon`] (caller policy
-//!   over the metagraph, `serve_axon`), the TOML config ([`miner::MinerFile`]) and the demo
-//!   [`miner::Adversary`] modes.
+//!   over the metagraph, `serve_axon`) and the TOML config ([`miner::MinerFile`]). The miner
+//!   has no cheating modes: dishonest miners live in `ganglion-redteam`, as dishonest
+//!   upstreams this unmodified miner proxies to.
 //! - [`validator`]: [`validator::InferenceValidator`], the runtime's
 //!   [`ganglion_neuron::validator::Validator`] (a step: models, sampling, targets, a round,
 //!   scores; its status rows; its state), [`validator::round`] (one request to many miners,
@@ -43,7 +44,6 @@
 //! // (SIGINT/SIGTERM with Shutdown::on_signal()) or on handle.shutdown(), draining streams.
 //! let upstreams = miner::upstreams_from_url("http://127.0.0.1:8000/v1", None, 8).await?;
 //! let mut config = MinerConfig::new(netuid, hotkey, "127.0.0.1:8091".parse()?, upstreams);
-//! config.adversary = Some(Adversary::Slow { factor: 3.0, max_tps: None });  // demo only
 //! let miner: MinerHandle = miner::start(config, Some(chain.clone()), Some(shutdown.clone())).await?;
 //! let status: NodeStatus = miner.status();            // role miner; details: models, active_streams
 //!
@@ -75,6 +75,7 @@ pub mod prompts;
 pub mod records;
 pub mod reference;
 pub mod scoring;
+pub mod soundness;
 pub mod stream;
 pub mod validator;
 pub mod verify;

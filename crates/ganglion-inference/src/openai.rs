@@ -49,16 +49,64 @@ impl Endpoint {
 }
 
 /// Sampling parameters of one request. The validator draws them; the miner must honour them.
+/// Every parameter a server would otherwise default differently (llama.cpp's server defaults
+/// to top_k 40, min_p 0.05 and repeat_penalty 1.1; vLLM's to none of them) is sent
+/// explicitly, so every honest server samples from the same processed distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
     /// Temperature (0 = greedy).
     pub temperature: f64,
     /// Nucleus mass in (0, 1].
     pub top_p: f64,
+    /// Keep only the k most likely tokens; 0 = off.
+    #[serde(default)]
+    pub top_k: u32,
+    /// CTRL repetition penalty (vLLM's `repetition_penalty`, llama.cpp's `repeat_penalty`);
+    /// 1 = off.
+    #[serde(default = "one")]
+    pub repetition_penalty: f64,
     /// Most tokens to generate.
     pub max_tokens: u32,
     /// Sampling seed (the "deterministic seed" of ground-truth mode).
     pub seed: Option<u64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for Sampling {
+    /// The OpenAI API's defaults: temperature 1, no truncation, no penalty, 16 tokens.
+    fn default() -> Self {
+        Sampling { temperature: 1.0, top_p: 1.0, top_k: 0, repetition_penalty: 1.0, max_tokens: 16, seed: None }
+    }
+}
+
+impl Sampling {
+    /// As the engine's processed-distribution API takes it.
+    pub fn processing(&self) -> ganglion_engine::distribution::Processing {
+        ganglion_engine::distribution::Processing {
+            temperature: self.temperature as f32,
+            top_p: self.top_p as f32,
+            top_k: self.top_k as usize,
+            repetition_penalty: self.repetition_penalty as f32,
+        }
+    }
+
+    /// Writes every sampling parameter into an OpenAI request body explicitly (see the
+    /// type's doc), under both servers' names where they differ.
+    pub fn write_into(&self, body: &mut Value) {
+        body["max_tokens"] = json!(self.max_tokens);
+        body["temperature"] = json!(self.temperature);
+        body["top_p"] = json!(self.top_p);
+        body["top_k"] = json!(self.top_k);
+        body["min_p"] = json!(0.0);
+        body["repetition_penalty"] = json!(self.repetition_penalty);
+        body["repeat_penalty"] = json!(self.repetition_penalty);
+        if let Some(seed) = self.seed {
+            body["seed"] = json!(seed);
+        }
+    }
 }
 
 /// One chat message.
@@ -103,13 +151,8 @@ impl InferenceRequest {
             "stream": true,
             "stream_options": {"include_usage": true},
             "return_tokens_as_token_ids": true,
-            "max_tokens": self.sampling.max_tokens,
-            "temperature": self.sampling.temperature,
-            "top_p": self.sampling.top_p,
         });
-        if let Some(seed) = self.sampling.seed {
-            body["seed"] = json!(seed);
-        }
+        self.sampling.write_into(&mut body);
         match &self.prompt {
             Prompt::Chat(messages) => {
                 body["messages"] = json!(messages);
@@ -189,9 +232,12 @@ pub fn parse_request(endpoint: Endpoint, body: &Value) -> Option<(Prompt, Sampli
         .or_else(|| body.get("max_completion_tokens"))
         .and_then(Value::as_u64)
         .unwrap_or(if endpoint == Endpoint::Completion { 16 } else { 512 });
+    let top_k = body.get("top_k").and_then(Value::as_i64).unwrap_or(0).max(0);
     let sampling = Sampling {
         temperature: number("temperature").unwrap_or(1.0),
         top_p: number("top_p").unwrap_or(1.0),
+        top_k: u32::try_from(top_k).unwrap_or(u32::MAX),
+        repetition_penalty: number("repetition_penalty").or_else(|| number("repeat_penalty")).unwrap_or(1.0),
         max_tokens: u32::try_from(max_tokens).unwrap_or(u32::MAX),
         seed: body.get("seed").and_then(Value::as_u64),
     };
@@ -216,7 +262,7 @@ mod tests {
             model: "m".into(),
             endpoint: Endpoint::Chat,
             prompt: Prompt::Chat(vec![Message { role: "user".into(), content: "hi".into() }]),
-            sampling: Sampling { temperature: 0.5, top_p: 0.9, max_tokens: 7, seed: Some(42) },
+            sampling: Sampling { temperature: 0.5, top_p: 0.9, top_k: 40, repetition_penalty: 1.1, max_tokens: 7, seed: Some(42) },
         };
         let body = req.body();
         assert_eq!(body["stream"], json!(true));
@@ -224,6 +270,7 @@ mod tests {
         assert_eq!(body["return_tokens_as_token_ids"], json!(true));
         assert_eq!(body["stream_options"]["include_usage"], json!(true));
         assert_eq!(body["seed"], json!(42));
+        assert_eq!((body["top_k"].clone(), body["min_p"].clone(), body["repeat_penalty"].clone()), (json!(40), json!(0.0), json!(1.1)));
         let (prompt, sampling) = parse_request(Endpoint::Chat, &body).unwrap_or_else(|| panic!("parse"));
         assert_eq!(prompt, req.prompt);
         assert_eq!(sampling, req.sampling);

@@ -118,8 +118,12 @@ fn pick_miners(shared: &Shared, model: &str) -> Vec<(Target, f64)> {
     ranked
 }
 
-fn forwarded_body(endpoint: Endpoint, body: &Value) -> Value {
+/// The user's body as forwarded: streaming with what verification needs, and every sampling
+/// parameter written explicitly (`sampling`, as parsed from the user's body with the OpenAI
+/// defaults), so every honest server samples from the distribution the verifier assumes.
+fn forwarded_body(endpoint: Endpoint, body: &Value, sampling: &Sampling) -> Value {
     let mut body = body.clone();
+    sampling.write_into(&mut body);
     body["stream"] = json!(true);
     body["stream_options"] = json!({"include_usage": true});
     body["return_tokens_as_token_ids"] = json!(true);
@@ -154,11 +158,11 @@ async fn complete(State(organic): State<Arc<Organic>>, uri: Uri, headers: Header
     };
     let wants_stream = user_body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let (prompt, sampling) = parse_request(endpoint, &user_body).unwrap_or_else(|| {
-        (Prompt::Text(String::new()), Sampling { temperature: 1.0, top_p: 1.0, max_tokens: 512, seed: None })
+        (Prompt::Text(String::new()), Sampling { max_tokens: 512, ..Sampling::default() })
     });
     let verifiable = parse_request(endpoint, &user_body).is_some();
     let request = InferenceRequest { model: model.clone(), endpoint, prompt, sampling };
-    let forwarded = serde_json::to_vec(&forwarded_body(endpoint, &user_body)).unwrap_or_default();
+    let forwarded = serde_json::to_vec(&forwarded_body(endpoint, &user_body, &sampling)).unwrap_or_default();
     let limits = shared.config.limits(sampling.max_tokens.min(8192));
     let miners = pick_miners(&shared, &model);
     if miners.is_empty() {
@@ -174,10 +178,11 @@ async fn complete(State(organic): State<Arc<Organic>>, uri: Uri, headers: Header
             Err(failure) => {
                 let result = RoundResult {
                     target: target.clone(),
+                    request: request.clone(),
                     response: Err(StreamError { failure: failure.clone(), partial: Box::new(Streamed { total: started.elapsed(), ..Default::default() }) }),
                     verdict: Verdict::failed(failure, 0, json!({"stage": "organic"})),
                 };
-                shared.account(&request, std::slice::from_ref(&result), shared.block(), true);
+                shared.account(std::slice::from_ref(&result), shared.block(), true, 1);
                 continue;
             }
         };
@@ -189,8 +194,11 @@ async fn complete(State(organic): State<Arc<Organic>>, uri: Uri, headers: Header
             let fraction = organic.config.verify_fraction;
             move |result: Result<Streamed, StreamError>| async move {
                 let verdict = organic_verdict(&shared, &request, &result, verifiable, fraction).await;
-                let result = RoundResult { target, response: result, verdict };
-                shared.account(&request, std::slice::from_ref(&result), shared.block(), true);
+                // Only a sampled share `fraction` of answers is verified, so a failure found
+                // counts 1/fraction times: an unverified answer carries its share of the risk.
+                let weight = (1.0 / fraction.clamp(0.01, 1.0)).round() as usize;
+                let result = RoundResult { target, request, response: result, verdict };
+                shared.account(std::slice::from_ref(&result), shared.block(), true, weight);
             }
         };
         if wants_stream {
@@ -221,7 +229,7 @@ async fn complete(State(organic): State<Arc<Organic>>, uri: Uri, headers: Header
 }
 
 async fn organic_verdict(shared: &Shared, request: &InferenceRequest, result: &Result<Streamed, StreamError>, verifiable: bool, fraction: f64) -> Verdict {
-    let unverified = |why: &str| Verdict { outcome: Outcome::Unverifiable(why.into()), tokens: 0, similarity: None, stats: Value::Null };
+    let unverified = |why: &str| Verdict { outcome: Outcome::Unverifiable(why.into()), tokens: 0, similarity: None, stats: Value::Null, evidence: None };
     let streamed = match result {
         Ok(s) => s,
         Err(e) => return Verdict::failed(e.failure.clone(), e.partial.tokens.len() as u32, json!({"stage": "organic stream"})),
@@ -273,9 +281,10 @@ mod tests {
     #[test]
     fn forwarded_requests_ask_for_what_verification_needs() {
         let body = json!({"model": "m", "messages": [], "stream": false, "logprobs": false});
-        let f = forwarded_body(Endpoint::Chat, &body);
+        let f = forwarded_body(Endpoint::Chat, &body, &Sampling::default());
+        assert_eq!((f["top_k"].clone(), f["min_p"].clone(), f["repeat_penalty"].clone()), (json!(0), json!(0.0), json!(1.0)), "server defaults are overridden");
         assert_eq!((f["stream"].clone(), f["logprobs"].clone(), f["return_tokens_as_token_ids"].clone()), (json!(true), json!(true), json!(true)));
-        let f = forwarded_body(Endpoint::Completion, &json!({"model": "m", "prompt": "x", "logprobs": 3}));
+        let f = forwarded_body(Endpoint::Completion, &json!({"model": "m", "prompt": "x", "logprobs": 3}), &Sampling::default());
         assert_eq!(f["logprobs"], json!(3));
         assert_eq!(f["stream_options"]["include_usage"], json!(true));
     }

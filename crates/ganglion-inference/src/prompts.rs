@@ -89,7 +89,7 @@ pub fn variation_request(seed: &PromptSeed, rng: &mut impl Rng, max_tokens: u32)
         },
         Message { role: "user".into(), content: format!("Reword this request, keeping its meaning: {}", seed.instruction) },
     ]);
-    let sampling = Sampling { temperature: 0.7, top_p: 0.95, max_tokens, seed: Some(rng.gen_range(1..=1_000_000_000)) };
+    let sampling = Sampling { temperature: 0.7, top_p: 0.95, max_tokens, seed: Some(rng.gen_range(1..=1_000_000_000)), ..Sampling::default() };
     (prompt, sampling)
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ganglion_engine::Engine;
+use ganglion_engine::distribution::{self, Family, Placement};
 use ganglion_engine::engine::{FinishReason, GenerateRequest, TokenScore};
 use ganglion_engine::sampling::SamplingParams;
 use ganglion_engine::tokenizer::Tokenizer;
@@ -47,11 +48,81 @@ pub trait Reference: Send + Sync + std::fmt::Debug {
     fn tokenizer(&self) -> &Tokenizer;
     /// Maximum prompt plus completion length.
     fn context_length(&self) -> usize;
+    /// Whether [`Reference::place`] works from the full logits (repetition penalties can
+    /// then be verified; validators draw them only for such references).
+    fn exact(&self) -> bool {
+        false
+    }
     /// Teacher-forced scores of each completion after `prompt`, one [`TokenScore`] per
     /// completion token, with `top_k` alternatives.
     async fn score(&self, prompt: Vec<u32>, completions: Vec<Vec<u32>>, top_k: usize) -> Result<Vec<Vec<TokenScore>>>;
     /// Generates from `prompt` with `sampling` (same seed, same tokens on the same backend).
     async fn generate(&self, prompt: Vec<u32>, sampling: Sampling) -> Result<Generated>;
+
+    /// [`Reference::score`], plus every completion token placed in the processed sampling
+    /// distribution of each sampler [`Family`] under `sampling`, with a logit `margin` (see
+    /// [`ganglion_engine::distribution`]). The default builds the distributions from the
+    /// top-k alternatives alone, the rest of the mass spread evenly over the other tokens
+    /// ([`Placed::exact`] false); references with the full logits override it.
+    async fn place(&self, prompt: Vec<u32>, completions: Vec<Vec<u32>>, top_k: usize, sampling: Sampling, margin: f32) -> Result<Placed> {
+        let scores = self.score(prompt.clone(), completions.clone(), top_k).await?;
+        let ends = end_tokens(self.tokenizer());
+        let vocab = self.tokenizer().vocab_size();
+        let processing = sampling.processing();
+        let placements = completions
+            .iter()
+            .zip(&scores)
+            .map(|(completion, scores)| {
+                scores
+                    .iter()
+                    .enumerate()
+                    .map(|(at, score)| {
+                        let row = pseudo_row(score, vocab);
+                        Family::ALL
+                            .iter()
+                            .map(|family| {
+                                let penalized = family.penalized(&prompt, &completion[..at]);
+                                distribution::evaluate(&row, &penalized, score.token, &processing, *family, margin, &ends)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Placed { scores, placements, exact: false })
+    }
+}
+
+/// What [`Reference::place`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    /// Per completion, per token: its raw score with the top-k alternatives.
+    pub scores: Vec<Vec<TokenScore>>,
+    /// Per completion, per token, per [`Family::ALL`] entry: its placement.
+    pub placements: Vec<Vec<Vec<Placement>>>,
+    /// Whether the placements come from the full logits (or from top-k alternatives only).
+    pub exact: bool,
+}
+
+/// A logprob row rebuilt from a score's top-k alternatives and the token's own logprob, the
+/// remaining mass spread evenly over the other tokens. Repetition penalties act on raw
+/// logits, which such a row does not have: validators with a top-k reference do not draw
+/// them (see [`Reference::exact`]).
+fn pseudo_row(score: &TokenScore, vocab: usize) -> Vec<f32> {
+    let known: f64 = score.top.iter().map(|&(_, lp)| f64::from(lp).exp()).sum::<f64>()
+        + if score.top.iter().any(|&(id, _)| id == score.token) { 0.0 } else { f64::from(score.logprob).exp() };
+    let others = vocab.saturating_sub(score.top.len() + 1).max(1) as f64;
+    let tail = ((1.0 - known).max(1e-12) / others).ln() as f32;
+    let mut row = vec![tail; vocab];
+    for &(id, lp) in &score.top {
+        if let Some(v) = row.get_mut(id as usize) {
+            *v = lp;
+        }
+    }
+    if let Some(v) = row.get_mut(score.token as usize) {
+        *v = score.logprob;
+    }
+    row
 }
 
 /// Ids that end a generation: the tokenizer's EOS and the usual end-of-turn tokens.
@@ -71,8 +142,8 @@ fn engine_sampling(sampling: &Sampling) -> SamplingParams {
     SamplingParams {
         temperature: sampling.temperature as f32,
         top_p: sampling.top_p as f32,
-        top_k: 0,
-        repetition_penalty: 1.0,
+        top_k: sampling.top_k as usize,
+        repetition_penalty: sampling.repetition_penalty as f32,
         seed: sampling.seed.unwrap_or_else(rand::random),
     }
 }
@@ -120,10 +191,23 @@ impl Reference for LocalReference {
         self.engine.context_length()
     }
 
+    fn exact(&self) -> bool {
+        true
+    }
+
     async fn score(&self, prompt: Vec<u32>, completions: Vec<Vec<u32>>, top_k: usize) -> Result<Vec<Vec<TokenScore>>> {
         self.blocking(move |engine| {
             let report = engine.score(&prompt, &completions, top_k)?;
             Ok(report.completions.into_iter().map(|c| c.tokens).collect())
+        })
+        .await
+    }
+
+    async fn place(&self, prompt: Vec<u32>, completions: Vec<Vec<u32>>, top_k: usize, sampling: Sampling, margin: f32) -> Result<Placed> {
+        let ends = end_tokens(self.tokenizer());
+        self.blocking(move |engine| {
+            let (report, placements) = engine.score_placed(&prompt, &completions, top_k, Some((sampling.processing(), margin, &ends)))?;
+            Ok(Placed { scores: report.completions.into_iter().map(|c| c.tokens).collect(), placements, exact: true })
         })
         .await
     }
@@ -288,13 +372,9 @@ impl Reference for UpstreamReference {
 
     async fn generate(&self, prompt: Vec<u32>, sampling: Sampling) -> Result<Generated> {
         let mut body = json!({
-            "model": self.model, "prompt": prompt, "max_tokens": sampling.max_tokens,
-            "temperature": sampling.temperature, "top_p": sampling.top_p,
-            "logprobs": 0, "return_tokens_as_token_ids": true,
+            "model": self.model, "prompt": prompt, "logprobs": 0, "return_tokens_as_token_ids": true,
         });
-        if let Some(seed) = sampling.seed {
-            body["seed"] = json!(seed);
-        }
+        sampling.write_into(&mut body);
         let answer = self.post(body).await?;
         let bad = |what: &str| InferenceError::Reference(format!("upstream generation: {what}"));
         let choice = answer.pointer("/choices/0").ok_or_else(|| bad("no choices"))?;

@@ -1,7 +1,17 @@
 //! Scores: per miner and model, a moving window of the last N results, each the verified
 //! tokens per second of one response or 0 for a failure. A model's score is the window's
 //! mean — so failures pull it down in proportion — and a miner's score is the sum over the
-//! models it serves (Targon v4's "sum of the average TPS per model").
+//! models it serves (Targon v4's "sum of the average TPS per model"). Results older than the
+//! validator's `score_ttl` drop out ([`Scoreboard::expire`]): a score must be kept up by
+//! answering, not only built once.
+//!
+//! Each miner also accumulates the verifier's statistical evidence across its verified
+//! responses ([`Scoreboard::accumulate`]): per response the tests have little power against
+//! a subtle cheat (a slightly different model, a cached sample), but the same statistics
+//! summed over hundreds of responses have a lot. The accumulated sums are tested after
+//! every response with a budget `alpha / (k(k+1))` at the k-th test, so over a miner's whole
+//! history an honest miner is condemned with probability at most `alpha`; a condemned
+//! miner's window for that model is wiped ([`Scoreboard::condemn`]).
 //!
 //! Differences from the original, on purpose:
 //! - no min-max normalisation: weights are scores divided by their sum, so the weakest
@@ -16,7 +26,19 @@ use std::collections::{BTreeMap, VecDeque};
 
 use ganglion_chain::Metagraph;
 use ganglion_core::keys::PublicKey;
+use ganglion_engine::distribution::{Family, LOGLIK_CLIP};
 use serde::{Deserialize, Serialize};
+
+use crate::verify::stats::Evidence;
+
+/// A miner's accumulated evidence for one model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accumulated {
+    /// Per sampler family ([`Family::ALL`] order).
+    pub families: Vec<Evidence>,
+    /// Tests run on these sums so far.
+    pub checks: u64,
+}
 
 /// Format version of the saved board.
 pub const STATE_VERSION: u32 = 1;
@@ -40,6 +62,13 @@ pub struct MinerScore {
     /// What exactly was wrong with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_detail: Option<String>,
+    /// When each window entry was recorded (ms since the epoch), parallel to `models`.
+    /// Boards saved before this field existed get the restore time.
+    #[serde(default)]
+    pub stamps: BTreeMap<String, VecDeque<i64>>,
+    /// Accumulated verifier evidence per model.
+    #[serde(default)]
+    pub evidence: BTreeMap<String, Accumulated>,
 }
 
 impl MinerScore {
@@ -99,10 +128,18 @@ impl Scoreboard {
         let entry = self.miners.entry(hotkey.to_ss58()).or_default();
         entry.uid = uid;
         let values = entry.models.entry(model.to_string()).or_default();
+        let stamps = entry.stamps.entry(model.to_string()).or_default();
+        let now = ganglion_core::clock::now_ms_i64();
+        // Entries from before stamps existed count as recorded now.
+        while stamps.len() < values.len() {
+            stamps.push_front(now);
+        }
         let value = tps.filter(|v| v.is_finite() && *v > 0.0);
         values.push_back(value.unwrap_or(0.0));
+        stamps.push_back(now);
         while values.len() > window {
             values.pop_front();
+            stamps.pop_front();
         }
         match value {
             Some(_) => {
@@ -117,6 +154,79 @@ impl Scoreboard {
                 entry.last_detail = failure.map(|(_, detail)| detail.chars().take(300).collect());
             }
         }
+    }
+
+    /// Drops window entries recorded before `cutoff_ms` (entries without a stamp are
+    /// stamped now, so boards from before stamps expire a full TTL later).
+    pub fn expire(&mut self, cutoff_ms: i64) {
+        let now = ganglion_core::clock::now_ms_i64();
+        for entry in self.miners.values_mut() {
+            for (model, values) in entry.models.iter_mut() {
+                let stamps = entry.stamps.entry(model.clone()).or_default();
+                while stamps.len() < values.len() {
+                    stamps.push_front(now);
+                }
+                while stamps.front().is_some_and(|&t| t < cutoff_ms) {
+                    stamps.pop_front();
+                    values.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Adds one verified response's evidence (per family, [`Family::ALL`] order) to the
+    /// miner's sums for `model` and tests them (module doc). Returns what was found when
+    /// every family's sums left their band — the miner is then to be [`condemned`]
+    /// (its sums restart).
+    ///
+    /// [`condemned`]: Scoreboard::condemn
+    pub fn accumulate(&mut self, hotkey: &PublicKey, model: &str, evidence: &[Evidence], alpha: f64) -> Option<String> {
+        if evidence.is_empty() || evidence.iter().all(|e| e.n == 0) {
+            return None;
+        }
+        let entry = self.miners.entry(hotkey.to_ss58()).or_default();
+        let acc = entry.evidence.entry(model.to_string()).or_default();
+        if acc.families.len() != evidence.len() {
+            acc.families = vec![Evidence::default(); evidence.len()];
+        }
+        for (sum, e) in acc.families.iter_mut().zip(evidence) {
+            sum.add(e);
+        }
+        acc.checks += 1;
+        let k = acc.checks as f64;
+        let budget = alpha / (k * (k + 1.0));
+        let mut reasons = Vec::new();
+        for (i, sum) in acc.families.iter().enumerate() {
+            match sum.test(budget, LOGLIK_CLIP, true) {
+                Some((_, why)) => reasons.push(format!("{}: {why}", Family::ALL.get(i).map_or("?", |f| f.name))),
+                None => return None,
+            }
+        }
+        let detail = format!("over {} verified responses the tokens are not fair draws from the requested sampling ({})", acc.checks, reasons.join("; "));
+        acc.families.iter_mut().for_each(|e| *e = Evidence::default());
+        acc.checks = 0;
+        Some(detail)
+    }
+
+    /// Wipes `model`'s window of a miner whose accumulated evidence failed: every entry
+    /// becomes a failure (the verified answers it was built from are not trusted).
+    pub fn condemn(&mut self, uid: u16, hotkey: &PublicKey, model: &str, failure: (&str, &str)) {
+        let window = self.window;
+        let entry = self.miners.entry(hotkey.to_ss58()).or_default();
+        entry.uid = uid;
+        let now = ganglion_core::clock::now_ms_i64();
+        let values = entry.models.entry(model.to_string()).or_default();
+        values.iter_mut().for_each(|v| *v = 0.0);
+        values.push_back(0.0);
+        while values.len() > window {
+            values.pop_front();
+        }
+        let stamps = entry.stamps.entry(model.to_string()).or_default();
+        stamps.clear();
+        stamps.extend(std::iter::repeat_n(now, values.len()));
+        entry.failed += 1;
+        entry.last_cause = Some(failure.0.to_string());
+        entry.last_detail = Some(failure.1.chars().take(300).collect());
     }
 
     /// The score of a hotkey (0 if unknown).
@@ -220,6 +330,52 @@ mod tests {
         // Non-finite or zero "successes" count as failures.
         board.record(1, &a, "m2", Some(f64::NAN), None, false);
         assert_eq!(board.miners[&a.to_ss58()].model_score("m2"), 2.0);
+    }
+
+    #[test]
+    fn old_results_expire_so_a_silent_miner_loses_its_score() {
+        let mut board = Scoreboard::new(1, 10);
+        let a = key("//A");
+        for _ in 0..5 {
+            board.record(1, &a, "m", Some(10.0), None, false);
+        }
+        let now = ganglion_core::clock::now_ms_i64();
+        board.expire(now - 60_000);
+        assert_eq!(board.score(&a), 10.0, "recent results stay");
+        board.expire(now + 1);
+        assert_eq!(board.score(&a), 0.0, "everything older than the cutoff is gone");
+        // Boards saved before stamps existed count their entries as recorded at restore.
+        let mut old = Scoreboard::new(1, 10);
+        old.miners.entry(a.to_ss58()).or_default().models.insert("m".into(), [5.0, 5.0].into_iter().collect());
+        old.expire(now - 1);
+        assert_eq!(old.score(&a), 5.0);
+    }
+
+    #[test]
+    fn accumulated_evidence_condemns_a_cheat_and_spares_a_fair_miner() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut board = Scoreboard::new(1, 30);
+        let (fair, cheat) = (key("//Fair"), key("//Cheat"));
+        // Per response: 40 tokens; the cheat's ranks are shifted low by 0.06 on average —
+        // far too little to fail any single response.
+        let response = |rng: &mut rand::rngs::StdRng, shift: f64| {
+            let pit: f64 = (0..40).map(|_| rng.r#gen::<f64>() * (1.0 - shift) - 0.5).sum();
+            vec![Evidence { n: 40, pit, loglik: 0.0, loglik_var: 40.0 }; 2]
+        };
+        let mut condemned_at = None;
+        for i in 1..=400 {
+            assert!(board.accumulate(&fair, "m", &response(&mut rng, 0.0), 1e-4).is_none(), "fair miner condemned at {i}");
+            if condemned_at.is_none() && board.accumulate(&cheat, "m", &response(&mut rng, 0.12), 1e-4).is_some() {
+                condemned_at = Some(i);
+            }
+        }
+        let at = condemned_at.expect("the cheat is condemned within 400 responses");
+        assert!(at > 3, "not on the first response: {at}");
+        board.record(2, &cheat, "m", Some(10.0), None, false);
+        board.condemn(2, &cheat, "m", ("SAMPLING_MISMATCH", "x"));
+        assert_eq!(board.score(&cheat), 0.0);
+        assert_eq!(board.miners[&cheat.to_ss58()].last_cause.as_deref(), Some("SAMPLING_MISMATCH"));
     }
 
     #[test]

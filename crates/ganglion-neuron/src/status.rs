@@ -95,7 +95,8 @@ pub struct MinerStatus {
 /// A validator's weight setting.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WeightsStatus {
-    /// The strategy (`plain`, `commit-reveal`).
+    /// The strategy last used (`plain`, `commit-reveal`: picked from the chain's
+    /// `commit_reveal_weights_enabled`).
     pub strategy: String,
     /// `version_key` sent.
     pub version_key: u64,
@@ -109,6 +110,32 @@ pub struct WeightsStatus {
     pub last_result: Option<String>,
     /// First block at which the next submission is due.
     pub next_due_block: Option<u64>,
+    /// Commit-reveal: commits waiting for their reveal, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_commits: Vec<PendingCommitStatus>,
+    /// Commit-reveal: weights revealed since start.
+    #[serde(default)]
+    pub revealed_count: u64,
+    /// Commit-reveal: block of the last reveal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reveal_block: Option<u64>,
+}
+
+/// A weight commit waiting for its reveal (commit-reveal).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCommitStatus {
+    /// `0x` hex of the committed hash.
+    pub hash: String,
+    /// Block the commit was included in (unknown until the chain acknowledged it).
+    pub commit_block: Option<u64>,
+    /// Epoch index in which the chain accepts the reveal.
+    pub reveal_epoch: Option<u64>,
+    /// First block of the reveal window.
+    pub first_reveal_block: Option<u64>,
+    /// Last block of the reveal window.
+    pub last_reveal_block: Option<u64>,
+    /// Number of uids committed.
+    pub uids: usize,
 }
 
 /// The status of a node.

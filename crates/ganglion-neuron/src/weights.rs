@@ -14,19 +14,28 @@
 //! - **After a refusal**: the chain's answer decides the wait (the rate limit's end, the next
 //!   epoch for a missing permit or stake, exponential backoff in blocks otherwise), never a
 //!   blind timer.
-//! - **How**: a [`WeightStrategy`] puts the u16 weights on chain: [`PlainWeights`]
-//!   (`set_weights`) here; commit-reveal strategies come with chains that support it (the
-//!   local chain does not; see `ganglion_chain`'s crate docs).
+//! - **How**: a [`WeightStrategy`] puts the u16 weights on chain, picked from the chain's
+//!   hyperparameters as the SDK does: [`PlainWeights`] (`set_weights`) when
+//!   `commit_reveal_weights_enabled` is off, [`CommitReveal`] (commit the hash now, reveal in
+//!   the commit's reveal epoch) when it is on. [`WeightStrategy::poll`] runs on every pass of
+//!   the loop, so a reveal goes out when its window opens, not when weights are next due; the
+//!   pending reveals live in an atomic state file ([`WeightSetter::with_state_file`]), so a
+//!   restart (even `kill -9`) between commit and reveal still reveals.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ganglion_chain::{Chain, ChainError, ChainResult, Hyperparams, Metagraph, TxReceipt};
+use ganglion_chain::commit_reveal::hash_hex;
+use ganglion_chain::{Chain, ChainError, ChainResult, Hyperparams, Metagraph, TxReceipt, weight_hash};
 use ganglion_core::keys::Keypair;
 use ganglion_yuma::weights::{WeightsError, convert_weights_and_uids_for_emit, process_weights_for_netuid};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use crate::status::WeightsStatus;
+use crate::state::StateFile;
+use crate::status::{PendingCommitStatus, WeightsStatus};
 
 /// The SDK's `version_as_int` of this build: `major·10⁶ + minor·10³ + patch`. The one
 /// version number of every node: the axon's `version` and the weights' `version_key`.
@@ -36,14 +45,43 @@ pub fn version_key() -> u64 {
     major * 1_000_000 + minor * 1_000 + patch
 }
 
+/// Weights a strategy put on chain outside [`WeightStrategy::submit`] (a reveal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revealed {
+    /// Block the reveal is included in.
+    pub block: u64,
+    /// Uids revealed.
+    pub uids: Vec<u16>,
+    /// u16 values revealed.
+    pub values: Vec<u16>,
+}
+
 /// How u16 weights go on chain.
 #[async_trait]
 pub trait WeightStrategy: Send + Sync {
     /// Its name in status and logs (`plain`, `commit-reveal`).
     fn name(&self) -> &'static str;
 
+    /// Whether this strategy commits and reveals (it is used only on subnets with
+    /// `commit_reveal_weights_enabled`, plain ones only on subnets without).
+    fn commit_reveal(&self) -> bool {
+        false
+    }
+
     /// Submits the weights (or a commitment to them).
     async fn submit(&self, chain: &dyn Chain, hotkey: &Keypair, netuid: u16, uids: Vec<u16>, values: Vec<u16>, version_key: u64) -> ChainResult<TxReceipt>;
+
+    /// Called on every pass of the weight loop with the best block: finishes what earlier
+    /// submissions started (reveals). Returns what reached the chain; errors are the
+    /// strategy's to log and retry.
+    async fn poll(&self, _chain: &dyn Chain, _hotkey: &Keypair, _netuid: u16, _block: u64) -> Vec<Revealed> {
+        Vec::new()
+    }
+
+    /// Commits waiting for their reveal, oldest first.
+    fn pending(&self) -> Vec<PendingCommitStatus> {
+        Vec::new()
+    }
 }
 
 /// `set_weights` in the clear.
@@ -61,6 +99,221 @@ impl WeightStrategy for PlainWeights {
     }
 }
 
+/// Commit-reveal ([`ganglion_chain::commit_reveal`]): `submit` commits the hash of the
+/// weights with a fresh random salt and keeps (uids, values, salt, version_key, commit block)
+/// in memory and, when given, in an atomic state file (saved before the commit is sent, so a
+/// crash cannot lose a salt the chain holds a commit for); `poll` reveals each commit once
+/// the chain says its reveal epoch has come, and forgets commits the chain no longer holds
+/// (expired, or never accepted).
+pub struct CommitReveal {
+    file: Option<StateFile>,
+    pending: Mutex<Vec<PendingReveal>>,
+}
+
+impl std::fmt::Debug for CommitReveal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitReveal").field("file", &self.file.as_ref().map(StateFile::path)).finish_non_exhaustive()
+    }
+}
+
+/// A commit waiting for its reveal, as [`CommitReveal`] keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingReveal {
+    /// `0x` hex of the committed hash.
+    pub hash: String,
+    /// Uids to reveal.
+    pub uids: Vec<u16>,
+    /// u16 values to reveal.
+    pub values: Vec<u16>,
+    /// The salt hashed with them.
+    pub salt: Vec<u16>,
+    /// The version key hashed with them.
+    pub version_key: u64,
+    /// Block the commit was included in (`None` until the chain acknowledged it).
+    pub commit_block: Option<u64>,
+    /// The epoch in which the chain accepts the reveal (from the chain, once known).
+    pub reveal_epoch: Option<u64>,
+    /// First block of the reveal window as the chain scheduled it.
+    pub first_reveal_block: Option<u64>,
+    /// Last block of the reveal window as the chain scheduled it.
+    pub last_reveal_block: Option<u64>,
+}
+
+/// Salt length in u16s (the SDK's default salt is 8 random u16s).
+pub const SALT_LEN: usize = 8;
+
+/// A fresh commit-reveal salt: [`SALT_LEN`] random u16s from the thread's CSPRNG.
+pub fn random_salt() -> Vec<u16> {
+    let mut rng = rand::thread_rng();
+    (0..SALT_LEN).map(|_| rng.r#gen::<u16>()).collect()
+}
+
+impl CommitReveal {
+    /// Pending reveals in memory only (lost on restart).
+    pub fn in_memory() -> CommitReveal {
+        CommitReveal { file: None, pending: Mutex::new(Vec::new()) }
+    }
+
+    /// Pending reveals kept in `file` (loaded now: a restart reveals what the last run
+    /// committed). An unreadable file is logged and starts empty.
+    pub fn with_file(file: StateFile) -> CommitReveal {
+        let pending = match file.load::<Vec<PendingReveal>>() {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(target: "ganglion::neuron", "cannot read the pending weight reveals: {e}; starting with none");
+                Vec::new()
+            }
+        };
+        CommitReveal { file: Some(file), pending: Mutex::new(pending) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PendingReveal>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Saves `pending` (atomically) if there is a file; a failure is logged.
+    fn save(&self, pending: &[PendingReveal]) {
+        if let Some(file) = &self.file
+            && let Err(e) = file.save(&pending)
+        {
+            tracing::error!(target: "ganglion::neuron", "cannot save the pending weight reveals: {e}; a restart before the reveal loses them");
+        }
+    }
+
+    /// Changes the pending reveals and saves them, under the lock so that saves keep the
+    /// order of the changes (the write is synchronous; no await is held across it).
+    fn update(&self, f: impl FnOnce(&mut Vec<PendingReveal>)) {
+        let mut pending = self.lock();
+        f(&mut pending);
+        self.save(&pending);
+    }
+}
+
+#[async_trait]
+impl WeightStrategy for CommitReveal {
+    fn name(&self) -> &'static str {
+        "commit-reveal"
+    }
+
+    fn commit_reveal(&self) -> bool {
+        true
+    }
+
+    async fn submit(&self, chain: &dyn Chain, hotkey: &Keypair, netuid: u16, uids: Vec<u16>, values: Vec<u16>, version_key: u64) -> ChainResult<TxReceipt> {
+        let salt = random_salt();
+        let hash = weight_hash(&hotkey.public(), netuid, &uids, &values, &salt, version_key);
+        let hex = hash_hex(&hash);
+        let entry = PendingReveal {
+            hash: hex.clone(),
+            uids,
+            values,
+            salt,
+            version_key,
+            commit_block: None,
+            reveal_epoch: None,
+            first_reveal_block: None,
+            last_reveal_block: None,
+        };
+        self.update(|p| p.push(entry));
+        match chain.commit_weights(hotkey, netuid, hash).await {
+            Ok(receipt) => {
+                let window = chain.weight_commits(netuid, &hotkey.public()).await.ok().and_then(|list| list.into_iter().find(|c| c.hash == hash));
+                self.update(|p| {
+                    if let Some(e) = p.iter_mut().find(|e| e.hash == hex) {
+                        e.commit_block = Some(receipt.block);
+                        if let Some(w) = window {
+                            e.reveal_epoch = Some(w.reveal_epoch);
+                            e.first_reveal_block = Some(w.first_reveal_block);
+                            e.last_reveal_block = Some(w.last_reveal_block);
+                        }
+                    }
+                });
+                tracing::info!(target: "ganglion::neuron", netuid, block = receipt.block, hash = %hex, "weights committed; revealing in the reveal epoch");
+                Ok(receipt)
+            }
+            Err(e) => {
+                // A transport error may hide an accepted commit: `poll` asks the chain.
+                if e.name().is_some() {
+                    self.update(|p| p.retain(|x| x.hash != hex));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn poll(&self, chain: &dyn Chain, hotkey: &Keypair, netuid: u16, block: u64) -> Vec<Revealed> {
+        let pending = self.lock().clone();
+        // Nothing can be revealed before the earliest known window (a reveal built on best
+        // block `b` executes in `b + 1`).
+        if pending.is_empty() || pending.iter().all(|p| p.first_reveal_block.is_some_and(|first| block.saturating_add(1) < first)) {
+            return Vec::new();
+        }
+        let (commits, subnet) = match (chain.weight_commits(netuid, &hotkey.public()).await, chain.subnet(netuid).await) {
+            (Ok(c), Ok(s)) => (c, s),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(target: "ganglion::neuron", "cannot read the weight commits: {e}; retrying");
+                return Vec::new();
+            }
+        };
+        let mut revealed = Vec::new();
+        let mut gone: Vec<String> = Vec::new();
+        let mut learned: Vec<(String, ganglion_chain::WeightCommit)> = Vec::new();
+        for entry in &pending {
+            let Some(on_chain) = commits.iter().find(|c| hash_hex(&c.hash) == entry.hash) else {
+                tracing::warn!(target: "ganglion::neuron", netuid, hash = %entry.hash, "the chain holds no such weight commit (expired or never accepted); dropping it");
+                gone.push(entry.hash.clone());
+                continue;
+            };
+            learned.push((entry.hash.clone(), on_chain.clone()));
+            if !on_chain.revealable(subnet.epoch_index) {
+                continue;
+            }
+            match chain.reveal_weights(hotkey, netuid, entry.uids.clone(), entry.values.clone(), entry.salt.clone(), entry.version_key).await {
+                Ok(receipt) => {
+                    tracing::info!(target: "ganglion::neuron", netuid, block = receipt.block, hash = %entry.hash, uids = ?entry.uids, values = ?entry.values, "weights revealed");
+                    revealed.push(Revealed { block: receipt.block, uids: entry.uids.clone(), values: entry.values.clone() });
+                    gone.push(entry.hash.clone());
+                }
+                Err(e) if matches!(e.name(), Some("RevealTooEarly")) || e.name().is_none() => {
+                    tracing::debug!(target: "ganglion::neuron", netuid, "reveal not accepted yet: {e}");
+                }
+                Err(e) => {
+                    tracing::warn!(target: "ganglion::neuron", netuid, hash = %entry.hash, "the chain refused the reveal: {e}; dropping the commit");
+                    gone.push(entry.hash.clone());
+                }
+            }
+        }
+        if !gone.is_empty() || !learned.is_empty() {
+            self.update(|p| {
+                p.retain(|e| !gone.contains(&e.hash));
+                for (hash, c) in learned {
+                    if let Some(e) = p.iter_mut().find(|e| e.hash == hash) {
+                        e.commit_block = Some(c.commit_block);
+                        e.reveal_epoch = Some(c.reveal_epoch);
+                        e.first_reveal_block = Some(c.first_reveal_block);
+                        e.last_reveal_block = Some(c.last_reveal_block);
+                    }
+                }
+            });
+        }
+        revealed
+    }
+
+    fn pending(&self) -> Vec<PendingCommitStatus> {
+        self.lock()
+            .iter()
+            .map(|p| PendingCommitStatus {
+                hash: p.hash.clone(),
+                commit_block: p.commit_block,
+                reveal_epoch: p.reveal_epoch,
+                first_reveal_block: p.first_reveal_block,
+                last_reveal_block: p.last_reveal_block,
+                uids: p.uids.len(),
+            })
+            .collect()
+    }
+}
+
 /// What a call to [`WeightSetter::maybe_set`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WeightsOutcome {
@@ -71,7 +324,7 @@ pub enum WeightsOutcome {
     },
     /// Due, but no miner has a score yet.
     NothingToSet,
-    /// Accepted.
+    /// Accepted (with commit-reveal: committed; [`WeightSetter::poll`] reveals it later).
     Set {
         /// Block it is included in.
         block: u64,
@@ -98,6 +351,8 @@ pub struct WeightSetter {
     netuid: u16,
     hotkey: Keypair,
     strategy: Box<dyn WeightStrategy>,
+    commit_reveal: CommitReveal,
+    revealed: Vec<Revealed>,
     epoch_length: u64,
     version_key: u64,
     exclude_quantile: u16,
@@ -125,12 +380,15 @@ impl WeightSetter {
         metrics.counter("ganglion_weights_submissions_total", "Weight submissions, by the chain's answer (ok or its error name).");
         metrics.gauge("ganglion_weights_last_set_block", "Block of the last accepted weight submission.");
         metrics.gauge("ganglion_weights_next_due_block", "First block at which weights are due again.");
+        metrics.counter("ganglion_weights_reveals_total", "Committed weights revealed (commit-reveal).");
         let version_key = version_key.unwrap_or_else(self::version_key);
         let status = WeightsStatus { strategy: strategy.name().to_string(), version_key, ..WeightsStatus::default() };
         WeightSetter {
             netuid,
             hotkey,
             strategy,
+            commit_reveal: CommitReveal::in_memory(),
+            revealed: Vec::new(),
             epoch_length: epoch_length.max(1),
             version_key,
             exclude_quantile: 0,
@@ -141,6 +399,49 @@ impl WeightSetter {
             failures: 0,
             status,
         }
+    }
+
+    /// Keeps commit-reveal's pending reveals in `path` (an atomic JSON state file, e.g.
+    /// `<data_dir>/weight_commits.json`) and loads what a previous run left there. Without
+    /// it they live in memory and a restart between a commit and its reveal loses the reveal.
+    pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> WeightSetter {
+        self.commit_reveal = CommitReveal::with_file(StateFile::new(path, self.netuid));
+        self.status.pending_commits = self.pending_commits();
+        self
+    }
+
+    fn pending_commits(&self) -> Vec<PendingCommitStatus> {
+        let mut all = self.commit_reveal.pending();
+        all.extend(self.strategy.pending());
+        all
+    }
+
+    /// Weights revealed since the last call (commit-reveal), oldest first.
+    pub fn take_revealed(&mut self) -> Vec<Revealed> {
+        std::mem::take(&mut self.revealed)
+    }
+
+    /// The strategy for a subnet with these hyperparameters: the given one if it suits, else
+    /// the built-in [`CommitReveal`] or [`PlainWeights`].
+    fn pick(&self, hp: &Hyperparams) -> &dyn WeightStrategy {
+        match (hp.commit_reveal_weights_enabled, self.strategy.commit_reveal()) {
+            (true, true) | (false, false) => self.strategy.as_ref(),
+            (true, false) => &self.commit_reveal,
+            (false, true) => &PlainWeights,
+        }
+    }
+
+    /// Runs the strategies' [`WeightStrategy::poll`] (reveals due at `block`).
+    pub async fn poll(&mut self, chain: &dyn Chain, block: u64) {
+        let mut revealed = self.commit_reveal.poll(chain, &self.hotkey, self.netuid, block).await;
+        revealed.extend(self.strategy.poll(chain, &self.hotkey, self.netuid, block).await);
+        for r in &revealed {
+            self.status.revealed_count += 1;
+            self.status.last_reveal_block = Some(r.block);
+            self.metrics.inc("ganglion_weights_reveals_total", &[]);
+        }
+        self.revealed.extend(revealed);
+        self.status.pending_commits = self.pending_commits();
     }
 
     /// The SDK's `exclude_quantile` (u16 proportion; 0 by default, as the SDK).
@@ -194,10 +495,12 @@ impl WeightSetter {
             self.retry_at = 0;
         }
         let last_update = me.last_update;
+        self.poll(chain, block).await;
         let hp = match self.hyperparams(chain, block, false).await {
             Ok(hp) => hp,
             Err(e) => return self.failed(block, &e, None),
         };
+        self.status.strategy = self.pick(&hp).name().to_string();
         let due = self.due_block(last_update, &hp);
         self.status.next_due_block = Some(due);
         self.metrics.set("ganglion_weights_next_due_block", &[], due as f64);
@@ -227,7 +530,11 @@ impl WeightSetter {
             }
             Err(e) => return self.refused_locally(block, &e, &hp),
         };
-        let submitted = self.strategy.submit(chain, &self.hotkey, self.netuid, emit_uids.clone(), emit_values.clone(), self.version_key).await;
+        let strategy = self.pick(&hp);
+        let strategy_name = strategy.name();
+        let submitted = strategy.submit(chain, &self.hotkey, self.netuid, emit_uids.clone(), emit_values.clone(), self.version_key).await;
+        self.status.strategy = strategy_name.to_string();
+        self.status.pending_commits = self.pending_commits();
         match submitted {
             Ok(receipt) => {
                 self.last_accepted = Some(receipt.block);
@@ -239,7 +546,7 @@ impl WeightSetter {
                 self.status.next_due_block = Some(self.due_block(receipt.block, &hp));
                 self.metrics.inc("ganglion_weights_submissions_total", &[("result", "ok")]);
                 self.metrics.set("ganglion_weights_last_set_block", &[], receipt.block as f64);
-                tracing::info!(target: "ganglion::neuron", netuid = self.netuid, block = receipt.block, strategy = self.strategy.name(), uids = ?emit_uids, values = ?emit_values, "weights set");
+                tracing::info!(target: "ganglion::neuron", netuid = self.netuid, block = receipt.block, strategy = strategy_name, uids = ?emit_uids, values = ?emit_values, "weights set");
                 WeightsOutcome::Set { block: receipt.block, uids: emit_uids, values: emit_values, weights: p_uids.into_iter().zip(p_weights.into_iter().map(|w| w as f32)).collect() }
             }
             Err(e) => self.failed(block, &e, Some(&hp)),
@@ -258,11 +565,14 @@ impl WeightSetter {
         let tempo = hp.map_or(self.epoch_length, |hp| u64::from(hp.tempo).max(1));
         let backoff = (1u64 << self.failures.min(16)).min(interval);
         let wait = match name.as_str() {
-            // Our view of last_update was stale: re-read both, try again in a block.
-            "SettingWeightsTooFast" => {
+            // Our view of last_update was stale, or the owner just switched commit-reveal
+            // on or off: re-read the hyperparameters, try again in a block.
+            "SettingWeightsTooFast" | "CommittingWeightsTooFast" | "CommitRevealEnabled" | "CommitRevealDisabled" => {
                 self.hyperparams = None;
                 1
             }
+            // Pending commits expire or get revealed at epochs.
+            "TooManyUnrevealedCommits" => tempo,
             // Permits and stake change at epochs.
             "NeuronNoValidatorPermit" | "NotEnoughStakeToSetWeights" => tempo,
             // The subnet requires a newer version: nothing changes until the operator acts.
@@ -294,6 +604,36 @@ mod tests {
         let mut parts = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse::<u64>().unwrap_or(0));
         let expected = parts.next().unwrap_or(0) * 1_000_000 + parts.next().unwrap_or(0) * 1_000 + parts.next().unwrap_or(0);
         assert_eq!(version_key(), expected);
+    }
+
+    #[test]
+    fn pending_reveals_are_reloaded_and_a_corrupt_file_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weight_commits.json");
+        let entry = PendingReveal {
+            hash: "0xab".into(),
+            uids: vec![1, 2],
+            values: vec![65535, 7],
+            salt: random_salt(),
+            version_key: 3,
+            commit_block: Some(10),
+            reveal_epoch: Some(2),
+            first_reveal_block: Some(21),
+            last_reveal_block: Some(30),
+        };
+        let cr = CommitReveal::with_file(StateFile::new(&path, 4));
+        assert!(cr.pending().is_empty());
+        cr.update(|p| p.push(entry.clone()));
+        let again = CommitReveal::with_file(StateFile::new(&path, 4));
+        assert_eq!(*again.lock(), vec![entry]);
+        assert_eq!(again.pending()[0].first_reveal_block, Some(21));
+        assert_eq!(entry_salt_len(&again), SALT_LEN);
+        std::fs::write(&path, b"{torn").unwrap();
+        assert!(CommitReveal::with_file(StateFile::new(&path, 4)).pending().is_empty());
+    }
+
+    fn entry_salt_len(cr: &CommitReveal) -> usize {
+        cr.lock()[0].salt.len()
     }
 
     #[test]

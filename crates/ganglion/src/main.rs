@@ -107,6 +107,9 @@ enum Command {
     Hub(cmd::hub::HubArgs),
     /// Run a whole subnet on this machine: chain, validators, miners and the hub.
     Localnet(cmd::localnet::LocalnetArgs),
+    /// Run the red team (dishonest miners) against the real validators and print what each
+    /// strategy earns: starts the separate `ganglion-redteam` executable (`ganglion redteam --help`).
+    Redteam(cmd::redteam::RedteamArgs),
 }
 
 fn main() -> ExitCode {
@@ -140,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compute(command) => cmd::compute::run(command),
         Command::Hub(args) => cmd::hub::run(args),
         Command::Localnet(args) => cmd::localnet::run(args),
+        Command::Redteam(args) => cmd::redteam::run(args),
     }
 }
 

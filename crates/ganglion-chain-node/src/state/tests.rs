@@ -318,3 +318,153 @@ fn weights_checks_then_epoch_moves_incentive() {
     let since_epoch = h.state.block - subnet.last_step_block;
     assert_eq!(subnet.pending_emission, since_epoch * (RAO_PER_TAO - owner_cut));
 }
+
+/// Subnet 1 as [`Harness::subnet_with_neurons`], past its first epoch (the validator holds a
+/// permit), with commit-reveal on (period `period`).
+fn commit_reveal_subnet(h: &mut Harness, period: u64) -> (Keypair, Keypair, Keypair) {
+    let (v, m1, m2) = h.subnet_with_neurons();
+    h.blocks(10);
+    assert!(h.neuron(1, 1).validator_permit);
+    let update = HyperparamUpdate { commit_reveal_weights_enabled: Some(true), commit_reveal_period: Some(period), ..Default::default() };
+    h.ok(&key("//Alice"), Call::SetHyperparams { netuid: 1, update });
+    (v, m1, m2)
+}
+
+fn commit(hotkey: &Keypair, uids: &[u16], values: &[u16], salt: &[u16], version_key: u64) -> Call {
+    Call::CommitWeights { netuid: 1, commit_hash: weight_hash(&hotkey.public(), 1, uids, values, salt, version_key) }
+}
+
+fn reveal(uids: &[u16], values: &[u16], salt: &[u16], version_key: u64) -> Call {
+    Call::RevealWeights { netuid: 1, uids: uids.to_vec(), values: values.to_vec(), salt: salt.to_vec(), version_key }
+}
+
+/// Finalises blocks until the subnet's next epoch has run.
+fn next_epoch(h: &mut Harness) {
+    let index = h.state.subnets[&1].epoch_index;
+    while h.state.subnets[&1].epoch_index == index {
+        h.blocks(1);
+    }
+}
+
+#[test]
+fn commit_reveal_is_refused_when_off_and_set_weights_when_on() {
+    let mut h = Harness::new();
+    let (v, _, _) = h.subnet_with_neurons();
+    h.blocks(10);
+    h.refused(&v, commit(&v, &[2], &[1], &[7], 0), "CommitRevealDisabled");
+    h.refused(&v, reveal(&[2], &[1], &[7], 0), "CommitRevealDisabled");
+    h.ok(&key("//Alice"), Call::SetHyperparams { netuid: 1, update: HyperparamUpdate { commit_reveal_weights_enabled: Some(true), ..Default::default() } });
+    h.refused(&v, Call::SetWeights { netuid: 1, uids: vec![2], values: vec![1], version_key: 0 }, "CommitRevealEnabled");
+    h.refused(&key("//stranger"), commit(&v, &[2], &[1], &[7], 0), "HotKeyNotRegisteredInSubNet");
+    h.refused(&v, reveal(&[2], &[1], &[7], 0), "NoWeightsCommitFound");
+}
+
+#[test]
+fn reveal_only_in_the_reveal_epoch_then_weights_are_set() {
+    let mut h = Harness::new();
+    let (v, _, _) = commit_reveal_subnet(&mut h, 1);
+    let (uids, values, salt) = ([2u16, 3], [u16::MAX, 100], [11u16, 22, 33]);
+    h.blocks(1);
+    let weights_before = h.neuron(1, 1).weights.clone();
+    h.ok(&v, commit(&v, &uids, &values, &salt, 0));
+    let committed_at = h.state.pending_block();
+    assert_eq!(h.neuron(1, 1).last_update, committed_at, "a commit sets last_update");
+    let infos = h.state.subnets[&1].weight_commit_infos(&AccountId(v.public()));
+    assert_eq!(infos.len(), 1);
+    let info = infos[0].clone();
+    assert_eq!((info.commit_block, info.reveal_epoch), (committed_at, info.commit_epoch + 1));
+    // Same epoch: too early.
+    h.refused(&v, reveal(&uids, &values, &salt, 0), "RevealTooEarly");
+    // A wrong salt, values or version key: no match.
+    h.refused(&v, reveal(&uids, &values, &[11, 22, 34], 0), "InvalidRevealCommitHashNotMatch");
+    h.refused(&v, reveal(&uids, &[u16::MAX, 101], &salt, 0), "InvalidRevealCommitHashNotMatch");
+    h.refused(&v, reveal(&uids, &values, &salt, 1), "InvalidRevealCommitHashNotMatch");
+    next_epoch(&mut h);
+    // The advertised window is where the chain now is.
+    let pending = h.state.pending_block();
+    assert!((info.first_reveal_block..=info.last_reveal_block).contains(&pending), "{pending} not in {info:?}");
+    // Another hotkey cannot reveal it (the hash binds the hotkey).
+    h.refused(&key("//M1"), reveal(&uids, &values, &salt, 0), "NoWeightsCommitFound");
+    assert_eq!(h.neuron(1, 1).weights, weights_before, "nothing set before the reveal");
+    h.ok(&v, reveal(&uids, &values, &salt, 0));
+    assert_eq!(h.neuron(1, 1).weights, vec![(2, 65535), (3, 100)]);
+    assert_eq!(h.neuron(1, 1).last_update, committed_at, "a reveal does not move last_update");
+    assert!(h.state.subnets[&1].weight_commits.is_empty(), "the revealed commit is gone");
+    h.refused(&v, reveal(&uids, &values, &salt, 0), "NoWeightsCommitFound");
+}
+
+#[test]
+fn expired_commits_are_refused_and_dropped() {
+    let mut h = Harness::new();
+    let (v, _, _) = commit_reveal_subnet(&mut h, 2);
+    h.ok(&v, commit(&v, &[2], &[5], &[1], 0));
+    next_epoch(&mut h);
+    h.refused(&v, reveal(&[2], &[5], &[1], 0), "RevealTooEarly");
+    next_epoch(&mut h);
+    next_epoch(&mut h);
+    // Epoch commit+3 with a period of 2: expired.
+    h.refused(&v, reveal(&[2], &[5], &[1], 0), "ExpiredWeightCommit");
+    h.refused(&v, reveal(&[2], &[6], &[1], 0), "NoWeightsCommitFound");
+    assert!(h.state.subnets[&1].weight_commit_infos(&AccountId(v.public())).is_empty(), "expired commits are not shown");
+    // A new commit drops the expired one; a hash matching only the expired one says so.
+    h.ok(&v, commit(&v, &[3], &[5], &[1], 0));
+    assert_eq!(h.state.subnets[&1].weight_commits[&AccountId(v.public())].len(), 1);
+    h.refused(&v, reveal(&[3], &[5], &[9], 0), "InvalidRevealCommitHashNotMatch");
+}
+
+#[test]
+fn pending_commits_queue_up_to_ten_and_a_reveal_drops_older_ones() {
+    let mut h = Harness::new();
+    let (v, _, _) = commit_reveal_subnet(&mut h, 1);
+    for i in 0..10u16 {
+        h.ok(&v, commit(&v, &[2], &[i + 1], &[i], 0));
+    }
+    h.refused(&v, commit(&v, &[2], &[99], &[99], 0), "TooManyUnrevealedCommits");
+    next_epoch(&mut h);
+    h.refused(&v, commit(&v, &[2], &[99], &[99], 0), "TooManyUnrevealedCommits");
+    // Revealing the fourth drops the first four.
+    h.ok(&v, reveal(&[2], &[4], &[3], 0));
+    assert_eq!(h.neuron(1, 1).weights, vec![(2, 65535)]);
+    assert_eq!(h.state.subnets[&1].weight_commits[&AccountId(v.public())].len(), 6);
+    h.refused(&v, reveal(&[2], &[2], &[1], 0), "InvalidRevealCommitHashNotMatch");
+    h.ok(&v, reveal(&[2], &[10], &[9], 0));
+    assert!(h.state.subnets[&1].weight_commits.is_empty());
+}
+
+#[test]
+fn commits_are_rate_limited_and_reveals_are_checked_like_set_weights() {
+    let mut h = Harness::new();
+    let (v, _, _) = commit_reveal_subnet(&mut h, 1);
+    h.ok(&key("//Alice"), Call::SetHyperparams { netuid: 1, update: HyperparamUpdate { weights_rate_limit: Some(5), ..Default::default() } });
+    // Just after an epoch, so that both commits below fall in the same one (tempo 10).
+    next_epoch(&mut h);
+    h.ok(&v, commit(&v, &[2, 2], &[1, 1], &[1], 0));
+    h.refused(&v, commit(&v, &[2], &[1], &[2], 0), "CommittingWeightsTooFast");
+    h.blocks(5);
+    h.ok(&v, commit(&v, &[2], &[1], &[2], 0));
+    next_epoch(&mut h);
+    // The hash matches, but the weights are invalid: refused with set_weights' error, and the
+    // commit stays (the state is unchanged).
+    h.refused(&v, reveal(&[2, 2], &[1, 1], &[1], 0), "DuplicateUids");
+    // Revealing within the rate limit of the last commit is fine.
+    h.ok(&v, reveal(&[2], &[1], &[2], 0));
+}
+
+#[test]
+fn pending_commits_survive_the_store_encoding_and_pruning_drops_them() {
+    let mut h = Harness::new();
+    let (v, _, _) = commit_reveal_subnet(&mut h, 1);
+    h.ok(&v, commit(&v, &[2], &[1], &[2], 0));
+    let subnet = h.state.subnets[&1].clone();
+    let json = serde_json::to_vec(&subnet).unwrap_or_default();
+    let back: Option<Subnet> = serde_json::from_slice(&json).ok();
+    assert_eq!(back.as_ref(), Some(&subnet));
+    // A subnet stored before commit-reveal existed reads back with no commits.
+    let mut value = serde_json::to_value(&subnet).unwrap_or_default();
+    value.as_object_mut().map(|o| o.remove("weight_commits"));
+    let old: Option<Subnet> = serde_json::from_value(value).ok();
+    assert_eq!(old.map(|s| s.weight_commits.len()), Some(0));
+    // Epoch: the commit-reveal mask sees the validator's pending commit.
+    assert_eq!(h.state.subnets[&1].commit_blocks()[1], h.state.pending_block());
+    assert_eq!(h.state.subnets[&1].commit_blocks()[2], u64::MAX);
+}

@@ -131,6 +131,7 @@ fn difficulty_adapts_like_version_b_and_a() {
         mean_success_elapsed_s: 1.0,
         last20_failed: failed,
         last20_difficulty_avg: avg,
+        ..ChallengeStats::default()
     };
     // B: new miners start at the minimum and stay until they have more than 4 successes.
     assert_eq!(next_difficulty(&ChallengeStats::default(), AdaptRule::B, 6, 12), 6);
@@ -148,4 +149,22 @@ fn difficulty_adapts_like_version_b_and_a() {
     assert_eq!(next_difficulty(&stats(20, 3, 7.0), AdaptRule::A, 6, 12), 6);
     // A swapped range is read as [min, max] anyway.
     assert_eq!(next_difficulty(&ChallengeStats::default(), AdaptRule::B, 9, 4), 4);
+}
+
+#[test]
+fn the_work_rule_keeps_the_keyspace_above_the_capacity() {
+    let o = |success: bool, difficulty: u8| Outcome { success, difficulty, elapsed_s: 1.0 };
+    let next = |newest_first: &[Outcome]| next_difficulty(&ChallengeStats::from_outcomes(newest_first), AdaptRule::Work, 3, 8);
+    assert_eq!(next(&[]), 3, "new miners start at the minimum");
+    assert_eq!(next(&[o(true, 3), o(true, 3), o(true, 3)]), 3, "three are not enough to move");
+    assert_eq!(next(&[o(true, 3); 4]), 4, "all of four solved: up");
+    // At 5, solved 3 of 5 (a keyspace above the capacity): stay.
+    assert_eq!(next(&[o(true, 5), o(false, 5), o(true, 5), o(false, 5), o(true, 5), o(true, 4), o(true, 4)]), 5);
+    // 1 of 6 solved still pays the full work in expectation: stay; none of 6: down.
+    assert_eq!(next(&[o(false, 6), o(false, 6), o(true, 6), o(false, 6), o(false, 6), o(false, 6)]), 6);
+    assert_eq!(next(&[o(false, 6); 6]), 5);
+    assert_eq!(next(&[o(true, 8); 10]), 8, "clamped");
+    let fast = ChallengeStats { newest_solved_fast: true, ..ChallengeStats::from_outcomes(&[o(true, 4)]) };
+    assert_eq!(next_difficulty(&fast, AdaptRule::Work, 3, 8), 5, "solved in a quarter of the timeout: up at once");
+    assert_eq!(AdaptRule::default(), AdaptRule::Work);
 }

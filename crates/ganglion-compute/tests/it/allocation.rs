@@ -99,6 +99,17 @@ async fn renter_allocates_logs_in_and_the_reservation_expires() {
     assert!(stored.iter().any(|a| a.id == granted.allocation_id && a.status == "active" && a.access["port"] == ssh_port));
     assert!(!serde_json::to_string(&stored).unwrap_or_default().contains("PRIVATE"), "no secrets in the store");
 
+    // The validator made this reservation itself: it proves it alive over SSH (the sandbox's
+    // sshd signs a fresh key exchange with the pinned host key) and scores the miner as
+    // allocated, with a proven sandbox.
+    let row = common::eventually(Duration::from_secs(30), "the allocation proven alive", || {
+        let status = validator.status();
+        async move { status.miner(miner_uid).filter(|m| m.details["allocated"] == true).cloned() }
+    })
+    .await;
+    assert_eq!(row.details["has_sandbox"], true, "{row:?}");
+    assert!(stored.iter().any(|a| a.access["host_key"] == granted.host_key.as_str()), "the renter stores the pinned host key");
+
     // Log in with the renter's key; the limits are visible inside.
     let out = common::ssh(&renter_ssh.private_key, &known, ssh_port, "nproc; cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; echo hello > /workspace/x; cat /workspace/x");
     assert!(out.ok, "ssh: {}", out.stderr);

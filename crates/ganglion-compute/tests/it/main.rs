@@ -5,5 +5,6 @@ mod allocation;
 mod bad_input;
 mod e2e;
 mod hashcat;
+mod integrity;
 mod restart;
 mod sandbox;

@@ -42,12 +42,10 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ganglion_chain::RAO_PER_TAO;
 use ganglion_core::keys::{Keypair, PublicKey};
-use ganglion_engine::Engine;
 use ganglion_neuron::config::{AxonConfig, NeuronConfig, Overrides, check_duration};
 use ganglion_protocol::policy::PolicyConfig;
 use serde::{Deserialize, Serialize};
@@ -72,41 +70,6 @@ pub struct UpstreamConfig {
 
 fn default_max_concurrency() -> usize {
     8
-}
-
-/// Demo and test behaviours of a *dishonest or weak* miner. Never use them for real:
-/// they exist so that `ganglion localnet` and the tests can show what the validator catches.
-#[derive(Clone)]
-pub enum Adversary {
-    /// Honest tokens, delivered slowly: each chunk is held until `factor` times the time
-    /// the upstream took to produce it (and, with `max_tps`, at most that many chunks per second).
-    Slow {
-        /// Slow-down factor (≥ 1).
-        factor: f64,
-        /// Cap on chunks per second.
-        max_tps: Option<f64>,
-    },
-    /// A cheaper answer: asks the upstream for only `fraction` of `max_tokens` and reports
-    /// the cut as a natural stop.
-    Truncate {
-        /// Share of `max_tokens` actually generated.
-        fraction: f64,
-    },
-    /// No model at all: random tokens from the vocabulary, with made-up logprobs.
-    RandomTokens {
-        /// Source of the vocabulary (its weights are not used).
-        vocabulary: Arc<Engine>,
-    },
-}
-
-impl std::fmt::Debug for Adversary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Adversary::Slow { factor, max_tps } => write!(f, "Slow {{ factor: {factor}, max_tps: {max_tps:?} }}"),
-            Adversary::Truncate { fraction } => write!(f, "Truncate {{ fraction: {fraction} }}"),
-            Adversary::RandomTokens { .. } => f.write_str("RandomTokens"),
-        }
-    }
 }
 
 /// Everything [`super::start`] needs.
@@ -142,8 +105,6 @@ pub struct MinerConfig {
     pub drain_timeout: Duration,
     /// Where `status.json` is written (none: served at `/status` only).
     pub data_dir: Option<PathBuf>,
-    /// Demo/test misbehaviour (see [`Adversary`]).
-    pub adversary: Option<Adversary>,
 }
 
 impl MinerConfig {
@@ -171,7 +132,6 @@ impl MinerConfig {
             sync_interval: NeuronConfig::default().sync_interval,
             drain_timeout: Duration::from_secs(10),
             data_dir: None,
-            adversary: None,
         }
     }
 }

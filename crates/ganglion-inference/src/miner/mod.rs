@@ -28,7 +28,6 @@
 
 pub mod config;
 
-mod adversary;
 mod proxy;
 
 use std::collections::HashMap;
@@ -48,7 +47,7 @@ use ganglion_protocol::epistula::VerifierConfig;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-pub use config::{Adversary, MinerConfig, MinerFile, UpstreamConfig};
+pub use config::{MinerConfig, MinerFile, UpstreamConfig};
 
 use crate::error::{InferenceError, Result};
 use crate::openai::join_url;
@@ -225,7 +224,6 @@ pub async fn upstreams_from_url(url: &str, api_key: Option<String>, max_concurre
 /// Starts the miner: binds the axon, syncs the metagraph and serves the axon (with a
 /// chain), and serves until `shutdown` fires or [`MinerHandle::shutdown`] is called.
 pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown: Option<Shutdown>) -> Result<MinerHandle> {
-    // Even the random-token demo needs its model list: that is what it claims to serve.
     if config.upstreams.is_empty() {
         return Err(InferenceError::Config("no upstream: give --upstream URL or [[models]] in the config file".into()));
     }
@@ -281,7 +279,7 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown:
     };
     let app = proxy::router(state.clone(), axon.verifier());
     let server = axon.serve(app, token, config.drain_timeout);
-    tracing::info!(target: "ganglion::miner", %addr, hotkey = %config.hotkey.public(), models = ?state.models(), adversary = ?config.adversary, "inference miner serving");
+    tracing::info!(target: "ganglion::miner", %addr, hotkey = %config.hotkey.public(), models = ?state.models(), "inference miner serving");
     Ok(MinerHandle { addr, metrics, state, trigger, drain: config.drain_timeout, server, sync })
 }
 

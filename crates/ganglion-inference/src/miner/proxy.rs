@@ -14,8 +14,7 @@ use ganglion_protocol::epistula::{Caller, Verifier, protect};
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::adversary::{StopRewriter, random_token_events, slow_release, truncate_body};
-use super::{Adversary, MinerState};
+use super::MinerState;
 use crate::openai::{Endpoint, MODEL_HEADER, join_url};
 
 type AppState = State<Arc<MinerState>>;
@@ -102,12 +101,6 @@ async fn proxy(State(state): AppState, caller: Caller, uri: Uri, headers: Header
         count(StatusCode::BAD_REQUEST);
         return error(StatusCode::BAD_REQUEST, "missing_model", "name the model in X-Targon-Model or the body's `model`");
     };
-    if let Some(Adversary::RandomTokens { vocabulary }) = &state.config.adversary {
-        count(StatusCode::OK);
-        let events = random_token_events(vocabulary, endpoint, &body);
-        let stream = futures::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
-        return sse_response(StatusCode::OK, None, Body::from_stream(stream));
-    }
     let Some(upstream) = state.upstreams.get(&model) else {
         count(StatusCode::NOT_FOUND);
         return error(StatusCode::NOT_FOUND, "model_not_found", format!("this miner does not serve `{model}`; GET /models lists what it serves"));
@@ -119,10 +112,6 @@ async fn proxy(State(state): AppState, caller: Caller, uri: Uri, headers: Header
             count(StatusCode::SERVICE_UNAVAILABLE);
             return error(StatusCode::SERVICE_UNAVAILABLE, "upstream_busy", format!("all {} upstream slots for `{model}` are busy", upstream.config.max_concurrency));
         }
-    };
-    let body = match &state.config.adversary {
-        Some(Adversary::Truncate { fraction }) => truncate_body(&body, *fraction).unwrap_or(body),
-        _ => body,
     };
     let mut request = state
         .http
@@ -157,24 +146,7 @@ async fn proxy(State(state): AppState, caller: Caller, uri: Uri, headers: Header
         idle: state.config.upstream_idle_timeout,
         total: state.config.upstream_total_timeout,
     };
-    let timed: TimedStream = match &state.config.adversary {
-        // A slow miner must know when each chunk really arrived, not when it got round to
-        // reading it after sleeping; a reader task stamps them.
-        Some(Adversary::Slow { .. }) => {
-            let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            let mut upstream = response.bytes_stream();
-            tokio::spawn(async move {
-                while let Some(item) = upstream.next().await {
-                    if tx.send((item, started.elapsed())).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            Box::pin(tokio_stream_from(rx))
-        }
-        _ => Box::pin(response.bytes_stream().map(move |item| (item, started.elapsed()))),
-    };
-    let stream = guarded(timed, limits, guard, state.config.adversary.clone());
+    let stream = guarded(Box::pin(response.bytes_stream()), limits, guard);
     sse_response(status, content_type, Body::from_stream(stream))
 }
 
@@ -211,28 +183,20 @@ struct Deadlines {
     total: Duration,
 }
 
-type TimedStream = std::pin::Pin<Box<dyn Stream<Item = (reqwest::Result<Bytes>, Duration)> + Send>>;
-
-fn tokio_stream_from<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl Stream<Item = T> + Send {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
-}
+type UpstreamStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 struct Pipe {
-    upstream: TimedStream,
+    upstream: UpstreamStream,
     deadlines: Deadlines,
     _guard: Guard,
-    adversary: Option<Adversary>,
-    rewriter: StopRewriter,
-    chunks: usize,
     done: bool,
 }
 
 /// The upstream byte stream under idle and total deadlines, holding the slots until it
-/// ends, transformed by the adversary mode if one is set. A deadline ends the response
-/// with an error, which aborts the connection so the caller sees a broken stream, not a
-/// silently truncated one.
-fn guarded(upstream: TimedStream, deadlines: Deadlines, guard: Guard, adversary: Option<Adversary>) -> impl Stream<Item = std::io::Result<Bytes>> {
-    let pipe = Pipe { upstream, deadlines, _guard: guard, adversary, rewriter: StopRewriter::default(), chunks: 0, done: false };
+/// ends, passed through byte for byte. A deadline ends the response with an error, which
+/// aborts the connection so the caller sees a broken stream, not a silently truncated one.
+fn guarded(upstream: UpstreamStream, deadlines: Deadlines, guard: Guard) -> impl Stream<Item = std::io::Result<Bytes>> {
+    let pipe = Pipe { upstream, deadlines, _guard: guard, done: false };
     futures::stream::unfold(pipe, |mut pipe| async move {
         if pipe.done {
             return None;
@@ -244,27 +208,12 @@ fn guarded(upstream: TimedStream, deadlines: Deadlines, guard: Guard, adversary:
                 pipe.done = true;
                 Some((Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "upstream deadline passed")), pipe))
             }
-            Ok(None) => {
-                pipe.done = true;
-                let rest = pipe.rewriter.finish();
-                if rest.is_empty() { None } else { Some((Ok(rest), pipe)) }
-            }
-            Ok(Some((Err(e), _))) => {
+            Ok(None) => None,
+            Ok(Some(Err(e))) => {
                 pipe.done = true;
                 Some((Err(std::io::Error::other(format!("upstream stream broke: {e}"))), pipe))
             }
-            Ok(Some((Ok(bytes), arrived))) => {
-                pipe.chunks += 1;
-                let bytes = match &pipe.adversary {
-                    Some(Adversary::Slow { factor, max_tps }) => {
-                        tokio::time::sleep_until(slow_release(d.started, arrived, pipe.chunks, *factor, *max_tps).into()).await;
-                        bytes
-                    }
-                    Some(Adversary::Truncate { .. }) => pipe.rewriter.push(&bytes),
-                    _ => bytes,
-                };
-                Some((Ok(bytes), pipe))
-            }
+            Ok(Some(Ok(bytes))) => Some((Ok(bytes), pipe)),
         }
     })
 }

@@ -20,6 +20,7 @@
 //! vary_prompts = true
 //! vpermit_tao_limit = 4096
 //! window = 30
+//! score_ttl = "1h"            # results older than this leave the windows
 //! models_refresh = "10m"
 //!
 //! [models]
@@ -34,6 +35,9 @@
 //! upstream = "http://127.0.0.1:8000/v1"   # verify through this server instead of in-process
 //! require_token_ids = true
 //! require_usage = true
+//! margin = 0.3                # nats a token may sit beyond the support's edge (numerics)
+//! alpha = 1e-4                # false-positive budget per response of the statistical tests
+//! miner_alpha = 1e-4          # ... and over each miner's accumulated history
 //!
 //! [database]
 //! url = "postgres://user:pw@host/db"      # default: sqlite in data_dir
@@ -107,6 +111,9 @@ pub struct NeuronFile {
     pub vpermit_tao_limit: f64,
     /// Score window per model.
     pub window: usize,
+    /// Results older than this leave the score windows.
+    #[serde(with = "humantime_serde")]
+    pub score_ttl: Duration,
     /// How often the model list and the miners' served models are refreshed.
     #[serde(with = "humantime_serde")]
     pub models_refresh: Duration,
@@ -137,6 +144,7 @@ impl Default for NeuronFile {
             vary_prompts: true,
             vpermit_tao_limit: 4096.0,
             window: 30,
+            score_ttl: Duration::from_secs(3600),
             models_refresh: Duration::from_secs(600),
         }
     }
@@ -161,7 +169,7 @@ impl Default for ModelsFile {
 }
 
 /// `[verify]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifyFile {
     /// `logprob` | `ground-truth`.
@@ -178,6 +186,12 @@ pub struct VerifyFile {
     pub require_token_ids: bool,
     /// Require a `usage` object.
     pub require_usage: bool,
+    /// Logit margin beyond the support's edge (nats).
+    pub margin: f32,
+    /// Per-response false-positive budget of the statistical tests.
+    pub alpha: f64,
+    /// False-positive budget over each miner's accumulated history.
+    pub miner_alpha: f64,
 }
 
 impl Default for VerifyFile {
@@ -189,6 +203,9 @@ impl Default for VerifyFile {
             upstream: None,
             api_key: None,
             require_token_ids: true,
+            margin: 0.3,
+            alpha: 1e-4,
+            miner_alpha: 1e-4,
             require_usage: true,
         }
     }
@@ -294,6 +311,16 @@ impl ValidatorFile {
         check_duration("neuron.connect_timeout", n.connect_timeout, Duration::from_millis(1), day)?;
         check_duration("neuron.step_interval", n.step_interval, Duration::ZERO, day)?;
         check_duration("neuron.models_refresh", n.models_refresh, Duration::from_secs(1), day)?;
+        check_duration("neuron.score_ttl", n.score_ttl, Duration::from_secs(1), Duration::from_secs(30 * 86_400))?;
+        let v = &self.verify;
+        if !(v.margin.is_finite() && (0.0..=5.0).contains(&v.margin)) {
+            return Err(InferenceError::Config(format!("verify.margin must be between 0 and 5 nats, got {}", v.margin)));
+        }
+        for (key, a) in [("verify.alpha", v.alpha), ("verify.miner_alpha", v.miner_alpha)] {
+            if !(a > 0.0 && a < 0.5) {
+                return Err(InferenceError::Config(format!("{key} must be a probability in (0, 0.5), got {a}")));
+            }
+        }
         let data_dir = base.data_dir.clone().unwrap_or(default_data_dir);
         let mut c = ValidatorConfig::new(netuid, hotkey, data_dir);
         c.epoch_length = base.epoch_length.max(1);
@@ -304,6 +331,7 @@ impl ValidatorFile {
         c.connect_timeout = n.connect_timeout;
         c.step_interval = n.step_interval;
         c.models_refresh = n.models_refresh;
+        c.score_ttl = n.score_ttl;
         c.max_tokens = n.max_tokens.clamp(1, 8192);
         c.min_tokens = n.min_tokens.clamp(1, c.max_tokens);
         c.vary_prompts = n.vary_prompts;
@@ -323,6 +351,9 @@ impl ValidatorFile {
         c.verify.mode = self.verify.mode.parse::<VerifyMode>().map_err(InferenceError::Config)?;
         c.verify.require_token_ids = self.verify.require_token_ids;
         c.verify.require_usage = self.verify.require_usage;
+        c.verify.logprob.margin = self.verify.margin;
+        c.verify.logprob.alpha = self.verify.alpha;
+        c.miner_alpha = self.verify.miner_alpha;
         c.records = match (self.database.disabled, self.database.url) {
             (true, _) => RecordsTarget::Disabled,
             (false, Some(url)) => RecordsTarget::Url(url),

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ganglion_chain::{Chain, Metagraph, RAO_PER_TAO};
 use ganglion_core::keys::{Keypair, PublicKey};
-use ganglion_engine::tokenizer::ChatMessage;
+use ganglion_engine::tokenizer::{ChatMessage, Tokenizer};
 use ganglion_neuron::metrics::LATENCY_BUCKETS;
 use ganglion_neuron::state::{StateError, StateFile};
 use ganglion_neuron::status::{Failure, MinerStatus, NodeStatus, Role, Speed, StatusBoard};
@@ -57,12 +57,12 @@ use tokio::task::JoinHandle;
 pub use config::{ReferenceSpec, ValidatorFile};
 pub use models::ModelSource;
 pub use query::{Dendrite, Target};
-pub use round::{RoundResult, run_round, run_round_timed};
+pub use round::{RoundResult, run_round, run_round_each, run_round_timed};
 
 use crate::error::{InferenceError, Result};
 use crate::openai::{Endpoint, InferenceRequest, Prompt, Sampling};
 use crate::organic::OrganicConfig;
-use crate::prompts::{PromptBank, accept_variation, to_prompt, variation_request};
+use crate::prompts::{PromptBank, PromptSeed, accept_variation, to_prompt, variation_request};
 use crate::records::{Record, RecordWriter};
 use crate::reference::Reference;
 use crate::scoring::Scoreboard;
@@ -125,6 +125,12 @@ pub struct ValidatorConfig {
     pub models_refresh: Duration,
     /// `version_key` sent with weights (`None`: the runtime's, the SDK's `version_as_int`).
     pub version_key: Option<u64>,
+    /// False-positive budget of the per-miner accumulated test (over a miner's whole
+    /// sequence of checks; see [`Scoreboard::accumulate`]).
+    pub miner_alpha: f64,
+    /// Results older than this drop out of the score windows, so a miner that stops
+    /// answering (or stops being reachable) loses its score even if nobody queries it.
+    pub score_ttl: Duration,
 }
 
 impl ValidatorConfig {
@@ -156,6 +162,8 @@ impl ValidatorConfig {
             organic: None,
             models_refresh: Duration::from_secs(600),
             version_key: None,
+            miner_alpha: 1e-4,
+            score_ttl: Duration::from_secs(3600),
         }
     }
 
@@ -203,14 +211,34 @@ impl Shared {
         self.scoreboard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this validator holds a validator permit in the last metagraph seen (every
+    /// miner's default policy admits permitted validators, so a refusal then counts).
+    pub(crate) fn permitted(&self) -> bool {
+        let me = self.config.hotkey.public();
+        self.metagraph.read().ok().and_then(|m| m.as_ref().and_then(|m| m.by_hotkey(&me).map(|n| n.validator_permit))).unwrap_or(false)
+    }
+
     /// Records a round's results: scores (verifiable models only), metrics, records.
-    pub(crate) fn account(&self, request: &InferenceRequest, results: &[RoundResult], block: u64, organic: bool) {
-        let scored = self.references.contains_key(&request.model);
+    /// `weight` is how many results one counts for (organic answers verified with
+    /// probability `f` count `1/f` times, so an unverified one carries its share of risk).
+    pub(crate) fn account(&self, results: &[RoundResult], block: u64, organic: bool, weight: usize) {
+        let permitted = self.permitted();
         for result in results {
-            let (outcome, cause) = match &result.verdict.outcome {
-                Outcome::Verified => ("verified", "none"),
-                Outcome::Failed(f) => ("failed", f.cause.name()),
-                Outcome::Unverifiable(_) => ("unverifiable", "none"),
+            let request = &result.request;
+            let scored = self.references.contains_key(&request.model);
+            let mut failure_override = None;
+            if scored
+                && result.verdict.verified()
+                && let Some(evidence) = &result.verdict.evidence
+                && let Some(detail) = self.scoreboard().accumulate(&result.target.hotkey, &request.model, &evidence.families, self.config.miner_alpha)
+            {
+                failure_override = Some(crate::cause::Failure::new(crate::cause::Cause::SamplingMismatch, detail));
+            }
+            let (outcome, cause) = match (&failure_override, &result.verdict.outcome) {
+                (Some(f), _) => ("failed", f.cause.name()),
+                (None, Outcome::Verified) => ("verified", "none"),
+                (None, Outcome::Failed(f)) => ("failed", f.cause.name()),
+                (None, Outcome::Unverifiable(_)) => ("unverifiable", "none"),
             };
             self.metrics.inc("ganglion_inference_verifications_total", &[("outcome", outcome), ("cause", cause)]);
             let streamed = result.streamed();
@@ -220,16 +248,31 @@ impl Shared {
             if let Some(ttft) = streamed.ttft {
                 self.metrics.observe("ganglion_inference_ttft_seconds", &[], ttft.as_secs_f64());
             }
-            let counts = match &result.verdict.outcome {
-                Outcome::Verified => true,
-                Outcome::Failed(f) => f.cause.counts_against_miner(),
-                Outcome::Unverifiable(_) => false,
+            let counts = match (&failure_override, &result.verdict.outcome) {
+                (Some(_), _) | (None, Outcome::Verified) => true,
+                (None, Outcome::Failed(f)) => f.cause.counts_against_miner(permitted),
+                (None, Outcome::Unverifiable(_)) => false,
             };
             if scored && counts {
-                let failure = result.failure().map(|f| (f.cause.name(), f.detail.as_str()));
-                self.scoreboard().record(result.target.uid, &result.target.hotkey, &request.model, result.tps(), failure, organic);
+                let mut board = self.scoreboard();
+                match &failure_override {
+                    Some(f) => board.condemn(result.target.uid, &result.target.hotkey, &request.model, (f.cause.name(), &f.detail)),
+                    None => {
+                        let failure = result.failure().map(|f| (f.cause.name(), f.detail.as_str()));
+                        let repeat = if failure.is_some() { weight.max(1) } else { 1 };
+                        for _ in 0..repeat {
+                            board.record(result.target.uid, &result.target.hotkey, &request.model, result.tps(), failure, organic);
+                        }
+                    }
+                }
             }
-            self.records.send(Record::Inference(Box::new(inference_record(&self.config, request, result, block, organic))));
+            let mut record = inference_record(&self.config, request, result, block, organic);
+            if let Some(f) = &failure_override {
+                record.verified = false;
+                record.cause = Some(f.cause.name().to_string());
+                record.detail["failure"] = json!(f.detail);
+            }
+            self.records.send(Record::Inference(Box::new(record)));
         }
     }
 }
@@ -374,16 +417,23 @@ impl Validator for InferenceValidator {
             tracing::debug!(target: "ganglion::inference", %model, "no miner serves the model yet");
             return Ok(());
         }
-        let request = build_request(&shared, &self.bank, &mut self.rng, &model).await;
-        tracing::debug!(target: "ganglion::inference", %model, miners = targets.len(), endpoint = request.endpoint.name(), max_tokens = request.sampling.max_tokens, "querying");
+        // Every miner gets its own prompt and seed, drawn independently: one engine cannot
+        // answer for several hotkeys, and an answer cached for one prompt fits no other.
+        // One of them (the first) is reworded by the reference when `vary_prompts` is on.
+        let mut requests = Vec::with_capacity(targets.len());
+        for i in 0..targets.len() {
+            requests.push(build_request(&shared, &self.bank, &mut self.rng, &model, i == 0).await);
+        }
+        let max_tokens = requests.iter().map(|r| r.sampling.max_tokens).max().unwrap_or(1);
+        tracing::debug!(target: "ganglion::inference", %model, miners = targets.len(), max_tokens, "querying");
         shared.metrics.add("ganglion_inference_miners_queried_total", &[], targets.len() as f64);
         let reference = shared.reference(&model);
-        let limits = shared.config.limits(request.sampling.max_tokens);
+        let limits = shared.config.limits(max_tokens);
         // A stop during the round abandons it: its answers are neither scored nor recorded
         // (a half-verified round would be unfair to the miners not yet judged), and the
         // process exits well within its stop timeout.
         let mut stop = ctx.shutdown.clone();
-        let round = run_round_timed(&shared.dendrite, reference.as_deref(), &shared.config.verify, &request, &targets, limits);
+        let round = run_round_each(&shared.dendrite, reference.as_deref(), &shared.config.verify, requests, &targets, limits);
         let (results, verification) = tokio::select! {
             done = round => done,
             () = stop.wait() => {
@@ -400,7 +450,9 @@ impl Validator for InferenceValidator {
                 None => tracing::debug!(target: "ganglion::inference", uid = r.target.uid, %model, tps = r.tps().unwrap_or(0.0), verified = r.verdict.verified(), "response"),
             }
         }
-        shared.account(&request, &results, ctx.block, false);
+        shared.account(&results, ctx.block, false, 1);
+        let ttl_ms = i64::try_from(shared.config.score_ttl.as_millis()).unwrap_or(i64::MAX);
+        shared.scoreboard().expire(ganglion_core::clock::now_ms_i64().saturating_sub(ttl_ms));
         Ok(())
     }
 
@@ -732,28 +784,75 @@ async fn refresh_served(shared: &Shared, metagraph: &Metagraph, me: &PublicKey, 
     if let Ok(mut served) = shared.served.write() {
         for (target, answer) in due.iter().zip(answers) {
             let answered = answer.is_some();
-            served.insert(target.hotkey, Served { models: answer.unwrap_or_default(), asked: now, answered });
+            // A miner that stops answering keeps the models it last said it serves, so it is
+            // still queried — and its failures count — instead of silently dropping out of
+            // the sample with its score intact.
+            let models = match answer {
+                Some(models) => models,
+                None => served.get(&target.hotkey).map(|s| s.models.clone()).unwrap_or_default(),
+            };
+            served.insert(target.hotkey, Served { models, asked: now, answered });
         }
     }
 }
 
-fn draw_sampling(rng: &mut StdRng, config: &ValidatorConfig) -> Sampling {
+/// Draws sampling parameters across the whole range the verifier covers: a quarter greedy,
+/// the rest temperature 0.3–1.0 and top_p 0.85–0.99 (as the original), half of them with a
+/// top_k, and — when the reference has full logits — half with a repetition penalty.
+fn draw_sampling(rng: &mut StdRng, tokens: (u32, u32), exact_reference: bool) -> Sampling {
     let two_places = |v: f64| (v * 100.0).round() / 100.0;
     let temperature = if rng.gen_bool(0.25) { 0.0 } else { two_places(rng.gen_range(0.3..1.0)) };
-    let (low, high) = (config.min_tokens.max(1), config.max_tokens.max(config.min_tokens.max(1)));
+    let (low, high) = (tokens.0.max(1), tokens.1.max(tokens.0.max(1)));
+    let top_k = if rng.gen_bool(0.5) { 0 } else { [20, 40, 50, 100][rng.gen_range(0..4)] };
+    let repetition_penalty = if exact_reference && rng.gen_bool(0.5) { two_places(rng.gen_range(1.0..1.2)) } else { 1.0 };
     Sampling {
         temperature,
         top_p: two_places(rng.gen_range(0.85..0.99)),
+        top_k,
+        repetition_penalty,
         max_tokens: rng.gen_range(low..=high),
         seed: Some(rng.gen_range(10_000..=10_000_000)),
     }
 }
 
-/// Builds this step's request: a drawn instruction, reworded by the reference if enabled.
-async fn build_request(shared: &Shared, bank: &PromptBank, rng: &mut StdRng, model: &str) -> InferenceRequest {
+/// One synthetic request as the validator's step draws it (without rewording): a prompt from
+/// `bank`, chat or completion at even odds, and sampling from [`draw_sampling`] with
+/// `max_tokens` in `tokens`. `tokenizer` (the reference's) renders completion prompts
+/// through the model's chat template when it has one. `exact`: the reference has full
+/// logits (repetition penalties are drawn only then).
+pub fn synthetic_request(bank: &PromptBank, rng: &mut StdRng, model: &str, tokenizer: Option<&Tokenizer>, tokens: (u32, u32), exact: bool) -> InferenceRequest {
+    let seed = bank.draw(rng);
+    let instruction = seed.instruction.clone();
+    shape_request(&seed, &instruction, rng, model, tokenizer, tokens, exact)
+}
+
+fn shape_request(seed: &PromptSeed, instruction: &str, rng: &mut StdRng, model: &str, tokenizer: Option<&Tokenizer>, tokens: (u32, u32), exact: bool) -> InferenceRequest {
+    let endpoint = if rng.gen_bool(0.5) { Endpoint::Chat } else { Endpoint::Completion };
+    let chat = to_prompt(Endpoint::Chat, seed, instruction);
+    // An instruct model given a bare completion prompt often ends at once; when the
+    // reference knows the model's chat template, completion prompts are that template
+    // rendered as text (what the model expects; special tokens in it are parsed).
+    let templated = match (&chat, tokenizer) {
+        (Prompt::Chat(messages), Some(tokenizer)) if endpoint == Endpoint::Completion && tokenizer.has_chat_template() => {
+            let messages: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() }).collect();
+            tokenizer.apply_chat_template(&messages, true).ok().map(Prompt::Text)
+        }
+        _ => None,
+    };
+    let prompt = match endpoint {
+        Endpoint::Chat => chat,
+        Endpoint::Completion => templated.unwrap_or_else(|| to_prompt(Endpoint::Completion, seed, instruction)),
+    };
+    InferenceRequest { model: model.to_string(), endpoint, prompt, sampling: draw_sampling(rng, tokens, exact) }
+}
+
+/// Builds one miner's request: a drawn instruction, reworded by the reference if enabled
+/// and `reword`.
+async fn build_request(shared: &Shared, bank: &PromptBank, rng: &mut StdRng, model: &str, reword: bool) -> InferenceRequest {
     let seed = bank.draw(rng);
     let mut instruction = seed.instruction.clone();
-    if shared.config.vary_prompts
+    if reword
+        && shared.config.vary_prompts
         && let Some(reference) = shared.reference(model).or_else(|| shared.references.values().next().cloned())
     {
         let (prompt, sampling) = variation_request(&seed, rng, shared.config.vary_max_tokens.max(4));
@@ -765,22 +864,9 @@ async fn build_request(shared: &Shared, bank: &PromptBank, rng: &mut StdRng, mod
             instruction = v;
         }
     }
-    let endpoint = if rng.gen_bool(0.5) { Endpoint::Chat } else { Endpoint::Completion };
-    let chat = to_prompt(Endpoint::Chat, &seed, &instruction);
-    // An instruct model given a bare completion prompt often ends at once; when the
-    // reference knows the model's chat template, completion prompts are that template
-    // rendered as text (what the model expects; special tokens in it are parsed).
-    let templated = match (&chat, shared.reference(model)) {
-        (Prompt::Chat(messages), Some(reference)) if endpoint == Endpoint::Completion && reference.tokenizer().has_chat_template() => {
-            let messages: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() }).collect();
-            reference.tokenizer().apply_chat_template(&messages, true).ok().map(Prompt::Text)
-        }
-        _ => None,
-    };
-    let prompt = match endpoint {
-        Endpoint::Chat => chat,
-        Endpoint::Completion => templated.unwrap_or_else(|| to_prompt(Endpoint::Completion, &seed, &instruction)),
-    };
-    InferenceRequest { model: model.to_string(), endpoint, prompt, sampling: draw_sampling(rng, &shared.config) }
+    let reference = shared.reference(model);
+    let exact = reference.as_ref().is_some_and(|r| r.exact());
+    let tokens = (shared.config.min_tokens, shared.config.max_tokens);
+    shape_request(&seed, &instruction, rng, model, reference.as_ref().map(|r| r.tokenizer()), tokens, exact)
 }
 

@@ -11,13 +11,15 @@ use crate::openai::InferenceRequest;
 use crate::reference::Reference;
 use crate::stream::{StreamError, StreamLimits, Streamed};
 use crate::validator::query::{Dendrite, Target};
-use crate::verify::{Outcome, Verdict, VerifyConfig, verify_round};
+use crate::verify::{Outcome, Verdict, VerifyConfig, verify_each};
 
 /// What happened with one miner in a round.
 #[derive(Debug, Clone)]
 pub struct RoundResult {
     /// The miner.
     pub target: Target,
+    /// What it was asked.
+    pub request: InferenceRequest,
     /// The stream (or how it failed, with what arrived).
     pub response: Result<Streamed, StreamError>,
     /// The verdict.
@@ -77,34 +79,48 @@ pub async fn run_round_timed(
     targets: &[Target],
     limits: StreamLimits,
 ) -> (Vec<RoundResult>, Option<Duration>) {
-    let responses = futures::future::join_all(targets.iter().map(|t| dendrite.complete(t, request, limits))).await;
+    run_round_each(dendrite, reference, config, vec![request.clone(); targets.len()], targets, limits).await
+}
+
+/// [`run_round_timed`] with one request per target (`requests[i]` goes to `targets[i]`).
+pub async fn run_round_each(
+    dendrite: &Dendrite,
+    reference: Option<&dyn Reference>,
+    config: &VerifyConfig,
+    requests: Vec<InferenceRequest>,
+    targets: &[Target],
+    limits: StreamLimits,
+) -> (Vec<RoundResult>, Option<Duration>) {
+    let responses = futures::future::join_all(targets.iter().zip(&requests).map(|(t, r)| dendrite.complete(t, r, limits))).await;
     let ok: Vec<Option<&Streamed>> = responses.iter().map(|r| r.as_ref().ok()).collect();
+    let asked: Vec<&InferenceRequest> = requests.iter().collect();
     let mut verification = None;
     let verdicts: Vec<Option<Verdict>> = match reference {
         Some(reference) if ok.iter().any(Option::is_some) => {
             let started = std::time::Instant::now();
-            let verdicts = verify_round(reference, request, &ok, config).await;
+            let verdicts = verify_each(reference, &asked, &ok, config).await;
             verification = Some(started.elapsed());
             verdicts
         }
-        Some(reference) => verify_round(reference, request, &ok, config).await,
+        Some(reference) => verify_each(reference, &asked, &ok, config).await,
         None => ok
             .iter()
-            .map(|r| r.map(|_| Verdict { outcome: Outcome::Unverifiable("no reference for this model".into()), tokens: 0, similarity: None, stats: Value::Null }))
+            .map(|r| r.map(|_| Verdict { outcome: Outcome::Unverifiable("no reference for this model".into()), tokens: 0, similarity: None, stats: Value::Null, evidence: None }))
             .collect(),
     };
     let results = targets
         .iter()
         .cloned()
+        .zip(requests)
         .zip(responses)
         .zip(verdicts)
-        .map(|((target, response), verdict)| {
+        .map(|(((target, request), response), verdict)| {
             let verdict = match (&response, verdict) {
                 (_, Some(v)) => v,
                 (Err(e), None) => Verdict::failed(e.failure.clone(), e.partial.tokens.len() as u32, json!({"stage": "stream", "bytes": e.partial.bytes})),
-                (Ok(_), None) => Verdict { outcome: Outcome::Unverifiable("verification skipped".into()), tokens: 0, similarity: None, stats: Value::Null },
+                (Ok(_), None) => Verdict { outcome: Outcome::Unverifiable("verification skipped".into()), tokens: 0, similarity: None, stats: Value::Null, evidence: None },
             };
-            RoundResult { target, response, verdict }
+            RoundResult { target, request, response, verdict }
         })
         .collect();
     (results, verification)

@@ -14,6 +14,7 @@
 
 pub mod ground_truth;
 pub mod logprob;
+pub mod stats;
 
 use std::collections::HashMap;
 
@@ -84,6 +85,9 @@ pub struct VerifyConfig {
     pub logprob: LogprobConfig,
     /// Ground-truth pass rule.
     pub chunks: ChunkRule,
+    /// Two responses in a round sharing a prefix less likely than `e^this` under fair
+    /// sampling are [`Cause::Duplicate`] (−20: one in 485 million per pair).
+    pub duplicate_log_probability: f64,
 }
 
 impl Default for VerifyConfig {
@@ -97,6 +101,7 @@ impl Default for VerifyConfig {
             bad_stream_min_tokens: 60,
             logprob: LogprobConfig::default(),
             chunks: ChunkRule::default(),
+            duplicate_log_probability: -20.0,
         }
     }
 }
@@ -124,12 +129,29 @@ pub struct Verdict {
     pub similarity: Option<f64>,
     /// Measurements for the record (`detail` column).
     pub stats: Value,
+    /// Logprob mode: the statistics' evidence, for accumulation per miner.
+    #[serde(skip)]
+    pub evidence: Option<ResponseEvidence>,
+}
+
+/// What a logprob verdict contributes beyond pass/fail (see [`logprob`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResponseEvidence {
+    /// Per sampler family ([`ganglion_engine::distribution::Family::ALL`] order).
+    pub families: Vec<stats::Evidence>,
+    /// The token ids judged.
+    pub ids: Vec<u32>,
+    /// Cumulative clipped log-probability of the first `i + 1` tokens, the most lenient
+    /// family's at each position (an upper bound on the sequence's probability).
+    pub prefix_loglik: Vec<f64>,
+    /// Sampled at temperature > 0 (duplicates are only meaningful then).
+    pub stochastic: bool,
 }
 
 impl Verdict {
     /// A failure verdict.
     pub fn failed(failure: Failure, tokens: u32, stats: Value) -> Verdict {
-        Verdict { outcome: Outcome::Failed(failure), tokens, similarity: None, stats }
+        Verdict { outcome: Outcome::Failed(failure), tokens, similarity: None, stats, evidence: None }
     }
 
     /// Whether it passed.
@@ -178,8 +200,18 @@ pub fn check_structure(
         return Err(Failure::new(Cause::TooShort, "the answer is empty"));
     }
     let all_ids = !streamed.tokens.is_empty() && streamed.tokens.iter().all(|t| t.id.is_some());
-    let mut checked = if all_ids {
-        let ids: Vec<u32> = streamed.tokens.iter().filter_map(|t| t.id).collect();
+    // Servers that stream each token's text but not its id (llama.cpp's completions): the
+    // path is recovered when every piece is exactly one token's text and the pieces spell
+    // the streamed text; otherwise the text is re-tokenized below.
+    let recovered: Option<Vec<u32>> = (!all_ids && !streamed.tokens.is_empty())
+        .then(|| streamed.tokens.iter().map(|t| tokenizer.token_for_piece(&t.raw)).collect::<Option<Vec<u32>>>())
+        .flatten()
+        .filter(|ids| normalise(&tokenizer.decode(ids, false)) == normalise(&streamed.text));
+    let mut checked = if all_ids || recovered.is_some() {
+        let ids: Vec<u32> = match recovered {
+            Some(ids) => ids,
+            None => streamed.tokens.iter().filter_map(|t| t.id).collect(),
+        };
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(Failure::new(Cause::WrongTokenIds, format!("token id {bad} is outside the vocabulary of {vocab}")));
         }
@@ -282,6 +314,88 @@ pub async fn verify_round(
     responses: &[Option<&Streamed>],
     config: &VerifyConfig,
 ) -> Vec<Option<Verdict>> {
+    let requests = vec![request; responses.len()];
+    verify_each(reference, &requests, responses, config).await
+}
+
+/// [`verify_round`] where each response answers its own request (validators give every
+/// miner its own prompt and seed). Responses to equal requests are verified together; then
+/// completions shared by several miners where fair draws would differ are
+/// [`Cause::Duplicate`].
+pub async fn verify_each(
+    reference: &dyn Reference,
+    requests: &[&InferenceRequest],
+    responses: &[Option<&Streamed>],
+    config: &VerifyConfig,
+) -> Vec<Option<Verdict>> {
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; responses.len()];
+    let mut groups: Vec<(&InferenceRequest, Vec<usize>)> = Vec::new();
+    for (i, (request, response)) in requests.iter().zip(responses).enumerate() {
+        if response.is_none() {
+            continue;
+        }
+        match groups.iter_mut().find(|(r, _)| *r == *request) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((request, vec![i])),
+        }
+    }
+    for (request, members) in groups {
+        let group: Vec<Option<&Streamed>> = members.iter().map(|&i| responses[i]).collect();
+        let judged = verify_one_request(reference, request, &group, config).await;
+        for (i, verdict) in members.into_iter().zip(judged) {
+            verdicts[i] = verdict;
+        }
+    }
+    flag_duplicates(&mut verdicts, config.duplicate_log_probability);
+    verdicts
+}
+
+/// Marks [`Cause::Duplicate`] every pair of verified stochastic responses that share a
+/// prefix whose probability (bounded above through the most lenient family) is below
+/// `e^log_probability`: two fair draws agree that far with at most that probability.
+fn flag_duplicates(verdicts: &mut [Option<Verdict>], log_probability: f64) {
+    let mut flagged: Vec<(usize, usize, usize)> = Vec::new();
+    let live: Vec<(usize, &ResponseEvidence)> = verdicts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let v = v.as_ref()?;
+            let e = v.evidence.as_ref()?;
+            (v.verified() && e.stochastic).then_some((i, e))
+        })
+        .collect();
+    for (x, &(i, a)) in live.iter().enumerate() {
+        for &(j, b) in &live[x + 1..] {
+            let common = a.ids.iter().zip(&b.ids).take_while(|(p, q)| p == q).count();
+            if common == 0 {
+                continue;
+            }
+            let bound = |e: &ResponseEvidence| e.prefix_loglik.get(common - 1).copied().unwrap_or(0.0);
+            if bound(a).max(bound(b)) < log_probability {
+                flagged.push((i, j, common));
+            }
+        }
+    }
+    for (i, j, common) in flagged {
+        for (me, other) in [(i, j), (j, i)] {
+            if let Some(v) = verdicts[me].as_mut()
+                && v.verified()
+            {
+                v.outcome = Outcome::Failed(Failure::new(
+                    Cause::Duplicate,
+                    format!("the first {common} tokens equal response {other}'s in this round; fair independent draws agree that far with probability < e^{log_probability:.0}"),
+                ));
+            }
+        }
+    }
+}
+
+async fn verify_one_request(
+    reference: &dyn Reference,
+    request: &InferenceRequest,
+    responses: &[Option<&Streamed>],
+    config: &VerifyConfig,
+) -> Vec<Option<Verdict>> {
     let tokenizer = reference.tokenizer();
     let prompt = match request.prompt_tokens(tokenizer) {
         Ok(p) => p,
@@ -298,8 +412,18 @@ pub async fn verify_round(
     }
 }
 
+/// The seed of the validator's uniform draws for one response: from the request's seed (the
+/// validator's secret until it asks) and the tokens, so a verdict can be reproduced.
+fn noise_seed(request: &InferenceRequest, ids: &[u32]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    request.sampling.seed.hash(&mut h);
+    ids.hash(&mut h);
+    h.finish()
+}
+
 fn unverifiable(reason: &str) -> Verdict {
-    Verdict { outcome: Outcome::Unverifiable(reason.to_string()), tokens: 0, similarity: None, stats: Value::Null }
+    Verdict { outcome: Outcome::Unverifiable(reason.to_string()), tokens: 0, similarity: None, stats: Value::Null, evidence: None }
 }
 
 fn structural_failure(failure: &Failure) -> Verdict {
@@ -341,12 +465,23 @@ async fn logprob_round(
         });
         plan.push(Some(Ok((at, append))));
     }
-    let scores = if unique.is_empty() {
-        Ok(Vec::new())
+    // Re-tokenized text need not follow the token path the miner's model took (a word can be
+    // spelled by several token sequences, and the model's probabilities depend on which),
+    // so exact-choice rules (greedy argmax, nucleus) cannot apply: it is placed as a sample
+    // at temperature ≥ 1 without truncation and judged leniently.
+    let retokenized = checked.iter().any(|c| matches!(c, Some(Ok(c)) if c.retokenized));
+    let mut sampling = request.sampling;
+    if retokenized {
+        sampling.temperature = sampling.temperature.max(1.0);
+        sampling.top_p = 1.0;
+        sampling.top_k = 0;
+    }
+    let placed = if unique.is_empty() {
+        Ok(crate::reference::Placed { scores: Vec::new(), placements: Vec::new(), exact: true })
     } else {
-        reference.score(prompt.to_vec(), unique.clone(), config.logprob.top_k).await
+        reference.place(prompt.to_vec(), unique.clone(), config.logprob.top_k, sampling, config.logprob.margin).await
     };
-    let scores = match scores {
+    let placed = match placed {
         Ok(s) => s,
         Err(e) => {
             let reason = format!("the reference model failed: {e}");
@@ -372,35 +507,43 @@ async fn logprob_round(
                 Ok(p) => *p,
                 Err(reason) => return Some(unverifiable(reason)),
             };
-            let Some(seq_scores) = scores.get(at) else {
+            let (Some(seq_scores), Some(seq_placed)) = (placed.scores.get(at), placed.placements.get(at)) else {
                 return Some(unverifiable("the reference returned fewer results than asked"));
             };
-            // Re-tokenized text need not follow the token path the miner's model took (a
-            // word can be spelled by several token sequences, and the model's probabilities
-            // depend on which), so exact-choice rules (greedy argmax, nucleus) cannot apply;
-            // it is judged as a sample at temperature ≥ 1 without nucleus: v5's thresholds
-            // and the statistics.
-            let mut sampling = request.sampling;
-            if c.retokenized {
-                sampling.temperature = sampling.temperature.max(1.0);
-                sampling.top_p = 1.0;
-            }
             let input = logprob::LogprobInput {
                 tokens: &c.ids,
                 reported: &c.reported,
                 scores: seq_scores,
+                placements: seq_placed,
                 appended_end: appended,
                 sampling: &sampling,
                 end_tokens: &ends,
-                vocab: tokenizer.vocab_size(),
+                lenient: c.retokenized,
+                noise_seed: noise_seed(request, &c.ids),
             };
-            let (stats, result) = logprob::judge(&input, &config.logprob);
-            let mut stats = serde_json::to_value(&stats).unwrap_or(Value::Null);
+            let (judged, result) = logprob::judge(&input, &config.logprob);
+            let evidence = ResponseEvidence {
+                // Re-tokenized text is judged as a T ≥ 1 sample it was not drawn as: its
+                // statistics say nothing about the miner and are not accumulated.
+                families: if c.retokenized { Vec::new() } else { judged.evidence() },
+                ids: c.ids.clone(),
+                prefix_loglik: seq_placed
+                    .iter()
+                    .take(c.ids.len())
+                    .scan(0.0, |sum, families| {
+                        *sum += families.iter().map(|p| p.loglik).fold(f64::NEG_INFINITY, f64::max).min(0.0);
+                        Some(*sum)
+                    })
+                    .collect(),
+                stochastic: sampling.temperature > 0.0 && !c.retokenized,
+            };
+            let mut stats = serde_json::to_value(&judged).unwrap_or(Value::Null);
             stats["retokenized"] = json!(c.retokenized);
+            stats["exact_reference"] = json!(placed.exact);
             let tokens = c.ids.len() as u32;
             Some(match result {
-                Ok(()) => Verdict { outcome: Outcome::Verified, tokens, similarity: None, stats },
-                Err(f) => Verdict::failed(f, tokens, stats),
+                Ok(()) => Verdict { outcome: Outcome::Verified, tokens, similarity: None, stats, evidence: Some(evidence) },
+                Err(f) => Verdict { evidence: Some(evidence), ..Verdict::failed(f, tokens, stats) },
             })
         })
         .collect()
@@ -444,6 +587,7 @@ async fn ground_truth_round(
                 tokens,
                 similarity: Some(similarity),
                 stats,
+                evidence: None,
             })
         })
         .collect()

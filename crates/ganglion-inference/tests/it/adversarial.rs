@@ -25,7 +25,7 @@ fn request(max_tokens: u32) -> InferenceRequest {
         model: MODEL.into(),
         endpoint: Endpoint::Chat,
         prompt: Prompt::Chat(vec![Message { role: "user".into(), content: "Name a colour.".into() }]),
-        sampling: Sampling { temperature: 0.0, top_p: 0.9, max_tokens, seed: Some(7) },
+        sampling: Sampling { temperature: 0.0, top_p: 0.9, max_tokens, seed: Some(7), ..Sampling::default() },
     }
 }
 
@@ -151,7 +151,7 @@ async fn refusals_and_dead_miners() {
     .await;
     let (cause, _, _, _) = cause_of(addr).await;
     assert_eq!(cause, Cause::Refused);
-    assert!(!cause.counts_against_miner() && Cause::HttpStatus.counts_against_miner());
+    assert!(!cause.counts_against_miner(false) && cause.counts_against_miner(true) && Cause::HttpStatus.counts_against_miner(false));
     // Nothing listens: connect fails.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

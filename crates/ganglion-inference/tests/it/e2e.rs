@@ -16,7 +16,8 @@ use common::{MODEL, detail, engine, engine_server, last_cause, saved_scores, wei
 use ganglion_chain::{Chain, HyperparamUpdate, Metagraph};
 use ganglion_chain_node::testkit::{Neuron, SubnetBuilder};
 use ganglion_core::keys::Keypair;
-use ganglion_inference::miner::{self, Adversary, MinerConfig, UpstreamConfig};
+use common::dishonest::{Cheat, upstream as dishonest};
+use ganglion_inference::miner::{self, MinerConfig, UpstreamConfig};
 use ganglion_inference::reference::{LocalReference, Reference};
 use ganglion_inference::validator::{self, RecordsTarget, ValidatorConfig};
 use ganglion_neuron::NodeStatus;
@@ -55,14 +56,16 @@ async fn honest_miners_earn_the_incentive_and_the_cheat_none() {
     let upstream = engine_server(engine.clone()).await;
     let mut miners = Vec::new();
     for (name, hot) in names.iter().zip(&hotkeys) {
-        let upstreams = vec![UpstreamConfig { name: MODEL.into(), url: format!("http://{upstream}/v1"), api_key: None, max_concurrency: 8 }];
+        // The slow and the cheating miner are the production miner in front of a dishonest
+        // upstream (the cheating is never in the miner).
+        let url = match *name {
+            "Slow" => dishonest(upstream, engine.clone(), Cheat::Slow(2.0)).await,
+            "Cheat" => dishonest(upstream, engine.clone(), Cheat::RandomTokens).await,
+            _ => upstream,
+        };
+        let upstreams = vec![UpstreamConfig { name: MODEL.into(), url: format!("http://{url}/v1"), api_key: None, max_concurrency: 8 }];
         let mut config = MinerConfig::new(netuid, hot.clone(), SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), upstreams);
         config.sync_interval = Duration::from_millis(500);
-        config.adversary = match *name {
-            "Slow" => Some(Adversary::Slow { factor: 2.0, max_tps: None }),
-            "Cheat" => Some(Adversary::RandomTokens { vocabulary: engine.clone() }),
-            _ => None,
-        };
         miners.push(miner::start(config, Some(chain.clone()), None).await.unwrap());
     }
     // Every miner served its axon.

@@ -25,7 +25,7 @@ async fn check_backend(url: &str) {
         model: MODEL.into(),
         endpoint: Endpoint::Chat,
         prompt: Prompt::Chat(vec![Message { role: "user".into(), content: "hi".into() }]),
-        sampling: Sampling { temperature: 0.5, top_p: 0.9, max_tokens: 8, seed: Some(u64::MAX - 1) },
+        sampling: Sampling { temperature: 0.5, top_p: 0.9, max_tokens: 8, seed: Some(u64::MAX - 1), ..Sampling::default() },
     };
     let dendrite = Dendrite::new(key("//RecVal"), Duration::from_secs(1)).unwrap();
     let limits = common::limits(8, Duration::from_secs(5), Duration::from_secs(5));
@@ -83,7 +83,7 @@ async fn a_writer_that_falls_behind_drops_and_counts() {
         model: MODEL.into(),
         endpoint: Endpoint::Completion,
         prompt: Prompt::Text("x".into()),
-        sampling: Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 1, seed: None },
+        sampling: Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 1, seed: None, ..Sampling::default() },
     };
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let dendrite = Dendrite::new(key("//V"), Duration::from_millis(200)).unwrap();

@@ -82,7 +82,7 @@ async fn a_miner_behind_llama_cpp_python_verifies_in_text_only_mode() {
     let targets = vec![target(1, "LlamaMiner", handle.addr())];
     let limits = common::limits(12, Duration::from_secs(60), Duration::from_secs(120));
     let messages = vec![Message { role: "user".into(), content: "What is the capital of France?".into() }];
-    let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 12, seed: Some(5) };
+    let sampling = Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 12, seed: Some(5), ..Sampling::default() };
 
     // As asked (token ids and usage required), a text-only server fails with its cause.
     let chat = InferenceRequest { model: MODEL.into(), endpoint: Endpoint::Chat, prompt: Prompt::Chat(messages.clone()), sampling };

@@ -10,21 +10,26 @@ use std::time::Duration;
 
 use common::{MODEL, canned, chat_body, engine, engine_server, key, target};
 use ganglion_inference::cause::Cause;
-use ganglion_inference::miner::{self, Adversary, MinerConfig, UpstreamConfig};
+use common::dishonest::{Cheat, upstream as dishonest};
+use ganglion_inference::miner::{self, MinerConfig, UpstreamConfig};
 use ganglion_inference::openai::{Endpoint, InferenceRequest, Message, Prompt, Sampling};
 use ganglion_inference::reference::{LocalReference, Reference, UpstreamReference};
 use ganglion_inference::validator::{Dendrite, RoundResult, Target, run_round};
 use ganglion_inference::verify::{VerifyConfig, VerifyMode};
 use ganglion_protocol::policy::PolicyConfig;
 
-/// A miner proxy (no chain, admits any signed caller) in front of `upstream`. Keep the
-/// handle: dropping it stops the miner.
-async fn proxy(name: &str, upstream: SocketAddr, adversary: Option<Adversary>) -> (Target, miner::MinerHandle) {
+/// A miner proxy (no chain, admits any signed caller) in front of `upstream` (the honest
+/// engine server), or of a dishonest upstream in front of it with `cheat`. Keep the handle:
+/// dropping it stops the miner.
+async fn proxy(name: &str, upstream: SocketAddr, cheat: Option<Cheat>) -> (Target, miner::MinerHandle) {
+    let upstream = match cheat {
+        Some(cheat) => dishonest(upstream, engine(), cheat).await,
+        None => upstream,
+    };
     let upstreams = vec![UpstreamConfig { name: MODEL.into(), url: format!("http://{upstream}/v1"), api_key: None, max_concurrency: 4 }];
     let mut config = MinerConfig::new(1, key(&format!("//{name}")), "127.0.0.1:0".parse().unwrap(), upstreams);
     config.policy = PolicyConfig::default();
     config.axon.serve = false;
-    config.adversary = adversary;
     let handle = miner::start(config, None, None).await.unwrap();
     (target(0, name, handle.addr()), handle)
 }
@@ -59,18 +64,18 @@ async fn honest_passes_and_each_cheat_is_caught() {
     let upstream = engine_server(engine.clone()).await;
     let reference = LocalReference::new(engine.clone(), MODEL);
     let (honest, _h1) = proxy("Honest", upstream, None).await;
-    let (slow, _h2) = proxy("Slow", upstream, Some(Adversary::Slow { factor: 3.0, max_tps: None })).await;
-    let (truncate, _h3) = proxy("Truncate", upstream, Some(Adversary::Truncate { fraction: 0.3 })).await;
-    let (random, _h4) = proxy("Random", upstream, Some(Adversary::RandomTokens { vocabulary: engine.clone() })).await;
+    let (slow, _h2) = proxy("Slow", upstream, Some(Cheat::Slow(3.0))).await;
+    let (truncate, _h3) = proxy("Truncate", upstream, Some(Cheat::Truncate(0.3))).await;
+    let (random, _h4) = proxy("Random", upstream, Some(Cheat::RandomTokens)).await;
 
     // A replay: a real answer, but to another prompt.
-    let other = chat("Describe the moon in one sentence.", Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 16, seed: Some(1) });
+    let other = chat("Describe the moon in one sentence.", Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 16, seed: Some(1), ..Sampling::default() });
     let other_ids = other.prompt_tokens(engine.tokenizer()).unwrap();
     let replayed = reference.generate(other_ids.clone(), other.sampling).await.unwrap();
     let replay = target(0, "Replay", canned(chat_body(&engine, &replayed.tokens, replayed.finish, 30)).await);
 
     // Greedy: everything is exact, so every cheat is caught with a precise cause.
-    let request = chat("Explain what a lighthouse does.", Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 16, seed: Some(11) });
+    let request = chat("Explain what a lighthouse does.", Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 16, seed: Some(11), ..Sampling::default() });
     let targets = vec![honest.clone(), slow.clone(), truncate.clone(), random.clone(), replay.clone()];
     let results = round(&request, &targets, VerifyMode::Logprob, &reference).await;
     let text = show(&results);
@@ -82,7 +87,7 @@ async fn honest_passes_and_each_cheat_is_caught() {
     assert_eq!(cause(&results[4]), Some(Cause::UnlikelyToken), "replayed answer:\n{text}");
 
     // Sampled: the nucleus and the statistics catch the random and replayed tokens.
-    let request = chat("Write two sentences about bread.", Sampling { temperature: 0.8, top_p: 0.9, max_tokens: 24, seed: Some(4242) });
+    let request = chat("Write two sentences about bread.", Sampling { temperature: 0.8, top_p: 0.9, max_tokens: 24, seed: Some(4242), ..Sampling::default() });
     let results = round(&request, &[honest.clone(), random.clone(), replay.clone()], VerifyMode::Logprob, &reference).await;
     let text = show(&results);
     assert!(results[0].verdict.verified(), "honest sampled:\n{text}");
@@ -102,7 +107,7 @@ async fn honest_passes_and_each_cheat_is_caught() {
 async fn skipping_the_end_and_sampling_hotter_than_declared_are_caught() {
     let engine = engine();
     let reference = LocalReference::new(engine.clone(), MODEL);
-    let request = chat("Answer with a single word: is water wet?", Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 32, seed: Some(3) });
+    let request = chat("Answer with a single word: is water wet?", Sampling { temperature: 0.0, top_p: 1.0, max_tokens: 32, seed: Some(3), ..Sampling::default() });
     let prompt = request.prompt_tokens(engine.tokenizer()).unwrap();
     let honest = reference.generate(prompt.clone(), request.sampling).await.unwrap();
     assert_eq!(honest.finish, "stop", "the prompt must make the model stop by itself: {honest:?}");
@@ -116,7 +121,7 @@ async fn skipping_the_end_and_sampling_hotter_than_declared_are_caught() {
     let mut hot = request.sampling;
     hot.temperature = 1.6;
     hot.max_tokens = 24;
-    let cold = Sampling { temperature: 0.3, top_p: 0.95, max_tokens: 24, seed: Some(9) };
+    let cold = Sampling { temperature: 0.3, top_p: 0.95, max_tokens: 24, seed: Some(9), ..Sampling::default() };
     let prose = chat("Tell a short story about a cat.", cold);
     let prose_prompt = prose.prompt_tokens(engine.tokenizer()).unwrap();
     let sampled = reference.generate(prose_prompt.clone(), Sampling { seed: Some(9), ..hot }).await.unwrap();
@@ -134,7 +139,7 @@ async fn the_upstream_reference_agrees_with_the_built_in_one() {
     let server = engine_server(engine.clone()).await;
     let local = LocalReference::new(engine.clone(), MODEL);
     let upstream = UpstreamReference::new(&format!("http://{server}/v1"), None, MODEL, engine.clone(), Duration::from_secs(120)).unwrap();
-    let request = chat("Name three rivers.", Sampling { temperature: 0.7, top_p: 0.95, max_tokens: 12, seed: Some(77) });
+    let request = chat("Name three rivers.", Sampling { temperature: 0.7, top_p: 0.95, max_tokens: 12, seed: Some(77), ..Sampling::default() });
     let prompt = request.prompt_tokens(engine.tokenizer()).unwrap();
     let a = local.generate(prompt.clone(), request.sampling).await.unwrap();
     let b = upstream.generate(prompt.clone(), request.sampling).await.unwrap();
@@ -159,7 +164,7 @@ async fn the_upstream_reference_agrees_with_the_built_in_one() {
     }
     // And the verdicts agree on an honest and a random miner.
     let honest = target(1, "Honest", server);
-    let (random, _handle) = proxy("Random", server, Some(Adversary::RandomTokens { vocabulary: engine.clone() })).await;
+    let (random, _handle) = proxy("Random", server, Some(Cheat::RandomTokens)).await;
     let random = Target { uid: 2, ..random };
     let by_local = round(&request, &[honest.clone(), random.clone()], VerifyMode::Logprob, &local).await;
     let by_upstream = round(&request, &[honest, random], VerifyMode::Logprob, &upstream).await;

@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod axon;
+mod commit_reveal;
 mod weights;

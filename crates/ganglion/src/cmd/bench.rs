@@ -16,6 +16,9 @@ pub(crate) enum BenchCommand {
     Compute(super::compute::BenchArgs),
     /// Hub: page latency at 1 million records and ingest rate into SQLite and PostgreSQL.
     Hub(super::hub::BenchArgs),
+    /// Verification: false-positive rate on an honest server (built-in engine or llama.cpp),
+    /// or power on a dishonest one, over thousands of the validator's own requests.
+    Verify(super::bench_verify::VerifyBenchArgs),
 }
 
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -26,5 +29,6 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Inference(args) => super::inference::run_bench(args),
         BenchCommand::Compute(args) => super::compute::run_bench(args),
         BenchCommand::Hub(args) => super::hub::run_bench(args),
+        BenchCommand::Verify(args) => super::bench_verify::run(args),
     }
 }

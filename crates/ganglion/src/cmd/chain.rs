@@ -172,7 +172,9 @@ pub(crate) enum HyperparamsAction {
         /// Subnet id.
         #[arg(long)]
         netuid: u16,
-        /// Name, e.g. `tempo`, `weights_rate_limit`, `min_allowed_weights`.
+        /// Name, e.g. `tempo`, `weights_rate_limit`, `min_allowed_weights`,
+        /// `commit_reveal_weights_enabled` (true/false), `commit_reveal_period` (epochs).
+        /// `ganglion subnet hyperparams --netuid N` lists them all.
         #[arg(value_name = "NAME")]
         param_name: String,
         /// New value (integer or true/false).
@@ -266,6 +268,45 @@ pub(crate) enum WeightsCommand {
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Commit to weights on a subnet with commit-reveal on (`btcli weights commit`): sends
+    /// the hash only and prints the salt and the reveal window; reveal later with the same
+    /// uids, weights, salt and version key.
+    Commit {
+        #[command(flatten)]
+        weights: CommitRevealArgs,
+        /// Salt, comma-separated u16s (default: 8 random ones, printed).
+        #[arg(long, value_delimiter = ',')]
+        salt: Vec<u16>,
+    },
+    /// Reveal weights committed with `weights commit`, in the commit's reveal window.
+    Reveal {
+        #[command(flatten)]
+        weights: CommitRevealArgs,
+        /// The salt printed by `weights commit`, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        salt: Vec<u16>,
+    },
+}
+
+/// What `weights commit` and `weights reveal` share.
+#[derive(Debug, Args)]
+pub(crate) struct CommitRevealArgs {
+    /// Subnet id.
+    #[arg(long)]
+    netuid: u16,
+    /// Target uids, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    uids: Vec<u16>,
+    /// Weights, comma-separated, one per uid (non-negative; normalised by the max).
+    #[arg(long, value_delimiter = ',', required = true, allow_hyphen_values = true)]
+    weights: Vec<f64>,
+    /// Validator version key.
+    #[arg(long = "version-key", default_value_t = u64::from(version_as_int()))]
+    version_key: u64,
+    #[command(flatten)]
+    wallet: WalletArgs,
+    #[command(flatten)]
+    net: NetArgs,
 }
 
 /// `ganglion metagraph` flags.
@@ -503,21 +544,61 @@ async fn stake(args: StakeArgs, add: bool) -> anyhow::Result<()> {
 
 /// `ganglion weights …`.
 pub(crate) fn run_weights(command: WeightsCommand) -> anyhow::Result<ExitCode> {
-    let WeightsCommand::Set { netuid, uids, weights, version_key, wallet, net } = command;
-    if uids.len() != weights.len() {
-        bail!("{} uids but {} weights: pass one weight per uid", uids.len(), weights.len());
-    }
-    let (uids16, values) = ganglion_yuma::weights::convert_weights_and_uids_for_emit(&uids, &weights)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if uids16.is_empty() {
-        bail!("all weights are zero: nothing to set (the SDK sends nothing either)");
-    }
+    let (netuid, uids, weights, version_key, wallet, net) = match command {
+        WeightsCommand::Set { netuid, uids, weights, version_key, wallet, net } => (netuid, uids, weights, version_key, wallet, net),
+        WeightsCommand::Commit { weights, salt } => return commit_or_reveal(weights, salt, true),
+        WeightsCommand::Reveal { weights, salt } => return commit_or_reveal(weights, salt, false),
+    };
+    let (uids16, values) = emit_values(&uids, &weights)?;
     let rt = runtime()?;
     rt.block_on(async move {
         let chain = net.chain()?;
         let hotkey = wallet.wallet()?.hotkey(&wallet.passwords())?;
         let receipt = chain.set_weights(&hotkey, netuid, uids16.clone(), values.clone(), version_key).await?;
         print_receipt(net.json, "weights set", &receipt, json!({ "netuid": netuid, "uids": uids16, "values": values }));
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The SDK's u16 conversion of CLI weights, refusing what it would not send.
+fn emit_values(uids: &[u16], weights: &[f64]) -> anyhow::Result<(Vec<u16>, Vec<u16>)> {
+    if uids.len() != weights.len() {
+        bail!("{} uids but {} weights: pass one weight per uid", uids.len(), weights.len());
+    }
+    let (uids16, values) = ganglion_yuma::weights::convert_weights_and_uids_for_emit(uids, weights).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if uids16.is_empty() {
+        bail!("all weights are zero: nothing to set (the SDK sends nothing either)");
+    }
+    Ok((uids16, values))
+}
+
+/// `ganglion weights commit` (`commit`) and `weights reveal`.
+fn commit_or_reveal(args: CommitRevealArgs, salt: Vec<u16>, commit: bool) -> anyhow::Result<ExitCode> {
+    let CommitRevealArgs { netuid, uids, weights, version_key, wallet, net } = args;
+    let (uids16, values) = emit_values(&uids, &weights)?;
+    let salt = if salt.is_empty() { ganglion_neuron::weights::random_salt() } else { salt };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let chain = net.chain()?;
+        let hotkey = wallet.wallet()?.hotkey(&wallet.passwords())?;
+        let hash = ganglion_chain::weight_hash(&hotkey.public(), netuid, &uids16, &values, &salt, version_key);
+        let hash_hex = ganglion_chain::commit_reveal::hash_hex(&hash);
+        if commit {
+            let receipt = chain.commit_weights(&hotkey, netuid, hash).await?;
+            let window = chain.weight_commits(netuid, &hotkey.public()).await?.into_iter().find(|c| c.hash == hash);
+            let salt_text = salt.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+            let extra = json!({ "netuid": netuid, "uids": uids16, "values": values, "salt": salt, "version_key": version_key, "commit_hash": hash_hex, "reveal_window": window });
+            print_receipt(net.json, "weights commit", &receipt, extra);
+            if !net.json {
+                match window {
+                    Some(w) => println!("commit {hash_hex}; reveal in blocks {}..={} with --salt {salt_text} --version-key {version_key}", w.first_reveal_block, w.last_reveal_block),
+                    None => println!("commit {hash_hex}; reveal with --salt {salt_text} --version-key {version_key}"),
+                }
+            }
+        } else {
+            let receipt = chain.reveal_weights(&hotkey, netuid, uids16.clone(), values.clone(), salt, version_key).await?;
+            print_receipt(net.json, "weights reveal", &receipt, json!({ "netuid": netuid, "uids": uids16, "values": values, "commit_hash": hash_hex }));
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -622,6 +703,21 @@ mod tests {
         assert!(parsed.is_ok(), "negative weights parse and are refused later by the converter");
         let parsed = TestCli::try_parse_from(["t", "subnet", "hyperparams", "set", "--netuid", "1", "tempo", "10"]);
         assert!(parsed.is_ok());
+        let parsed = TestCli::try_parse_from(["t", "weights", "commit", "--netuid", "1", "--uids", "1,2", "--weights", "1,0.5"]);
+        assert!(matches!(parsed, Ok(TestCli::Weights(WeightsCommand::Commit { ref salt, .. })) if salt.is_empty()), "{parsed:?}");
+        let parsed = TestCli::try_parse_from(["t", "weights", "reveal", "--netuid", "1", "--uids", "1", "--weights", "1"]);
+        assert!(parsed.is_err(), "a reveal needs the salt");
+        let parsed = TestCli::try_parse_from(["t", "weights", "reveal", "--netuid", "1", "--uids", "1", "--weights", "1", "--salt", "3,4"]);
+        assert!(matches!(parsed, Ok(TestCli::Weights(WeightsCommand::Reveal { ref salt, .. })) if salt == &[3, 4]), "{parsed:?}");
+        // Commit-reveal's two hyperparameters go through the same `NAME VALUE` path.
+        for (name, value) in [("commit_reveal_weights_enabled", "true"), ("commit-reveal-period", "2")] {
+            let parsed = TestCli::try_parse_from(["t", "subnet", "hyperparams", "set", "--netuid", "1", name, value]);
+            let Ok(TestCli::Subnet(SubnetCommand::Hyperparams(HyperparamsArgs { action: Some(HyperparamsAction::Set { param_name, param_value, .. }), .. }))) = parsed else {
+                panic!("{name}: {parsed:?}")
+            };
+            let update = HyperparamUpdate::from_name_value(&param_name, &param_value).unwrap_or_else(|e| panic!("{e}"));
+            assert!(update.commit_reveal_weights_enabled == Some(true) || update.commit_reveal_period == Some(2), "{update:?}");
+        }
     }
 
     #[test]

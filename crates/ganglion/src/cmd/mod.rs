@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod bench_engine;
+pub(crate) mod bench_verify;
 pub(crate) mod bench_epistula;
 pub(crate) mod bench_yuma;
 pub(crate) mod chain;
@@ -10,6 +11,7 @@ pub(crate) mod engine;
 pub(crate) mod hub;
 pub(crate) mod inference;
 pub(crate) mod localnet;
+pub(crate) mod redteam;
 pub(crate) mod wallet;
 
 /// The multi-threaded async runtime every command runs on.

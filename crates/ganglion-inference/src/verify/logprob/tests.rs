@@ -1,34 +1,59 @@
+use std::collections::HashSet;
+
+use ganglion_engine::distribution::{self, Family, Order, Processing};
+use ganglion_engine::engine::{logits_to_logprobs, score_row};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
 use super::*;
 
 const VOCAB: usize = 100;
 const EOS: u32 = 99;
 
-/// A score of `token` under a distribution over VOCAB tokens given as `(id, prob)` for the
-/// likely ones; the remaining mass is spread evenly over the rest.
-fn score(dist: &[(u32, f64)], token: u32, k: usize) -> TokenScore {
-    let named: f64 = dist.iter().map(|d| d.1).sum();
-    let rest = (1.0 - named).max(0.0) / (VOCAB - dist.len()) as f64;
-    let mut all: Vec<(u32, f64)> = (0..VOCAB as u32).map(|id| (id, dist.iter().find(|d| d.0 == id).map_or(rest, |d| d.1))).collect();
-    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let rank = all.iter().position(|e| e.0 == token).unwrap() as u32 + 1;
-    let p = all[rank as usize - 1].1;
-    TokenScore { token, logprob: p.ln() as f32, rank, top: all.iter().take(k).map(|&(id, p)| (id, p.ln() as f32)).collect() }
+/// A synthetic model: a peaked, position-dependent row of logits over VOCAB tokens, with
+/// the end token's logit `eos` (low by default).
+fn logits(position: usize, eos: f32) -> Vec<f32> {
+    let mut row: Vec<f32> = (0..VOCAB).map(|i| (((i * 37 + position * 11) % VOCAB) as f32 / 14.0).powi(2) / 4.0).collect();
+    row[EOS as usize] = eos;
+    row
 }
 
-fn sampling(temperature: f64, top_p: f64) -> Sampling {
-    Sampling { temperature, top_p, max_tokens: 64, seed: Some(1) }
+fn sampling(temperature: f64, top_p: f64, top_k: u32, repetition_penalty: f64) -> Sampling {
+    Sampling { temperature, top_p, top_k, repetition_penalty, max_tokens: 64, seed: Some(1) }
 }
 
-fn run(tokens: &[u32], scores: &[TokenScore], appended_end: bool, s: &Sampling, reported: Option<&[Option<f64>]>) -> (LogprobStats, Result<(), Failure>) {
-    let none = vec![None; tokens.len()];
+/// Scores and placements of `tokens` (the last one an appended end if `appended`).
+fn place(tokens: &[u32], s: &Sampling, eos: f32) -> (Vec<TokenScore>, Vec<Vec<Placement>>) {
+    let processing = s.processing();
+    let mut scores = Vec::new();
+    let mut placements = Vec::new();
+    for (i, &t) in tokens.iter().enumerate() {
+        let row = logits(i, eos);
+        scores.push(score_row(&logits_to_logprobs(&row), t, 20));
+        placements.push(
+            Family::ALL
+                .iter()
+                .map(|f| distribution::evaluate(&row, &f.penalized(&[], &tokens[..i]), t, &processing, *f, 0.3, &[EOS]))
+                .collect(),
+        );
+    }
+    (scores, placements)
+}
+
+fn judge_tokens(tokens: &[u32], s: &Sampling, appended_end: bool, reported: Option<&[Option<f64>]>, eos: f32) -> (LogprobStats, Result<(), Failure>) {
+    let (scores, placements) = place(tokens, s, eos);
+    let n = tokens.len() - usize::from(appended_end);
+    let none = vec![None; n];
     let input = LogprobInput {
-        tokens,
+        tokens: &tokens[..n],
         reported: reported.unwrap_or(&none),
-        scores,
+        scores: &scores,
+        placements: &placements,
         appended_end,
         sampling: s,
         end_tokens: &[EOS],
-        vocab: VOCAB,
+        lenient: false,
+        noise_seed: 7,
     };
     judge(&input, &LogprobConfig::default())
 }
@@ -37,121 +62,177 @@ fn cause(r: &(LogprobStats, Result<(), Failure>)) -> Option<Cause> {
     r.1.as_ref().err().map(|f| f.cause)
 }
 
-/// A peaked distribution: token `best` 0.7, next 0.2, then 0.05.
-fn peaked(best: u32) -> Vec<(u32, f64)> {
-    vec![(best, 0.7), ((best + 1) % 98, 0.2), ((best + 2) % 98, 0.05)]
+/// Draws `n` tokens from the synthetic model as a sampler of `family` would.
+fn draw(rng: &mut StdRng, s: &Sampling, family: Family, n: usize, eos: f32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut row = logits(i, eos);
+        distribution::penalize(&mut row, family.penalized(&[], &out), s.repetition_penalty as f32);
+        let t = if s.temperature <= 0.0 {
+            distribution::argmax(&row)
+        } else {
+            let support = distribution::process(&row, &s.processing(), family.order).support;
+            let mut u = rand::Rng::r#gen::<f64>(rng);
+            let mut pick = support[0].0;
+            for &(id, q) in &support {
+                pick = id;
+                if u < q {
+                    break;
+                }
+                u -= q;
+            }
+            pick
+        };
+        out.push(t);
+        if t == EOS {
+            break;
+        }
+    }
+    out
 }
 
 #[test]
-fn honest_greedy_and_sampled_streams_pass() {
-    let tokens: Vec<u32> = (0..30).map(|i| i % 50).collect();
-    let scores: Vec<TokenScore> = tokens.iter().map(|&t| score(&peaked(t), t, 20)).collect();
-    assert_eq!(cause(&run(&tokens, &scores, false, &sampling(0.0, 1.0), None)), None);
-    // At T = 1 an honest sampler picks the second token ~20% of the time.
-    let mixed: Vec<u32> = tokens.iter().enumerate().map(|(i, &t)| if i % 5 == 0 { (t + 1) % 98 } else { t }).collect();
-    let scores: Vec<TokenScore> = tokens.iter().zip(&mixed).map(|(&best, &t)| score(&peaked(best), t, 20)).collect();
-    let r = run(&mixed, &scores, false, &sampling(1.0, 0.95), None);
-    assert_eq!(cause(&r), None, "{:?}", r);
-    assert_eq!(r.0.not_first, 6);
-    assert!((r.0.expected_not_first - 30.0 * 0.3).abs() < 1.0, "{}", r.0.expected_not_first);
+fn fair_draws_pass_for_every_family_and_setting() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut failed = Vec::new();
+    let mut judged = 0;
+    for family in Family::ALL {
+        for s in [
+            sampling(0.0, 1.0, 0, 1.0),
+            sampling(0.99, 0.99, 0, 1.0),
+            sampling(0.5, 0.9, 0, 1.0),
+            sampling(1.0, 0.85, 40, 1.0),
+            sampling(0.8, 0.95, 20, 1.15),
+            sampling(0.3, 0.99, 0, 1.1),
+        ] {
+            for _ in 0..40 {
+                let tokens = draw(&mut rng, &s, family, 48, -5.0);
+                let appended = tokens.last() == Some(&EOS);
+                let r = judge_tokens(&tokens, &s, appended, None, -5.0);
+                judged += 1;
+                if r.1.is_err() {
+                    failed.push((family.name, s, r.1.clone()));
+                }
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{} of {judged} fair draws failed: {:?}", failed.len(), &failed[..failed.len().min(3)]);
 }
 
 #[test]
 fn greedy_violations_are_named() {
-    let s = sampling(0.0, 1.0);
-    let r = run(&[5], &[score(&peaked(3), 5, 20)], false, &s, None);
-    assert_eq!(cause(&r), Some(Cause::UnlikelyToken));
-    // The argmax was the end token: the miner skipped it.
-    let r = run(&[5], &[score(&[(EOS, 0.8), (5, 0.1)], 5, 20)], false, &s, None);
-    assert_eq!(cause(&r), Some(Cause::SkippedEos));
-    // A near-tie within the tolerance is fine (cross-backend numerics).
-    let r = run(&[5], &[score(&[(3, 0.401), (5, 0.400)], 5, 20)], false, &s, None);
-    assert_eq!(cause(&r), None);
+    let s = sampling(0.0, 1.0, 0, 1.0);
+    let mut tokens: Vec<u32> = (0..10).map(|i| distribution::argmax(&logits(i, -5.0))).collect();
+    assert_eq!(cause(&judge_tokens(&tokens, &s, false, None, -5.0)), None);
+    // The argmax's runner-up at position 3 is far below it in this model.
+    let row = logits(3, -5.0);
+    let mut sorted: Vec<u32> = (0..VOCAB as u32).collect();
+    sorted.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
+    tokens[3] = sorted[5];
+    let r = judge_tokens(&tokens, &s, false, None, -5.0);
+    assert_eq!(cause(&r), Some(Cause::UnlikelyToken), "{r:?}");
+    assert!(r.1.as_ref().err().is_some_and(|f| f.detail.contains("position 3")));
 }
 
 #[test]
-fn tokens_outside_the_nucleus_are_impossible() {
-    // top_p 0.8 at T = 1: tokens 10 (0.7) and 11 (0.2) make the nucleus; 12 (0.05) is out.
-    let dist = vec![(10, 0.7), (11, 0.2), (12, 0.05)];
-    let s = sampling(1.0, 0.8);
-    assert_eq!(cause(&run(&[11], &[score(&dist, 11, 20)], false, &s, None)), None);
-    assert_eq!(cause(&run(&[12], &[score(&dist, 12, 20)], false, &s, None)), Some(Cause::UnlikelyToken));
-    // Lower temperature sharpens: at T = 0.5, 11 is out too (0.7² / (0.7² + 0.2² + …) > 0.8).
-    assert_eq!(cause(&run(&[11], &[score(&dist, 11, 20)], false, &sampling(0.5, 0.8), None)), Some(Cause::UnlikelyToken));
-    // A token not even in the top-k.
-    assert_eq!(cause(&run(&[50], &[score(&dist, 50, 3)], false, &s, None)), Some(Cause::UnlikelyToken));
-    // Excluded while an end token ranked above: skipped EOS.
-    let dist = vec![(EOS, 0.9), (11, 0.05)];
-    assert_eq!(cause(&run(&[11], &[score(&dist, 11, 20)], false, &sampling(0.7, 0.9), None)), Some(Cause::SkippedEos));
+fn tokens_outside_the_nucleus_are_impossible_for_every_family() {
+    let s = sampling(0.7, 0.85, 0, 1.0);
+    let row = logits(0, -5.0);
+    let mut sorted: Vec<u32> = (0..VOCAB as u32).collect();
+    sorted.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]));
+    let r = judge_tokens(&[sorted[60]], &s, false, None, -5.0);
+    assert_eq!(cause(&r), Some(Cause::UnlikelyToken), "{r:?}");
+    assert_eq!(r.0.families.len(), Family::ALL.len());
+    assert!(r.0.families.iter().all(|f| f.outside == 1 && !f.passed));
 }
 
 #[test]
-fn uniform_random_tokens_fail_the_statistics() {
-    // Random tokens under a peaked model: each is plausible-ish at T = 1, top_p = 1, but
-    // far too many are not the argmax and many are low.
-    let tokens: Vec<u32> = (0..40).map(|i| (i * 7 + 3) % 97).collect();
-    let scores: Vec<TokenScore> = tokens.iter().map(|&t| score(&[(t.wrapping_add(1) % 97, 0.9)], t, 20)).collect();
-    let r = run(&tokens, &scores, false, &sampling(1.0, 1.0), None);
+fn a_replayed_greedy_answer_is_too_predictable_at_high_temperature() {
+    // What a miner replaying a cached greedy answer for a T = 1 request sends.
+    let tokens: Vec<u32> = (0..64).map(|i| distribution::argmax(&logits(i, -5.0))).collect();
+    let r = judge_tokens(&tokens, &sampling(1.0, 0.99, 0, 1.0), false, None, -5.0);
     assert_eq!(cause(&r), Some(Cause::UnlikelyTokens), "{r:?}");
-    // v5's hard floor on a single token.
-    let mut low = score(&peaked(1), 2, 20);
-    low.logprob = -14.0;
-    assert_eq!(cause(&run(&[2], &[low], false, &sampling(0.8, 1.0), None)), Some(Cause::UnlikelyToken));
+    assert!(r.1.as_ref().err().is_some_and(|f| f.detail.contains("too predictable")), "{r:?}");
+}
+
+#[test]
+fn another_models_draws_are_too_surprising() {
+    // Draws from a flatter model (T = 1.6) judged as T = 0.7: inside the support (no top_p),
+    // but ranked far too low.
+    let mut rng = StdRng::seed_from_u64(5);
+    let tokens = draw(&mut rng, &sampling(1.6, 1.0, 0, 1.0), Family::VLLM, 64, -30.0);
+    let r = judge_tokens(&tokens, &sampling(0.7, 1.0, 0, 1.0), false, None, -30.0);
+    assert_eq!(cause(&r), Some(Cause::UnlikelyTokens), "{r:?}");
+    assert!(r.1.as_ref().err().is_some_and(|f| f.detail.contains("too unlikely")), "{r:?}");
 }
 
 #[test]
 fn going_on_past_likely_ends_is_skipped_eos() {
-    // Ten positions where the end token has 0.65 and the miner continued each time:
-    // 0.35^10 ≈ 3e-5 < 1e-4.
-    let tokens: Vec<u32> = (0..10).collect();
-    let scores: Vec<TokenScore> = tokens.iter().map(|&t| score(&[(EOS, 0.65), (t, 0.3)], t, 20)).collect();
-    let r = run(&tokens, &scores, false, &sampling(1.0, 1.0), None);
+    // The end token carries half the mass at every position; a fair sampler would have
+    // stopped within a few tokens, the miner went on for 40.
+    let eos = logits(0, 0.0).iter().copied().fold(f32::MIN, f32::max) + 1.0;
+    let mut rng = StdRng::seed_from_u64(9);
+    let s = sampling(1.0, 1.0, 0, 1.0);
+    let mut tokens = Vec::new();
+    while tokens.len() < 40 {
+        let t = draw(&mut rng, &s, Family::VLLM, 1, -30.0)[0];
+        tokens.push(t);
+    }
+    let r = judge_tokens(&tokens, &s, false, None, eos);
     assert_eq!(cause(&r), Some(Cause::SkippedEos), "{r:?}");
-    // Two such positions are normal sampling luck.
-    let r = run(&tokens[..2], &scores[..2], false, &sampling(1.0, 1.0), None);
-    assert_eq!(cause(&r), None);
 }
 
 #[test]
 fn stopping_where_the_model_would_not_is_early_end() {
-    let tokens = [1u32, 2];
-    let mut scores: Vec<TokenScore> = tokens.iter().map(|&t| score(&peaked(t), t, 20)).collect();
-    // End token far down the list at the stop position.
-    scores.push(score(&[(7, 0.9)], EOS, 5));
-    assert_eq!(cause(&run(&tokens, &scores, true, &sampling(0.7, 0.95), None)), Some(Cause::EarlyEnd));
-    // At T = 0 the end must be the argmax.
-    let mut greedy: Vec<TokenScore> = tokens.iter().map(|&t| score(&peaked(t), t, 20)).collect();
-    greedy.push(score(&[(7, 0.6), (EOS, 0.3)], EOS, 20));
-    assert_eq!(cause(&run(&tokens, &greedy, true, &sampling(0.0, 1.0), None)), Some(Cause::EarlyEnd));
-    // A plausible stop passes.
-    let mut fine: Vec<TokenScore> = tokens.iter().map(|&t| score(&peaked(t), t, 20)).collect();
-    fine.push(score(&[(EOS, 0.6), (7, 0.3)], EOS, 20));
-    assert_eq!(cause(&run(&tokens, &fine, true, &sampling(0.7, 0.95), None)), None);
-    // An end token the miner did emit, where the model would not end, is an early end too.
-    let s = vec![score(&peaked(1), 1, 20), score(&[(4, 0.95)], EOS, 20)];
-    assert_eq!(cause(&run(&[1, EOS], &s, false, &sampling(0.5, 0.9), None)), Some(Cause::EarlyEnd));
+    let s = sampling(0.7, 0.9, 0, 1.0);
+    let tokens: Vec<u32> = (0..5).map(|i| distribution::argmax(&logits(i, -30.0))).chain([EOS]).collect();
+    let r = judge_tokens(&tokens, &s, true, None, -30.0);
+    assert_eq!(cause(&r), Some(Cause::EarlyEnd), "{r:?}");
+    // Where the end token is likely, stopping is fine.
+    let r = judge_tokens(&tokens, &s, true, None, 10.0);
+    assert_ne!(cause(&r), Some(Cause::EarlyEnd), "{r:?}");
 }
 
 #[test]
 fn reported_logprobs_must_agree_on_average() {
-    let tokens: Vec<u32> = (0..10).collect();
-    let scores: Vec<TokenScore> = tokens.iter().map(|&t| score(&peaked(t), t, 20)).collect();
-    let honest: Vec<Option<f64>> = scores.iter().map(|s| Some(f64::from(s.logprob))).collect();
-    let r = run(&tokens, &scores, false, &sampling(1.0, 0.99), Some(&honest));
-    assert_eq!(cause(&r), None);
-    assert_eq!(r.0.average, Some(1.0));
-    // A cheaper model claiming certainty everywhere: |1 − 0.7| → 0.7 < 0.75.
-    let certain = vec![Some(0.0); 10];
-    let r = run(&tokens, &scores, false, &sampling(1.0, 0.99), Some(&certain));
-    assert_eq!(cause(&r), Some(Cause::LowAverage), "{r:?}");
-    // Tempered reports (T = 0.5) are accepted too.
-    let tempered: Vec<Option<f64>> = vec![Some((0.49f64 / (0.49 + 0.04 + 0.0025 + 97.0 * 0.0005f64.powi(2))).ln()); 10];
-    let r = run(&tokens, &scores, false, &sampling(0.5, 0.99), Some(&tempered));
-    assert_eq!(cause(&r), None, "{r:?}");
+    // Greedy-looking tokens at T = 0.7 are too predictable over many tokens, but 12 are few.
+    let s = sampling(0.7, 1.0, 0, 1.0);
+    let tokens: Vec<u32> = (0..12).map(|i| distribution::argmax(&logits(i, -5.0))).collect();
+    let (scores, _) = place(&tokens, &s, -5.0);
+    let honest: Vec<Option<f64>> = scores.iter().map(|sc| Some(f64::from(sc.logprob))).collect();
+    assert_eq!(cause(&judge_tokens(&tokens, &s, false, Some(&honest), -5.0)), None);
+    // Claiming certainty for every token (what a cheaper model copying ids would report).
+    let lies: Vec<Option<f64>> = scores.iter().map(|_| Some(0.0)).collect();
+    assert_eq!(cause(&judge_tokens(&tokens, &s, false, Some(&lies), -5.0)), Some(Cause::LowAverage));
+}
+
+#[test]
+fn the_penalty_window_decides_between_families() {
+    // A token the vLLM family penalises (it was in the prompt) but llama.cpp does not.
+    let row = logits(0, -5.0);
+    let best = distribution::argmax(&row);
+    let p = Processing { temperature: 0.0, top_p: 1.0, top_k: 0, repetition_penalty: 2.0 };
+    let prompt_has_best: HashSet<u32> = Family::VLLM.penalized(&[best], &[]);
+    let vllm = distribution::evaluate(&row, &prompt_has_best, best, &p, Family::VLLM, 0.0, &[]);
+    let llama = distribution::evaluate(&row, &Family::LLAMA_CPP.penalized(&[best], &[]), best, &p, Family::LLAMA_CPP, 0.0, &[]);
+    assert!(!vllm.in_support && llama.in_support);
+    let _ = Order::TemperatureLast;
 }
 
 #[test]
 fn score_count_mismatch_is_reported_not_panicked() {
-    let r = run(&[1, 2, 3], &[score(&peaked(1), 1, 20)], false, &sampling(1.0, 1.0), None);
-    assert_eq!(cause(&r), Some(Cause::Malformed));
+    let s = sampling(0.5, 0.9, 0, 1.0);
+    let (scores, placements) = place(&[1, 2, 3], &s, -5.0);
+    let input = LogprobInput {
+        tokens: &[1, 2, 3, 4],
+        reported: &[None; 4],
+        scores: &scores,
+        placements: &placements,
+        appended_end: false,
+        sampling: &s,
+        end_tokens: &[EOS],
+        lenient: false,
+        noise_seed: 0,
+    };
+    assert_eq!(judge(&input, &LogprobConfig::default()).1.err().map(|f| f.cause), Some(Cause::Malformed));
 }

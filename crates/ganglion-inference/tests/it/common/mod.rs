@@ -3,6 +3,8 @@
 //! comes from `ganglion_chain_node::testkit`.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub(crate) mod dishonest;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

@@ -3,12 +3,14 @@
 //! ```text
 //!  model pull ─► chain serve ─► wallets, faucet, subnets, registrations, stake (Chain trait)
 //!     ─► engine serve (the honest miners' upstream)
-//!     ─► inference: 1 validator + 4 miners (honest, honest, dishonest, slow)
+//!     ─► inference: 1 validator + 2 honest miners
+//!        (+ `--adversaries a,b`: red-team strategies, `ganglion-redteam` processes)
 //!     ─► compute:   1 validator + 2 miners (fast, slow)
 //!     ─► hub ─► every epoch: a table from the metagraph and the validators' status
 //! ```
 //!
-//! Every node is a separate process (this binary with a subcommand), logging to
+//! Every node is a separate process (this binary with a subcommand; the opt-in adversaries
+//! are the sibling `ganglion-redteam` executable, so no cheating code is in this one), logging to
 //! `<data-dir>/logs/<name>.log`; the driver talks to them only as a user would, through the
 //! chain and their HTTP endpoints. By default each run starts from a fresh data directory.
 
@@ -62,12 +64,47 @@ pub(crate) struct LocalnetArgs {
     /// Longest completion the inference validator asks for (keeps a CPU-only run quick).
     #[arg(long = "max-tokens", default_value_t = 48)]
     max_tokens: u32,
+    /// Also run these red-team strategies on the inference subnet (comma-separated, or
+    /// `all`), each a `ganglion-redteam inference --strategy …` process: random-tokens,
+    /// other-model, cached, selective-refusal, sybil, go-dark, usage-lies, ttft-fake,
+    /// early-eos, relay.
+    #[arg(long, value_delimiter = ',')]
+    adversaries: Vec<String>,
+}
+
+/// The strategies `ganglion-redteam inference --strategy` knows (checked here so that a typo
+/// fails before anything starts; the red team's own list is the authority).
+const ADVERSARIES: &[&str] =
+    &["random-tokens", "other-model", "cached", "selective-refusal", "sybil", "go-dark", "usage-lies", "ttft-fake", "early-eos", "relay"];
+
+/// Hotkeys a Sybil runs in a localnet.
+const SYBILS: usize = 3;
+
+/// The adversaries asked for, as the static names of [`ADVERSARIES`].
+fn adversaries(asked: &[String]) -> anyhow::Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    for name in asked.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
+        if name == "all" {
+            return Ok(ADVERSARIES.to_vec());
+        }
+        let Some(known) = ADVERSARIES.iter().find(|a| **a == name) else {
+            bail!("unknown adversary `{name}`; known: {}, or all", ADVERSARIES.join(", "));
+        };
+        if !out.contains(known) {
+            out.push(*known);
+        }
+    }
+    Ok(out)
 }
 
 /// Marker file that tells a localnet data directory from anything else before wiping it.
 const MARKER: &str = ".ganglion-localnet";
 
 pub(crate) fn run(args: LocalnetArgs) -> anyhow::Result<ExitCode> {
+    let strategies = adversaries(&args.adversaries)?;
+    if !strategies.is_empty() {
+        crate::cmd::redteam::executable()?;
+    }
     let data_dir = ganglion_core::wallet::expand_home(&args.data_dir);
     prepare_data_dir(&data_dir, args.keep)?;
     ensure_model(args.json)?;
@@ -161,19 +198,25 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     let compute_netuid =
         if args.no_compute { None } else { Some(setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?) };
     let mut plan = vec![
-        ("inference-validator", Role::Validator, inference_netuid),
-        ("honest-1", Role::Honest, inference_netuid),
-        ("honest-2", Role::Honest, inference_netuid),
-        ("dishonest", Role::Dishonest, inference_netuid),
-        ("slow", Role::Slow, inference_netuid),
+        (s("inference-validator"), Role::Validator, inference_netuid),
+        (s("honest-1"), Role::Honest, inference_netuid),
+        (s("honest-2"), Role::Honest, inference_netuid),
     ];
+    for strategy in adversaries(&args.adversaries)? {
+        if strategy == "sybil" {
+            plan.extend((1..=SYBILS).map(|i| (format!("sybil-{i}"), Role::Adversary(strategy), inference_netuid)));
+        } else {
+            plan.push((s(strategy), Role::Adversary(strategy), inference_netuid));
+        }
+    }
     if let Some(netuid) = compute_netuid {
-        plan.push(("compute-validator", Role::Validator, netuid));
-        plan.push(("compute-fast", Role::ComputeFast, netuid));
-        plan.push(("compute-slow", Role::ComputeSlow, netuid));
+        plan.push((s("compute-validator"), Role::Validator, netuid));
+        plan.push((s("compute-fast"), Role::ComputeFast, netuid));
+        plan.push((s("compute-slow"), Role::ComputeSlow, netuid));
     }
     let mut neurons = Vec::new();
     for (name, role, netuid) in plan {
+        let name = name.as_str();
         let (coldkey, hotkey) = setup::create_wallet(&wallets, name)?;
         neurons.push(Neuron { name: name.to_string(), role, netuid, coldkey, hotkey, uid: None });
     }
@@ -204,7 +247,21 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         ]
     };
     let mut status_urls = Vec::new();
+    let mut adversaries_started: Vec<&'static str> = Vec::new();
     for neuron in &neurons {
+        if let Role::Adversary(strategy) = neuron.role {
+            // One `ganglion-redteam` process per strategy, with all of its wallets (a Sybil's
+            // several); the relay forwards honest-1's answers.
+            if adversaries_started.contains(&strategy) {
+                continue;
+            }
+            adversaries_started.push(strategy);
+            let wallets_of: Vec<String> = neurons.iter().filter(|n| n.role == neuron.role).map(|n| n.name.clone()).collect();
+            let victim = neurons.iter().find(|n| n.name == "honest-1").map(|n| n.hotkey.public().to_ss58()).unwrap_or_default();
+            let argv = processes::adversary(strategy, &wallets, &wallets_of, neuron.netuid, &chain_url, &victim);
+            supervisor.spawn_exe(strategy, &crate::cmd::redteam::executable()?, &argv)?;
+            continue;
+        }
         let port = free_port()?;
         let mut argv = match (neuron.role, neuron.netuid == inference_netuid) {
             (Role::Validator, true) => {
@@ -221,7 +278,7 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
                 neuron.role == Role::ComputeSlow,
                 &data_dir.join("state").join(&neuron.name),
             ),
-            (role, _) => processes::inference_miner(port, &engine_url, role),
+            (Role::Honest, _) | (Role::Adversary(_), _) => processes::inference_miner(port, &engine_url),
         };
         argv.extend(common(neuron));
         supervisor.spawn(&neuron.name, &argv)?;
@@ -308,7 +365,7 @@ async fn watch(
 mod processes {
     use std::path::Path;
 
-    use super::{Role, s};
+    use super::s;
 
     pub(super) fn inference_validator(port: u16, tempo: u16, max_tokens: u32, records_url: &str, state_dir: &Path) -> Vec<String> {
         vec![
@@ -328,12 +385,29 @@ mod processes {
         ]
     }
 
-    pub(super) fn inference_miner(port: u16, upstream: &str, role: Role) -> Vec<String> {
-        let mut argv = vec![s("miner"), s("inference"), s("--axon.port"), port.to_string(), s("--upstream"), upstream.to_string()];
-        match role {
-            Role::Dishonest => argv.extend([s("--miner.adversary"), s("random-tokens")]),
-            Role::Slow => argv.extend([s("--miner.adversary"), s("slow")]),
-            _ => {}
+    pub(super) fn inference_miner(port: u16, upstream: &str) -> Vec<String> {
+        vec![s("miner"), s("inference"), s("--axon.port"), port.to_string(), s("--upstream"), upstream.to_string()]
+    }
+
+    /// `ganglion-redteam inference --strategy …` for one strategy and its wallets. Each runs
+    /// its own engine (one compute thread, like every child), so it is not on the honest
+    /// miners' engine.
+    pub(super) fn adversary(strategy: &str, wallets: &Path, names: &[String], netuid: u16, chain_url: &str, victim: &str) -> Vec<String> {
+        let mut argv = vec![
+            s("inference"),
+            s("--strategy"),
+            s(strategy),
+            s("--wallet.path"),
+            wallets.display().to_string(),
+            s("--wallet.name"),
+            names.join(","),
+            s("--netuid"),
+            netuid.to_string(),
+            s("--subtensor.network"),
+            s(chain_url),
+        ];
+        if strategy == "relay" {
+            argv.extend([s("--relay.victim"), s(victim)]);
         }
         argv
     }

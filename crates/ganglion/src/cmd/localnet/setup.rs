@@ -17,10 +17,9 @@ pub(crate) enum Role {
     Validator,
     /// An honest inference miner on the built-in engine.
     Honest,
-    /// An inference miner that answers with text not from the requested model.
-    Dishonest,
-    /// An honest inference miner throttled to a low token rate.
-    Slow,
+    /// A red-team strategy (`--adversaries`): a `ganglion-redteam inference --strategy …`
+    /// process, never this binary.
+    Adversary(&'static str),
     /// A compute miner at its full hash rate.
     ComputeFast,
     /// A compute miner with a capped hash rate.
@@ -32,8 +31,7 @@ impl Role {
         match self {
             Role::Validator => "validator",
             Role::Honest => "honest",
-            Role::Dishonest => "dishonest",
-            Role::Slow => "slow",
+            Role::Adversary(strategy) => strategy,
             Role::ComputeFast => "fast",
             Role::ComputeSlow => "slow",
         }

@@ -61,10 +61,16 @@ impl Supervisor {
 
     /// Starts `ganglion <args…>` as child `name`.
     pub(crate) fn spawn(&mut self, name: &str, args: &[String]) -> anyhow::Result<()> {
+        let exe = self.exe.clone();
+        self.spawn_exe(name, &exe, args)
+    }
+
+    /// Starts another executable (`ganglion-redteam`) as child `name`, on the same terms.
+    pub(crate) fn spawn_exe(&mut self, name: &str, exe: &Path, args: &[String]) -> anyhow::Result<()> {
         let log = self.log_path(name);
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone().with_context(|| format!("opening {}", log.display()))?;
-        let mut command = Command::new(&self.exe);
+        let mut command = Command::new(exe);
         // The run's nodes are configured by their flags alone: config files meant for the
         // user's own nodes (GANGLION_*_CONFIG in the environment) must not leak into them.
         for (key, _) in std::env::vars_os() {

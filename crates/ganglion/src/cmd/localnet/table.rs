@@ -156,13 +156,22 @@ impl Summary {
             100.0 * miners().filter(|r| r.role == role).map(|r| r.incentive).sum::<f64>() / total.max(f64::MIN_POSITIVE)
         };
         let mut line = format!(
-            "summary: after {} epochs (block {}), inference miner incentive: honest {:.1}%, slow {:.1}%, dishonest {:.1}%",
+            "summary: after {} epochs (block {}), inference miner incentive: honest {:.1}%",
             self.epochs,
             self.block,
             share("inference", Role::Honest),
-            share("inference", Role::Slow),
-            share("inference", Role::Dishonest)
         );
+        let mut adversaries: Vec<&'static str> = Vec::new();
+        for row in &self.rows {
+            if let Role::Adversary(strategy) = row.role
+                && !adversaries.contains(&strategy)
+            {
+                adversaries.push(strategy);
+            }
+        }
+        for strategy in adversaries {
+            line.push_str(&format!(", {strategy} {:.1}%", share("inference", Role::Adversary(strategy))));
+        }
         if self.rows.iter().any(|r| r.subnet == "compute") {
             line.push_str(&format!(
                 "; compute: fast {:.1}%, slow {:.1}%",

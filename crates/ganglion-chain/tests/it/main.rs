@@ -1,0 +1,4 @@
+//! `ganglion-chain` against the reference implementations.
+#![allow(clippy::unwrap_used)]
+
+mod sdk_hash;
