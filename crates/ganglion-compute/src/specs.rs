@@ -467,7 +467,8 @@ mod tests {
         assert!((one.deadline.as_secs_f64() - 5.5).abs() < 1e-9, "{one:?}");
         // A 30 MH/s CPU needs 33 s for the whole keyspace: it answers by the deadline with
         // probability 5.5 / 33 < 17 %.
-        assert!(5.5 * 30e6 / 1e9 < 0.17);
+        let cpu_rate = 30e6;
+        assert!(one.deadline.as_secs_f64() * cpu_rate / 10f64.powi(i32::from(one.difficulty)) < 0.17);
         let many = GpuProbe::for_claim(8, Duration::from_secs(30)).unwrap_or_else(|| panic!("a probe"));
         assert_eq!(many.difficulty, 9);
         assert_eq!(GpuProbe::for_claim(1, Duration::from_secs(2)).map(|p| p.deadline), Some(Duration::from_secs(2)));

@@ -57,8 +57,11 @@
 //! `/metrics` on `[metrics]` and written to `<data_dir>/status.json`; per miner `score`,
 //! `weight`, `verified_share` (success rate), `last_failure`, `speed` (mean seconds of the
 //! successful challenges at the current difficulty) and `details` (`total`, `attempts`,
-//! `difficulty`, `difficulty_avg`, `next_difficulty`, `allocated`, `has_sandbox`,
-//! `is_validator`); the node's `details`: `rounds`, `last_round_block`, `next_round_block`.
+//! `difficulty`, `difficulty_avg`, `next_difficulty`, `allocated`, `has_sandbox` (proven),
+//! `claims_sandbox`, `gpus_claimed`, `gpu_claim`, `work`, `is_validator`); the node's
+//! `details`: `rounds`, `last_round_block`, `next_round_block`. `last_failure` is the reason
+//! pay is withheld (`false_specs`, `specs_unchecked`) when there is one, else the last
+//! challenge's or liveness proof's failure; score records carry the same `rejection`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -160,6 +163,10 @@ struct GpuProbes {
     /// What the last probe showed.
     detail: String,
 }
+
+/// A finished challenge: its record, the failure's specifics and, for a GPU probe, the probe
+/// and the GPUs it checked.
+type Answered = (ChallengeRecord, String, Option<(GpuProbe, u32)>);
 
 /// A challenge of a round: the regular one, or a probe of a GPU claim.
 #[derive(Debug, Clone)]
@@ -536,7 +543,7 @@ impl ComputeValidator {
         let netuid = self.netuid;
         let me = self.hotkey.public().to_ss58();
         let mut stop = shutdown.clone();
-        let results: Vec<(ChallengeRecord, String, Option<(GpuProbe, u32)>)> = futures::stream::iter(plans)
+        let results: Vec<Answered> = futures::stream::iter(plans)
             .map(|(neuron, plan)| {
                 let client = client.clone();
                 let me = me.clone();

@@ -3,8 +3,14 @@
 //! date, and optionally reworded by the validator's own model so that miners cannot cache
 //! answers to a fixed list.
 //!
+//! With the shared corpus ([`ganglion_corpus`], WordNet's 82,000 noun senses) topics come
+//! from it four times in five, some with their definition as context: 60+ instructions ×
+//! 82,000 senses × 14 personas is over 70 million prompts before any rewording, so a miner
+//! meets the same prompt again about as rarely as it meets the same seed. Without the corpus
+//! the seed set's ~3,000 combinations still work (a warning says so).
+//!
 //! The original drew rows from a 7M-row dataset and had the model turn them into a search
-//! query; a seed set plus model variation gives the same unpredictability without a dataset.
+//! query.
 
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -35,16 +41,17 @@ fn lines(text: &'static str) -> Vec<&'static str> {
     text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
 }
 
-/// The seed set.
+/// The seed set, and the corpus when there is one.
 #[derive(Debug, Clone)]
 pub struct PromptBank {
     instructions: Vec<&'static str>,
     topics: Vec<&'static str>,
+    corpus: Option<std::sync::Arc<ganglion_corpus::Corpus>>,
 }
 
 impl Default for PromptBank {
     fn default() -> Self {
-        PromptBank { instructions: lines(INSTRUCTIONS), topics: lines(TOPICS) }
+        PromptBank { instructions: lines(INSTRUCTIONS), topics: lines(TOPICS), corpus: None }
     }
 }
 
@@ -70,9 +77,40 @@ impl PromptBank {
         self.topics.len()
     }
 
+    /// The seed set with topics from `corpus` (module doc).
+    pub fn with_corpus(corpus: std::sync::Arc<ganglion_corpus::Corpus>) -> PromptBank {
+        PromptBank { corpus: Some(corpus), ..PromptBank::default() }
+    }
+
+    /// The seed set with the shared corpus if it is installed (a warning otherwise).
+    pub fn locate() -> PromptBank {
+        match ganglion_corpus::Corpus::locate() {
+            Ok(corpus) => {
+                tracing::info!(target: "ganglion::inference", dir = %corpus.dir().display(), senses = corpus.entries().len(), "prompt topics from the WordNet corpus");
+                PromptBank::with_corpus(std::sync::Arc::new(corpus))
+            }
+            Err(e) => {
+                tracing::warn!(target: "ganglion::inference", "{e}; prompts come from the small shipped seed set, which miners can learn");
+                PromptBank::default()
+            }
+        }
+    }
+
+    /// Whether topics come from the corpus.
+    pub fn has_corpus(&self) -> bool {
+        self.corpus.is_some()
+    }
+
     /// Draws an instruction, topic and persona.
     pub fn draw(&self, rng: &mut impl Rng) -> PromptSeed {
         let instruction = self.instructions.choose(rng).copied().unwrap_or("Explain {topic}.");
+        let from_corpus = self.corpus.as_ref().filter(|_| rng.gen_bool(0.8)).and_then(|c| c.draw_noun(rng)).map(|entry| {
+            if rng.gen_bool(0.3) { format!("\"{}\" (meaning {})", entry.lemma(), entry.gloss) } else { entry.lemma().to_string() }
+        });
+        if let Some(topic) = from_corpus {
+            let persona = PERSONAS.choose(rng).copied().unwrap_or("a curious reader");
+            return PromptSeed { instruction: instruction.replace("{topic}", &topic), persona, date: today() };
+        }
         let topic = self.topics.choose(rng).copied().unwrap_or("the weather");
         let persona = PERSONAS.choose(rng).copied().unwrap_or("a curious reader");
         PromptSeed { instruction: instruction.replace("{topic}", topic), persona, date: today() }
@@ -150,6 +188,30 @@ mod tests {
         let drawn: std::collections::HashSet<String> = (0..50).map(|_| bank.draw(&mut rng).instruction).collect();
         assert!(drawn.len() > 40, "draws vary: {}", drawn.len());
         assert!(drawn.iter().all(|d| !d.contains('{')));
+    }
+
+    #[test]
+    fn corpus_topics_make_prompts_rarely_repeat() {
+        let Ok(corpus) = ganglion_corpus::Corpus::locate() else {
+            assert!(std::env::var("GANGLION_REQUIRE_ALL").as_deref() != Ok("1"), "WordNet is required: run scripts/install-corpus");
+            println!("skipped: WordNet is not installed (scripts/install-corpus)");
+            return;
+        };
+        let bank = PromptBank::with_corpus(std::sync::Arc::new(corpus));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let n = 5000;
+        let drawn: std::collections::HashSet<String> = (0..n).map(|_| {
+            let s = bank.draw(&mut rng);
+            format!("{}|{}", s.instruction, s.persona)
+        }).collect();
+        // The seed set alone repeats often at 5,000 draws; the corpus almost never.
+        assert!(drawn.len() > n * 97 / 100, "{} distinct of {n}", drawn.len());
+        let seed_only = PromptBank::default();
+        let small: std::collections::HashSet<String> = (0..n).map(|_| {
+            let s = seed_only.draw(&mut rng);
+            format!("{}|{}", s.instruction, s.persona)
+        }).collect();
+        assert!(small.len() < drawn.len(), "{} vs {}", small.len(), drawn.len());
     }
 
     #[test]

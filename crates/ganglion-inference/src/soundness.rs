@@ -138,7 +138,7 @@ fn setting(request: &InferenceRequest) -> String {
 /// with `reference`; `progress(done, failed)` is called after each.
 pub async fn measure(reference: Arc<dyn Reference>, options: &SoundnessOptions, mut progress: impl FnMut(usize, usize)) -> Result<SoundnessReport> {
     let started = Instant::now();
-    let bank = PromptBank::default();
+    let bank = PromptBank::locate();
     let mut rng = StdRng::seed_from_u64(options.seed);
     let exact = reference.exact();
     let requests: Vec<InferenceRequest> = (0..options.responses)

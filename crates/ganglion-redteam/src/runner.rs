@@ -30,7 +30,6 @@ use ganglion_core::keys::Keypair;
 use ganglion_core::wallet::{Protection, Wallet};
 use ganglion_neuron::config::parse_duration;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::inference::Strategy;
 use crate::inference::fixture::Perturbation;
@@ -39,7 +38,10 @@ use crate::supervisor::{Supervisor, log_tail, sibling};
 /// `ganglion-redteam run` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Strategies to run: a comma-separated list, or `all`.
+    /// Strategies to run: a comma-separated list, or `all`. Inference: random-tokens,
+    /// other-model, cached, selective-refusal, sybil, go-dark, usage-lies, ttft-fake,
+    /// early-eos, relay; compute: false-specs, fake-allocation, compute-sybil; validators:
+    /// weight-copier, lazy.
     #[arg(long, default_value = "all")]
     pub strategies: String,
     /// Epochs with weights to run for.
@@ -78,22 +80,25 @@ pub struct RunArgs {
     /// Give up after this long (default: no limit).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Turn on commit-reveal of weights on the subnets (what makes weight copying lose).
+    #[arg(long = "commit-reveal")]
+    pub commit_reveal: bool,
 }
 
 impl RunArgs {
     /// The strategies asked for, in the runner's order.
-    pub fn strategies(&self) -> anyhow::Result<Vec<Strategy>> {
+    pub fn strategies(&self) -> anyhow::Result<Vec<Entry>> {
         if self.strategies.trim() == "all" {
-            return Ok(Strategy::DISHONEST.to_vec());
+            return Ok(Entry::all());
         }
         let mut out = Vec::new();
         for name in self.strategies.split(',').filter(|s| !s.trim().is_empty()) {
-            let strategy = Strategy::parse(name).with_context(|| {
-                let known: Vec<&str> = Strategy::DISHONEST.iter().map(|s| s.name()).collect();
+            let entry = Entry::parse(name).with_context(|| {
+                let known: Vec<String> = Entry::all().into_iter().map(Entry::label).collect();
                 format!("unknown strategy `{name}` (known: {}, or all)", known.join(", "))
             })?;
-            if !out.contains(&strategy) {
-                out.push(strategy);
+            if !out.contains(&entry) {
+                out.push(entry);
             }
         }
         Ok(out)
@@ -171,10 +176,10 @@ impl Report {
     /// The table printed at the end.
     pub fn render(&self) -> String {
         let mut out = format!(
-            "red team: {} epochs with weights (block {}), {} honest miners, mean honest reward {:.4} τ\n{:<18} {:<10} {:>7} {:>10} {:>9} {:>11} {:>8} {:>8}  {}\n",
+            "red team: {} epochs with weights (block {}), {} honest inference miners, mean honest reward {:.4} τ\n{:<18} {:<10} {:>7} {:>10} {:>9} {:>11} {:>8} {:>8}  {}\n",
             self.epochs,
             self.block,
-            self.honest.len(),
+            self.honest.iter().filter(|r| r.strategy == "honest" && r.subnet == "inference").count(),
             self.honest_mean_tao,
             "strategy",
             "subnet",
@@ -187,7 +192,7 @@ impl Report {
             "causes recorded"
         );
         for row in self.honest.iter().chain(&self.strategies) {
-            let causes: Vec<String> = row.causes.iter().map(|(c, n)| format!("{c}×{n}")).collect();
+            let causes: Vec<String> = row.causes.iter().map(|(c, n)| if *n == 0 { c.clone() } else { format!("{c}×{n}") }).collect();
             out.push_str(&format!(
                 "{:<18} {:<10} {:>7} {:>10.4} {:>9} {:>11} {:>8} {:>8}  {}\n",
                 row.strategy,
@@ -261,16 +266,6 @@ fn create_wallet(wallets: &Path, name: &str) -> anyhow::Result<(Keypair, Keypair
     Ok((coldkey, hotkey))
 }
 
-/// One registered wallet of the run.
-#[derive(Debug, Clone)]
-struct Member {
-    name: String,
-    /// `validator`, `honest` or a strategy name.
-    role: String,
-    coldkey: Keypair,
-    hotkey: Keypair,
-}
-
 async fn wait_for_chain(chain: &dyn Chain, limit: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -282,10 +277,10 @@ async fn wait_for_chain(chain: &dyn Chain, limit: Duration) -> anyhow::Result<()
     }
 }
 
-async fn register(chain: &dyn Chain, netuid: u16, member: &Member) -> anyhow::Result<()> {
+async fn register(chain: &dyn Chain, member: &Member) -> anyhow::Result<()> {
     let block_time = Duration::from_millis(chain.info().await?.block_time_ms.max(50));
     for _ in 0..10 {
-        match chain.register(&member.coldkey, netuid, &member.hotkey.public()).await {
+        match chain.register(&member.coldkey, member.netuid, &member.hotkey.public()).await {
             Err(ChainError::Rejected { name, .. }) if name == "TooManyRegistrationsThisBlock" => tokio::time::sleep(block_time).await,
             other => {
                 other.with_context(|| format!("registering {}", member.name))?;
@@ -320,7 +315,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
 
     // The other-model fixture before anything starts, so that it serves from the first epoch
     // (its process finds it in the model cache).
-    if strategies.contains(&Strategy::OtherModel) {
+    if strategies.contains(&Entry::Inference(Strategy::OtherModel)) {
         say(s("writing the other-model fixture (once; kept in the model cache)"));
         let models = ganglion_engine::store::models_dir()?;
         let source = ganglion_engine::store::resolve_model("smollm2", &models)?;
@@ -335,9 +330,79 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// One strategy of a run, whatever its subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// An inference miner strategy.
+    Inference(Strategy),
+    /// A compute miner strategy.
+    Compute(crate::compute::Strategy),
+    /// A dishonest validator (on the inference subnet).
+    Validator(crate::validators::Strategy),
+}
+
+impl Entry {
+    /// Every strategy, in the runner's order.
+    pub fn all() -> Vec<Entry> {
+        use crate::compute::Strategy as C;
+        use crate::validators::Strategy as V;
+        let mut all: Vec<Entry> = Strategy::DISHONEST.iter().map(|s| Entry::Inference(*s)).collect();
+        all.extend([C::FalseSpecs, C::FakeAllocation, C::Sybil].map(Entry::Compute));
+        all.extend([V::WeightCopier, V::Lazy].map(Entry::Validator));
+        all
+    }
+
+    /// The name in tables and on the command line (`compute-sybil` for the compute Sybil).
+    pub fn label(self) -> String {
+        match self {
+            Entry::Inference(s) => s.name().to_string(),
+            Entry::Compute(crate::compute::Strategy::Sybil) => "compute-sybil".into(),
+            Entry::Compute(s) => s.name().to_string(),
+            Entry::Validator(s) => s.name().to_string(),
+        }
+    }
+
+    /// The subnet it plays on.
+    pub fn subnet(self) -> &'static str {
+        if matches!(self, Entry::Compute(_)) { "compute" } else { "inference" }
+    }
+
+    /// Parses a name: an inference strategy, `compute:<s>` / `compute-sybil` / a compute
+    /// strategy's own name, `validator:<s>` / a validator strategy's own name.
+    pub fn parse(name: &str) -> Option<Entry> {
+        let name = name.trim();
+        let bare = name.strip_prefix("compute:").map(|c| if c == "sybil" { "compute-sybil" } else { c }).or_else(|| name.strip_prefix("validator:")).unwrap_or(name);
+        Entry::all().into_iter().find(|e| e.label() == bare)
+    }
+}
+
+/// One registered wallet (hotkey) of the run.
+#[derive(Debug, Clone)]
+struct Member {
+    /// Wallet name.
+    name: String,
+    /// Hotkey name in the wallet.
+    hotkey_name: String,
+    /// `validator`, `honest`, or a strategy's label.
+    role: String,
+    netuid: u16,
+    coldkey: Keypair,
+    hotkey: Keypair,
+}
+
+impl Member {
+    fn ss58(&self) -> String {
+        self.hotkey.public().to_ss58()
+    }
+
+    fn is_validator(&self) -> bool {
+        self.role == "validator" || self.role == "weight-copier" || self.role == "lazy"
+    }
+}
+
 async fn drive(
     args: &RunArgs,
-    strategies: &[Strategy],
+    entries: &[Entry],
     data_dir: &Path,
     ganglion: &Path,
     redteam: &Path,
@@ -367,116 +432,235 @@ async fn drive(
     let chain: Arc<dyn Chain> = Arc::new(LocalChain::new(&chain_url)?);
     wait_for_chain(chain.as_ref(), Duration::from_secs(30)).await.with_context(|| log_tail(&supervisor.log_path("chain"), 10))?;
 
-    // Wallets, the subnet, registrations.
+    // Wallets, subnets, registrations.
     let owner = create_wallet(&wallets, "owner")?;
     chain.faucet(&owner.0, FUNDS).await.context("funding the subnet owner")?;
-    let receipt = chain.register_network(&owner.0, &owner.1.public(), None).await.context("creating a subnet")?;
-    let netuid = receipt.netuid.context("the chain did not say which netuid it created")?;
-    let update = HyperparamUpdate {
-        tempo: Some(args.tempo),
-        weights_rate_limit: Some(u64::from(args.tempo / 2)),
-        max_registrations_per_block: Some(32),
-        serving_rate_limit: Some(0),
-        ..HyperparamUpdate::default()
-    };
-    chain.set_hyperparams(&owner.0, netuid, update).await.context("tuning the subnet")?;
-    let mut plan: Vec<(String, String)> = vec![(s("validator"), s("validator"))];
-    for i in 1..=args.honest.max(1) {
-        plan.push((format!("honest-{i}"), s("honest")));
+    let has_compute = entries.iter().any(|e| e.subnet() == "compute");
+    let has_validators = entries.iter().any(|e| matches!(e, Entry::Validator(_)));
+    let mut netuids = Vec::new();
+    for _ in 0..(1 + usize::from(has_compute) + usize::from(has_validators)) {
+        let receipt = chain.register_network(&owner.0, &owner.1.public(), None).await.context("creating a subnet")?;
+        let netuid = receipt.netuid.context("the chain did not say which netuid it created")?;
+        let update = HyperparamUpdate {
+            tempo: Some(args.tempo),
+            weights_rate_limit: Some(u64::from(args.tempo / 2)),
+            max_registrations_per_block: Some(32),
+            serving_rate_limit: Some(0),
+            commit_reveal_weights_enabled: args.commit_reveal.then_some(true),
+            ..HyperparamUpdate::default()
+        };
+        chain.set_hyperparams(&owner.0, netuid, update).await.context("tuning the subnet")?;
+        netuids.push(netuid);
     }
-    for strategy in strategies {
-        let n = strategy.hotkeys(args.sybils);
-        for i in 0..n {
-            let name = if n == 1 { strategy.name().to_string() } else { format!("{}-{}", strategy.name(), i + 1) };
-            plan.push((name, strategy.name().to_string()));
+    let netuid = netuids[0];
+    let compute_netuid = has_compute.then(|| netuids[1]);
+    // Dishonest validators play on an inference subnet of their own (a real validator,
+    // honest miners), so that their weights do not pay the miner strategies of the first.
+    let validators_netuid = has_validators.then(|| netuids[netuids.len() - 1]);
+    // (wallet, hotkey name, role, netuid)
+    let mut plan: Vec<(String, String, String, u16)> = vec![(s("validator"), s("default"), s("validator"), netuid)];
+    for i in 1..=args.honest.max(1) {
+        plan.push((format!("honest-{i}"), s("default"), s("honest"), netuid));
+    }
+    if let Some(c) = compute_netuid {
+        plan.push((s("compute-validator"), s("default"), s("validator"), c));
+        for i in 1..=args.honest.max(1) {
+            plan.push((format!("compute-honest-{i}"), s("default"), s("honest"), c));
         }
     }
-    let mut members = Vec::new();
-    for (name, role) in plan {
-        let (coldkey, hotkey) = create_wallet(&wallets, &name)?;
-        chain.faucet(&coldkey, FUNDS).await.with_context(|| format!("funding {name}"))?;
-        members.push(Member { name, role, coldkey, hotkey });
+    if let Some(v) = validators_netuid {
+        plan.push((s("validators-validator"), s("default"), s("validator"), v));
+        for i in 1..=args.honest.max(1) {
+            plan.push((format!("validators-honest-{i}"), s("default"), s("honest"), v));
+        }
+    }
+    for entry in entries {
+        let label = entry.label();
+        match entry {
+            Entry::Inference(strategy) => {
+                let n = strategy.hotkeys(args.sybils);
+                for i in 0..n {
+                    let name = if n == 1 { label.clone() } else { format!("{label}-{}", i + 1) };
+                    plan.push((name, s("default"), label.clone(), netuid));
+                }
+            }
+            // The compute Sybil: one wallet, several hotkeys (its miner takes their names).
+            Entry::Compute(crate::compute::Strategy::Sybil) => {
+                for i in 1..=args.sybils.max(1) {
+                    plan.push((label.clone(), format!("h{i}"), label.clone(), compute_netuid.context("no compute subnet")?));
+                }
+            }
+            Entry::Compute(_) => plan.push((label.clone(), s("default"), label.clone(), compute_netuid.context("no compute subnet")?)),
+            Entry::Validator(_) => plan.push((label.clone(), s("default"), label.clone(), validators_netuid.context("no validators subnet")?)),
+        }
+    }
+    let mut members: Vec<Member> = Vec::new();
+    for (name, hotkey_name, role, on) in plan {
+        let coldkey = match members.iter().find(|m| m.name == name) {
+            Some(m) => m.coldkey.clone(),
+            None => {
+                let (coldkey, _) = create_wallet(&wallets, &name)?;
+                chain.faucet(&coldkey, FUNDS).await.with_context(|| format!("funding {name}"))?;
+                coldkey
+            }
+        };
+        let hotkey = Keypair::generate(12)?;
+        Wallet::new(&wallets, &name, &hotkey_name)?.write_hotkey(&hotkey, Protection::Plain, true)?;
+        members.push(Member { name, hotkey_name, role, netuid: on, coldkey, hotkey });
     }
     for member in &members {
-        register(chain.as_ref(), netuid, member).await?;
+        register(chain.as_ref(), member).await?;
+        if member.is_validator() {
+            chain.add_stake(&member.coldkey, member.netuid, &member.hotkey.public(), VALIDATOR_STAKE).await.with_context(|| format!("staking {}", member.name))?;
+        }
     }
-    let validator = &members[0];
-    chain.add_stake(&validator.coldkey, netuid, &validator.hotkey.public(), VALIDATOR_STAKE).await.context("staking the validator")?;
-    say(format!("chain {chain_url}, subnet {netuid}, {} wallets under {}", members.len(), wallets.display()));
+    say(format!("chain {chain_url}, subnets {netuids:?}, {} hotkeys under {}", members.len(), wallets.display()));
 
-    // The real validator.
-    let metrics_port = free_port()?;
-    let common = |names: &[String]| {
-        vec![
-            s("--wallet.path"),
-            wallets.display().to_string(),
-            s("--wallet.name"),
-            names.join(","),
-            s("--netuid"),
-            netuid.to_string(),
-            s("--subtensor.network"),
-            chain_url.clone(),
-        ]
+    let common = |name: &str, on: u16| {
+        vec![s("--wallet.path"), wallets.display().to_string(), s("--wallet.name"), s(name), s("--netuid"), on.to_string(), s("--subtensor.network"), chain_url.clone()]
     };
-    let mut argv = vec![
-        s("validator"),
-        s("inference"),
-        s("--metrics.port"),
-        metrics_port.to_string(),
-        s("--neuron.epoch_length"),
-        args.tempo.to_string(),
-        s("--neuron.max_tokens"),
-        args.max_tokens.to_string(),
-        s("--neuron.data_dir"),
-        data_dir.join("state").join("validator").display().to_string(),
-        s("--database.url"),
-        records_url.clone(),
-    ];
-    argv.extend(common(&[s("validator")]));
-    supervisor.spawn("validator", ganglion, &argv)?;
+    let state = |name: &str| data_dir.join("state").join(name).display().to_string();
+    // The real validators.
+    let inference_validator = |name: &str, on: u16| -> anyhow::Result<Vec<String>> {
+        let mut argv = vec![
+            s("validator"),
+            s("inference"),
+            s("--metrics.port"),
+            free_port()?.to_string(),
+            s("--neuron.epoch_length"),
+            args.tempo.to_string(),
+            s("--neuron.max_tokens"),
+            args.max_tokens.to_string(),
+            s("--neuron.data_dir"),
+            state(name),
+            s("--database.url"),
+            records_url.clone(),
+        ];
+        argv.extend(common(name, on));
+        Ok(argv)
+    };
+    supervisor.spawn("validator", ganglion, &inference_validator("validator", netuid)?)?;
+    if let Some(v) = validators_netuid {
+        supervisor.spawn("validators-validator", ganglion, &inference_validator("validators-validator", v)?)?;
+    }
+    let mut compute_status = None;
+    if let Some(c) = compute_netuid {
+        let port = free_port()?;
+        compute_status = Some(format!("http://127.0.0.1:{port}/status"));
+        // Difficulty capped as in localnet, so that hashing leaves the CPU to inference.
+        let mut argv = vec![
+            s("validator"),
+            s("compute"),
+            s("--metrics.port"),
+            port.to_string(),
+            s("--neuron.epoch_length"),
+            args.tempo.to_string(),
+            s("--database.url"),
+            records_url.clone(),
+            s("--data-dir"),
+            state("compute-validator"),
+            s("--validator.difficulty.max"),
+            s("8"),
+        ];
+        argv.extend(common("compute-validator", c));
+        supervisor.spawn("compute-validator", ganglion, &argv)?;
+    }
 
-    // Honest miners and the strategies: this binary, one process each.
-    let honest_victim = members.iter().find(|m| m.role == "honest").map(|m| m.hotkey.public().to_ss58());
+    // Honest miners (equal hardware: one engine or one solver thread each) and the strategies.
+    let victim = members.iter().find(|m| m.role == "honest" && m.netuid == netuid).map(Member::ss58).context("no honest miner")?;
     let dark_after = args.dark_after.unwrap_or((args.epochs / 3).max(1));
-    let mut roles: Vec<String> = vec![];
-    for member in members.iter().skip(1) {
-        if !roles.contains(&member.role) || member.role == "honest" {
-            roles.push(member.role.clone());
+    let mut started: Vec<String> = Vec::new();
+    for member in members.iter().filter(|m| m.role != "validator") {
+        if started.contains(&member.name) {
+            continue;
         }
-    }
-    let mut honest_index = 0;
-    for role in &roles {
-        let (child, names): (String, Vec<String>) = if role == "honest" {
-            honest_index += 1;
-            let name = format!("honest-{honest_index}");
-            (name.clone(), vec![name])
-        } else {
-            (role.clone(), members.iter().filter(|m| &m.role == role).map(|m| m.name.clone()).collect())
+        started.push(member.name.clone());
+        let compute = Some(member.netuid) == compute_netuid;
+        let argv = match (member.role.as_str(), compute) {
+            ("honest", false) => {
+                let mut argv = vec![s("inference"), s("--strategy"), s("honest")];
+                argv.extend(common(&member.name, member.netuid));
+                (redteam, argv)
+            }
+            ("honest", true) => {
+                let mut argv = vec![
+                    s("miner"),
+                    s("compute"),
+                    s("--axon.port"),
+                    free_port()?.to_string(),
+                    s("--ssh.port"),
+                    free_port()?.to_string(),
+                    s("--data-dir"),
+                    state(&member.name),
+                    s("--miner.threads"),
+                    s("1"),
+                ];
+                argv.extend(common(&member.name, member.netuid));
+                (ganglion, argv)
+            }
+            (_, true) => {
+                let entry = Entry::parse(&member.role).context("unknown compute strategy")?;
+                let Entry::Compute(strategy) = entry else { bail!("{} is not a compute strategy", member.role) };
+                let mut argv = vec![s("compute"), s("--strategy"), s(strategy.name()), s("--data-dir"), state(&member.name), s("--miner.threads"), s("1")];
+                argv.extend(common(&member.name, member.netuid));
+                if strategy == crate::compute::Strategy::Sybil {
+                    let hotkeys: Vec<String> = members.iter().filter(|m| m.name == member.name).map(|m| m.hotkey_name.clone()).collect();
+                    argv.extend([s("--sybil.hotkeys"), hotkeys.join(",")]);
+                }
+                (redteam, argv)
+            }
+            ("weight-copier" | "lazy", false) => {
+                let mut argv = vec![
+                    s("validator"),
+                    s("--strategy"),
+                    member.role.clone(),
+                    s("--neuron.epoch_length"),
+                    args.tempo.to_string(),
+                    s("--neuron.data_dir"),
+                    state(&member.name),
+                ];
+                argv.extend(common(&member.name, member.netuid));
+                (redteam, argv)
+            }
+            (role, false) => {
+                let names: Vec<String> = members.iter().filter(|m| m.role == role).map(|m| m.name.clone()).collect();
+                started.extend(names.iter().cloned());
+                let mut argv = vec![s("inference"), s("--strategy"), s(role)];
+                argv.extend(common(&names.join(","), netuid));
+                match role {
+                    "relay" => argv.extend([s("--relay.victim"), victim.clone()]),
+                    "go-dark" => argv.extend([s("--go-dark.epochs"), dark_after.to_string()]),
+                    _ => {}
+                }
+                (redteam, argv)
+            }
         };
-        let mut argv = vec![s("inference"), s("--strategy"), role.clone()];
-        argv.extend(common(&names));
-        match role.as_str() {
-            "relay" => argv.extend([s("--relay.victim"), honest_victim.clone().context("the relay needs an honest miner")?]),
-            "go-dark" => argv.extend([s("--go-dark.epochs"), dark_after.to_string()]),
-            _ => {}
-        }
-        supervisor.spawn(&child, redteam, &argv)?;
+        let child = if member.role == "honest" { member.name.clone() } else { member.role.clone() };
+        supervisor.spawn(&child, argv.0, &argv.1)?;
     }
-    say(format!("validator, {} honest miners and {} strategies started (logs: {})", args.honest.max(1), strategies.len(), data_dir.join("logs").display()));
+    say(format!("validators, honest miners and {} strategies started (logs: {})", entries.len(), data_dir.join("logs").display()));
 
-    let status_url = format!("http://127.0.0.1:{metrics_port}/status");
-    let (epochs, block, rewards, incentives, last) = watch(args, chain.as_ref(), netuid, supervisor, &members, &status_url, say).await?;
+    let (epochs, block, rewards, incentives, last) = watch(args, chain.as_ref(), netuid, supervisor, &members, say).await?;
 
-    // What the validator recorded, per hotkey.
-    let records = ganglion_records::Records::open(&records_url).await.context("opening the validator's records")?;
-    let stats = records.miner_stats(netuid, 0).await.context("reading the validator's records")?;
+    // What the validators recorded, per hotkey.
+    let records = ganglion_records::Records::open(&records_url).await.context("opening the validators' records")?;
+    let stats = records.miner_stats(netuid, 0).await.context("reading the inference records")?;
+    let challenges = match compute_netuid {
+        Some(c) => records.challenge_stats(c, 0).await.context("reading the compute records")?,
+        None => Vec::new(),
+    };
     records.close().await;
+    let compute_causes = match &compute_status {
+        Some(url) => last_failures(url).await,
+        None => HashMap::new(),
+    };
     let by_hotkey: HashMap<String, ganglion_records::MinerStats> = stats.into_iter().map(|m| (m.hotkey.clone(), m)).collect();
-    let row = |label: &str, group: &[&Member]| {
+    let by_hotkey_compute: HashMap<String, ganglion_records::ChallengeStats> = challenges.into_iter().map(|c| (c.hotkey.clone(), c)).collect();
+    let row = |label: &str, subnet: &str, group: &[&Member]| {
         let mut causes: BTreeMap<String, u64> = BTreeMap::new();
         let (mut requests, mut verified, mut reward, mut incentive, mut final_epoch) = (0, 0, 0.0, 0.0, 0.0);
         for m in group {
-            let hotkey = m.hotkey.public().to_ss58();
+            let hotkey = m.ss58();
             reward += rewards.get(&hotkey).copied().unwrap_or(0.0);
             final_epoch += last.get(&hotkey).copied().unwrap_or(0.0);
             incentive += incentives.get(&hotkey).copied().unwrap_or(0.0);
@@ -487,13 +671,20 @@ async fn drive(
                     *causes.entry(cause.cause.clone()).or_default() += cause.n;
                 }
             }
+            if let Some(c) = by_hotkey_compute.get(&hotkey) {
+                requests += c.n;
+                verified += c.success;
+                if let Some(cause) = compute_causes.get(&hotkey) {
+                    *causes.entry(format!("last: {cause}")).or_default() += c.n.saturating_sub(c.success);
+                }
+            }
         }
         let mut causes: Vec<(String, u64)> = causes.into_iter().collect();
         causes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         StrategyRow {
             strategy: label.to_string(),
-            subnet: s("inference"),
-            wallets: group.iter().map(|m| m.name.clone()).collect(),
+            subnet: s(subnet),
+            wallets: group.iter().map(|m| if m.hotkey_name == "default" { m.name.clone() } else { format!("{}/{}", m.name, m.hotkey_name) }).collect(),
             reward_tao: reward,
             share_of_honest: None,
             final_epoch_tao: final_epoch,
@@ -504,23 +695,37 @@ async fn drive(
             causes,
         }
     };
-    let honest: Vec<StrategyRow> = members.iter().filter(|m| m.role == "honest").map(|m| row("honest", &[m])).collect();
-    let honest_mean = honest.iter().map(|r| r.reward_tao).sum::<f64>() / honest.len().max(1) as f64;
-    let honest_final = honest.iter().map(|r| r.final_epoch_tao).sum::<f64>() / honest.len().max(1) as f64;
-    let shares = |r: StrategyRow| StrategyRow {
-        share_of_honest: (honest_mean > 0.0).then(|| r.reward_tao / honest_mean),
-        final_share: (honest_final > 0.0).then(|| r.final_epoch_tao / honest_final),
-        ..r
+    let mean = |rows: &[StrategyRow], f: fn(&StrategyRow) -> f64| rows.iter().map(f).sum::<f64>() / rows.len().max(1) as f64;
+    // The references of equal hardware (or stake): the honest miners of each subnet, the
+    // honest validator.
+    let reference = |on: u16, role: &str| -> Vec<StrategyRow> {
+        let subnet = if Some(on) == compute_netuid { "compute" } else { "inference" };
+        members.iter().filter(|m| m.netuid == on && m.role == role).map(|m| row(if role == "validator" { "honest-validator" } else { "honest" }, subnet, &[m])).collect()
     };
-    let honest: Vec<StrategyRow> = honest.into_iter().map(shares).collect();
+    let with_shares = |r: StrategyRow, base: &[StrategyRow]| {
+        let (total, last) = (mean(base, |b| b.reward_tao), mean(base, |b| b.final_epoch_tao));
+        StrategyRow { share_of_honest: (total > 0.0).then(|| r.reward_tao / total), final_share: (last > 0.0).then(|| r.final_epoch_tao / last), ..r }
+    };
+    let honest_inference = reference(netuid, "honest");
+    let honest_validator = validators_netuid.map(|v| reference(v, "validator")).unwrap_or_default();
+    let honest_compute = compute_netuid.map(|c| reference(c, "honest")).unwrap_or_default();
+    let mut honest: Vec<StrategyRow> = honest_inference.iter().cloned().map(|r| with_shares(r, &honest_inference)).collect();
+    honest.extend(honest_compute.iter().cloned().map(|r| with_shares(r, &honest_compute)));
+    honest.extend(honest_validator.iter().cloned().map(|r| with_shares(r, &honest_validator)));
     let mut rows = Vec::new();
-    for strategy in strategies {
-        let group: Vec<&Member> = members.iter().filter(|m| m.role == strategy.name()).collect();
-        rows.push(shares(row(strategy.name(), &group)));
+    for entry in entries {
+        let label = entry.label();
+        let group: Vec<&Member> = members.iter().filter(|m| m.role == label).collect();
+        let base = match entry {
+            Entry::Inference(_) => &honest_inference,
+            Entry::Compute(_) => &honest_compute,
+            Entry::Validator(_) => &honest_validator,
+        };
+        rows.push(with_shares(row(&label, entry.subnet(), &group), base));
     }
     let mut fp = FalsePositives::default();
     let mut fp_causes: BTreeMap<String, u64> = BTreeMap::new();
-    for r in &honest {
+    for r in &honest_inference {
         fp.requests += r.requests;
         fp.failed += r.requests.saturating_sub(r.verified);
         for (c, n) in &r.causes {
@@ -533,12 +738,20 @@ async fn drive(
         epochs,
         block,
         honest,
-        honest_mean_tao: honest_mean,
+        honest_mean_tao: mean(&honest_inference, |r| r.reward_tao),
         strategies: rows,
         false_positives: fp,
         unclean_exits: Vec::new(),
         logs: data_dir.join("logs").display().to_string(),
     })
+}
+
+/// Each miner's last failure cause in a validator's `/status` (by hotkey).
+async fn last_failures(url: &str) -> HashMap<String, String> {
+    let Ok(http) = reqwest::Client::builder().timeout(Duration::from_secs(3)).build() else { return HashMap::new() };
+    let Ok(response) = http.get(url).send().await else { return HashMap::new() };
+    let Ok(status) = response.json::<ganglion_neuron::NodeStatus>().await else { return HashMap::new() };
+    status.miners.into_iter().filter_map(|m| Some((m.hotkey, m.last_failure?.cause))).collect()
 }
 
 /// Epochs counted, last block, emission per hotkey over the run, incentive at the end,
@@ -547,22 +760,20 @@ type Watched = (u32, u64, HashMap<String, f64>, HashMap<String, f64>, HashMap<St
 
 /// Follows blocks until `--epochs` epochs had weights in them; sums each hotkey's emission
 /// over those epochs.
-async fn watch(
-    args: &RunArgs,
-    chain: &dyn Chain,
-    netuid: u16,
-    supervisor: &mut Supervisor,
-    members: &[Member],
-    status_url: &str,
-    say: &dyn Fn(String),
-) -> anyhow::Result<Watched> {
+async fn watch(args: &RunArgs, chain: &dyn Chain, netuid: u16, supervisor: &mut Supervisor, members: &[Member], say: &dyn Fn(String)) -> anyhow::Result<Watched> {
     let mut blocks = chain.subscribe_blocks().await.context("subscribing to blocks")?;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let miners: Vec<String> = members.iter().filter(|m| m.role != "validator").map(|m| m.hotkey.public().to_ss58()).collect();
-    let names: HashMap<String, String> = members.iter().map(|m| (m.hotkey.public().to_ss58(), m.name.clone())).collect();
+    let miners: Vec<String> = members.iter().filter(|m| !m.is_validator()).map(Member::ss58).collect();
+    let ours: HashMap<String, &Member> = members.iter().map(|m| (m.ss58(), m)).collect();
+    let netuids: Vec<u16> = members.iter().map(|m| m.netuid).fold(Vec::new(), |mut v, n| {
+        if !v.contains(&n) {
+            v.push(n);
+        }
+        v
+    });
     let (mut epochs, mut last_block) = (0u32, 0u64);
+    let mut weighted: Vec<u16> = Vec::new();
     let mut rewards: HashMap<String, f64> = HashMap::new();
     let mut incentives: HashMap<String, f64> = HashMap::new();
     let mut last: HashMap<String, f64> = HashMap::new();
@@ -585,39 +796,38 @@ async fn watch(
                     None => bail!("the chain closed its block stream"),
                 };
                 last_block = header.number;
-                if !header.epochs.contains(&netuid) {
-                    continue;
+                let mut line = Vec::new();
+                for &on in netuids.iter().filter(|n| header.epochs.contains(n)) {
+                    let metagraph = Metagraph::fetch(chain, on).await?;
+                    if !weighted.contains(&on) {
+                        // Counting starts once the validator's first weights are in.
+                        if !metagraph.neurons().iter().any(|n| miners.contains(&n.hotkey.to_ss58()) && n.incentive > 0) {
+                            say(format!("block {}: waiting for the first weights on subnet {on}", header.number));
+                            continue;
+                        }
+                        weighted.push(on);
+                    }
+                    for neuron in metagraph.neurons() {
+                        let hotkey = neuron.hotkey.to_ss58();
+                        let Some(member) = ours.get(&hotkey) else { continue };
+                        *rewards.entry(hotkey.clone()).or_default() += neuron.emission_tao();
+                        last.insert(hotkey.clone(), neuron.emission_tao());
+                        incentives.insert(hotkey.clone(), u16_to_float(neuron.incentive));
+                        if !member.is_validator() {
+                            line.push(format!("{} {:.3}", member.name, u16_to_float(neuron.incentive)));
+                        }
+                    }
                 }
-                let metagraph = Metagraph::fetch(chain, netuid).await?;
-                let weighted = metagraph.neurons().iter().any(|n| miners.contains(&n.hotkey.to_ss58()) && n.incentive > 0);
-                if !weighted {
-                    say(format!("block {}: waiting for the validator's first weights", header.number));
+                if !header.epochs.contains(&netuid) || !weighted.contains(&netuid) {
                     continue;
                 }
                 epochs += 1;
-                let mut line = Vec::new();
-                for neuron in metagraph.neurons() {
-                    let hotkey = neuron.hotkey.to_ss58();
-                    if !miners.contains(&hotkey) {
-                        continue;
-                    }
-                    *rewards.entry(hotkey.clone()).or_default() += neuron.emission_tao();
-                    last.insert(hotkey.clone(), neuron.emission_tao());
-                    incentives.insert(hotkey.clone(), u16_to_float(neuron.incentive));
-                    line.push(format!("{} {:.3}", names.get(&hotkey).map_or("?", String::as_str), u16_to_float(neuron.incentive)));
-                }
                 say(format!("epoch {epochs}/{} (block {}): incentive {}", args.epochs, header.number, line.join(", ")));
                 if epochs >= args.epochs {
                     break;
                 }
             }
         }
-    }
-    // The validator's last view, for the logs of a run that went wrong.
-    if let Ok(response) = http.get(status_url).send().await
-        && let Ok(doc) = response.json::<Value>().await
-    {
-        tracing::debug!(target: "redteam", status = %doc, "validator status at the end");
     }
     Ok((epochs, last_block, rewards, incentives, last))
 }
@@ -638,9 +848,26 @@ mod tests {
 
     #[test]
     fn strategies_are_parsed_in_order_without_repeats() {
-        assert_eq!(args("all").strategies().unwrap(), Strategy::DISHONEST.to_vec());
-        assert_eq!(args("usage-lies,random-tokens,usage-lies").strategies().unwrap(), vec![Strategy::UsageLies, Strategy::RandomTokens]);
+        assert_eq!(args("all").strategies().unwrap(), Entry::all());
+        assert_eq!(
+            args("usage-lies,random-tokens,usage-lies").strategies().unwrap(),
+            vec![Entry::Inference(Strategy::UsageLies), Entry::Inference(Strategy::RandomTokens)]
+        );
         assert!(args("bogus").strategies().unwrap_err().to_string().contains("bogus"));
+        let mixed = args("compute:sybil,sybil,lazy,validator:weight-copier,false-specs").strategies().unwrap();
+        assert_eq!(
+            mixed,
+            vec![
+                Entry::Compute(crate::compute::Strategy::Sybil),
+                Entry::Inference(Strategy::Sybil),
+                Entry::Validator(crate::validators::Strategy::Lazy),
+                Entry::Validator(crate::validators::Strategy::WeightCopier),
+                Entry::Compute(crate::compute::Strategy::FalseSpecs),
+            ]
+        );
+        for entry in Entry::all() {
+            assert_eq!(Entry::parse(&entry.label()), Some(entry), "{}", entry.label());
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!  runtime loop: MetagraphSync ─▶ on_hotkey_change (reset that uid) ─▶ permit?
 //!        │
 //!   step: model ─▶ targets (axon served, not self, not a big validator, serve model)
-//!        │                           │ prompt (seed set, varied by the reference) + sampling
+//!        │                           │ a prompt per miner (corpus topics) + sampling
 //!        │                           ▼
 //!        │           round: signed streams ─▶ bounded reads ─▶ verify (logprob | ground truth)
 //!        │                           ▼
@@ -21,9 +21,17 @@
 //! is reshuffled every step. Unlike the original, weights are proportional to scores (no
 //! min-max), are set when the chain's rate limit and the epoch length allow, and a refusal
 //! is retried when the chain's answer says (the runtime's policy). Every failure is
-//! recorded with its cause and counts as a zero in the miner's window — except `REFUSED`
-//! (the miner's policy turned this validator away, e.g. before its permit) and answers the
-//! validator could not judge.
+//! recorded with its cause and counts as a zero in the miner's window — `REFUSED` too once
+//! this validator holds a permit (every miner's default policy admits permitted validators,
+//! so a miner cannot refuse exactly the requests it would do badly on); only refusals of a
+//! validator without a permit and answers the validator could not judge do not count.
+//!
+//! Integrity measures (issue 12's red team): every sampled miner gets its own prompt and
+//! seed, so one engine cannot answer for several hotkeys and a cached answer fits no other
+//! prompt; completions shared across miners where fair draws would differ are `DUPLICATE`;
+//! a miner that stops answering `GET /models` keeps the models it served and is still
+//! queried (its failures count), and results older than `score_ttl` leave the windows; the
+//! verifier's evidence is accumulated per miner ([`Scoreboard::accumulate`]).
 
 pub mod config;
 pub mod models;
@@ -668,7 +676,7 @@ pub async fn start(config: ValidatorConfig, chain: Arc<dyn Chain>, references: V
     let validator = InferenceValidator {
         shared: shared.clone(),
         state,
-        bank: PromptBank::default(),
+        bank: PromptBank::locate(),
         rng: StdRng::from_entropy(),
         models_due: Instant::now(),
         steps: 0,
@@ -676,7 +684,8 @@ pub async fn start(config: ValidatorConfig, chain: Arc<dyn Chain>, references: V
         verifiable,
         records_task,
     };
-    let weights = WeightSetter::new(config.netuid, config.hotkey.clone(), config.epoch_length, config.version_key, Box::new(PlainWeights), metrics.clone());
+    let weights = WeightSetter::new(config.netuid, config.hotkey.clone(), config.epoch_length, config.version_key, Box::new(PlainWeights), metrics.clone())
+        .with_state_file(config.data_dir.join("weight_commits.json"));
     let node = ValidatorNode {
         chain,
         netuid: config.netuid,

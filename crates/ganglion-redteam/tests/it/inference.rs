@@ -235,6 +235,8 @@ async fn goal_strategies_only_a_sound_verifier_catches() {
         check(&mut failures, &format!("{strategy} (GOAL)"), support::share(support::row(&report, strategy), "share_of_honest"), 0.01);
     }
     // Three hotkeys on one engine: together no more than one honest miner of that hardware.
-    check(&mut failures, "sybil total (GOAL)", support::share(support::row(&report, "sybil"), "share_of_honest"), 1.0);
+    let sybil = support::row(&report, "sybil");
+    check(&mut failures, "sybil total (GOAL)", support::share(sybil, "share_of_honest"), 1.0);
+    check(&mut failures, "sybil total in the final epoch (GOAL)", support::share(sybil, "final_share"), 1.0);
     assert!(failures.is_empty(), "{}\n{report}", failures.join("\n"));
 }
