@@ -89,6 +89,8 @@ pub struct SoundnessReport {
     pub examples: Vec<String>,
     /// Wall time.
     pub seconds: f64,
+    /// Stopped (by a signal) before all responses were judged.
+    pub stopped_early: bool,
 }
 
 /// One-sided upper `1 − alpha` Clopper–Pearson bound for `k` events in `n` trials.
@@ -135,8 +137,15 @@ fn setting(request: &InferenceRequest) -> String {
 }
 
 /// Sends `options.responses` synthetic requests to the server and verifies every answer
-/// with `reference`; `progress(done, failed)` is called after each.
-pub async fn measure(reference: Arc<dyn Reference>, options: &SoundnessOptions, mut progress: impl FnMut(usize, usize)) -> Result<SoundnessReport> {
+/// with `reference`; `progress(done, failed)` is called after each. When `stop` resolves
+/// first, the report covers what was judged so far ([`SoundnessReport::stopped_early`]).
+pub async fn measure(
+    reference: Arc<dyn Reference>,
+    options: &SoundnessOptions,
+    mut progress: impl FnMut(usize, usize),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<SoundnessReport> {
+    tokio::pin!(stop);
     let started = Instant::now();
     let bank = PromptBank::locate();
     let mut rng = StdRng::seed_from_u64(options.seed);
@@ -190,8 +199,17 @@ pub async fn measure(reference: Arc<dyn Reference>, options: &SoundnessOptions, 
         condemned_after: None,
         examples: Vec::new(),
         seconds: 0.0,
+        stopped_early: false,
     };
-    while let Some((request, answer)) = answers.next().await {
+    loop {
+        let next = tokio::select! {
+            next = answers.next() => next,
+            () = &mut stop => {
+                report.stopped_early = true;
+                None
+            }
+        };
+        let Some((request, answer)) = next else { break };
         let streamed = match answer {
             Some(Ok(s)) => s,
             _ => {

@@ -27,6 +27,10 @@ pub(crate) struct VerifyBenchArgs {
     /// Reference model (`smollm2` or a GGUF path); also what `--start` serves.
     #[arg(long, default_value = "smollm2")]
     model: String,
+    /// What `--start` serves, if not `--model`: another model answering under the reference's
+    /// name, to measure how well the verifier tells models apart (its power).
+    #[arg(long)]
+    serve_model: Option<String>,
     /// Start this server and measure it.
     #[arg(long, value_enum, default_value = "builtin", conflicts_with = "upstream")]
     start: Start,
@@ -81,6 +85,10 @@ fn llama_cpp_python() -> anyhow::Result<PathBuf> {
 
 pub(crate) fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
     let path = super::engine::resolve_model(&args.model)?;
+    let served = match &args.serve_model {
+        Some(spec) => super::engine::resolve_model(spec)?,
+        None => path.clone(),
+    };
     let model = "bench-model".to_string();
     let runtime = super::runtime()?;
     let report = runtime.block_on(async {
@@ -92,7 +100,7 @@ pub(crate) fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         let upstream = match (&args.upstream, args.start) {
             (Some(url), _) => url.clone(),
             (None, Start::Builtin) => {
-                let engine = Arc::new(ganglion_engine::Engine::load(&path)?);
+                let engine = Arc::new(ganglion_engine::Engine::load(&served).with_context(|| format!("loading {}", served.display()))?);
                 let config = ganglion_engine::server::ServerConfig { model_id: model.clone(), api_key: None };
                 let server = ganglion_engine::server::Server::start(engine, config).context("starting the engine server")?;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the engine server")?;
@@ -107,7 +115,7 @@ pub(crate) fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
                 let child = Command::new(llama_cpp_python()?)
                     .args(["-m", "llama_cpp.server", "--model"])
-                    .arg(&path)
+                    .arg(&served)
                     // By default that server aborts the request being streamed whenever another
                     // arrives; requests in flight must queue instead.
                     .args(["--model_alias", &model, "--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048", "--verbose", "False", "--interrupt_requests", "False"])
@@ -155,10 +163,23 @@ pub(crate) fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
-        let report = soundness::measure(reference, &options, |done, failed| {
-            bar.set_position(done as u64);
-            bar.set_message(format!("{failed} failed"));
-        })
+        // Progress goes to stderr (also under --json) so a long run can be followed, and a
+        // signal ends the run with the report of what was judged so far.
+        let report = soundness::measure(
+            reference,
+            &options,
+            |done, failed| {
+                bar.set_position(done as u64);
+                bar.set_message(format!("{failed} failed"));
+                if args.json && done % 100 == 0 {
+                    eprintln!("bench verify: {done} judged, {failed} failed");
+                }
+            },
+            async {
+                let signal = ganglion_neuron::signals::wait_for_signal().await;
+                eprintln!("bench verify: {signal}; reporting what was judged so far");
+            },
+        )
         .await?;
         bar.finish_and_clear();
         let _ = stop.send(());
@@ -173,6 +194,9 @@ pub(crate) fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_report(r: &SoundnessReport) {
+    if r.stopped_early {
+        println!("(stopped early by a signal: the figures cover the responses judged so far)");
+    }
     println!("server       {} ({})", r.upstream, r.mode);
     println!("judged       {} of {} ({} transport errors, {} unverifiable) in {:.0} s", r.judged, r.requested, r.transport_errors, r.unverifiable, r.seconds);
     println!("exact paths  {} of {} judged (the rest re-tokenized text, judged leniently)", r.exact_paths, r.judged);
