@@ -531,6 +531,10 @@ async fn drive(
             args.tempo.to_string(),
             s("--neuron.max_tokens"),
             args.max_tokens.to_string(),
+            // Results expire after three epochs, so a miner that stops answering is at
+            // zero well before the run ends (production: 1 h against 72-minute epochs).
+            s("--neuron.score_ttl"),
+            format!("{}ms", 3 * u128::from(args.tempo) * args.block_time.as_millis()),
             s("--neuron.data_dir"),
             state(name),
             s("--database.url"),

@@ -352,10 +352,18 @@ async fn dishonest_compute_miners_earn_nothing_beyond_their_work() {
     assert_eq!(g.last_failure.as_ref().map(|l| l.cause.as_str()), Some("false_specs"), "{g:?}");
     assert_eq!(g.details["gpu_claim"], "contradicted", "{g:?}");
     assert!(sums["false-gpu"] <= 0.01 * honest_sum, "false GPU claim earned {}", sums["false-gpu"]);
-    // has_docker is recorded, not paid: the claimer is halved like the honest miner.
+    // has_docker is recorded, not paid: the claimer is halved like the honest miner (before
+    // the fix `has_sandbox` was the claim, and B doubled the claimer's score). The sums of
+    // two identical miners differ by up to ±40 % over these few rounds (the work estimate's
+    // variance), so the check is on what the formula was given, in every score record.
     let k = row(uid("//IDockerHot"));
     assert_eq!((k.details["claims_sandbox"].as_bool(), k.details["has_sandbox"].as_bool()), (Some(true), Some(false)), "{k:?}");
-    assert!(sums["docker-claim"] <= 1.5 * honest_sum, "the has_docker claim paid: {} vs {honest_sum}", sums["docker-claim"]);
+    let docker_scores = records.scores_for(netuid, &hot("//IDockerHot").public().to_ss58(), 500).await.unwrap_or_default();
+    assert!(!docker_scores.is_empty(), "scores are recorded");
+    assert!(
+        docker_scores.iter().all(|r| r.components["has_sandbox"] == false && r.components["claims_sandbox"] == true),
+        "the claim never reached the formula"
+    );
     // The Sybil pair together. Before the work factor each hotkey scored about what the whole
     // machine would (≈ 2× the honest miner for a pair). The work estimate makes the pair's
     // total bounded by the machine's hashes, except for one remaining gain (a documented

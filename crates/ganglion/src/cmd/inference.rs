@@ -195,6 +195,10 @@ pub(crate) struct ValidatorArgs {
     /// Do not reword the seed instructions with the model.
     #[arg(long = "neuron.no_vary_prompts")]
     no_vary_prompts: bool,
+    /// Results older than this leave the score windows, so a miner that stops answering
+    /// loses its score (default 1h).
+    #[arg(long = "neuron.score_ttl", value_parser = parse_duration)]
+    score_ttl: Option<Duration>,
     /// default (the models it verifies) | config (--models.file) | endpoint (--models.endpoint).
     #[arg(long = "models.mode", value_parser = ["default", "config", "endpoint"])]
     models_mode: Option<String>,
@@ -282,7 +286,8 @@ impl ValidatorArgs {
         over.duration("neuron.timeout", self.timeout)
             .duration("neuron.first_token_timeout", self.first_token_timeout)
             .duration("neuron.connect_timeout", self.connect_timeout)
-            .duration("neuron.step_interval", self.step_interval);
+            .duration("neuron.step_interval", self.step_interval)
+            .duration("neuron.score_ttl", self.score_ttl);
         over
     }
 }

@@ -377,6 +377,10 @@ mod processes {
             tempo.to_string(),
             s("--neuron.max_tokens"),
             max_tokens.to_string(),
+            // Results expire after three epochs of 1 s blocks, so a miner that stops
+            // answering is at zero within the run (production: 1 h).
+            s("--neuron.score_ttl"),
+            format!("{}s", 3 * u64::from(tempo)),
             // The run's own score state, not the user's (~/.ganglion/inference/…).
             s("--neuron.data_dir"),
             state_dir.display().to_string(),
