@@ -256,8 +256,9 @@ pub(crate) struct ValidatorArgs {
     /// Highest challenge difficulty (default 12).
     #[arg(long = "validator.difficulty.max")]
     difficulty_max: Option<u8>,
-    /// Difficulty adaptation rule: b (default) or a.
-    #[arg(long = "validator.difficulty.rule", value_parser = ["a", "b"])]
+    /// Difficulty adaptation rule: work (default: keeps each miner's keyspace above what it can
+    /// search, so splitting a machine across hotkeys pays nothing), or the original's b or a.
+    #[arg(long = "validator.difficulty.rule", value_parser = ["work", "a", "b"])]
     difficulty_rule: Option<String>,
     /// Time a miner has per challenge (default 30s; a bare number is seconds).
     #[arg(long = "validator.challenge.timeout", value_parser = parse_duration)]
