@@ -74,6 +74,9 @@ pub struct SoundnessReport {
     /// Judged responses whose exact token path was known (ids streamed or recovered from
     /// per-token pieces) — the rest were re-tokenized text, judged leniently.
     pub exact_paths: usize,
+    /// The largest gap (nats) below the argmax of a greedy token in a verified response, in
+    /// the family that passed with the smallest one: how much of the margin the server used.
+    pub largest_greedy_gap: f64,
     /// Failures by cause.
     pub causes: BTreeMap<String, usize>,
     /// `failed / judged`.
@@ -192,6 +195,7 @@ pub async fn measure(
         transport_errors: 0,
         unverifiable: 0,
         exact_paths: 0,
+        largest_greedy_gap: 0.0,
         causes: BTreeMap::new(),
         failure_rate: 0.0,
         failure_rate_upper95: 1.0,
@@ -229,6 +233,16 @@ pub async fn measure(
         let slot = report.by_setting.entry(setting(&request)).or_insert((0, 0));
         match &verdict.outcome {
             Outcome::Verified => {
+                let gaps = verdict.stats.get("families").and_then(serde_json::Value::as_array).map(|families| {
+                    families
+                        .iter()
+                        .filter(|f| f.get("passed") == Some(&serde_json::Value::Bool(true)))
+                        .filter_map(|f| f.get("max_greedy_gap").and_then(serde_json::Value::as_f64))
+                        .fold(f64::INFINITY, f64::min)
+                });
+                if let Some(gap) = gaps.filter(|g| g.is_finite()) {
+                    report.largest_greedy_gap = report.largest_greedy_gap.max(gap);
+                }
                 report.judged += 1;
                 report.verified += 1;
                 slot.0 += 1;

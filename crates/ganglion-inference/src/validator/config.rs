@@ -35,7 +35,7 @@
 //! upstream = "http://127.0.0.1:8000/v1"   # verify through this server instead of in-process
 //! require_token_ids = true
 //! require_usage = true
-//! margin = 0.3                # nats a token may sit beyond the support's edge (numerics)
+//! margin = 1.0                # nats a token may sit beyond the support's edge (numerics)
 //! alpha = 1e-4                # false-positive budget per response of the statistical tests
 //! miner_alpha = 1e-4          # ... and over each miner's accumulated history
 //!
@@ -203,7 +203,7 @@ impl Default for VerifyFile {
             upstream: None,
             api_key: None,
             require_token_ids: true,
-            margin: 0.3,
+            margin: 1.0,
             alpha: 1e-4,
             miner_alpha: 1e-4,
             require_usage: true,

@@ -258,6 +258,10 @@ pub fn check_structure(
     match finish {
         "stop" => {}
         "length" if n + slack >= max_tokens => {}
+        // Re-tokenized text can be far shorter than what the model generated (a sampler
+        // at high temperature often spells words in more tokens than the canonical
+        // tokenization), so its count says nothing about where generation stopped.
+        "length" if checked.retokenized => {}
         "length" => {
             return Err(Failure::new(Cause::EarlyEnd, format!("finish_reason length after {n} of max_tokens {max_tokens}")));
         }

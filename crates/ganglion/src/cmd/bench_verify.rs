@@ -200,6 +200,7 @@ fn print_report(r: &SoundnessReport) {
     println!("server       {} ({})", r.upstream, r.mode);
     println!("judged       {} of {} ({} transport errors, {} unverifiable) in {:.0} s", r.judged, r.requested, r.transport_errors, r.unverifiable, r.seconds);
     println!("exact paths  {} of {} judged (the rest re-tokenized text, judged leniently)", r.exact_paths, r.judged);
+    println!("greedy gap   largest {:.3} nats below the reference's argmax among verified answers", r.largest_greedy_gap);
     println!("failed       {} = {:.4}% (one-sided 95% upper bound {:.4}%)", r.failed, 100.0 * r.failure_rate, 100.0 * r.failure_rate_upper95);
     for (cause, n) in &r.causes {
         println!("  {cause:<20} {n}");
