@@ -251,29 +251,15 @@ pub(crate) struct StakeArgs {
 pub(crate) enum WeightsCommand {
     /// Set weights from the wallet's hotkey (floats, converted as the SDK does).
     Set {
-        /// Subnet id.
-        #[arg(long)]
-        netuid: u16,
-        /// Target uids, comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        uids: Vec<u16>,
-        /// Weights, comma-separated, one per uid (non-negative; normalised by the max).
-        #[arg(long, value_delimiter = ',', required = true, allow_hyphen_values = true)]
-        weights: Vec<f64>,
-        /// Validator version key.
-        #[arg(long = "version-key", default_value_t = u64::from(version_as_int()))]
-        version_key: u64,
         #[command(flatten)]
-        wallet: WalletArgs,
-        #[command(flatten)]
-        net: NetArgs,
+        weights: WeightArgs,
     },
     /// Commit to weights on a subnet with commit-reveal on (`btcli weights commit`): sends
     /// the hash only and prints the salt and the reveal window; reveal later with the same
     /// uids, weights, salt and version key.
     Commit {
         #[command(flatten)]
-        weights: CommitRevealArgs,
+        weights: WeightArgs,
         /// Salt, comma-separated u16s (default: 8 random ones, printed).
         #[arg(long, value_delimiter = ',')]
         salt: Vec<u16>,
@@ -281,16 +267,16 @@ pub(crate) enum WeightsCommand {
     /// Reveal weights committed with `weights commit`, in the commit's reveal window.
     Reveal {
         #[command(flatten)]
-        weights: CommitRevealArgs,
+        weights: WeightArgs,
         /// The salt printed by `weights commit`, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         salt: Vec<u16>,
     },
 }
 
-/// What `weights commit` and `weights reveal` share.
+/// What `weights set`, `commit` and `reveal` share.
 #[derive(Debug, Args)]
-pub(crate) struct CommitRevealArgs {
+pub(crate) struct WeightArgs {
     /// Subnet id.
     #[arg(long)]
     netuid: u16,
@@ -544,8 +530,8 @@ async fn stake(args: StakeArgs, add: bool) -> anyhow::Result<()> {
 
 /// `ganglion weights …`.
 pub(crate) fn run_weights(command: WeightsCommand) -> anyhow::Result<ExitCode> {
-    let (netuid, uids, weights, version_key, wallet, net) = match command {
-        WeightsCommand::Set { netuid, uids, weights, version_key, wallet, net } => (netuid, uids, weights, version_key, wallet, net),
+    let WeightArgs { netuid, uids, weights, version_key, wallet, net } = match command {
+        WeightsCommand::Set { weights } => weights,
         WeightsCommand::Commit { weights, salt } => return commit_or_reveal(weights, salt, true),
         WeightsCommand::Reveal { weights, salt } => return commit_or_reveal(weights, salt, false),
     };
@@ -573,8 +559,8 @@ fn emit_values(uids: &[u16], weights: &[f64]) -> anyhow::Result<(Vec<u16>, Vec<u
 }
 
 /// `ganglion weights commit` (`commit`) and `weights reveal`.
-fn commit_or_reveal(args: CommitRevealArgs, salt: Vec<u16>, commit: bool) -> anyhow::Result<ExitCode> {
-    let CommitRevealArgs { netuid, uids, weights, version_key, wallet, net } = args;
+fn commit_or_reveal(args: WeightArgs, salt: Vec<u16>, commit: bool) -> anyhow::Result<ExitCode> {
+    let WeightArgs { netuid, uids, weights, version_key, wallet, net } = args;
     let (uids16, values) = emit_values(&uids, &weights)?;
     let salt = if salt.is_empty() { ganglion_neuron::weights::random_salt() } else { salt };
     let rt = runtime()?;
@@ -724,17 +710,19 @@ mod tests {
     fn bad_weights_are_refused_before_signing() {
         let run = |weights: Vec<f64>| {
             let cmd = WeightsCommand::Set {
-                netuid: 1,
-                uids: vec![1, 2],
-                weights,
-                version_key: 0,
-                wallet: WalletArgs {
-                    name: "none".into(),
-                    hotkey: "none".into(),
-                    path: PathBuf::from("/nonexistent-ganglion-test"),
-                    password_file: None,
+                weights: WeightArgs {
+                    netuid: 1,
+                    uids: vec![1, 2],
+                    weights,
+                    version_key: 0,
+                    wallet: WalletArgs {
+                        name: "none".into(),
+                        hotkey: "none".into(),
+                        path: PathBuf::from("/nonexistent-ganglion-test"),
+                        password_file: None,
+                    },
+                    net: NetArgs { network: Some("http://127.0.0.1:9".into()), json: true },
                 },
-                net: NetArgs { network: Some("http://127.0.0.1:9".into()), json: true },
             };
             run_weights(cmd).map(|_| ()).map_err(|e| e.to_string())
         };
