@@ -52,3 +52,35 @@ pub async fn serve(listen: SocketAddr, router: Router, mut shutdown: Shutdown) -
     });
     Ok((addr, task))
 }
+
+/// A loopback port for a child process to listen on, chosen by a supervisor before it starts
+/// the child. Picked at random below the kernel's ephemeral range (32768+ on Linux), where
+/// the outgoing connections of every other process cannot take it between this call and the
+/// child's bind, checked free, and never handed out twice by this process.
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..2000 {
+        let port = rand::random::<u16>() % 12_000 + 20_000;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free loopback port in 20000–31999"))
+}
+
+#[cfg(test)]
+mod port_tests {
+    #[test]
+    fn ports_are_below_the_ephemeral_range_and_distinct() {
+        let ports: Vec<u16> = (0..50).map(|_| super::free_loopback_port().unwrap_or_else(|e| panic!("{e}"))).collect();
+        assert!(ports.iter().all(|p| (20_000..32_000).contains(p)));
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
+}

@@ -18,7 +18,6 @@
 //! one compute thread, as each honest miner does: equal hardware.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,8 +239,7 @@ fn s(text: impl Into<String>) -> String {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+    ganglion_neuron::server::free_loopback_port().context("finding a free port")
 }
 
 fn prepare_data_dir(dir: &Path, keep: bool) -> anyhow::Result<()> {

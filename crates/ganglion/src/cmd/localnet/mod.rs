@@ -18,7 +18,6 @@ mod setup;
 mod supervisor;
 mod table;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -149,8 +148,7 @@ fn ensure_model(json: bool) -> anyhow::Result<()> {
 
 /// A free loopback port (bound and released; the small race is acceptable on a dev machine).
 fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+    ganglion_neuron::server::free_loopback_port().context("finding a free port")
 }
 
 fn s(text: impl Into<String>) -> String {
