@@ -350,14 +350,16 @@ pub async fn verify_each(
             verdicts[i] = verdict;
         }
     }
-    flag_duplicates(&mut verdicts, config.duplicate_log_probability);
+    flag_duplicates(&mut verdicts, requests, config.duplicate_log_probability);
     verdicts
 }
 
-/// Marks [`Cause::Duplicate`] every pair of verified stochastic responses that share a
-/// prefix whose probability (bounded above through the most lenient family) is below
-/// `e^log_probability`: two fair draws agree that far with at most that probability.
-fn flag_duplicates(verdicts: &mut [Option<Verdict>], log_probability: f64) {
+/// Marks [`Cause::Duplicate`] every pair of verified stochastic responses to *different*
+/// requests (another prompt or seed: the same request may legitimately get the same answer
+/// from two deterministic same-seed engines) that share a prefix whose probability (bounded
+/// above through the most lenient family) is below `e^log_probability`: two independent
+/// fair draws agree that far with at most that probability.
+fn flag_duplicates(verdicts: &mut [Option<Verdict>], requests: &[&InferenceRequest], log_probability: f64) {
     let mut flagged: Vec<(usize, usize, usize)> = Vec::new();
     let live: Vec<(usize, &ResponseEvidence)> = verdicts
         .iter()
@@ -370,6 +372,9 @@ fn flag_duplicates(verdicts: &mut [Option<Verdict>], log_probability: f64) {
         .collect();
     for (x, &(i, a)) in live.iter().enumerate() {
         for &(j, b) in &live[x + 1..] {
+            if requests.get(i) == requests.get(j) {
+                continue;
+            }
             let common = a.ids.iter().zip(&b.ids).take_while(|(p, q)| p == q).count();
             if common == 0 {
                 continue;
@@ -595,4 +600,47 @@ async fn ground_truth_round(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::{Endpoint, Prompt, Sampling};
+
+    fn request(seed: u64) -> InferenceRequest {
+        InferenceRequest {
+            model: "m".into(),
+            endpoint: Endpoint::Completion,
+            prompt: Prompt::Text(format!("prompt {seed}")),
+            sampling: Sampling { temperature: 0.8, seed: Some(seed), ..Sampling::default() },
+        }
+    }
+
+    fn verified(ids: Vec<u32>, per_token: f64) -> Option<Verdict> {
+        let prefix_loglik = (1..=ids.len()).map(|k| per_token * k as f64).collect();
+        let evidence = ResponseEvidence { families: Vec::new(), ids, prefix_loglik, stochastic: true };
+        Some(Verdict { outcome: Outcome::Verified, tokens: 0, similarity: None, stats: Value::Null, evidence: Some(evidence) })
+    }
+
+    fn causes(v: &[Option<Verdict>]) -> Vec<Option<Cause>> {
+        v.iter().map(|v| v.as_ref().and_then(|v| v.failure().map(|f| f.cause))).collect()
+    }
+
+    #[test]
+    fn improbable_shared_prefixes_across_requests_are_duplicates() {
+        let (a, b, c) = (request(1), request(2), request(3));
+        let ids: Vec<u32> = (0..30).collect();
+        // 30 shared tokens at −1 nat each: e^−30 < e^−20 → both flagged; the third differs.
+        let mut v = vec![verified(ids.clone(), -1.0), verified(ids.clone(), -1.0), verified((100..130).collect(), -1.0)];
+        flag_duplicates(&mut v, &[&a, &b, &c], -20.0);
+        assert_eq!(causes(&v), vec![Some(Cause::Duplicate), Some(Cause::Duplicate), None]);
+        // A likely shared prefix (a near-deterministic answer) is no evidence.
+        let mut v = vec![verified(ids.clone(), -0.1), verified(ids.clone(), -0.1)];
+        flag_duplicates(&mut v, &[&a, &b], -20.0);
+        assert_eq!(causes(&v), vec![None, None]);
+        // The same request may get the same answer from two same-seed deterministic engines.
+        let mut v = vec![verified(ids.clone(), -1.0), verified(ids, -1.0)];
+        flag_duplicates(&mut v, &[&a, &a], -20.0);
+        assert_eq!(causes(&v), vec![None, None]);
+    }
 }
