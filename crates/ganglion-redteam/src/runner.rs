@@ -55,6 +55,9 @@ pub struct RunArgs {
     /// Epochs of honest work before `go-dark` stops answering (default: a third of --epochs).
     #[arg(long = "go-dark.epochs")]
     pub dark_after: Option<u32>,
+    /// How much slower than produced `ttft-fake` releases its real tokens.
+    #[arg(long = "ttft.factor", default_value_t = 3.0)]
+    pub ttft_factor: f64,
     /// Tempo of the subnet in blocks (also the validator's epoch length).
     #[arg(long, default_value_t = 20)]
     pub tempo: u16,
@@ -632,6 +635,7 @@ async fn drive(
                 match role {
                     "relay" => argv.extend([s("--relay.victim"), victim.clone()]),
                     "go-dark" => argv.extend([s("--go-dark.epochs"), dark_after.to_string()]),
+                    "ttft-fake" => argv.extend([s("--ttft.factor"), args.ttft_factor.to_string()]),
                     _ => {}
                 }
                 (redteam, argv)
