@@ -5,8 +5,8 @@
 //! validator's `score_ttl` drop out ([`Scoreboard::expire`]): a score must be kept up by
 //! answering, not only built once.
 //!
-//! Each miner also accumulates the verifier's statistical evidence across its verified
-//! responses ([`Scoreboard::accumulate`]): per response the tests have little power against
+//! Each miner also accumulates the verifier's statistical evidence across its judged
+//! responses, passed or failed ([`Scoreboard::accumulate`]): per response the tests have little power against
 //! a subtle cheat (a slightly different model, a cached sample), but the same statistics
 //! summed over hundreds of responses have a lot. The accumulated sums are tested after
 //! every response with a budget `alpha / (k(k+1))` at the k-th test, so over a miner's whole
@@ -174,7 +174,7 @@ impl Scoreboard {
         }
     }
 
-    /// Adds one verified response's evidence (per family, [`Family::ALL`] order) to the
+    /// Adds one judged response's evidence (per family, [`Family::ALL`] order) to the
     /// miner's sums for `model` and tests them (module doc). Returns what was found when
     /// every family's sums left their band — the miner is then to be [`condemned`]
     /// (its sums restart).

@@ -55,6 +55,11 @@ pub struct RunArgs {
     /// Epochs of honest work before `go-dark` stops answering (default: a third of --epochs).
     #[arg(long = "go-dark.epochs")]
     pub dark_after: Option<u32>,
+    /// Engine turns (a prompt chunk or a token) per second of every inference miner's engine,
+    /// honest or not: miners sharing this machine's CPU compare as miners on equal hardware
+    /// would (unpaced, the one with most streams in flight gets most of the CPU). 0: unpaced.
+    #[arg(long, default_value_t = 15.0)]
+    pub pace: f64,
     /// How much slower than produced `ttft-fake` releases its real tokens.
     #[arg(long = "ttft.factor", default_value_t = 3.0)]
     pub ttft_factor: f64,
@@ -580,10 +585,13 @@ async fn drive(
             continue;
         }
         started.push(member.name.clone());
+        // Every inference engine, honest or not, at the same pace (equal hardware).
+        let pace = if args.pace > 0.0 { vec![s("--engine.pace"), args.pace.to_string()] } else { Vec::new() };
         let compute = Some(member.netuid) == compute_netuid;
         let argv = match (member.role.as_str(), compute) {
             ("honest", false) => {
                 let mut argv = vec![s("inference"), s("--strategy"), s("honest")];
+                argv.extend(pace.clone());
                 argv.extend(common(&member.name, member.netuid));
                 (redteam, argv)
             }
@@ -631,11 +639,14 @@ async fn drive(
                 let names: Vec<String> = members.iter().filter(|m| m.role == role).map(|m| m.name.clone()).collect();
                 started.extend(names.iter().cloned());
                 let mut argv = vec![s("inference"), s("--strategy"), s(role)];
+                argv.extend(pace.clone());
                 argv.extend(common(&names.join(","), netuid));
                 match role {
                     "relay" => argv.extend([s("--relay.victim"), victim.clone()]),
                     "go-dark" => argv.extend([s("--go-dark.epochs"), dark_after.to_string()]),
                     "ttft-fake" => argv.extend([s("--ttft.factor"), args.ttft_factor.to_string()]),
+                    // A cached answer as long as the longest request (not the default 256).
+                    "cached" => argv.extend([s("--cached.max-tokens"), args.max_tokens.to_string()]),
                     _ => {}
                 }
                 (redteam, argv)

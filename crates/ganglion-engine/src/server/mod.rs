@@ -78,8 +78,17 @@ fn now() -> u64 {
 impl Server {
     /// Starts the engine worker thread.
     pub fn start(engine: Arc<Engine>, config: ServerConfig) -> std::io::Result<Self> {
+        Self::start_paced(engine, config, None)
+    }
+
+    /// Starts the engine worker thread with at most `turns_per_second` worker turns (one
+    /// prompt chunk or one token each) per second: a device of that speed whatever else runs
+    /// on the machine. The red team gives every miner the same pace, so that miners sharing
+    /// a CPU compare as miners on equal hardware would (see [`worker::Pace`]).
+    pub fn start_paced(engine: Arc<Engine>, config: ServerConfig, turns_per_second: Option<f64>) -> std::io::Result<Self> {
         let metrics = Arc::new(Metrics::default());
-        let worker = WorkerHandle::spawn(engine.clone(), metrics.clone())?;
+        let pace = turns_per_second.and_then(worker::Pace::per_second);
+        let worker = WorkerHandle::spawn_paced(engine.clone(), metrics.clone(), pace)?;
         let aliases = vec![engine.name().to_string()];
         Ok(Self { app: Arc::new(App { engine, config, aliases, worker, metrics, started: now() }) })
     }

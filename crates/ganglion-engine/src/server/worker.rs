@@ -58,10 +58,15 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Spawns the worker thread. It exits when every handle is dropped.
     pub fn spawn(engine: Arc<Engine>, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        Self::spawn_paced(engine, metrics, None)
+    }
+
+    /// Spawns the worker thread, taking at most one turn per `pace` interval.
+    pub fn spawn_paced(engine: Arc<Engine>, metrics: Arc<Metrics>, pace: Option<Pace>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("ganglion-engine".into())
-            .spawn(move || run(engine, metrics, rx))?;
+            .spawn(move || run(engine, metrics, rx, pace))?;
         Ok(Self { jobs: tx })
     }
 
@@ -72,14 +77,39 @@ impl WorkerHandle {
     }
 }
 
+/// A cap on the worker's speed: one turn per `interval`, never bursting to catch up after
+/// a slow turn or an idle spell. Below what the machine sustains, it makes the worker a
+/// device of exactly that speed however many other processes share the CPU.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    interval: std::time::Duration,
+}
+
+impl Pace {
+    /// `turns` per second (`None` unless finite and positive).
+    pub fn per_second(turns: f64) -> Option<Pace> {
+        (turns.is_finite() && turns > 0.0).then(|| Pace { interval: std::time::Duration::from_secs_f64(1.0 / turns) })
+    }
+
+    /// Sleeps until the slot after `slot`, and returns the next one.
+    fn wait(self, slot: Instant) -> Instant {
+        let now = Instant::now();
+        if slot > now {
+            std::thread::sleep(slot - now);
+        }
+        slot.max(now) + self.interval
+    }
+}
+
 struct Active {
     job: Job,
     prompt_reported: bool,
 }
 
-fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedReceiver<Job>, pace: Option<Pace>) {
     let mut queue: VecDeque<Active> = VecDeque::new();
     let mut turn = 0u64;
+    let mut slot = Instant::now();
     loop {
         if queue.is_empty() {
             metrics.running(0);
@@ -96,6 +126,9 @@ fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedRece
         if active.job.events.is_closed() {
             metrics.cancelled();
             continue;
+        }
+        if let Some(pace) = pace {
+            slot = pace.wait(slot);
         }
         let started = Instant::now();
         let was_prefilling = !active.job.generation.prompt_processed();
@@ -170,6 +203,25 @@ mod tests {
                 None => panic!("worker hung up"),
             }
         }
+    }
+
+    #[test]
+    fn a_paced_worker_takes_no_more_turns_than_its_pace() {
+        let (_dir, path) = tiny_model();
+        let engine = Arc::new(Engine::load(&path).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let worker = WorkerHandle::spawn_paced(engine.clone(), metrics, Pace::per_second(100.0)).unwrap();
+        let started = Instant::now();
+        let mut a = worker.submit(request(&engine, 10)).unwrap();
+        let mut b = worker.submit(request(&engine, 10)).unwrap();
+        let turns = collect(&mut a).len() + collect(&mut b).len();
+        // 20 tokens and at least one prompt turn each: 22 turns, the first at once, so at
+        // least 21 intervals of 10 ms whatever the machine's speed (a lower bound only).
+        assert_eq!(turns, 20);
+        let elapsed = started.elapsed();
+        assert!(elapsed >= std::time::Duration::from_millis(210), "22 turns at 100/s took only {elapsed:?}");
+        assert_eq!(Pace::per_second(0.0), None);
+        assert_eq!(Pace::per_second(f64::NAN), None);
     }
 
     #[test]

@@ -234,9 +234,12 @@ impl Shared {
         for result in results {
             let request = &result.request;
             let scored = self.references.contains_key(&request.model);
+            // Every judged answer's evidence joins the miner's sums, failed ones too: under
+            // an honest miner all of them are fair draws (leaving the failures out would test
+            // a selected sample), and a miner whose answers mostly fail is condemned — its
+            // few lucky passes wiped — as soon as the sums say so.
             let mut failure_override = None;
             if scored
-                && result.verdict.verified()
                 && let Some(evidence) = &result.verdict.evidence
                 && let Some(detail) = self.scoreboard().accumulate(&result.target.hotkey, &request.model, &evidence.families, self.config.miner_alpha)
             {
@@ -428,9 +431,14 @@ impl Validator for InferenceValidator {
         // Every miner gets its own prompt and seed, drawn independently: one engine cannot
         // answer for several hotkeys, and an answer cached for one prompt fits no other.
         // One of them (the first) is reworded by the reference when `vary_prompts` is on.
+        // All of them ask for the same number of tokens: streams of unequal length on one
+        // engine would let a Sybil's hotkeys together measure more than the engine makes
+        // (the short streams finish at a third of the speed, the long ones speed up after).
+        let (low, high) = (shared.config.min_tokens.max(1), shared.config.max_tokens.max(shared.config.min_tokens.max(1)));
+        let round_tokens = self.rng.gen_range(low..=high);
         let mut requests = Vec::with_capacity(targets.len());
         for i in 0..targets.len() {
-            requests.push(build_request(&shared, &self.bank, &mut self.rng, &model, i == 0).await);
+            requests.push(build_request(&shared, &self.bank, &mut self.rng, &model, i == 0, (round_tokens, round_tokens)).await);
         }
         let max_tokens = requests.iter().map(|r| r.sampling.max_tokens).max().unwrap_or(1);
         tracing::debug!(target: "ganglion::inference", %model, miners = targets.len(), max_tokens, "querying");
@@ -857,7 +865,7 @@ fn shape_request(seed: &PromptSeed, instruction: &str, rng: &mut StdRng, model: 
 
 /// Builds one miner's request: a drawn instruction, reworded by the reference if enabled
 /// and `reword`.
-async fn build_request(shared: &Shared, bank: &PromptBank, rng: &mut StdRng, model: &str, reword: bool) -> InferenceRequest {
+async fn build_request(shared: &Shared, bank: &PromptBank, rng: &mut StdRng, model: &str, reword: bool, tokens: (u32, u32)) -> InferenceRequest {
     let seed = bank.draw(rng);
     let mut instruction = seed.instruction.clone();
     if reword
@@ -875,7 +883,6 @@ async fn build_request(shared: &Shared, bank: &PromptBank, rng: &mut StdRng, mod
     }
     let reference = shared.reference(model);
     let exact = reference.as_ref().is_some_and(|r| r.exact());
-    let tokens = (shared.config.min_tokens, shared.config.max_tokens);
     shape_request(&seed, &instruction, rng, model, reference.as_ref().map(|r| r.tokenizer()), tokens, exact)
 }
 

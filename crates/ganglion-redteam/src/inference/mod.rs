@@ -185,6 +185,10 @@ pub struct InferenceArgs {
     /// relay: the hotkey (SS58) of the miner whose answers are relayed.
     #[arg(long = "relay.victim")]
     pub relay_victim: Option<String>,
+    /// At most this many engine turns (a prompt chunk or a token) per second: a device of
+    /// that speed however many miners share this machine's CPU (unset: as fast as it can).
+    #[arg(long = "engine.pace")]
+    pub engine_pace: Option<f64>,
 }
 
 fn load_hotkey(path: &std::path::Path, name: &str, hotkey: &str) -> anyhow::Result<Keypair> {
@@ -192,9 +196,10 @@ fn load_hotkey(path: &std::path::Path, name: &str, hotkey: &str) -> anyhow::Resu
     wallet.hotkey(&Passwords::default()).with_context(|| format!("loading the hotkey of wallet {name}"))
 }
 
-/// Starts the built-in engine's OpenAI server on loopback under `name`; returns its base URL.
-pub async fn engine_server(engine: Arc<Engine>, name: &str, shutdown: Shutdown) -> anyhow::Result<String> {
-    let server = Server::start(engine, ServerConfig { model_id: name.to_string(), api_key: None }).context("starting the engine worker")?;
+/// Starts the built-in engine's OpenAI server on loopback under `name`, at most `pace` worker
+/// turns per second; returns its base URL.
+pub async fn engine_server(engine: Arc<Engine>, name: &str, pace: Option<f64>, shutdown: Shutdown) -> anyhow::Result<String> {
+    let server = Server::start_paced(engine, ServerConfig { model_id: name.to_string(), api_key: None }, pace).context("starting the engine worker")?;
     let addr = upstream::serve_loopback(server.router(), shutdown).await?;
     Ok(format!("http://{addr}/v1"))
 }
@@ -230,7 +235,7 @@ pub async fn run(args: InferenceArgs) -> anyhow::Result<()> {
     }
     let path = model_path.clone();
     let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::load(&path)).await??);
-    let honest = engine_server(engine.clone(), &args.model_name, shutdown.clone()).await?;
+    let honest = engine_server(engine.clone(), &args.model_name, args.engine_pace, shutdown.clone()).await?;
     let behaviour = match args.strategy {
         Strategy::Honest | Strategy::OtherModel | Strategy::GoDark => None,
         Strategy::Sybil => Some(Behaviour::Fanout { tps: args.cached_tps }),
