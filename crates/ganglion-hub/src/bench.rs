@@ -1,6 +1,6 @@
 //! `ganglion bench hub`: seed a store with a pretend subnet's records (1 million inference
-//! rows by default, in batches, as validators write them), then time the hub's pages through
-//! the router and report the ingest rate.
+//! rows and 1 million compute challenges by default, in batches, as validators write them),
+//! then time every hub page through the router and report the ingest rates.
 //!
 //! The metagraph comes from recorded snapshots (no chain), which is the slower path: with a
 //! chain the overview reads it from memory.
@@ -23,6 +23,8 @@ use crate::state::{HubConfig, HubState};
 pub struct BenchConfig {
     /// Inference rows to seed.
     pub rows: u64,
+    /// Compute challenges to seed (same subnet, same span).
+    pub challenges: u64,
     /// Miners in the pretend subnet.
     pub miners: u16,
     /// Validators in the pretend subnet.
@@ -41,6 +43,7 @@ impl Default for BenchConfig {
     fn default() -> BenchConfig {
         BenchConfig {
             rows: 1_000_000,
+            challenges: 1_000_000,
             miners: 256,
             validators: 8,
             batch: 1000,
@@ -81,6 +84,10 @@ pub struct BenchReport {
     pub batch: usize,
     /// Inference rows inserted per second (rollups included).
     pub ingest_rows_per_s: f64,
+    /// Challenges seeded.
+    pub challenges: u64,
+    /// Challenges inserted per second (rollup included; 0 when none were seeded).
+    pub challenge_rows_per_s: f64,
     /// Time to seed everything.
     pub seed_s: f64,
     /// Page timings.
@@ -90,7 +97,7 @@ pub struct BenchReport {
 /// What the seeding is doing, for a progress bar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// Inference rows inserted so far, of `total`.
+    /// Inference rows, then challenges, inserted so far, of `total` (both kinds).
     Rows {
         /// Done.
         done: u64,
@@ -118,7 +125,7 @@ pub async fn run(records: Records, config: &BenchConfig, progress: &(dyn Fn(Prog
         records.insert_inference(&rows).await?;
         insert_time += t.elapsed();
         done = end;
-        progress(Progress::Rows { done, total: config.rows });
+        progress(Progress::Rows { done, total: config.rows + config.challenges });
     }
     // Metagraph snapshots every epoch (360 blocks) and scores every 10 epochs, over the span.
     let last_block = subnet.start_block + u64::try_from(span_ms / 12_000).unwrap_or(0);
@@ -131,26 +138,47 @@ pub async fn run(records: Records, config: &BenchConfig, progress: &(dyn Fn(Prog
         }
         block += 360;
     }
-    let seed_s = started.elapsed().as_secs_f64();
     let ingest_rows_per_s = config.rows as f64 / insert_time.as_secs_f64().max(1e-9);
+    let challenge_time = seed_challenges(&records, &subnet, config, progress).await?;
+    let challenge_rows_per_s =
+        if config.challenges == 0 { 0.0 } else { config.challenges as f64 / challenge_time.as_secs_f64().max(1e-9) };
+    for uid in subnet.miner_uids() {
+        records.upsert_specs(&subnet.specs(uid, now)).await?;
+    }
+    let seed_s = started.elapsed().as_secs_f64();
 
     progress(Progress::Timing);
     let state = HubState::new(HubConfig::new(records.clone(), None, "none"));
     let app = crate::router(state);
     let miner = subnet.hotkey(subnet.validators + 3);
     let validator = subnet.hotkey(0);
-    let last_id = subnet.inference(config.rows.saturating_sub(1)).id;
+    let last = subnet.inference(config.rows.saturating_sub(1));
+    let (last_id, model) = (last.id, last.model);
+    // Three days back: a second page of the request list.
+    let before = now - 3 * 24 * 3_600_000;
     let n = config.netuid;
     let pages = [
+        ("status", "/api/status".to_string()),
         ("subnets", "/api/subnets".to_string()),
         ("overview 1h", format!("/api/subnets/{n}/overview?window=1h")),
         ("overview 24h", format!("/api/subnets/{n}/overview?window=24h")),
         ("overview 7d", format!("/api/subnets/{n}/overview?window=7d")),
+        ("overview 30d", format!("/api/subnets/{n}/overview?window=30d")),
         ("miner 1h", format!("/api/subnets/{n}/miners/{miner}?window=1h")),
+        ("miner 24h", format!("/api/subnets/{n}/miners/{miner}?window=24h")),
         ("miner 7d", format!("/api/subnets/{n}/miners/{miner}?window=7d")),
         ("validator 24h", format!("/api/subnets/{n}/validators/{validator}?window=24h")),
+        ("validator 7d", format!("/api/subnets/{n}/validators/{validator}?window=7d")),
+        ("requests", format!("/api/subnets/{n}/requests")),
+        ("requests older", format!("/api/subnets/{n}/requests?before={before}&limit=500")),
         ("miner failures", format!("/api/subnets/{n}/requests?miner={miner}&verified=false&limit=100")),
+        ("vali. failures", format!("/api/subnets/{n}/requests?validator={validator}&verified=false&limit=100")),
+        ("by model", format!("/api/subnets/{n}/requests?model={model}&limit=100")),
+        ("unknown model", format!("/api/subnets/{n}/requests?model=no-such-model&limit=100")),
         ("request", format!("/api/requests/{last_id}")),
+        ("compute 24h", format!("/api/subnets/{n}/compute?window=24h")),
+        ("compute 7d", format!("/api/subnets/{n}/compute?window=7d")),
+        ("compute miner", format!("/api/subnets/{n}/compute/miners/{miner}")),
     ];
     let mut timings = Vec::new();
     for (page, path) in pages {
@@ -162,9 +190,37 @@ pub async fn run(records: Records, config: &BenchConfig, progress: &(dyn Fn(Prog
         rows: config.rows,
         batch: config.batch,
         ingest_rows_per_s,
+        challenges: config.challenges,
+        challenge_rows_per_s,
         seed_s,
         pages: timings,
     })
+}
+
+/// Seeds the challenges in batches; returns the time spent inserting.
+async fn seed_challenges(
+    records: &Records,
+    subnet: &SyntheticSubnet,
+    config: &BenchConfig,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> HubResult<Duration> {
+    // The same span as the inference rows, whatever the count.
+    let span_ms = i64::try_from(config.span.as_millis()).unwrap_or(i64::MAX);
+    let step_ms = (span_ms / i64::try_from(config.challenges.max(1)).unwrap_or(i64::MAX)).max(1);
+    let compute = SyntheticSubnet::ending_at(subnet.netuid, subnet.validators, subnet.miners, config.challenges, now_ms(), step_ms);
+    let batch = config.batch.max(1) as u64;
+    let mut insert_time = Duration::ZERO;
+    let mut done = 0;
+    while done < config.challenges {
+        let end = (done + batch).min(config.challenges);
+        let rows: Vec<_> = (done..end).map(|i| compute.challenge(i)).collect();
+        let t = Instant::now();
+        records.insert_challenges(&rows).await?;
+        insert_time += t.elapsed();
+        done = end;
+        progress(Progress::Rows { done: config.rows + done, total: config.rows + config.challenges });
+    }
+    Ok(insert_time)
 }
 
 async fn time_page(app: &axum::Router, page: &str, path: &str, iterations: usize) -> HubResult<PageTiming> {

@@ -4,9 +4,11 @@
 //! behind gets a `lagged` event (and should refetch) instead of unbounded buffering; the
 //! number of clients is capped (`max_sse_clients`, 503 beyond).
 //!
-//! On PostgreSQL, a row whose transaction commits after a later-numbered row was already
-//! polled is not pushed live (sequences are not commit-ordered); it shows on the next page
-//! load. SQLite serializes writers, so there the feed is complete.
+//! The feed is exactly-once on both backends: the store assigns `seq` in commit order
+//! (SQLite has one writer at a time; on PostgreSQL each insert transaction takes an
+//! arrival-order lock before drawing its `seq`s, see `ganglion_records::write`), so no row can
+//! appear below a cursor that has already moved past it. Only a bulk load larger than the
+//! poller streams is skipped, and then announced (`skipped`).
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;

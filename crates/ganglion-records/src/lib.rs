@@ -9,9 +9,11 @@
 //! # Map
 //! - [`Records`] ([`store`]): `open(url)`, pool, SQLite pragmas (WAL), typed conversions.
 //! - [`types`]: the records.
-//! - [`write`]: batched idempotent inserts/upserts; inference inserts maintain rollups.
+//! - [`write`]: batched idempotent inserts/upserts; inference and challenge inserts maintain
+//!   rollups, and draw their `seq`s in commit order (the live feed is exactly-once).
 //! - [`read`]: whole-record reads.
-//! - [`query`]: the hub's index- and rollup-backed aggregates, series and feeds.
+//! - [`query`]: the hub's index- and rollup-backed aggregates, series and feeds; the window
+//!   aggregates equal the raw rows' (tests/it/rollup.rs compares them).
 //! - [`synthetic`]: deterministic pretend-subnet records for tests, demos and benchmarks.
 //! - `migrations`: the versioned schema ([`SCHEMA_VERSION`]).
 //!

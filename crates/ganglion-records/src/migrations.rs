@@ -21,9 +21,11 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2];
+
+const V1: Migration = Migration {
     version: 1,
     name: "initial schema",
     statements: &[
@@ -187,7 +189,57 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
         )",
         "CREATE INDEX IF NOT EXISTS neuron_snapshot_by_hotkey ON neuron_snapshot (netuid, hotkey, block)",
     ],
-}];
+};
+
+/// Challenge rollups (the compute page's per-miner window aggregates read these instead of
+/// scanning the raw table), backfilled from the challenges already stored; and an index for
+/// the request list's model filter (without it, a model with few or no rows made the list
+/// scan the whole subnet). Backfilling runs in the migration's transaction, so writers of this
+/// version wait for it; writers of an older version refuse the database (schema too new).
+const V2: Migration = Migration {
+    version: 2,
+    name: "challenge rollup, model index",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS challenge_rollup (
+            netuid BIGINT NOT NULL,
+            bucket_s BIGINT NOT NULL,
+            bucket_ms BIGINT NOT NULL,
+            miner_hotkey TEXT NOT NULL,
+            miner_uid BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            n_success BIGINT NOT NULL,
+            sum_success_elapsed_ms DOUBLE PRECISION NOT NULL,
+            max_difficulty BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            PRIMARY KEY (netuid, bucket_s, miner_hotkey, bucket_ms)
+        )",
+        "CREATE INDEX IF NOT EXISTS challenge_rollup_by_time ON challenge_rollup (netuid, bucket_s, bucket_ms)",
+        BACKFILL_CHALLENGE_60,
+        BACKFILL_CHALLENGE_3600,
+        BACKFILL_CHALLENGE_86400,
+        "CREATE INDEX IF NOT EXISTS inference_by_model ON inference (netuid, model, created_at_ms)",
+    ],
+};
+
+/// The challenge rollup of one bucket width from the raw rows: what `insert_challenges`
+/// maintains incrementally. The bucket start is a floor division that is also right for
+/// negative times (`%` truncates towards zero in both SQLite and PostgreSQL).
+macro_rules! backfill_challenges {
+    ($width_s:literal, $width_ms:literal) => {
+        concat!(
+            "INSERT INTO challenge_rollup (netuid, bucket_s, bucket_ms, miner_hotkey, miner_uid, n, n_success, \
+             sum_success_elapsed_ms, max_difficulty, last_ms) \
+             SELECT netuid, ", $width_s, ", bucket_ms, miner_hotkey, MAX(miner_uid), COUNT(*), SUM(success), \
+             SUM(CASE WHEN success = 1 THEN elapsed_ms ELSE 0.0 END), MAX(difficulty), MAX(created_at_ms) \
+             FROM (SELECT netuid, miner_hotkey, miner_uid, success, elapsed_ms, difficulty, created_at_ms, \
+             created_at_ms - (((created_at_ms % ", $width_ms, ") + ", $width_ms, ") % ", $width_ms, ") AS bucket_ms \
+             FROM challenge) AS c GROUP BY netuid, bucket_ms, miner_hotkey"
+        )
+    };
+}
+const BACKFILL_CHALLENGE_60: &str = backfill_challenges!("60", "60000");
+const BACKFILL_CHALLENGE_3600: &str = backfill_challenges!("3600", "3600000");
+const BACKFILL_CHALLENGE_86400: &str = backfill_challenges!("86400", "86400000");
 
 const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS ganglion_records_schema (
     version BIGINT NOT NULL PRIMARY KEY,

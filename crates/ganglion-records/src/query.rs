@@ -2,8 +2,10 @@
 //! rows and the live-feed cursor. Every query is backed by an index or reads the rollups,
 //! so pages stay fast with millions of raw rows (see `ganglion bench hub`).
 //!
-//! Window aggregates (`miner_stats`, `model_stats`, `cause_counts`, `validator_stats`) are
-//! exact to the minute and cheap for any window: they add the day buckets fully inside the
+//! Window aggregates (`miner_stats`, `model_stats`, `cause_counts`, `validator_stats`,
+//! `challenge_stats`) are exact to the minute (they equal the raw rows' aggregate from the
+//! start of the minute containing `since_ms`; a test compares them with the raw queries)
+//! and cheap for any window: they add the day buckets fully inside the
 //! window, the hour buckets of its first partial day and the minute buckets of its first
 //! partial hour. Time series use one bucket width ([`Bucket::for_window`]), so their first
 //! point may start up to one bucket before the window.
@@ -554,7 +556,9 @@ impl Records {
         self.fetch(sql, args, "reading recent inference records", summary_from_row).await
     }
 
-    /// Inference rows that arrived after `after_seq`, oldest first (the live feed).
+    /// Inference rows that arrived after `after_seq`, oldest first (the live feed). `seq` order
+    /// is commit order on both backends (see [`crate::write`]), so a reader that moves its
+    /// cursor to the last row it got sees every row exactly once, even with concurrent writers.
     pub async fn inference_since(&self, after_seq: i64, limit: u32) -> RecordsResult<Vec<InferenceSummary>> {
         let limit = check_limit(limit)?;
         self.fetch(
@@ -566,7 +570,8 @@ impl Records {
         .await
     }
 
-    /// Challenges that arrived after `after_seq`, oldest first (the live feed).
+    /// Challenges that arrived after `after_seq`, oldest first (the live feed; exactly-once like
+    /// [`Records::inference_since`]).
     pub async fn challenges_since(&self, after_seq: i64, limit: u32) -> RecordsResult<Vec<ChallengeSummary>> {
         let limit = check_limit(limit)?;
         self.fetch(
@@ -613,20 +618,27 @@ impl Records {
         }
     }
 
-    /// Per-miner challenge aggregates since `since_ms` (index range on the raw table:
-    /// challenge volumes are a few per miner per minute).
+    /// Per-miner challenge aggregates since `since_ms` (exact to the minute, like the
+    /// inference windows: read from the challenge rollup).
     pub async fn challenge_stats(&self, netuid: u16, since_ms: i64) -> RecordsResult<Vec<ChallengeStats>> {
+        let (args, clause) = window_args(netuid, Miners::EachMiner, since_ms);
+        let source = window_source(
+            "challenge_rollup",
+            "miner_hotkey, miner_uid, n, n_success, sum_success_elapsed_ms, max_difficulty, last_ms",
+            clause,
+        );
         self.fetch(
-            "SELECT miner_hotkey, CAST(MAX(miner_uid) AS BIGINT) AS miner_uid, CAST(COUNT(*) AS BIGINT) AS n, \
-             CAST(SUM(success) AS BIGINT) AS n_success, \
-             CAST(SUM(CASE WHEN success = 1 THEN elapsed_ms ELSE 0 END) AS DOUBLE PRECISION) AS sum_elapsed, \
-             CAST(MAX(difficulty) AS BIGINT) AS max_difficulty, CAST(MAX(created_at_ms) AS BIGINT) AS last_ms \
-             FROM challenge WHERE netuid = $1 AND created_at_ms >= $2 GROUP BY miner_hotkey ORDER BY miner_hotkey"
-                .to_string(),
-            vec![netuid.into(), since_ms.into()],
+            format!(
+                "SELECT miner_hotkey, CAST(MAX(miner_uid) AS BIGINT) AS miner_uid, CAST(SUM(n) AS BIGINT) AS n, \
+                 CAST(SUM(n_success) AS BIGINT) AS n_success, \
+                 CAST(SUM(sum_success_elapsed_ms) AS DOUBLE PRECISION) AS sum_elapsed, \
+                 CAST(MAX(max_difficulty) AS BIGINT) AS max_difficulty, CAST(MAX(last_ms) AS BIGINT) AS last_ms \
+                 FROM {source} GROUP BY miner_hotkey ORDER BY miner_hotkey"
+            ),
+            args,
             "aggregating challenges",
             |row| {
-                let c = Cols { row, table: "challenge" };
+                let c = Cols { row, table: "challenge_rollup" };
                 let n = c.u64("n")?;
                 let success = c.u64("n_success")?;
                 Ok(ChallengeStats {

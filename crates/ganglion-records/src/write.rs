@@ -4,7 +4,20 @@
 //! aggregates in minute and hour buckets) in the same transaction, counting only rows that
 //! were actually inserted (`RETURNING id`), so a retried batch changes nothing.
 //! Rollup keys are upserted in sorted order so that concurrent PostgreSQL writers lock rows
-//! in the same order and cannot deadlock.
+//! in the same order and cannot deadlock. Challenge inserts maintain their own rollup
+//! (per miner and bucket) the same way.
+//!
+//! # Arrival order is commit order
+//! The live feed reads `seq > cursor` ([`crate::query`]), which is exactly-once only if no row
+//! can become visible after a row with a larger `seq`. SQLite guarantees it: one writer at a
+//! time holds the write lock from its first insert to its commit. PostgreSQL assigns identity
+//! values at insert time, so two concurrent transactions could commit out of `seq` order; each
+//! inference (and each challenge) insert transaction therefore first takes a transaction-level
+//! advisory lock, per table and schema ([`lock_arrival_order`]), before it draws any `seq`.
+//! Writers of one table are thus serialized as SQLite's are (they already were from their
+//! first rollup upsert: every insert into a subnet updates its `netuid_stats` row), and the
+//! lock is released only after the commit is visible, so the next writer's `seq`s are all
+//! larger than every `seq` a reader can see.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -94,7 +107,14 @@ pub(crate) fn bind_all<'q>(
             Arg::F64(v) => query.bind(v),
             Arg::Text(v) => query.bind(v),
             Arg::OptI64(v) => query.bind(v),
-            Arg::OptF64(v) => query.bind(v),
+            Arg::OptF64(Some(v)) => query.bind(v),
+            // sqlx 0.9.0's `Any` driver swaps the NULL types of its two float kinds: a NULL
+            // `f64` reaches PostgreSQL as a FLOAT4 parameter, and once a statement has been
+            // prepared that way (cached by its text), binding a real `f64` at that position
+            // fails ("incorrect binary data format"). A NULL `f32` is sent as FLOAT8, the
+            // column's type. `store::null_floats_bind_as_double_in_reused_statements` fails
+            // if an upgrade changes this.
+            Arg::OptF64(None) => query.bind(Option::<f32>::None),
             Arg::OptText(v) => query.bind(v),
         };
     }
@@ -177,7 +197,8 @@ struct InferenceAgg {
 
 impl InferenceAgg {
     fn add(&mut self, r: &InferenceRecord, miner_uid: i64) {
-        self.miner_uid = miner_uid;
+        // The largest uid seen, as `MAX(miner_uid)` over the raw rows gives.
+        self.miner_uid = self.miner_uid.max(miner_uid);
         self.n += 1;
         self.n_verified += i64::from(r.verified);
         self.n_organic += i64::from(r.organic);
@@ -204,6 +225,30 @@ struct ValidatorAgg {
     last_ms: i64,
 }
 
+/// Per-miner challenge aggregate of one bucket.
+#[derive(Debug, Default)]
+struct ChallengeAgg {
+    miner_uid: i64,
+    n: i64,
+    n_success: i64,
+    sum_success_elapsed_ms: f64,
+    max_difficulty: i64,
+    last_ms: i64,
+}
+
+impl ChallengeAgg {
+    fn add(&mut self, r: &ChallengeRecord) {
+        self.miner_uid = self.miner_uid.max(i64::from(r.miner_uid));
+        self.n += 1;
+        if r.success {
+            self.n_success += 1;
+            self.sum_success_elapsed_ms += r.elapsed_ms;
+        }
+        self.max_difficulty = self.max_difficulty.max(i64::from(r.difficulty));
+        self.last_ms = self.last_ms.max(r.created_at_ms);
+    }
+}
+
 #[derive(Debug, Default)]
 struct NetuidAgg {
     inference_n: i64,
@@ -212,6 +257,31 @@ struct NetuidAgg {
     last_challenge_ms: i64,
 }
 
+/// Takes the lock that makes `seq` order the commit order for `table` (PostgreSQL only; see
+/// the module doc). Held until the transaction ends. The key is per table and per schema, so
+/// stores in different schemas of one database do not wait for each other (a hash collision
+/// only costs some waiting, never correctness).
+async fn lock_arrival_order(conn: &mut AnyConnection, backend: Backend, table: ArrivalTable) -> RecordsResult<()> {
+    if backend != Backend::Postgres {
+        return Ok(());
+    }
+    let sql = match table {
+        ArrivalTable::Inference => "SELECT pg_advisory_xact_lock(1734438503, hashtext(current_schema() || '.inference'))",
+        ArrivalTable::Challenge => "SELECT pg_advisory_xact_lock(1734438503, hashtext(current_schema() || '.challenge'))",
+    };
+    sqlx::query(sql).execute(&mut *conn).await.map_err(RecordsError::db("taking the arrival-order lock"))?;
+    Ok(())
+}
+
+/// Tables whose `seq` the live feed follows.
+#[derive(Debug, Clone, Copy)]
+enum ArrivalTable {
+    Inference,
+    Challenge,
+}
+
+/// Start of the `bucket_s` bucket containing `created_at_ms` (floor, also for negative times;
+/// the migrations' backfills compute the same in SQL).
 fn bucket_start(created_at_ms: i64, bucket_s: i64) -> i64 {
     let width = bucket_s * 1000;
     created_at_ms.div_euclid(width) * width
@@ -270,6 +340,7 @@ impl Records {
         }
         let args = rows.iter().map(inference_args).collect::<RecordsResult<Vec<_>>>()?;
         let mut tx = self.pool.begin().await.map_err(RecordsError::db("starting an inference insert"))?;
+        lock_arrival_order(&mut tx, self.backend(), ArrivalTable::Inference).await?;
         let returned =
             insert_rows(&mut tx, self.backend(), INFERENCE_COLUMNS, args, "ON CONFLICT (id) DO NOTHING RETURNING id", "inserting inference records")
                 .await?;
@@ -338,7 +409,8 @@ impl Records {
              n_organic, n_ttft, sum_ttft_ms, sum_total_ms, sum_tps, sum_tokens, n_similarity, sum_similarity, last_ms)",
             miner_rows,
             "ON CONFLICT (netuid, bucket_s, miner_hotkey, bucket_ms, model) DO UPDATE SET \
-             miner_uid = excluded.miner_uid, n = inference_rollup.n + excluded.n, \
+             miner_uid = CASE WHEN excluded.miner_uid > inference_rollup.miner_uid THEN excluded.miner_uid ELSE inference_rollup.miner_uid END, \
+             n = inference_rollup.n + excluded.n, \
              n_verified = inference_rollup.n_verified + excluded.n_verified, \
              n_organic = inference_rollup.n_organic + excluded.n_organic, \
              n_ttft = inference_rollup.n_ttft + excluded.n_ttft, \
@@ -423,6 +495,7 @@ impl Records {
             ]);
         }
         let mut tx = self.pool.begin().await.map_err(RecordsError::db("starting a challenge insert"))?;
+        lock_arrival_order(&mut tx, self.backend(), ArrivalTable::Challenge).await?;
         let returned = insert_rows(
             &mut tx,
             self.backend(),
@@ -439,11 +512,50 @@ impl Records {
             inserted.insert(id, ());
         }
         let mut netuids: BTreeMap<i64, NetuidAgg> = BTreeMap::new();
+        let mut miners: BTreeMap<(i64, i64, String, i64), ChallengeAgg> = BTreeMap::new();
         for r in rows.iter().filter(|r| inserted.remove(&r.id).is_some()) {
-            let stats = netuids.entry(i64::from(r.netuid)).or_default();
+            let netuid = i64::from(r.netuid);
+            for bucket_s in BUCKETS_S {
+                let key = (netuid, bucket_s, r.miner_hotkey.clone(), bucket_start(r.created_at_ms, bucket_s));
+                miners.entry(key).or_default().add(r);
+            }
+            let stats = netuids.entry(netuid).or_default();
             stats.challenge_n += 1;
             stats.last_challenge_ms = stats.last_challenge_ms.max(r.created_at_ms);
         }
+        let miner_rows = miners
+            .into_iter()
+            .map(|((netuid, bucket_s, hotkey, bucket_ms), a)| {
+                vec![
+                    netuid.into(),
+                    bucket_s.into(),
+                    bucket_ms.into(),
+                    hotkey.into(),
+                    a.miner_uid.into(),
+                    a.n.into(),
+                    a.n_success.into(),
+                    a.sum_success_elapsed_ms.into(),
+                    a.max_difficulty.into(),
+                    a.last_ms.into(),
+                ]
+            })
+            .collect();
+        insert_rows(
+            &mut tx,
+            self.backend(),
+            "INSERT INTO challenge_rollup (netuid, bucket_s, bucket_ms, miner_hotkey, miner_uid, n, n_success, \
+             sum_success_elapsed_ms, max_difficulty, last_ms)",
+            miner_rows,
+            "ON CONFLICT (netuid, bucket_s, miner_hotkey, bucket_ms) DO UPDATE SET \
+             miner_uid = CASE WHEN excluded.miner_uid > challenge_rollup.miner_uid THEN excluded.miner_uid ELSE challenge_rollup.miner_uid END, \
+             n = challenge_rollup.n + excluded.n, n_success = challenge_rollup.n_success + excluded.n_success, \
+             sum_success_elapsed_ms = challenge_rollup.sum_success_elapsed_ms + excluded.sum_success_elapsed_ms, \
+             max_difficulty = CASE WHEN excluded.max_difficulty > challenge_rollup.max_difficulty \
+                 THEN excluded.max_difficulty ELSE challenge_rollup.max_difficulty END, \
+             last_ms = CASE WHEN excluded.last_ms > challenge_rollup.last_ms THEN excluded.last_ms ELSE challenge_rollup.last_ms END",
+            "updating the challenge rollup",
+        )
+        .await?;
         update_netuid_stats(&mut tx, self.backend(), netuids).await?;
         tx.commit().await.map_err(RecordsError::db("committing challenge records"))
     }

@@ -2,5 +2,7 @@
 
 #[macro_use]
 mod common;
+mod feed;
 mod open;
+mod rollup;
 mod store;

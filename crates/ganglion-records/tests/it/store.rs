@@ -111,6 +111,24 @@ async fn window_aggregates_are_exact_to_the_minute(store: &TestStore) {
     }
 }
 
+/// The same multi-row statement (same row count, so the same cached prepared statement) run
+/// with a NULL float at a position, then a value there, alternately (twelve times, so that
+/// the pool hands the same connection out twice whichever it picks).
+async fn null_floats_bind_as_double_in_reused_statements(store: &TestStore) {
+    let all = rows(36);
+    for (k, chunk) in all.chunks(3).enumerate() {
+        let mut batch = chunk.to_vec();
+        if k % 2 == 0 {
+            batch[1].ttft_ms = None;
+            batch[1].similarity = None;
+        }
+        store.records.insert_inference(&batch).await.expect("insert");
+        for row in &batch {
+            assert_eq!(store.records.inference(&row.id).await.expect("read").as_ref(), Some(row));
+        }
+    }
+}
+
 async fn recent_inference_filters_and_pages(store: &TestStore) {
     let batch = rows(200);
     store.records.insert_inference(&batch).await.expect("insert");
@@ -297,19 +315,15 @@ async fn concurrent_opens_migrate_once(store: &TestStore) {
 impl TestStore {
     fn records_pool(&self) -> sqlx::AnyPool {
         // Tests reach under the API only to fake a newer schema.
-        raw_pool(&self.url)
+        common::raw_pool(&self.url)
     }
-}
-
-fn raw_pool(url: &str) -> sqlx::AnyPool {
-    let url = if url.starts_with("sqlite:") && !url.contains('?') { format!("{url}?mode=rw") } else { url.to_string() };
-    sqlx::any::AnyPoolOptions::new().max_connections(1).connect_lazy(&url).expect("lazy pool")
 }
 
 both_backends!(
     inference_round_trips,
     inference_insert_is_idempotent_and_rolls_up,
     window_aggregates_are_exact_to_the_minute,
+    null_floats_bind_as_double_in_reused_statements,
     recent_inference_filters_and_pages,
     live_feed_cursor_advances,
     challenges_window_is_newest_first,

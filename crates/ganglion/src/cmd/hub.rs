@@ -75,6 +75,9 @@ pub(crate) struct BenchArgs {
     /// Inference records to seed.
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
+    /// Compute challenges to seed (for the compute pages; 0 skips them).
+    #[arg(long, default_value_t = 1_000_000)]
+    challenges: u64,
     /// Miners in the pretend subnet.
     #[arg(long, default_value_t = 256)]
     miners: u16,
@@ -136,6 +139,7 @@ pub(crate) fn run(args: HubArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let config = BenchConfig {
         rows: args.rows,
+        challenges: args.challenges,
         miners: args.miners.max(1),
         validators: args.validators.max(1),
         batch: args.batch.max(1),
@@ -182,7 +186,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 async fn run_one(records: Records, config: &BenchConfig, label: &str, quiet: bool) -> anyhow::Result<BenchReport> {
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(config.rows) };
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(config.rows + config.challenges) };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta}) {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
@@ -203,6 +207,9 @@ fn print_table(reports: &[BenchReport]) {
     for r in reports {
         println!("\n{} ({}): {} inference rows, batches of {}", r.backend, r.url, r.rows, r.batch);
         println!("  ingest: {:.0} rows/s (rollups included); seeding took {:.1} s", r.ingest_rows_per_s, r.seed_s);
+        if r.challenges > 0 {
+            println!("  challenges: {} seeded at {:.0} rows/s (rollup included)", r.challenges, r.challenge_rows_per_s);
+        }
         println!("  {:<16} {:>9} {:>9} {:>9} {:>9}", "page", "p50 ms", "p99 ms", "max ms", "bytes");
         for p in &r.pages {
             let flag = if p.p99_ms > 200.0 { "  > 200 ms" } else { "" };

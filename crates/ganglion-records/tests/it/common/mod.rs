@@ -53,6 +53,14 @@ pub async fn postgres() -> Option<TestStore> {
     Some(TestStore { records, url, _dir: None, pg: Some((base, schema)) })
 }
 
+/// A one-connection pool on `url` that bypasses the store's API: for tests that read the raw
+/// tables (the reference side of rollup checks) or fake an older or newer schema.
+pub fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = if url.starts_with("sqlite:") && !url.contains('?') { format!("{url}?mode=rw") } else { url.to_string() };
+    sqlx::any::AnyPoolOptions::new().max_connections(1).connect_lazy(&url).expect("lazy pool")
+}
+
 /// Defines `mod sqlite { #[tokio::test] fn NAME }` and `mod postgres { … }` for each async
 /// test function `NAME(&TestStore)` so that every test runs against both backends.
 #[macro_export]
