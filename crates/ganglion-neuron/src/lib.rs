@@ -36,6 +36,7 @@ pub mod server;
 pub mod signals;
 pub mod state;
 pub mod status;
+pub mod supervisor;
 pub mod sync;
 pub mod validator;
 pub mod weights;

@@ -11,7 +11,6 @@
 //! - [`runner`]: `ganglion-redteam run`: a local chain, the real validators, honest miners
 //!   of equal hardware and the chosen strategies for N epochs, then the table of reward
 //!   shares, recorded causes and the honest false-positive rate.
-//! - [`supervisor`]: the child processes of a run.
 //! - [`compute`], [`validators`]: the compute-subnet and validator strategies.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -19,7 +18,6 @@ pub mod compute;
 pub mod error;
 pub mod inference;
 pub mod runner;
-pub mod supervisor;
 pub mod validators;
 
 pub use error::{RedteamError, Result};

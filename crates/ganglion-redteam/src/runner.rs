@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use crate::inference::Strategy;
 use crate::inference::fixture::Perturbation;
-use crate::supervisor::{Supervisor, log_tail, sibling};
+use ganglion_neuron::supervisor::{Supervisor, log_tail, sibling};
 
 /// `ganglion-redteam run` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -328,11 +328,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<Report> {
         tokio::task::spawn_blocking(move || crate::inference::fixture::ensure_perturbed(&source, &models, Perturbation::default())).await??;
     }
 
-    let mut supervisor = Supervisor::new(&data_dir.join("logs"))?;
+    let mut supervisor = Supervisor::new(&data_dir.join("logs"), "GANGLION_REDTEAM_LOG")?;
     let outcome = drive(args, &strategies, &data_dir, &ganglion, &redteam, &mut supervisor, &say).await;
-    let unclean = supervisor.shutdown().await;
+    let exits = supervisor.shutdown().await;
     let mut report = outcome?;
-    report.unclean_exits = unclean;
+    report.unclean_exits = exits.iter().filter(|e| !e.clean()).map(|e| format!("{} ({})", e.name, e.exit)).collect();
     Ok(report)
 }
 

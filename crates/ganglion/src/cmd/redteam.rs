@@ -24,17 +24,7 @@ const SUBCOMMANDS: &[&str] = &["run", "inference", "compute", "validator", "help
 
 /// The `ganglion-redteam` executable next to this one.
 pub(crate) fn executable() -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe().context("cannot find the ganglion executable")?;
-    let dir = me.parent().context("the ganglion executable has no directory")?;
-    for candidate in [dir.join("ganglion-redteam"), dir.join("..").join("ganglion-redteam")] {
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    anyhow::bail!(
-        "`ganglion-redteam` is not next to {} (build it with `cargo build --workspace`, or install target/release/ganglion-redteam beside ganglion)",
-        me.display()
-    )
+    Ok(ganglion_neuron::supervisor::sibling("ganglion-redteam")?)
 }
 
 /// The command line `ganglion-redteam` gets.

@@ -15,7 +15,6 @@
 //! chain and their HTTP endpoints. By default each run starts from a fresh data directory.
 
 mod setup;
-mod supervisor;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +27,7 @@ use futures::StreamExt;
 use ganglion_chain::{Chain, LocalChain};
 
 use self::setup::{Neuron, Role};
-use self::supervisor::Supervisor;
+use ganglion_neuron::supervisor::{self, Supervisor};
 use self::table::Summary;
 use crate::cmd::chain::parse_duration;
 
@@ -158,7 +157,9 @@ fn s(text: impl Into<String>) -> String {
 async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
     let wallets = data_dir.join("wallets");
     let records_url = ganglion_records::Records::default_url(&data_dir);
-    let mut supervisor = Supervisor::new(&data_dir.join("logs"))?;
+    let mut supervisor = Supervisor::new(&data_dir.join("logs"), "GANGLION_LOCALNET_LOG")?;
+    // Every node is this same binary with a subcommand (adversaries: `ganglion-redteam`).
+    let me = std::env::current_exe().context("cannot find the ganglion executable to start children with")?;
     let say = |line: String| {
         if !args.json {
             eprintln!("{line}");
@@ -170,6 +171,7 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     let chain_url = format!("http://127.0.0.1:{chain_port}");
     supervisor.spawn(
         "chain",
+        &me,
         &[
             s("chain"),
             s("serve"),
@@ -229,7 +231,7 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     // The honest miners' upstream: the built-in engine behind an OpenAI-compatible server.
     let engine_port = free_port()?;
     let engine_url = format!("http://127.0.0.1:{engine_port}");
-    supervisor.spawn("engine", &[s("engine"), s("serve"), s("--model"), s("smollm2"), s("--port"), engine_port.to_string()])?;
+    supervisor.spawn("engine", &me, &[s("engine"), s("serve"), s("--model"), s("smollm2"), s("--port"), engine_port.to_string()])?;
 
     // Subnet processes.
     let common = |neuron: &Neuron| {
@@ -257,7 +259,7 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
             let wallets_of: Vec<String> = neurons.iter().filter(|n| n.role == neuron.role).map(|n| n.name.clone()).collect();
             let victim = neurons.iter().find(|n| n.name == "honest-1").map(|n| n.hotkey.public().to_ss58()).unwrap_or_default();
             let argv = processes::adversary(strategy, &wallets, &wallets_of, neuron.netuid, &chain_url, &victim);
-            supervisor.spawn_exe(strategy, &crate::cmd::redteam::executable()?, &argv)?;
+            supervisor.spawn(strategy, &crate::cmd::redteam::executable()?, &argv)?;
             continue;
         }
         let port = free_port()?;
@@ -279,12 +281,13 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
             (Role::Honest, _) | (Role::Adversary(_), _) => processes::inference_miner(port, &engine_url),
         };
         argv.extend(common(neuron));
-        supervisor.spawn(&neuron.name, &argv)?;
+        supervisor.spawn(&neuron.name, &me, &argv)?;
     }
 
     // The hub.
     supervisor.spawn(
         "hub",
+        &me,
         &[
             s("hub"),
             s("--database.url"),

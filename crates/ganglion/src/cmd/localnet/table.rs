@@ -126,7 +126,7 @@ pub(crate) struct Summary {
     pub(crate) epochs: u32,
     pub(crate) rows: Vec<Row>,
     /// How each child ended on SIGTERM.
-    pub(crate) exits: Vec<super::supervisor::ChildExit>,
+    pub(crate) exits: Vec<ganglion_neuron::supervisor::ChildExit>,
 }
 
 impl Summary {
