@@ -30,6 +30,7 @@
 //! difficulty_min = 6
 //! difficulty_max = 12
 //! challenge_timeout = "30s"
+//! challenges_per_round = 8                 # sent together, one deadline
 //! block_poll = "1s"
 //! [validator.scoring.weights]
 //! success = 1.0
@@ -52,6 +53,16 @@ use crate::pow::{self, AdaptRule};
 use crate::sandbox::SandboxConfig;
 use crate::scoring::{ScoringConfig, Weights};
 use crate::solver::SolverConfig;
+
+/// Default of `validator.challenges_per_round` (see [`crate::scoring`] for the measurement).
+pub const DEFAULT_CHALLENGES_PER_ROUND: u32 = 8;
+
+/// Most challenges a validator sends one miner per round (`validator.challenges_per_round`).
+pub const MAX_CHALLENGES_PER_ROUND: u32 = 16;
+
+/// Default of `miner.max_challenges_per_caller`: a validator's whole round
+/// ([`MAX_CHALLENGES_PER_ROUND`]) is admitted.
+pub const DEFAULT_MAX_CHALLENGES_PER_CALLER: usize = MAX_CHALLENGES_PER_ROUND as usize;
 
 /// The whole file (and the merged flags): what both nodes are built from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,9 +127,11 @@ pub struct MinerConfig {
     /// `--miner.challenge.timeout`: longest the miner works on one challenge (the original's 30 s).
     #[serde(with = "humantime_serde")]
     pub challenge_timeout: Duration,
-    /// Most challenges in flight at once.
+    /// Most challenges in flight at once (default 128: eight validators' full rounds).
     pub max_concurrent_challenges: usize,
-    /// Most challenges in flight per caller.
+    /// Most challenges in flight per caller (default [`DEFAULT_MAX_CHALLENGES_PER_CALLER`],
+    /// the most a validator sends per round; a lower limit refuses part of a round, and the
+    /// refused challenges count as failures).
     pub max_challenges_per_caller: usize,
     /// `--specs.refresh`: how often the specs are measured again (at least a minute).
     #[serde(with = "humantime_serde")]
@@ -136,8 +149,8 @@ impl Default for MinerConfig {
             sandbox: SandboxConfig::default(),
             access: AccessConfig { require_registered: true, require_validator_permit: true, ..AccessConfig::default() },
             challenge_timeout: Duration::from_secs(30),
-            max_concurrent_challenges: 32,
-            max_challenges_per_caller: 4,
+            max_concurrent_challenges: 128,
+            max_challenges_per_caller: DEFAULT_MAX_CHALLENGES_PER_CALLER,
             specs_refresh: Duration::from_secs(900),
             specs_sample_mib: 64,
         }
@@ -184,6 +197,11 @@ pub struct ValidatorConfig {
     /// `--validator.challenge.timeout`: time a miner has per challenge (the original's 30 s).
     #[serde(with = "humantime_serde")]
     pub challenge_timeout: Duration,
+    /// `--validator.challenge.count`: challenges each miner gets per round, sent together
+    /// with the round's one deadline (1 to [`MAX_CHALLENGES_PER_ROUND`]; default 8). More
+    /// than one lets a miner use the time left after an early solve, as a machine split
+    /// across hotkeys does (see [`crate::scoring`]).
+    pub challenges_per_round: u32,
     /// `--validator.round.blocks.min`.
     pub round_blocks_min: u64,
     /// `--validator.round.blocks.max`.
@@ -219,6 +237,7 @@ impl Default for ValidatorConfig {
             difficulty_max: pow::DEFAULT_DIFFICULTY_RANGE.1,
             adapt_rule: AdaptRule::Work,
             challenge_timeout: Duration::from_secs(30),
+            challenges_per_round: DEFAULT_CHALLENGES_PER_ROUND,
             round_blocks_min: 50,
             round_blocks_max: 80,
             scoring: ScoringConfig::default(),
@@ -247,6 +266,12 @@ impl ValidatorConfig {
         ganglion_neuron::config::check_duration("validator.block_poll", self.block_poll, Duration::from_millis(10), Duration::from_secs(600)).map_err(config_error)?;
         if self.round_blocks_min == 0 || self.round_blocks_min > self.round_blocks_max {
             return Err(ComputeError::Config("round blocks: need 1 ≤ min ≤ max".into()));
+        }
+        if !(1..=MAX_CHALLENGES_PER_ROUND).contains(&self.challenges_per_round) {
+            return Err(ComputeError::Config(format!(
+                "validator.challenges_per_round must be 1 to {MAX_CHALLENGES_PER_ROUND} (miners admit that many per caller by default), not {}",
+                self.challenges_per_round
+            )));
         }
         if self.batch_size == 0 || epoch_length == 0 {
             return Err(ComputeError::Config("batch size and epoch length must be at least 1".into()));

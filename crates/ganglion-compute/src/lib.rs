@@ -51,9 +51,10 @@
 //!   `handle.wait().await`), or `miner::run(config, hotkey, chain, shutdown)`.
 //! - `validator::spawn(&ComputeConfig, hotkey, chain, Option<Shutdown>) -> ValidatorHandle`:
 //!   `handle.status()` is the runtime's `NodeStatus` (`subnet: "compute"`), per miner
-//!   `score` (normalised, 0–1), `weight`, `verified_share` (success rate, 0–1),
-//!   `last_failure {cause, detail}`, `speed {value: mean seconds of solved challenges, unit:
-//!   "s", context: "@d<difficulty>"}` and `details {total, attempts, difficulty,
+//!   `score` (normalised, 0–1), `weight`, `verified_share` (share of rounds with a solved
+//!   challenge, 0–1), `last_failure {cause, detail}`, `speed {value: mean seconds to a
+//!   round's first solve, unit: "s", context: "@d<difficulty>"}` and `details {total,
+//!   attempts (rounds), difficulty,
 //!   difficulty_avg, next_difficulty, allocated, has_sandbox (proven by this validator),
 //!   claims_sandbox (the miner's `has_docker`), gpus_claimed, gpu_claim (`verified`,
 //!   `contradicted`, `unchecked` or null), work, is_validator}`; the node's

@@ -10,9 +10,13 @@
 //! its background tasks. Allocations keep running (and are re-adopted on restart) unless
 //! `sandbox.stop_on_exit`.
 //!
-//! Concurrency: challenges run in parallel on the solver pool, which shares the cores
-//! fairly among them; a global cap and a per-caller cap bound the work any number of
-//! validators (or a flooding caller that passed the policy) can queue.
+//! Concurrency: challenges of different callers run in parallel on the solver pool, which
+//! shares the cores fairly among the callers and searches one caller's challenges one after
+//! another (a validator sends a round's challenges together with one deadline, see
+//! [`crate::solver`]); a global cap and a per-caller cap bound the work any number of
+//! validators (or a flooding caller that passed the policy) can queue. The per-caller cap's
+//! default ([`crate::config::DEFAULT_MAX_CHALLENGES_PER_CALLER`]) admits the most
+//! challenges a validator sends per round ([`crate::config::MAX_CHALLENGES_PER_ROUND`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -205,7 +209,8 @@ async fn challenge_route(State(state): State<Arc<MinerState>>, caller: Caller, b
     let outcome = match (&state.challenge, &state.hashcat) {
         (Some(solver), _) => solver.solve(&spec, deadline).await,
         (None, Some(config)) => hashcat::solve(config, &spec, deadline).await,
-        (None, None) => match state.solver.solve(&spec, deadline) {
+        // One caller's challenges are searched one after another (see `solver`).
+        (None, None) => match state.solver.solve_in(Solver::group_of(caller.hotkey.as_bytes()), &spec, deadline) {
             Ok(future) => future.await.map(|solution| solution.password),
             Err(err) => Err(err),
         },

@@ -34,7 +34,8 @@ pub const MIN_DIFFICULTY: u8 = 1;
 pub const MAX_DIFFICULTY: u8 = 12;
 /// Default validator range (issue 6: 6–12).
 pub const DEFAULT_DIFFICULTY_RANGE: (u8, u8) = (6, 12);
-/// How many of the newest challenges the statistics look at (the original's last 60 rows).
+/// How many of the newest rounds the statistics look at (the original's last 60 rows, one
+/// challenge per round).
 pub const STATS_WINDOW: usize = 60;
 /// The "last 20" of the failure penalty and the difficulty average.
 pub const RECENT: usize = 20;
@@ -106,23 +107,48 @@ pub fn generate<R: RngCore + CryptoRng>(difficulty: u8, rng: &mut R) -> (Challen
     (spec, password)
 }
 
-/// One challenge result as the statistics need it.
+/// One round's result for one miner as the statistics need it: the round's challenges
+/// (`validator.challenges_per_round`, all at one difficulty with one deadline) count as one
+/// attempt, solved when any of them was, so that the quality terms and the difficulty rule
+/// see what they saw with the original's one challenge per round; the work estimate counts
+/// every solved challenge ([`Outcome::solved`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
-    /// Whether the answer verified.
+    /// Whether an answer verified.
     pub success: bool,
-    /// Difficulty of the challenge.
+    /// Difficulty of the round's challenges.
     pub difficulty: u8,
-    /// Validator-measured round trip, seconds.
+    /// Validator-measured round trip, seconds: of the first solved challenge, else the
+    /// longest.
     pub elapsed_s: f64,
+    /// How many of the round's challenges were solved.
+    #[serde(default)]
+    pub solved: u32,
+}
+
+impl Outcome {
+    /// One challenge's result (a round of one).
+    pub fn single(success: bool, difficulty: u8, elapsed_s: f64) -> Outcome {
+        Outcome { success, difficulty, elapsed_s, solved: u32::from(success) }
+    }
+
+    /// A round's outcome from its challenges' `(success, difficulty, elapsed_s)`, in any
+    /// order (None for no challenge). The difficulty is the highest (a round has one).
+    pub fn of_round(challenges: &[(bool, u8, f64)]) -> Option<Outcome> {
+        let difficulty = challenges.iter().map(|c| c.1).max()?;
+        let solved = challenges.iter().filter(|c| c.0).count() as u32;
+        let times = challenges.iter().filter(|c| c.0 || solved == 0).map(|c| c.2);
+        let elapsed_s = if solved > 0 { times.fold(f64::INFINITY, f64::min) } else { times.fold(0.0, f64::max) };
+        Some(Outcome { success: solved > 0, difficulty, elapsed_s, solved })
+    }
 }
 
 /// The statistics the original computes from `challenge_details` (spec §3, "Stats window").
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct ChallengeStats {
-    /// Challenges in the window.
+    /// Rounds in the window.
     pub attempts: u32,
-    /// Successful ones in the window.
+    /// Successful ones (at least one challenge solved) in the window.
     pub successes: u32,
     /// Mean elapsed seconds of the successful ones (0 when none).
     pub mean_success_elapsed_s: f64,

@@ -8,9 +8,12 @@
 //! ([`ComputeValidator`]'s `Validator::step`) decides from the block whether one is due. Until
 //! the validator holds a validator permit it challenges nobody (miners would refuse it;
 //! `needs_permit` follows `wait_for_permit`). A round queries every serving, non-validator,
-//! non-allocated uid that the access policy admits, in parallel (at most `batch_size` at
-//! once), each with a CSPRNG challenge at that miner's adapted difficulty, and measures the
-//! round trip itself. Every challenge is stored in the records store (`ChallengeRecord`, its
+//! non-allocated uid that the access policy admits, in parallel (at most `batch_size` miners
+//! at once), each with `challenges_per_round` CSPRNG challenges at that miner's adapted
+//! difficulty, and measures the round trips itself. A miner's round counts as one attempt
+//! in its statistics, solved when any of its challenges was (the quality terms and the
+//! difficulty rule see what the original's one challenge per round showed), and every
+//! solved challenge counts in its work estimate. Every challenge is stored in the records store (`ChallengeRecord`, its
 //! `cause` the typed failure's name: `timeout`, `refused`, `connect`, `wrong_answer`,
 //! `no_answer` …); specs are fetched on the first round and every `specs_every_rounds`
 //! rounds after (`SpecsRecord`); after each round every uid is scored ([`crate::scoring`])
@@ -46,7 +49,8 @@
 //!
 //! Every challenge of a round goes out at once with one common deadline (the round's start
 //! plus the timeout), so one machine behind several hotkeys shares one deadline's worth of
-//! hashing among them (see `scoring`'s work estimate).
+//! hashing among them, and a miner that solves a challenge early goes on with the next of
+//! its round, as a machine split across hotkeys would (see `scoring`'s work estimate).
 //!
 //! The challenge history lives in the records store (committed after every round, read back
 //! per miner on first use), so a restarted validator resumes with the same history and
@@ -302,13 +306,24 @@ impl ComputeValidator {
         if self.history.contains_key(hotkey) {
             return;
         }
-        let rows = self.records.recent_challenges(self.netuid, hotkey, STATS_WINDOW as u32).await.unwrap_or_default();
+        // Enough rows for the window's rounds at this validator's challenges per round (and
+        // a spare round); a round's challenges share their `created_at_ms` (the round's start).
+        let per_round = self.config.challenges_per_round.max(1) as usize;
+        let limit = ((STATS_WINDOW + 1) * per_round).min(ganglion_records::read::MAX_LIMIT as usize);
+        let rows = self.records.recent_challenges(self.netuid, hotkey, limit as u32).await.unwrap_or_default();
         let me = self.hotkey.public().to_ss58();
-        let outcomes: VecDeque<Outcome> = rows
-            .iter()
-            .filter(|r| r.validator_hotkey == me)
-            .map(|r| Outcome { success: r.success, difficulty: r.difficulty, elapsed_s: r.elapsed_ms / 1000.0 })
-            .collect();
+        let mine: Vec<&ChallengeRecord> = rows.iter().filter(|r| r.validator_hotkey == me).collect();
+        let mut outcomes: VecDeque<Outcome> = VecDeque::new();
+        let mut groups = mine.chunk_by(|a, b| a.created_at_ms == b.created_at_ms).peekable();
+        while let Some(group) = groups.next() {
+            // The oldest round read may be cut off by the limit: leave it out.
+            if groups.peek().is_none() && rows.len() >= limit {
+                break;
+            }
+            let challenges: Vec<(bool, u8, f64)> = group.iter().map(|r| (r.success, r.difficulty, r.elapsed_ms / 1000.0)).collect();
+            outcomes.extend(Outcome::of_round(&challenges));
+        }
+        outcomes.truncate(STATS_WINDOW);
         self.history.insert(hotkey.to_string(), outcomes);
     }
 
@@ -414,7 +429,7 @@ impl ComputeValidator {
             let difficulty = pow::next_difficulty(&self.stats(&hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
             let elapsed_s = self.config.challenge_timeout.as_secs_f64();
             let history = self.history.entry(hotkey.clone()).or_default();
-            history.push_front(Outcome { success: false, difficulty, elapsed_s });
+            history.push_front(Outcome::single(false, difficulty, elapsed_s));
             history.truncate(STATS_WINDOW);
             let cause = failure.cause().to_string();
             self.last.insert(hotkey.clone(), LastChallenge { success: false, difficulty, cause: Some(cause.clone()), detail: failure.to_string() });
@@ -517,24 +532,30 @@ impl ComputeValidator {
         due.then_some((probe, gpus))
     }
 
-    /// Challenges `targets`, every challenge at once with the deadline `round_started` +
-    /// the timeout (a miner claiming GPUs may get a GPU probe instead, with the probe's own
-    /// deadline); with `in_grace`, refusals for the validator's standing are dropped instead
-    /// of recorded (see [`PERMIT_GRACE`]). When `shutdown` fires, answers still outstanding
-    /// are dropped (neither success nor failure) and the rest returned.
+    /// Challenges `targets`: `challenges_per_round` challenges each at the miner's
+    /// difficulty, every challenge at once with the deadline `round_started` + the timeout
+    /// (a miner claiming GPUs may get one GPU probe instead, with the probe's own deadline);
+    /// with `in_grace`, refusals for the validator's standing are dropped instead of recorded
+    /// (see [`PERMIT_GRACE`]). A miner's challenges of the round are stored with the round's
+    /// start as `created_at_ms` and enter its history as one [`Outcome`]. When `shutdown`
+    /// fires, answers still outstanding are dropped (neither success nor failure) and the
+    /// rest returned.
     async fn challenge_all(&mut self, targets: &[NeuronInfo], in_grace: bool, shutdown: &Shutdown, round_started: Instant) -> Vec<ChallengeRecord> {
+        let round_ms = now_ms();
+        let per_round = self.config.challenges_per_round.max(1);
         let mut plans = Vec::new();
         for neuron in targets {
             let hotkey = neuron.hotkey.to_ss58();
             self.load_history(&hotkey).await;
-            let plan = match self.gpu_probe_due(&hotkey) {
-                Some((probe, gpus)) => Plan::Probe(pow::generate(probe.difficulty, &mut rand::rngs::OsRng).0, probe, gpus),
+            match self.gpu_probe_due(&hotkey) {
+                Some((probe, gpus)) => plans.push((neuron.clone(), Plan::Probe(pow::generate(probe.difficulty, &mut rand::rngs::OsRng).0, probe, gpus))),
                 None => {
                     let difficulty = pow::next_difficulty(&self.stats(&hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
-                    Plan::Regular(pow::generate(difficulty, &mut rand::rngs::OsRng).0)
+                    for _ in 0..per_round {
+                        plans.push((neuron.clone(), Plan::Regular(pow::generate(difficulty, &mut rand::rngs::OsRng).0)));
+                    }
                 }
-            };
-            plans.push((neuron.clone(), plan));
+            }
         }
         let client = self.client.clone();
         // One second of grace for the network on top of the miner's budget, counted from the
@@ -548,7 +569,7 @@ impl ComputeValidator {
                 let client = client.clone();
                 let me = me.clone();
                 async move {
-                    let created_at_ms = now_ms();
+                    let created_at_ms = round_ms;
                     let started = Instant::now();
                     let (spec, limit, probe) = match plan {
                         Plan::Regular(spec) => (spec, deadline.saturating_duration_since(started), None),
@@ -593,12 +614,14 @@ impl ComputeValidator {
                     Some((record, detail, probe))
                 }
             })
-            .buffer_unordered(self.config.batch_size)
+            // `batch_size` miners at once, each with its whole round.
+            .buffer_unordered(self.config.batch_size.saturating_mul(per_round as usize))
             .take_until(async move { stop.wait().await })
             .filter_map(std::future::ready)
             .collect()
             .await;
         let mut records = Vec::with_capacity(results.len());
+        let mut rounds: BTreeMap<String, Vec<(ChallengeRecord, String)>> = BTreeMap::new();
         for (record, detail, probe) in results {
             if let Some((probe, gpus)) = probe {
                 // A probe checks the claim; it is not part of the challenge history.
@@ -625,14 +648,24 @@ impl ComputeValidator {
                 self.metrics.inc("compute_validator_gpu_probes_total", &[("outcome", if record.success { "passed" } else { "failed" })]);
                 continue;
             }
-            let history = self.history.entry(record.miner_hotkey.clone()).or_default();
-            history.push_front(Outcome { success: record.success, difficulty: record.difficulty, elapsed_s: record.elapsed_ms / 1000.0 });
-            history.truncate(STATS_WINDOW);
-            self.last.insert(record.miner_hotkey.clone(), LastChallenge { success: record.success, difficulty: record.difficulty, cause: record.cause.clone(), detail });
             let outcome = if record.success { "solved" } else { "failed" };
             self.metrics.inc("compute_validator_challenges_total", &[("outcome", outcome)]);
             self.metrics.observe("compute_validator_challenge_seconds", &[("outcome", outcome)], record.elapsed_ms / 1000.0);
+            rounds.entry(record.miner_hotkey.clone()).or_default().push((record.clone(), detail));
             records.push(record);
+        }
+        // Each miner's round enters its history as one outcome.
+        for (hotkey, answered) in rounds {
+            let challenges: Vec<(bool, u8, f64)> = answered.iter().map(|(r, _)| (r.success, r.difficulty, r.elapsed_ms / 1000.0)).collect();
+            let Some(outcome) = Outcome::of_round(&challenges) else { continue };
+            let history = self.history.entry(hotkey.clone()).or_default();
+            history.push_front(outcome);
+            history.truncate(STATS_WINDOW);
+            // The last challenge shown: a solved one, else the first failure's cause.
+            let shown = answered.iter().find(|(r, _)| r.success).or_else(|| answered.first());
+            if let Some((record, detail)) = shown {
+                self.last.insert(hotkey, LastChallenge { success: record.success, difficulty: record.difficulty, cause: record.cause.clone(), detail: detail.clone() });
+            }
         }
         records
     }
@@ -676,7 +709,7 @@ impl ComputeValidator {
             let components: Components = scoring::score(&self.config.scoring, &ScoreInput::from_stats(&stats, is_allocated, has_sandbox));
             let quality = if is_validator || rejection.is_some() { 0.0 } else { components.normalised };
             let outcomes: Vec<Outcome> = self.history.get(&hotkey).map(|h| h.iter().copied().collect()).unwrap_or_default();
-            let work = scoring::work_per_challenge(&outcomes);
+            let work = scoring::work_per_round(&outcomes);
             let next_difficulty = pow::next_difficulty(&stats, self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
             table.insert(
                 neuron.uid,
@@ -1005,12 +1038,18 @@ mod tests {
         assert!(long.validate(100).is_ok());
         assert_eq!((long.round_blocks_min, long.round_blocks_max), (50, 80), "the original's spacing when the epoch allows it");
         assert_eq!(long.scoring.timeout_s, 30.0, "the score's time term uses the challenge timeout");
+        assert!(
+            long.challenges_per_round as usize <= crate::config::MinerConfig::default().max_challenges_per_caller,
+            "a miner's default per-caller limit admits a whole round"
+        );
         for (bad, epoch) in [
             (ValidatorConfig { difficulty_min: 9, difficulty_max: 8, ..ValidatorConfig::default() }, 100),
             (ValidatorConfig { difficulty_max: 13, ..ValidatorConfig::default() }, 100),
             (ValidatorConfig::default(), 0),
             (ValidatorConfig { challenge_timeout: Duration::ZERO, ..ValidatorConfig::default() }, 100),
             (ValidatorConfig { challenge_timeout: Duration::from_secs(601), ..ValidatorConfig::default() }, 100),
+            (ValidatorConfig { challenges_per_round: 0, ..ValidatorConfig::default() }, 100),
+            (ValidatorConfig { challenges_per_round: crate::config::MAX_CHALLENGES_PER_ROUND + 1, ..ValidatorConfig::default() }, 100),
         ] {
             let mut bad = bad;
             assert!(matches!(bad.validate(epoch), Err(ComputeError::Config(_))), "{bad:?}");

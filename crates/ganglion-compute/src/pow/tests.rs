@@ -105,7 +105,7 @@ fn generated_challenges_follow_the_original_shape() {
 }
 
 fn outcomes(pattern: &[(bool, u8)]) -> Vec<Outcome> {
-    pattern.iter().map(|&(success, difficulty)| Outcome { success, difficulty, elapsed_s: 1.0 }).collect()
+    pattern.iter().map(|&(success, difficulty)| Outcome::single(success, difficulty, 1.0)).collect()
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn difficulty_adapts_like_version_b_and_a() {
 
 #[test]
 fn the_work_rule_keeps_the_keyspace_above_the_capacity() {
-    let o = |success: bool, difficulty: u8| Outcome { success, difficulty, elapsed_s: 1.0 };
+    let o = |success: bool, difficulty: u8| Outcome::single(success, difficulty, 1.0);
     let next = |newest_first: &[Outcome]| next_difficulty(&ChallengeStats::from_outcomes(newest_first), AdaptRule::Work, 3, 8);
     assert_eq!(next(&[]), 3, "new miners start at the minimum");
     assert_eq!(next(&[o(true, 3), o(true, 3), o(true, 3)]), 3, "three are not enough to move");
@@ -167,4 +167,17 @@ fn the_work_rule_keeps_the_keyspace_above_the_capacity() {
     let fast = ChallengeStats { newest_solved_fast: true, ..ChallengeStats::from_outcomes(&[o(true, 4)]) };
     assert_eq!(next_difficulty(&fast, AdaptRule::Work, 3, 8), 5, "solved in a quarter of the timeout: up at once");
     assert_eq!(AdaptRule::default(), AdaptRule::Work);
+}
+
+#[test]
+fn a_round_counts_once_for_quality_and_every_solve_for_work() {
+    let round = Outcome::of_round(&[(false, 6, 3.0), (true, 6, 2.5), (true, 6, 0.4), (false, 6, 3.1)]);
+    assert_eq!(round, Some(Outcome { success: true, difficulty: 6, elapsed_s: 0.4, solved: 2 }), "the first solve's time");
+    let failed = Outcome::of_round(&[(false, 5, 3.0), (false, 5, 3.2)]);
+    assert_eq!(failed, Some(Outcome { success: false, difficulty: 5, elapsed_s: 3.2, solved: 0 }), "the longest wait");
+    assert_eq!(Outcome::of_round(&[]), None);
+    assert_eq!(Outcome::of_round(&[(true, 4, 1.0)]), Some(Outcome::single(true, 4, 1.0)));
+    // The statistics see rounds: one solved of four is a successful attempt.
+    let stats = ChallengeStats::from_outcomes(&[round.unwrap_or_else(|| unreachable!()), failed.unwrap_or_else(|| unreachable!())]);
+    assert_eq!((stats.attempts, stats.successes, stats.last20_failed), (2, 1, 1));
 }

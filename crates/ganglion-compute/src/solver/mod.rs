@@ -1,10 +1,18 @@
 //! The built-in challenge solver: a pool of worker threads that search keyspaces in blocks.
 //!
 //! - **All cores, many lanes.** Each worker hashes 8 candidates per step (see [`kernel`]).
-//! - **Fair sharing.** Every challenge in flight is a job; a worker takes its next block from
-//!   the jobs in turn (round robin per block), so concurrent challenges from several
-//!   validators progress together instead of queueing behind each other as in the original's
-//!   FIFO, where the later validators timed out.
+//! - **Fair sharing between callers, one job at a time within a caller.** Every challenge in
+//!   flight is a job of a *group* (the miner uses the calling validator's hotkey). A worker
+//!   takes its next block from the groups in turn (round robin per block), so concurrent
+//!   challenges from several validators progress together instead of queueing behind each
+//!   other as in the original's FIFO, where the later validators timed out. Within a group
+//!   the workers search the oldest job that still has blocks to hand out: a validator's
+//!   concurrent challenges of one round share one deadline, and for a password drawn
+//!   uniformly from the keyspace the chance of finding it in the next block grows with the
+//!   part already searched, so finishing one job before starting the next solves more of
+//!   them by the deadline than searching them side by side (see `scoring`'s module
+//!   documentation: this is what makes splitting a machine across hotkeys pay nothing).
+//!   [`Solver::solve`] puts every job in a group of its own.
 //! - **Deadlines and cancellation.** A job ends at its deadline, when the caller drops the
 //!   future (the validator hung up), or when the pool shuts down; a worker never starts a
 //!   block of a finished job. A block is about 65 000 candidates (a few milliseconds).
@@ -58,6 +66,7 @@ pub struct Solution {
 }
 
 struct Job {
+    group: u64,
     layout: Layout,
     deadline: Instant,
     started: Instant,
@@ -121,6 +130,8 @@ struct Shared {
     shutdown: AtomicBool,
     rate: Option<RateLimit>,
     hashed: AtomicU64,
+    /// The next group [`Solver::solve`] hands out.
+    next_group: AtomicU64,
 }
 
 /// The worker pool. Dropping it stops the workers (jobs in flight end as cancelled).
@@ -157,6 +168,7 @@ impl Solver {
             shutdown: AtomicBool::new(false),
             rate,
             hashed: AtomicU64::new(0),
+            next_group: AtomicU64::new(0),
         });
         let mut workers = Vec::with_capacity(threads);
         for index in 0..threads {
@@ -197,25 +209,47 @@ impl Solver {
         }
     }
 
-    /// Searches for the password of `spec` until `deadline`. Dropping the future cancels it.
+    /// Searches for the password of `spec` until `deadline`, in a group of its own (shares
+    /// the workers fairly with every other job). Dropping the future cancels it.
     pub fn solve(&self, spec: &ChallengeSpec, deadline: Instant) -> Result<SolveFuture> {
-        let (rx, job) = self.submit(spec, deadline)?;
+        let group = self.own_group();
+        self.solve_in(group, spec, deadline)
+    }
+
+    /// [`Solver::solve`] in `group`: the group gets its fair share of the workers, and its
+    /// jobs are searched one after another in the order they came (the oldest job with
+    /// blocks left first). Use [`Solver::group_of`] for a caller's group.
+    pub fn solve_in(&self, group: u64, spec: &ChallengeSpec, deadline: Instant) -> Result<SolveFuture> {
+        let (rx, job) = self.submit(group, spec, deadline)?;
         Ok(SolveFuture { rx, job })
+    }
+
+    /// The group of a caller (e.g. a validator's hotkey bytes): the same caller, the same
+    /// group; never one of the groups [`Solver::solve`] makes up.
+    pub fn group_of(caller: &[u8]) -> u64 {
+        // FNV-1a with the top bit set; own groups have it clear.
+        let hash = caller.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        hash | (1 << 63)
+    }
+
+    fn own_group(&self) -> u64 {
+        self.shared.next_group.fetch_add(1, Ordering::Relaxed) & !(1 << 63)
     }
 
     /// [`Solver::solve`] for synchronous callers (benchmarks, tests).
     pub fn solve_blocking(&self, spec: &ChallengeSpec, deadline: Instant) -> Result<Solution> {
-        let (rx, job) = self.submit(spec, deadline)?;
+        let (rx, job) = self.submit(self.own_group(), spec, deadline)?;
         let outcome = rx.blocking_recv().unwrap_or(Err(ComputeError::Cancelled));
         job.finished.store(true, Ordering::SeqCst);
         outcome
     }
 
-    fn submit(&self, spec: &ChallengeSpec, deadline: Instant) -> Result<(oneshot::Receiver<Result<Solution>>, Arc<Job>)> {
+    fn submit(&self, group: u64, spec: &ChallengeSpec, deadline: Instant) -> Result<(oneshot::Receiver<Result<Solution>>, Arc<Job>)> {
         let layout = layout_of(spec)?;
         let (tx, rx) = oneshot::channel();
         let outer_per_block = (BLOCK_CANDIDATES / layout.low_count).max(1);
         let job = Arc::new(Job {
+            group,
             layout,
             deadline,
             started: Instant::now(),
@@ -306,6 +340,11 @@ fn worker(shared: &Shared) {
                 if shared.shutdown.load(Ordering::SeqCst) {
                     return;
                 }
+                // Jobs waiting behind an older one of their group end at their deadline too.
+                let now = Instant::now();
+                for job in queue.jobs.iter().filter(|j| !j.is_finished() && now >= j.deadline) {
+                    job.finish(Err(ComputeError::DeadlineExceeded { searched: job.searched.load(Ordering::SeqCst), keyspace: job.layout.keyspace() }));
+                }
                 queue.jobs.retain(|job| !job.is_finished());
                 if !queue.jobs.is_empty() {
                     break;
@@ -316,10 +355,27 @@ fn worker(shared: &Shared) {
                 };
             }
             cursor = cursor.wrapping_add(1);
-            Arc::clone(&queue.jobs[cursor % queue.jobs.len()])
+            next_job(&queue.jobs, cursor)
         };
-        run_block(shared, &job);
+        if let Some(job) = job {
+            run_block(shared, &job);
+        }
     }
+}
+
+/// The job a worker searches next: the `cursor`-th group in turn (groups in the order of
+/// their oldest job), and in it the oldest job with blocks left to hand out (else its oldest).
+fn next_job(jobs: &VecDeque<Arc<Job>>, cursor: usize) -> Option<Arc<Job>> {
+    let mut groups: Vec<u64> = Vec::new();
+    for job in jobs {
+        if !groups.contains(&job.group) {
+            groups.push(job.group);
+        }
+    }
+    let group = *groups.get(cursor % groups.len().max(1))?;
+    let mut members = jobs.iter().filter(|j| j.group == group);
+    let oldest = members.clone().next();
+    members.find(|j| j.next_outer.load(Ordering::SeqCst) < j.layout.outer_count).or(oldest).map(Arc::clone)
 }
 
 fn run_block(shared: &Shared, job: &Job) {

@@ -102,3 +102,56 @@ fn rate_cap_holds_the_pool_back() {
     assert!(started.elapsed() >= Duration::from_millis(400), "{:?}", started.elapsed());
     assert!(Solver::new(&SolverConfig { max_hash_rate: Some(0), ..SolverConfig::default() }).is_err());
 }
+
+/// Which of two jobs answers first: `true` for the first one.
+fn first_to_answer(first: SolveFuture, second: SolveFuture) -> bool {
+    matches!(futures::executor::block_on(futures::future::select(first, second)), futures::future::Either::Left(_))
+}
+
+#[test]
+fn a_callers_jobs_run_one_after_another_and_callers_share_fairly() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let deadline = || Instant::now() + Duration::from_secs(60);
+    // A: 10^6 candidates that never match (16 blocks); B: 10^4 candidates (one block).
+    let specs = |rng: &mut StdRng| {
+        let (big, _) = pow::generate(6, rng);
+        let (small, password) = pow::generate(4, rng);
+        (ChallengeSpec { salt: "00000000000000ff".into(), ..big }, small, password)
+    };
+    let start = |result: Result<SolveFuture>| result.unwrap_or_else(|e| panic!("{e}"));
+
+    // One caller: B waits until A is searched through.
+    let solver = solver(1, Kernel::Portable);
+    let caller = Solver::group_of(b"validator-1");
+    let (a, b, password) = specs(&mut rng);
+    let (fa, fb) = (start(solver.solve_in(caller, &a, deadline())), start(solver.solve_in(caller, &b, deadline())));
+    assert!(first_to_answer(fa, fb), "the older job of a caller is searched first");
+    let (fa, fb) = (start(solver.solve_in(caller, &a, deadline())), start(solver.solve_in(caller, &b, deadline())));
+    assert!(matches!(futures::executor::block_on(fa), Err(ComputeError::Exhausted { .. })));
+    assert_eq!(futures::executor::block_on(fb).ok().map(|s| s.password), Some(password.clone()));
+
+    // Two callers (or jobs of their own): they take blocks in turn, so B answers first.
+    let other = Solver::group_of(b"validator-2");
+    assert_ne!(caller, other);
+    let (fa, fb) = (start(solver.solve_in(caller, &a, deadline())), start(solver.solve_in(other, &b, deadline())));
+    assert!(!first_to_answer(fa, fb), "another caller's job is not queued behind");
+    let (fa, fb) = (start(solver.solve(&a, deadline())), start(solver.solve(&b, deadline())));
+    assert!(!first_to_answer(fa, fb), "jobs of their own share the workers");
+    assert_eq!(Solver::group_of(b"validator-1"), caller, "a caller's group is stable");
+}
+
+#[test]
+fn a_job_waiting_behind_its_callers_older_one_ends_at_its_deadline() {
+    let solver = solver(1, Kernel::Portable);
+    let mut rng = StdRng::seed_from_u64(17);
+    let caller = Solver::group_of(b"validator");
+    let (big, _) = pow::generate(10, &mut rng);
+    let (small, _) = pow::generate(4, &mut rng);
+    let busy = solver.solve_in(caller, &big, Instant::now() + Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    let waiting = solver.solve_in(caller, &small, Instant::now() + Duration::from_millis(200)).unwrap_or_else(|e| panic!("{e}"));
+    match futures::executor::block_on(waiting) {
+        Err(ComputeError::DeadlineExceeded { searched, .. }) => assert_eq!(searched, 0, "never started"),
+        other => panic!("expected the deadline, got {other:?}"),
+    }
+    drop(busy);
+}

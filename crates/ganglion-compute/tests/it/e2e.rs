@@ -87,7 +87,7 @@ async fn validator_scores_two_miners_and_sets_weights() {
     .await
     .unwrap_or_else(|e| panic!("fast miner: {e}"));
     let slow = miner::spawn(
-        &miner_config(netuid, &dir.path().join("slow"), SolverConfig { threads: 1, kernel: Kernel::Portable, max_hash_rate: Some(100_000) }),
+        &miner_config(netuid, &dir.path().join("slow"), SolverConfig { threads: 1, kernel: Kernel::Portable, max_hash_rate: Some(500_000) }),
         shot.clone(),
         chain.clone(),
         None,

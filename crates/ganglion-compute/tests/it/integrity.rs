@@ -9,7 +9,8 @@
 //! - a GPU claim on a CPU-class solver fails its GPU probes (`false_specs`) and earns nothing;
 //! - `has_docker` claimed without a proven sandbox no longer doubles a version-B score;
 //! - two hotkeys sharing one solver no longer earn about twice one honest miner with the
-//!   same solver settings (the remaining gain is a documented limitation, see below).
+//!   same solver settings (the red team's `compute::compute_adversaries_earn_at_most_their_share`
+//!   measures the pair against the goal of at most one honest miner over more rounds).
 //!
 //! Before the fix: the fake allocations scored the allocated maximum without doing any
 //! work, the GPU claim was not looked at, the `has_docker` claimer scored twice the honest
@@ -110,9 +111,12 @@ fn miner_config(netuid: u16, dir: &std::path::Path, name: &str, ip: &str, rate: 
     let mut config = common::node_config(netuid, &dir.join(name));
     config.axon.ip = ip.parse().unwrap_or_else(|_| panic!("ip {ip}"));
     config.miner.solver = solver_config(rate);
-    config.miner.challenge_timeout = Duration::from_secs(3);
+    config.miner.challenge_timeout = TIMEOUT;
     config
 }
+
+/// The miners' and the validator's challenge timeout.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A real OpenSSH server with a fresh host key on a free loopback port (None if it cannot run here).
 struct Sshd {
@@ -206,9 +210,10 @@ async fn dishonest_compute_miners_earn_nothing_beyond_their_work() {
     let (chain, netuid) = (subnet.chain.clone(), subnet.netuid);
     let hot = |uri: &str| subnet.neuron(uri).hotkey.clone();
     let uid = |uri: &str| subnet.uid(uri);
-    // 250k hashes/s for the 3 s a miner works on a challenge: 7.5·10^5 per deadline, below the
-    // largest keyspace (10^6), so the honest miner's work is not capped by the range.
-    const RATE: u64 = 250_000;
+    // 1.25M hashes/s for the 2 s a miner works on a challenge: 2.5·10^6 per deadline, 2.5
+    // keyspaces at the top difficulty (10^6): a miner solves several of a round's
+    // challenges (one after another), which keeps the work estimate's noise per round low.
+    const RATE: u64 = 1_250_000;
     let d = dir.path();
     let spawn = |name: &str, ip: &str, rate: u64, uri: &str, parts: MinerParts| {
         let config = miner_config(netuid, d, name, ip, rate);
@@ -239,7 +244,7 @@ async fn dishonest_compute_miners_earn_nothing_beyond_their_work() {
         records_url: Some(records_url.clone()),
         difficulty_min: 3,
         difficulty_max: 6,
-        challenge_timeout: Duration::from_secs(3),
+        challenge_timeout: TIMEOUT,
         round_blocks_min: 2,
         round_blocks_max: 3,
         block_poll: Duration::from_millis(50),
@@ -248,7 +253,7 @@ async fn dishonest_compute_miners_earn_nothing_beyond_their_work() {
     config.validator.scoring.version = ScoringVersion::B;
     config.validator.scoring.min_difficulty = 3;
     config.validator.scoring.max_difficulty = 6;
-    config.validator.scoring.timeout_s = 3.0;
+    config.validator.scoring.timeout_s = TIMEOUT.as_secs_f64();
     let vhot = hot("//IVHot");
     let validator = validator::spawn(&config, vhot.clone(), chain.clone(), None).await.unwrap_or_else(|e| panic!("validator: {e}"));
     testkit::wait_for_permits(chain.as_ref(), netuid, &[vhot.public()]).await;
@@ -365,13 +370,11 @@ async fn dishonest_compute_miners_earn_nothing_beyond_their_work() {
         "the claim never reached the formula"
     );
     // The Sybil pair together. Before the work factor each hotkey scored about what the whole
-    // machine would (≈ 2× the honest miner for a pair). The work estimate makes the pair's
-    // total bounded by the machine's hashes, except for one remaining gain (a documented
-    // limitation, `scoring`): when one part solves early, the other reuses the idle
-    // capacity an honest miner with a single challenge per round leaves unused; in theory
-    // up to 1.19× for a pair searching concurrently at the honest miner's keyspace, less
-    // after the lower success rate's quality. Measured here: 0.7–1.4×; the bound below
-    // only catches a return of the per-hotkey superlinearity.
+    // machine would (≈ 2× the honest miner for a pair); with one challenge per round a pair
+    // still gained from the time one part left idle after an early solve. With a round's
+    // challenges searched one after another by every miner the pair's expected share is
+    // ≤ 1.003× here (`scoring`); the sums over these 16 rounds vary by about ±0.12, so the
+    // bound only catches a return of the superlinearity (the red-team test measures the goal).
     let sybil = sums["sybil-a"] + sums["sybil-b"];
     assert!(sybil <= 1.6 * honest_sum, "sybil pair {sybil} vs honest {honest_sum}");
 

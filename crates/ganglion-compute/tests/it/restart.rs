@@ -81,10 +81,13 @@ async fn a_validator_stopped_mid_round_resumes_with_the_same_history() {
 
     // A few rounds, then the moment a new round has sent the staller its challenge.
     let records = Records::open(&records_url).await.unwrap_or_else(|e| panic!("{e}"));
-    // Rule B raises the difficulty after more than four successes.
-    common::eventually(Duration::from_secs(120), "a few solved challenges", || {
+    // A round's challenges share their `created_at_ms` (the round's start).
+    let rounds_of = |challenges: &[ganglion_records::ChallengeRecord], solved: bool| {
+        challenges.iter().filter(|c| c.success || !solved).map(|c| c.created_at_ms).collect::<std::collections::HashSet<_>>().len()
+    };
+    common::eventually(Duration::from_secs(120), "a few solved rounds", || {
         let (records, key) = (records.clone(), miner_key.clone());
-        async move { records.recent_challenges(netuid, &key, 100).await.ok().filter(|c| c.iter().filter(|c| c.success).count() >= 5).map(|_| ()) }
+        async move { records.recent_challenges(netuid, &key, 1000).await.ok().filter(|c| rounds_of(c, true) >= 5).map(|_| ()) }
     })
     .await;
     let seen = hits.load(Ordering::SeqCst);
@@ -106,10 +109,11 @@ async fn a_validator_stopped_mid_round_resumes_with_the_same_history() {
     let difficulty = stopped.next_difficulty(&miner_key).await;
     assert!(history.len() >= 5 && history.iter().all(|o| o.success), "{history:?}");
     assert!(difficulty > 2, "the difficulty climbed: {difficulty}");
-    assert_eq!(staller_history.len(), in_round - 1, "every earlier challenge timed out and counts; the one in flight does not");
+    let per_round = config.validator.challenges_per_round as usize;
+    assert_eq!(staller_history.len(), (in_round - 1) / per_round, "every earlier round timed out and counts; the one in flight does not");
     assert!(staller_history.iter().all(|o| !o.success));
-    let stored = records.recent_challenges(netuid, &miner_key, 100).await.unwrap_or_default();
-    assert_eq!(stored.len(), history.len(), "everything in memory was committed");
+    let stored = records.recent_challenges(netuid, &miner_key, 1000).await.unwrap_or_default();
+    assert_eq!((rounds_of(&stored, false), stored.len()), (history.len(), history.len() * per_round), "everything in memory was committed");
 
     // Restarted on the same data directory: the same history and difficulty per miner.
     let mut restarted = ComputeValidator::open(&config, vhot.clone(), chain.clone(), Arc::new(Metrics::new())).await.unwrap_or_else(|e| panic!("reopen: {e}"));

@@ -1,9 +1,17 @@
 //! The compute adversaries end to end: an honest miner, `false-specs`, `fake-allocation`
 //! (which the validator rents itself) and a two-hotkey `sybil` against the production
-//! validator on a local chain, over a dozen rounds and their epochs. Asserts each
-//! adversary's incentive relative to the honest miner (≤ 1 % for false-specs and
-//! fake-allocation; the Sybil pair together within the documented limitation, ≤ 1.6× and
-//! no longer ≈ 2×) and prints the figures.
+//! validator on a local chain, over two dozen rounds and their epochs. Asserts each
+//! adversary's score and incentive relative to the honest miner (≤ 1 % for false-specs and
+//! fake-allocation; the Sybil pair together at most one honest miner, within the noise of
+//! this many rounds) and prints the figures.
+//!
+//! The Sybil's two hotkeys share one solver, and both miners file a validator's challenges
+//! in one group, so the machine searches all 16 challenges of a round one after another: the
+//! best a split machine can do (see `ganglion_compute::scoring`). The rate and the timeout
+//! put every miner at the top difficulty (10^6) with `c = 2.5` keyspaces of hashing per
+//! deadline, where a miner solves several challenges per round: the regime in which the
+//! original's one challenge per round paid a pair 2× and four challenges still 1.23×
+//! (`scoring`'s table), and where the work estimate's noise per round is lowest.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,10 +30,20 @@ use ganglion_records::Records;
 use ganglion_redteam::compute::{self as adversaries, Setup, Strategy};
 
 /// Hashes per second of every solver (the honest miner's and each adversary's, so that they
-/// have equal hardware): 7.5·10^5 per 3 s deadline, under the largest keyspace (10^6).
-const RATE: u64 = 250_000;
-const ROUNDS: u64 = 14;
+/// have equal hardware): 2.5·10^6 per 2 s deadline, 2.5 times the largest keyspace (10^6).
+const RATE: u64 = 1_250_000;
+/// The miners' and the validator's challenge timeout.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Rounds measured, after the warm-up.
+const ROUNDS: u64 = 24;
+/// New miners climb a level per round from 3 to 6.
 const WARM_UP: u64 = 4;
+/// How far above one honest miner the Sybil pair may land by chance. A miner at `c = 2.5`
+/// solves a renewal count of challenges per round: mean `2c − 1/3 ≈ 4.67`, variance
+/// `≈ 2c/3`, so the work of one round varies by `cv ≈ 0.28`; the ratio of two independent
+/// means over `ROUNDS` rounds by `√2 · 0.28 / √24 ≈ 0.08` (0.083–0.092 in a simulation of
+/// this test's statistics with the quality terms). 0.35 is four of those.
+const TOLERANCE: f64 = 0.35;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"))
@@ -40,7 +58,7 @@ fn miner_config(netuid: u16, dir: &Path) -> ComputeConfig {
     config.miner.sandbox = SandboxConfig { enabled: false, ..SandboxConfig::default() };
     config.miner.specs_sample_mib = 1;
     config.miner.solver = SolverConfig { threads: 1, kernel: Kernel::Portable, max_hash_rate: Some(RATE) };
-    config.miner.challenge_timeout = Duration::from_secs(3);
+    config.miner.challenge_timeout = TIMEOUT;
     config
 }
 
@@ -93,7 +111,7 @@ async fn compute_adversaries_earn_at_most_their_share() {
         records_url: Some(records_url.clone()),
         difficulty_min: 3,
         difficulty_max: 6,
-        challenge_timeout: Duration::from_secs(3),
+        challenge_timeout: TIMEOUT,
         round_blocks_min: 2,
         round_blocks_max: 3,
         block_poll: Duration::from_millis(50),
@@ -102,7 +120,8 @@ async fn compute_adversaries_earn_at_most_their_share() {
     config.validator.scoring.version = ScoringVersion::B;
     config.validator.scoring.min_difficulty = 3;
     config.validator.scoring.max_difficulty = 6;
-    config.validator.scoring.timeout_s = 3.0;
+    config.validator.scoring.timeout_s = TIMEOUT.as_secs_f64();
+    assert_eq!(config.validator.challenges_per_round, ganglion_compute::config::DEFAULT_CHALLENGES_PER_ROUND, "the default is measured");
     let vhot = hot("//RtcVHot");
     let validator = validator::spawn(&config, vhot.clone(), chain.clone(), None).await.unwrap_or_else(|e| panic!("validator: {e}"));
     testkit::wait_for_permits(chain.as_ref(), netuid, &[vhot.public()]).await;
@@ -126,8 +145,9 @@ async fn compute_adversaries_earn_at_most_their_share() {
     };
     renter::allocate(&client, chain.as_ref(), &records, &order).await.unwrap_or_else(|e| panic!("renting the fake: {e}"));
 
-    // Over the next rounds: the validator's scores per round, and the on-chain incentive
-    // once per epoch.
+    // Over the next rounds: the validator's scores per round, and the on-chain incentive once
+    // per epoch over the second half (the first rounds' windows are short and noisy); the
+    // Sybil is judged on the validator's last scores (its windows then hold every round).
     let names = [
         ("honest", uid("//RtcHonestHot")),
         ("false-specs", uid("//RtcSpecsHot")),
@@ -140,7 +160,7 @@ async fn compute_adversaries_earn_at_most_their_share() {
     // After a warm-up (new miners climb a level per round and fill their windows).
     let start_round = validator.status().details["rounds"].as_u64().unwrap_or(0) + WARM_UP;
     let (mut seen_round, mut seen_epoch, mut epochs) = (start_round, u64::MAX, 0u32);
-    let deadline = Instant::now() + Duration::from_secs(150);
+    let deadline = Instant::now() + Duration::from_secs(240);
     let status = loop {
         let status = validator.status();
         let rounds = status.details["rounds"].as_u64().unwrap_or(0);
@@ -151,7 +171,7 @@ async fn compute_adversaries_earn_at_most_their_share() {
             }
         }
         let block = chain.block_number().await.unwrap_or(0);
-        if block / 10 != seen_epoch && rounds > start_round + 1 {
+        if block / 10 != seen_epoch && rounds > start_round + ROUNDS / 2 {
             seen_epoch = block / 10;
             if let Ok(metagraph) = Metagraph::fetch(chain.as_ref(), netuid).await {
                 epochs += 1;
@@ -186,14 +206,14 @@ async fn compute_adversaries_earn_at_most_their_share() {
         assert!(share(&scores, name, honest_score) <= 0.01, "{name} scores {:?} of honest", share(&scores, name, honest_score));
         assert!(share(&incentive, name, honest_incentive) <= 0.01, "{name} earns {:?} of honest", share(&incentive, name, honest_incentive));
     }
-    let sybil_scores = share(&scores, "sybil-a", honest_score) + share(&scores, "sybil-b", honest_score);
+    // The Sybil pair together: at most one honest miner (the original paid a pair ≈ 2×).
+    let last = |name: &str| names.iter().find(|(n, _)| *n == name).and_then(|(_, uid)| status.miner(*uid)).map_or(0.0, |m| m.score);
+    let sybil_last = (last("sybil-a") + last("sybil-b")) / last("honest").max(1e-12);
     let sybil_incentive = share(&incentive, "sybil-a", honest_incentive) + share(&incentive, "sybil-b", honest_incentive);
-    // Known limitation (ganglion_compute::scoring): a pair reuses the capacity one part leaves
-    // idle after an early solve, which an honest miner with one challenge per round cannot;
-    // theory ≤ 1.19× at equal keyspace, measured 0.7–1.4×. The bound catches a return of the
-    // original's per-hotkey superlinearity (≈ 2× for a pair).
-    assert!(sybil_scores <= 1.6, "the Sybil pair scores {sybil_scores:.3} of one honest miner");
-    assert!(sybil_incentive <= 1.6, "the Sybil pair earns {sybil_incentive:.3} of one honest miner");
+    let sybil_scores = share(&scores, "sybil-a", honest_score) + share(&scores, "sybil-b", honest_score);
+    eprintln!("  sybil pair: last scores {sybil_last:.3}, scores summed over the rounds {sybil_scores:.3}, incentive {sybil_incentive:.3} of the honest miner's");
+    assert!(sybil_last <= 1.0 + TOLERANCE, "the Sybil pair scores {sybil_last:.3} of one honest miner");
+    assert!(sybil_incentive <= 1.0 + TOLERANCE, "the Sybil pair earns {sybil_incentive:.3} of one honest miner");
 
     validator.shutdown().await.map(drop).unwrap_or_else(|e| panic!("{e}"));
     honest.shutdown().await;

@@ -266,7 +266,7 @@ pub(crate) struct ValidatorArgs {
     /// Most miners queried at once (default 256).
     #[arg(long = "validator.challenge.batch.size")]
     batch_size: Option<usize>,
-    /// Challenges each miner gets per round, sent together with one deadline (1–16, default 4).
+    /// Challenges each miner gets per round, sent together with one deadline (1–16, default 8).
     #[arg(long = "validator.challenge.count")]
     challenges_per_round: Option<u32>,
     /// Fewest blocks between rounds (default 50).
