@@ -6,12 +6,12 @@
 //! answering, not only built once.
 //!
 //! Each miner also accumulates the verifier's statistical evidence across its judged
-//! responses, passed or failed ([`Scoreboard::accumulate`]): per response the tests have little power against
-//! a subtle cheat (a slightly different model, a cached sample), but the same statistics
-//! summed over hundreds of responses have a lot. The accumulated sums are tested after
-//! every response with a budget `alpha / (k(k+1))` at the k-th test, so over a miner's whole
-//! history an honest miner is condemned with probability at most `alpha`; a condemned
-//! miner's window for that model is wiped ([`Scoreboard::condemn`]).
+//! responses, passed or failed ([`Scoreboard::accumulate`]): per response the tests have
+//! little power against a subtle cheat (a slightly different model, a cached sample), but
+//! the same statistics summed over hundreds of responses have a lot. The accumulated sums
+//! are tested after every response with a budget `alpha / (k(k+1))` at the k-th test, so
+//! over a miner's whole history an honest miner is condemned with probability at most
+//! `alpha`; a condemned miner's window for that model is wiped ([`Scoreboard::condemn`]).
 //!
 //! Differences from the original, on purpose:
 //! - no min-max normalisation: weights are scores divided by their sum, so the weakest
