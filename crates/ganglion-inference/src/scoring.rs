@@ -1,5 +1,7 @@
 //! Scores: per miner and model, a moving window of the last N results, each the verified
-//! tokens per second of one response or 0 for a failure. A model's score is the window's
+//! tokens per second of one synthetic round ([`Scoreboard::record_round`]: tokens delivered
+//! within the round's window over its length) or of one organic response, or 0 for a
+//! failure. A model's score is the window's
 //! mean — so failures pull it down in proportion — and a miner's score is the sum over the
 //! models it serves (Targon v4's "sum of the average TPS per model"). Results older than the
 //! validator's `score_ttl` drop out ([`Scoreboard::expire`]): a score must be kept up by
@@ -153,6 +155,27 @@ impl Scoreboard {
                 entry.last_cause = failure.map(|(cause, _)| cause.to_string());
                 entry.last_detail = failure.map(|(_, detail)| detail.chars().take(300).collect());
             }
+        }
+    }
+
+    /// Records one loaded round of a miner: one window entry, `value` (verified tokens per
+    /// second of the round's window, after penalties; 0 is a failed round), with the
+    /// round's `verified` and `failed` answers added to the counters and `failure` (the
+    /// first counted one) as the last cause.
+    pub fn record_round(&mut self, uid: u16, hotkey: &PublicKey, model: &str, value: f64, verified: u64, failed: u64, failure: Option<(&str, &str)>) {
+        let value = if value.is_finite() && value > 0.0 { Some(value) } else { None };
+        self.record(uid, hotkey, model, value, failure, false);
+        let entry = self.miners.entry(hotkey.to_ss58()).or_default();
+        // `record` counted the round once; count its answers instead.
+        match value {
+            Some(_) => entry.verified = entry.verified.saturating_sub(1),
+            None => entry.failed = entry.failed.saturating_sub(1),
+        }
+        entry.verified += verified;
+        entry.failed += failed;
+        if let Some((cause, detail)) = failure {
+            entry.last_cause = Some(cause.to_string());
+            entry.last_detail = Some(detail.chars().take(300).collect());
         }
     }
 
@@ -330,6 +353,21 @@ mod tests {
         // Non-finite or zero "successes" count as failures.
         board.record(1, &a, "m2", Some(f64::NAN), None, false);
         assert_eq!(board.miners[&a.to_ss58()].model_score("m2"), 2.0);
+    }
+
+    #[test]
+    fn a_round_is_one_window_entry_and_counts_its_answers() {
+        let mut board = Scoreboard::new(1, 4);
+        let a = key("//A");
+        board.record_round(1, &a, "m1", 12.0, 6, 0, None);
+        board.record_round(1, &a, "m1", 0.0, 1, 2, Some(("REFUSED", "403")));
+        let entry = &board.miners[&a.to_ss58()];
+        assert_eq!(entry.models["m1"].iter().copied().collect::<Vec<_>>(), vec![12.0, 0.0]);
+        assert_eq!((entry.verified, entry.failed, entry.last_cause.as_deref()), (7, 2, Some("REFUSED")));
+        // A round with a failure and a positive value keeps the value and names the cause.
+        board.record_round(1, &a, "m1", 3.0, 4, 1, Some(("TIMEOUT", "idle")));
+        let entry = &board.miners[&a.to_ss58()];
+        assert_eq!((entry.model_score("m1"), entry.verified, entry.failed, entry.last_cause.as_deref()), (5.0, 11, 3, Some("TIMEOUT")));
     }
 
     #[test]

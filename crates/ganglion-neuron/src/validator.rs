@@ -76,6 +76,10 @@ pub trait Validator: Send {
 
 /// The shortest pause between two steps.
 const MIN_PAUSE: Duration = Duration::from_millis(10);
+/// How often pending weight reveals are checked while a step runs (one block-number read
+/// per check, the commit reads only once a reveal window may be open; short enough for a
+/// local chain's reveal window of a few seconds).
+const REVEAL_POLL: Duration = Duration::from_millis(250);
 
 /// Settings of the loop.
 #[derive(Debug, Clone)]
@@ -194,7 +198,30 @@ pub async fn run_validator<V: Validator>(mut node: ValidatorNode, mut validator:
         }
         warned = Phase::Running;
         let ctx = StepContext { chain: &node.chain, metagraph: &metagraph, uid, block: metagraph.block(), shutdown: shutdown.clone(), metrics: &metrics };
-        let result = validator.step(&ctx).await;
+        // A step can outlast a reveal window (a long round on a short tempo): pending
+        // reveals are polled beside it, so they go out while their window is open.
+        let result = {
+            let step = validator.step(&ctx);
+            tokio::pin!(step);
+            let mut reveals = tokio::time::interval(REVEAL_POLL);
+            reveals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            reveals.tick().await;
+            let mut last_polled = None;
+            loop {
+                tokio::select! {
+                    result = &mut step => break result,
+                    _ = reveals.tick(), if node.weights.has_pending_reveals() => {
+                        match node.chain.block_number().await {
+                            Ok(block) if last_polled != Some(block) => {
+                                last_polled = Some(block);
+                                node.weights.poll(node.chain.as_ref(), block).await;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        };
         steps += 1;
         metrics.observe("ganglion_validator_step_seconds", &[], started.elapsed().as_secs_f64());
         match &result {

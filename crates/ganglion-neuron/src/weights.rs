@@ -444,6 +444,11 @@ impl WeightSetter {
         self.status.pending_commits = self.pending_commits();
     }
 
+    /// Whether any commit waits for its reveal.
+    pub fn has_pending_reveals(&self) -> bool {
+        !self.commit_reveal.pending().is_empty() || !self.strategy.pending().is_empty()
+    }
+
     /// The SDK's `exclude_quantile` (u16 proportion; 0 by default, as the SDK).
     pub fn with_exclude_quantile(mut self, q: u16) -> WeightSetter {
         self.exclude_quantile = q;

@@ -52,7 +52,8 @@ pub struct RunArgs {
     /// Hotkeys of the Sybil.
     #[arg(long, default_value_t = 3)]
     pub sybils: usize,
-    /// Epochs of honest work before `go-dark` stops answering (default: a third of --epochs).
+    /// Epochs of honest work (from its first answer) before `go-dark` stops answering
+    /// (default: a third of --epochs).
     #[arg(long = "go-dark.epochs")]
     pub dark_after: Option<u32>,
     /// Engine turns (a prompt chunk or a token) per second of every inference miner's engine,
@@ -72,6 +73,13 @@ pub struct RunArgs {
     /// Longest completion the validator asks for (keeps a CPU-only run quick).
     #[arg(long = "max-tokens", default_value_t = 48)]
     pub max_tokens: u32,
+    /// Requests the inference validator keeps in flight at each miner during a round (its
+    /// `--neuron.concurrency`).
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: u16,
+    /// How long the inference validator's rounds send requests (its `--neuron.round_window`).
+    #[arg(long = "round-window", default_value = "8s", value_parser = parse_duration)]
+    pub round_window: Duration,
     /// Where the chain, wallets, records and logs of the run live (wiped at start unless --keep).
     #[arg(long = "data-dir", default_value = "~/.ganglion/redteam")]
     pub data_dir: PathBuf,
@@ -121,7 +129,8 @@ pub struct StrategyRow {
     pub subnet: String,
     /// Its wallets (hotkeys).
     pub wallets: Vec<String>,
-    /// Emission over the counted epochs, all its hotkeys, in TAO.
+    /// Emission over the counted epochs, all its hotkeys, in TAO (validators: per 1,000 TAO
+    /// of stake, since the honest validator holds more than the dishonest ones together).
     pub reward_tao: f64,
     /// `reward_tao` / the mean honest miner's.
     pub share_of_honest: Option<f64>,
@@ -406,6 +415,25 @@ impl Member {
     }
 }
 
+/// A validator's stake: `VALIDATOR_STAKE` each, except that the honest validator of a subnet
+/// with dishonest validators holds one share more than all of them together. Consensus is
+/// the stake-weighted median (kappa ½), so dishonest validators holding most of the stake
+/// would *be* the consensus (a copier copying a lazy validator's random weights), which says
+/// nothing about how they fare next to honest ones. Their dividends are compared per unit
+/// of stake ([`per_stake`]).
+fn validator_stake(member: &Member, members: &[Member]) -> u64 {
+    if member.role != "validator" {
+        return VALIDATOR_STAKE;
+    }
+    let dishonest = members.iter().filter(|m| m.netuid == member.netuid && m.is_validator() && m.role != "validator").count() as u64;
+    VALIDATOR_STAKE * (dishonest + 1)
+}
+
+/// Emission per unit of stake (in `VALIDATOR_STAKE`s) for validators, as it is for miners.
+fn per_stake(member: &Member, members: &[Member], tao: f64) -> f64 {
+    if member.is_validator() { tao * VALIDATOR_STAKE as f64 / validator_stake(member, members) as f64 } else { tao }
+}
+
 async fn drive(
     args: &RunArgs,
     entries: &[Entry],
@@ -517,7 +545,8 @@ async fn drive(
     for member in &members {
         register(chain.as_ref(), member).await?;
         if member.is_validator() {
-            chain.add_stake(&member.coldkey, member.netuid, &member.hotkey.public(), VALIDATOR_STAKE).await.with_context(|| format!("staking {}", member.name))?;
+            let stake = validator_stake(member, &members);
+            chain.add_stake(&member.coldkey, member.netuid, &member.hotkey.public(), stake).await.with_context(|| format!("staking {}", member.name))?;
         }
     }
     say(format!("chain {chain_url}, subnets {netuids:?}, {} hotkeys under {}", members.len(), wallets.display()));
@@ -537,6 +566,10 @@ async fn drive(
             args.tempo.to_string(),
             s("--neuron.max_tokens"),
             args.max_tokens.to_string(),
+            s("--neuron.concurrency"),
+            args.concurrency.to_string(),
+            s("--neuron.round_window"),
+            format!("{}ms", args.round_window.as_millis()),
             // Results expire after three epochs, so a miner that stops answering is at
             // zero well before the run ends (production: 1 h against 72-minute epochs).
             s("--neuron.score_ttl"),
@@ -591,7 +624,15 @@ async fn drive(
         let argv = match (member.role.as_str(), compute) {
             ("honest", false) => {
                 let mut argv = vec![s("inference"), s("--strategy"), s("honest")];
-                argv.extend(pace.clone());
+                match (Some(member.netuid) == validators_netuid, member.name.rsplit('-').next().and_then(|i| i.parse::<f64>().ok())) {
+                    // The validators' subnet: honest miners of unequal speed (the i-th of n
+                    // at i/n of the pace), so that honest weights say something and random
+                    // ones differ from them.
+                    (true, Some(i)) if args.pace > 0.0 => {
+                        argv.extend([s("--engine.pace"), (args.pace * i / args.honest.max(1) as f64).to_string()]);
+                    }
+                    _ => argv.extend(pace.clone()),
+                }
                 argv.extend(common(&member.name, member.netuid));
                 (redteam, argv)
             }
@@ -678,8 +719,8 @@ async fn drive(
         let (mut requests, mut verified, mut reward, mut incentive, mut final_epoch) = (0, 0, 0.0, 0.0, 0.0);
         for m in group {
             let hotkey = m.ss58();
-            reward += rewards.get(&hotkey).copied().unwrap_or(0.0);
-            final_epoch += last.get(&hotkey).copied().unwrap_or(0.0);
+            reward += per_stake(m, &members, rewards.get(&hotkey).copied().unwrap_or(0.0));
+            final_epoch += per_stake(m, &members, last.get(&hotkey).copied().unwrap_or(0.0));
             incentive += incentives.get(&hotkey).copied().unwrap_or(0.0);
             if let Some(stats) = by_hotkey.get(&hotkey) {
                 requests += stats.stats.n;

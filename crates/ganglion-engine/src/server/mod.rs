@@ -86,9 +86,14 @@ impl Server {
     /// on the machine. The red team gives every miner the same pace, so that miners sharing
     /// a CPU compare as miners on equal hardware would (see [`worker::Pace`]).
     pub fn start_paced(engine: Arc<Engine>, config: ServerConfig, turns_per_second: Option<f64>) -> std::io::Result<Self> {
+        Self::start_scheduled(engine, config, turns_per_second, worker::Schedule::RoundRobin)
+    }
+
+    /// [`Server::start_paced`] with an order of service ([`worker::Schedule`]).
+    pub fn start_scheduled(engine: Arc<Engine>, config: ServerConfig, turns_per_second: Option<f64>, schedule: worker::Schedule) -> std::io::Result<Self> {
         let metrics = Arc::new(Metrics::default());
         let pace = turns_per_second.and_then(worker::Pace::per_second);
-        let worker = WorkerHandle::spawn_paced(engine.clone(), metrics.clone(), pace)?;
+        let worker = WorkerHandle::spawn_scheduled(engine.clone(), metrics.clone(), pace, schedule)?;
         let aliases = vec![engine.name().to_string()];
         Ok(Self { app: Arc::new(App { engine, config, aliases, worker, metrics, started: now() }) })
     }

@@ -63,10 +63,15 @@ impl WorkerHandle {
 
     /// Spawns the worker thread, taking at most one turn per `pace` interval.
     pub fn spawn_paced(engine: Arc<Engine>, metrics: Arc<Metrics>, pace: Option<Pace>) -> std::io::Result<Self> {
+        Self::spawn_scheduled(engine, metrics, pace, Schedule::RoundRobin)
+    }
+
+    /// Spawns the worker thread with a pace and an order of service.
+    pub fn spawn_scheduled(engine: Arc<Engine>, metrics: Arc<Metrics>, pace: Option<Pace>, schedule: Schedule) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("ganglion-engine".into())
-            .spawn(move || run(engine, metrics, rx, pace))?;
+            .spawn(move || run(engine, metrics, rx, pace, schedule))?;
         Ok(Self { jobs: tx })
     }
 
@@ -75,6 +80,17 @@ impl WorkerHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         self.jobs.send(Job { generation, events: tx, queued: Instant::now() }).ok().map(|_| rx)
     }
+}
+
+/// The order in which the worker serves the generations in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Schedule {
+    /// One turn each in turn (every stream advances; the default).
+    #[default]
+    RoundRobin,
+    /// The oldest generation to its end before the next one starts: the lowest mean
+    /// latency for the same work, and the order that favours the first request served.
+    Fifo,
 }
 
 /// A cap on the worker's speed: one turn per `interval`, never bursting to catch up after
@@ -106,7 +122,7 @@ struct Active {
     prompt_reported: bool,
 }
 
-fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedReceiver<Job>, pace: Option<Pace>) {
+fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedReceiver<Job>, pace: Option<Pace>, schedule: Schedule) {
     let mut queue: VecDeque<Active> = VecDeque::new();
     let mut turn = 0u64;
     let mut slot = Instant::now();
@@ -163,6 +179,7 @@ fn run(engine: Arc<Engine>, metrics: Arc<Metrics>, mut jobs: mpsc::UnboundedRece
                     completion_tokens: generation.completion_tokens(),
                 });
             }
+            None if schedule == Schedule::Fifo => queue.push_front(active),
             None => queue.push_back(active),
         }
     }
@@ -222,6 +239,18 @@ mod tests {
         assert!(elapsed >= std::time::Duration::from_millis(210), "22 turns at 100/s took only {elapsed:?}");
         assert_eq!(Pace::per_second(0.0), None);
         assert_eq!(Pace::per_second(f64::NAN), None);
+    }
+
+    #[test]
+    fn a_fifo_worker_finishes_the_oldest_first() {
+        let (_dir, path) = tiny_model();
+        let engine = Arc::new(Engine::load(&path).unwrap());
+        let worker = WorkerHandle::spawn_scheduled(engine.clone(), Arc::new(Metrics::default()), None, Schedule::Fifo).unwrap();
+        let mut a = worker.submit(request(&engine, 12)).unwrap();
+        let mut b = worker.submit(request(&engine, 12)).unwrap();
+        let (turns_a, turns_b) = (collect(&mut a), collect(&mut b));
+        assert_eq!((turns_a.len(), turns_b.len()), (12, 12));
+        assert!(turns_a[11] < turns_b[0], "b started before a ended: a {turns_a:?} b {turns_b:?}");
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! epoch_length = 360          #   sync_interval, version_key) and this subnet's
 //! data_dir = "/var/lib/ganglion/validator"
 //! sample_size = 48            # miners per step
+//! concurrency = 4             # requests in flight per sampled miner during a round (1–8)
+//! round_window = "20s"        # how long a round sends requests; scores are verified
+//!                             #   tokens delivered within it per second
+//! max_requests = 32           # requests per miner and round at most
 //! timeout = "120s"            # whole response
 //! first_token_timeout = "30s"
 //! connect_timeout = "5s"
@@ -89,6 +93,13 @@ pub struct NeuronFile {
     pub version_key: Option<u64>,
     /// Miners per step.
     pub sample_size: usize,
+    /// Requests in flight per sampled miner during a round (1–8).
+    pub concurrency: usize,
+    /// How long a round sends requests.
+    #[serde(with = "humantime_serde")]
+    pub round_window: Duration,
+    /// Requests per miner and round at most.
+    pub max_requests: usize,
     /// Deadline for a whole response.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -135,6 +146,9 @@ impl Default for NeuronFile {
             sync_interval: base.sync_interval,
             version_key: base.version_key,
             sample_size: 48,
+            concurrency: 4,
+            round_window: Duration::from_secs(20),
+            max_requests: 32,
             timeout: Duration::from_secs(120),
             first_token_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
@@ -326,6 +340,19 @@ impl ValidatorFile {
         c.epoch_length = base.epoch_length.max(1);
         c.version_key = base.version_key;
         c.sample_size = n.sample_size.max(1);
+        if !(1..=8).contains(&n.concurrency) {
+            return Err(InferenceError::Config(format!(
+                "neuron.concurrency must be between 1 and 8 (a default miner admits 8 concurrent requests per caller), got {}",
+                n.concurrency
+            )));
+        }
+        check_duration("neuron.round_window", n.round_window, Duration::from_secs(1), Duration::from_secs(600))?;
+        if !(n.concurrency..=1024).contains(&n.max_requests) {
+            return Err(InferenceError::Config(format!("neuron.max_requests must be between neuron.concurrency ({}) and 1024, got {}", n.concurrency, n.max_requests)));
+        }
+        c.concurrency = n.concurrency;
+        c.round_window = n.round_window;
+        c.max_requests = n.max_requests;
         c.total_timeout = n.timeout;
         c.first_token_timeout = n.first_token_timeout;
         c.connect_timeout = n.connect_timeout;
@@ -425,6 +452,15 @@ mod tests {
         assert!(no_keys.into_config(keypair(), PathBuf::from("/tmp")).is_err());
         let bad_mode = ValidatorFile { netuid: Some(1), verify: VerifyFile { mode: "vibes".into(), ..Default::default() }, ..Default::default() };
         assert!(bad_mode.into_config(keypair(), PathBuf::from("/tmp")).unwrap_err().to_string().contains("vibes"));
+        for (concurrency, max_requests, window, ok) in [(0, 8, 20, false), (1, 1, 1, true), (8, 8, 600, true), (9, 32, 20, false), (4, 3, 20, false), (4, 1025, 20, false), (4, 32, 0, false), (4, 32, 601, false)] {
+            let neuron = NeuronFile { concurrency, max_requests, round_window: Duration::from_secs(window), ..Default::default() };
+            let file = ValidatorFile { netuid: Some(1), neuron, ..Default::default() };
+            match file.into_config(keypair(), PathBuf::from("/tmp")) {
+                Ok((c, _)) => assert!(ok && (c.concurrency, c.max_requests, c.round_window) == (concurrency, max_requests, Duration::from_secs(window))),
+                Err(e) => assert!(!ok && e.to_string().contains("neuron."), "{concurrency} {max_requests} {window}: {e}"),
+            }
+        }
+        assert_eq!((c.concurrency, c.round_window, c.max_requests), (4, Duration::from_secs(20), 32), "the defaults");
         // Unknown keys, in the subnet's part of [neuron] or the runtime's, and bad units are refused.
         for bad in ["[neuron]\nsample_sise = 3\n", "[neuron]\nepoch_lenght = 3\n", "[neuron]\ntimeout = \"12 parsecs\"\n", "[database]\nurl = 3\n", "[neuron]\ntimeout_secs = 3\n"] {
             let path = file(dir.path(), bad);

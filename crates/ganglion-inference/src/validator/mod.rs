@@ -1,6 +1,8 @@
-//! The validator: each step it picks a model, samples miners that serve it, sends them one
-//! synthetic request with a drawn seed and sampling parameters, times and verifies the
-//! streams and updates the scores; the runtime's loop ([`ganglion_neuron::validator`])
+//! The validator: each step it picks a model, samples miners that serve it, runs a loaded
+//! round ([`round::run_loaded_round`]: for a fixed window every miner has `concurrency`
+//! synthetic requests in flight, each with its own prompt, seed and drawn sampling
+//! parameters), verifies the answers and records per miner the verified tokens it
+//! delivered within the window per second; the runtime's loop ([`ganglion_neuron::validator`])
 //! syncs the metagraph, sets weights through the runtime's [`WeightSetter`], saves the
 //! scores and publishes the status around it.
 //!
@@ -8,11 +10,11 @@
 //!  runtime loop: MetagraphSync ─▶ on_hotkey_change (reset that uid) ─▶ permit?
 //!        │
 //!   step: model ─▶ targets (axon served, not self, not a big validator, serve model)
-//!        │                           │ a prompt per miner (corpus topics) + sampling
+//!        │                           │ a prompt per request (corpus topics) + sampling
 //!        │                           ▼
-//!        │           round: signed streams ─▶ bounded reads ─▶ verify (logprob | ground truth)
-//!        │                           ▼
-//!        └── WeightSetter ◀── scoreboard (windowed TPS) ──▶ scores.json (StateFile), records
+//!        │    loaded round: signed streams, `concurrency` in flight per miner for a window
+//!        │                           ▼ bounded reads ─▶ verify (logprob | ground truth)
+//!        └── WeightSetter ◀── scoreboard (windowed tokens/s) ──▶ scores.json, records
 //!                                        └──▶ NodeStatus (/status, status.json), /metrics
 //! ```
 //!
@@ -65,7 +67,7 @@ use tokio::task::JoinHandle;
 pub use config::{ReferenceSpec, ValidatorFile};
 pub use models::ModelSource;
 pub use query::{Dendrite, Target};
-pub use round::{RoundResult, run_round, run_round_each, run_round_timed};
+pub use round::{Load, LoadedRound, RoundResult, run_loaded_round, run_round, run_round_each, run_round_timed};
 
 use crate::error::{InferenceError, Result};
 use crate::openai::{Endpoint, InferenceRequest, Prompt, Sampling};
@@ -99,6 +101,16 @@ pub struct ValidatorConfig {
     pub epoch_length: u64,
     /// Miners per step (`--neuron.sample_size`, 48).
     pub sample_size: usize,
+    /// Requests in flight at each sampled miner during a round (`--neuron.concurrency`, 4;
+    /// at most a default miner's per-caller limit, 8): enough that an honest miner's engine
+    /// never idles between answers. See [`round::Load`].
+    pub concurrency: usize,
+    /// How long a round sends requests (`--neuron.round_window`, 20 s); a miner's score for
+    /// the round is the verified tokens it delivered within it per second.
+    pub round_window: Duration,
+    /// At most this many requests per miner and round (`--neuron.max_requests`, 32): bounds
+    /// the verification work a fast (or lying) miner can cause.
+    pub max_requests: usize,
     /// Model list source.
     pub models: ModelSource,
     /// Verification settings.
@@ -153,6 +165,9 @@ impl ValidatorConfig {
             data_dir,
             epoch_length: 360,
             sample_size: 48,
+            concurrency: 4,
+            round_window: Duration::from_secs(20),
+            max_requests: 32,
             models: ModelSource::Default,
             verify: VerifyConfig::default(),
             max_tokens: 256,
@@ -226,11 +241,80 @@ impl Shared {
         self.metagraph.read().ok().and_then(|m| m.as_ref().and_then(|m| m.by_hotkey(&me).map(|n| n.validator_permit))).unwrap_or(false)
     }
 
-    /// Records a round's results: scores (verifiable models only), metrics, records.
-    /// `weight` is how many results one counts for (organic answers verified with
-    /// probability `f` count `1/f` times, so an unverified one carries its share of risk).
+    /// Records answers one by one (organic traffic): scores (verifiable models only; each
+    /// answer a window entry of its tokens/s), metrics, records. `weight` is how many
+    /// results one counts for (organic answers verified with probability `f` count `1/f`
+    /// times, so an unverified one carries its share of risk).
     pub(crate) fn account(&self, results: &[RoundResult], block: u64, organic: bool, weight: usize) {
+        for (result, judged) in results.iter().zip(self.judge(results, block, organic)) {
+            let model = &result.request.model;
+            let mut board = self.scoreboard();
+            match judged {
+                Judged::Unscored => {}
+                Judged::Condemned(f) => board.condemn(result.target.uid, &result.target.hotkey, model, (f.cause.name(), &f.detail)),
+                Judged::Verified { .. } => board.record(result.target.uid, &result.target.hotkey, model, result.tps(), None, organic),
+                Judged::Failed(f) => {
+                    for _ in 0..weight.max(1) {
+                        board.record(result.target.uid, &result.target.hotkey, model, None, Some((f.cause.name(), &f.detail)), organic);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a loaded round ([`run_loaded_round`]): metrics and records per answer, and
+    /// per miner one window entry, the verified tokens it delivered per second of the
+    /// window, less `max_tokens` for every answer that failed and counts (a failed answer
+    /// costs what it claimed to be, so mixing cheap fakes into real work loses). A miner
+    /// that completed nothing within the window gets a zero (`TIMEOUT`); one whose answers
+    /// all did not count (refusals before this validator's permit, unverifiable models)
+    /// gets no entry.
+    pub(crate) fn account_round(&self, model: &str, targets: &[Target], round: &LoadedRound, window: Duration, block: u64) {
+        let judged = self.judge(&round.results, block, false);
+        let secs = window.as_secs_f64().max(1e-3);
+        for (i, target) in targets.iter().enumerate() {
+            let mine: Vec<(&RoundResult, &Judged)> = round.results.iter().zip(&judged).filter(|(r, _)| r.target.hotkey == target.hotkey).collect();
+            if mine.is_empty() {
+                if round.dropped.get(i).copied().unwrap_or(0) > 0 && self.references.contains_key(model) {
+                    // Nothing came back within the window: too slow for the round.
+                    let detail = format!("no answer completed within the {window:?} window");
+                    self.scoreboard().record(target.uid, &target.hotkey, model, None, Some((crate::cause::Cause::Timeout.name(), &detail)), false);
+                }
+                continue;
+            }
+            let mut board = self.scoreboard();
+            if let Some(Judged::Condemned(f)) = mine.iter().map(|(_, j)| *j).find(|j| matches!(j, Judged::Condemned(_))) {
+                board.condemn(target.uid, &target.hotkey, model, (f.cause.name(), &f.detail));
+                continue;
+            }
+            let (mut tokens, mut penalty, mut counted, mut verified, mut failure) = (0.0, 0.0, 0u64, 0u64, None);
+            for (result, judged) in &mine {
+                match judged {
+                    Judged::Verified { tokens: t } => {
+                        tokens += f64::from(*t);
+                        counted += 1;
+                        verified += 1;
+                    }
+                    Judged::Failed(f) => {
+                        penalty += f64::from(result.request.sampling.max_tokens);
+                        counted += 1;
+                        failure.get_or_insert(f);
+                    }
+                    Judged::Unscored | Judged::Condemned(_) => {}
+                }
+            }
+            if counted == 0 {
+                continue;
+            }
+            let value = (tokens - penalty).max(0.0) / secs;
+            board.record_round(target.uid, &target.hotkey, model, value, verified, counted - verified, failure.map(|f| (f.cause.name(), f.detail.as_str())));
+        }
+    }
+
+    /// Metrics, records and the accumulated evidence of each answer, and what it counts for.
+    fn judge(&self, results: &[RoundResult], block: u64, organic: bool) -> Vec<Judged> {
         let permitted = self.permitted();
+        let mut judged = Vec::with_capacity(results.len());
         for result in results {
             let request = &result.request;
             let scored = self.references.contains_key(&request.model);
@@ -259,24 +343,6 @@ impl Shared {
             if let Some(ttft) = streamed.ttft {
                 self.metrics.observe("ganglion_inference_ttft_seconds", &[], ttft.as_secs_f64());
             }
-            let counts = match (&failure_override, &result.verdict.outcome) {
-                (Some(_), _) | (None, Outcome::Verified) => true,
-                (None, Outcome::Failed(f)) => f.cause.counts_against_miner(permitted),
-                (None, Outcome::Unverifiable(_)) => false,
-            };
-            if scored && counts {
-                let mut board = self.scoreboard();
-                match &failure_override {
-                    Some(f) => board.condemn(result.target.uid, &result.target.hotkey, &request.model, (f.cause.name(), &f.detail)),
-                    None => {
-                        let failure = result.failure().map(|f| (f.cause.name(), f.detail.as_str()));
-                        let repeat = if failure.is_some() { weight.max(1) } else { 1 };
-                        for _ in 0..repeat {
-                            board.record(result.target.uid, &result.target.hotkey, &request.model, result.tps(), failure, organic);
-                        }
-                    }
-                }
-            }
             let mut record = inference_record(&self.config, request, result, block, organic);
             if let Some(f) = &failure_override {
                 record.verified = false;
@@ -284,8 +350,30 @@ impl Shared {
                 record.detail["failure"] = json!(f.detail);
             }
             self.records.send(Record::Inference(Box::new(record)));
+            judged.push(match (failure_override, &result.verdict.outcome) {
+                (_, _) if !scored => Judged::Unscored,
+                (Some(f), _) => Judged::Condemned(f),
+                (None, Outcome::Verified) => Judged::Verified { tokens: result.verdict.tokens },
+                (None, Outcome::Failed(f)) if f.cause.counts_against_miner(permitted) => Judged::Failed(f.clone()),
+                (None, Outcome::Failed(_) | Outcome::Unverifiable(_)) => Judged::Unscored,
+            });
         }
+        judged
     }
+}
+
+/// What one answer counts for in the scores.
+#[derive(Debug, Clone)]
+enum Judged {
+    /// Verified, with its verified tokens.
+    Verified { tokens: u32 },
+    /// Failed, and held against the miner.
+    Failed(crate::cause::Failure),
+    /// The miner's accumulated evidence condemned it with this answer.
+    Condemned(crate::cause::Failure),
+    /// Not scored: a model without a reference, an answer that could not be judged, or a
+    /// refusal that is the miner's right.
+    Unscored,
 }
 
 /// The record of one result (what the loop and the organic endpoint store).
@@ -428,45 +516,48 @@ impl Validator for InferenceValidator {
             tracing::debug!(target: "ganglion::inference", %model, "no miner serves the model yet");
             return Ok(());
         }
-        // Every miner gets its own prompt and seed, drawn independently: one engine cannot
+        // Every request gets its own prompt and seed, drawn independently: one engine cannot
         // answer for several hotkeys, and an answer cached for one prompt fits no other.
         // One of them (the first) is reworded by the reference when `vary_prompts` is on.
-        // All of them ask for the same number of tokens: streams of unequal length on one
-        // engine would let a Sybil's hotkeys together measure more than the engine makes
-        // (the short streams finish at a third of the speed, the long ones speed up after).
+        // All of a round's requests ask for the same number of tokens: streams of unequal
+        // length would give whoever picks which to serve first something to choose.
         let (low, high) = (shared.config.min_tokens.max(1), shared.config.max_tokens.max(shared.config.min_tokens.max(1)));
         let round_tokens = self.rng.gen_range(low..=high);
-        let mut requests = Vec::with_capacity(targets.len());
+        let load = Load { concurrency: shared.config.concurrency.max(1), window: shared.config.round_window, max_requests: shared.config.max_requests.max(1) };
+        let mut queues = Vec::with_capacity(targets.len());
         for i in 0..targets.len() {
-            requests.push(build_request(&shared, &self.bank, &mut self.rng, &model, i == 0, (round_tokens, round_tokens)).await);
+            let mut queue = Vec::with_capacity(load.max_requests);
+            for j in 0..load.max_requests {
+                queue.push(build_request(&shared, &self.bank, &mut self.rng, &model, i == 0 && j == 0, (round_tokens, round_tokens)).await);
+            }
+            queues.push(queue);
         }
-        let max_tokens = requests.iter().map(|r| r.sampling.max_tokens).max().unwrap_or(1);
-        tracing::debug!(target: "ganglion::inference", %model, miners = targets.len(), max_tokens, "querying");
+        tracing::debug!(target: "ganglion::inference", %model, miners = targets.len(), max_tokens = round_tokens, window = ?load.window, concurrency = load.concurrency, "querying");
         shared.metrics.add("ganglion_inference_miners_queried_total", &[], targets.len() as f64);
         let reference = shared.reference(&model);
-        let limits = shared.config.limits(max_tokens);
+        let limits = shared.config.limits(round_tokens);
         // A stop during the round abandons it: its answers are neither scored nor recorded
         // (a half-verified round would be unfair to the miners not yet judged), and the
         // process exits well within its stop timeout.
         let mut stop = ctx.shutdown.clone();
-        let round = run_round_each(&shared.dendrite, reference.as_deref(), &shared.config.verify, requests, &targets, limits);
-        let (results, verification) = tokio::select! {
+        let round = run_loaded_round(&shared.dendrite, reference.as_deref(), &shared.config.verify, queues, &targets, limits, load);
+        let round = tokio::select! {
             done = round => done,
             () = stop.wait() => {
                 tracing::info!(target: "ganglion::inference", %model, miners = targets.len(), "stopping: the round in progress is abandoned");
                 return Ok(());
             }
         };
-        if let Some(elapsed) = verification {
+        if let Some(elapsed) = round.verification {
             shared.metrics.observe("ganglion_inference_verification_seconds", &[], elapsed.as_secs_f64());
         }
-        for r in &results {
+        for r in &round.results {
             match r.failure() {
                 Some(f) => tracing::info!(target: "ganglion::inference", uid = r.target.uid, %model, cause = %f.cause, detail = %f.detail, "response failed"),
                 None => tracing::debug!(target: "ganglion::inference", uid = r.target.uid, %model, tps = r.tps().unwrap_or(0.0), verified = r.verdict.verified(), "response"),
             }
         }
-        shared.account(&results, ctx.block, false, 1);
+        shared.account_round(&model, &targets, &round, load.window, ctx.block);
         let ttl_ms = i64::try_from(shared.config.score_ttl.as_millis()).unwrap_or(i64::MAX);
         shared.scoreboard().expire(ganglion_core::clock::now_ms_i64().saturating_sub(ttl_ms));
         Ok(())

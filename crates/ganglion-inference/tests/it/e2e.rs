@@ -82,6 +82,9 @@ async fn honest_miners_earn_the_incentive_and_the_cheat_none() {
     config.max_tokens = 8;
     config.vary_prompts = false;
     config.step_interval = Duration::ZERO;
+    // Short rounds, two requests in flight per miner: CPU-sized.
+    config.round_window = Duration::from_secs(4);
+    config.concurrency = 2;
     config.first_token_timeout = Duration::from_secs(90);
     config.total_timeout = Duration::from_secs(150);
     config.models_refresh = Duration::from_secs(2);

@@ -82,6 +82,8 @@ async fn organic_traffic_chain_restart_and_state_restore() {
         c.vary_prompts = true;
         c.vary_max_tokens = 6;
         c.step_interval = Duration::from_millis(200);
+        c.round_window = Duration::from_secs(3);
+        c.concurrency = 2;
         c.first_token_timeout = Duration::from_secs(60);
         c.total_timeout = Duration::from_secs(120);
         c.models_refresh = Duration::from_secs(2);
@@ -189,6 +191,8 @@ async fn stopped_mid_epoch_and_restarted_it_keeps_its_scores() {
         c.max_tokens = 6;
         c.vary_prompts = false;
         c.step_interval = Duration::from_millis(100);
+        c.round_window = Duration::from_secs(3);
+        c.concurrency = 2;
         c.first_token_timeout = Duration::from_secs(60);
         c.total_timeout = Duration::from_secs(120);
         c.records = RecordsTarget::Disabled;

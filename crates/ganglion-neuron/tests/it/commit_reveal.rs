@@ -129,3 +129,66 @@ async fn the_setter_stays_plain_when_commit_reveal_is_off() {
     assert!(!row(&subnet, subnet.uid("//PValidator")).is_empty());
     subnet.shutdown().await;
 }
+
+/// A validator whose steps each take longer than an epoch (a long round on a short tempo):
+/// its commits are revealed while the step runs, not after it, when the reveal window
+/// would be gone and the chain would drop the commit.
+struct Slow {
+    scores: Vec<(u16, f32)>,
+}
+
+#[async_trait::async_trait]
+impl ganglion_neuron::validator::Validator for Slow {
+    async fn step(&mut self, ctx: &ganglion_neuron::validator::StepContext<'_>) -> Result<(), String> {
+        let mut stop = ctx.shutdown.clone();
+        stop.sleep(Duration::from_secs(4)).await;
+        Ok(())
+    }
+    fn scores(&self, _metagraph: &Metagraph) -> Vec<(u16, f32)> {
+        self.scores.clone()
+    }
+    fn on_hotkey_change(&mut self, _change: &ganglion_neuron::sync::HotkeyChange) {}
+    fn status(&self, _metagraph: &Metagraph, _weights: &[(u16, f32)]) -> (Vec<ganglion_neuron::status::MinerStatus>, serde_json::Value) {
+        (Vec::new(), serde_json::Value::Null)
+    }
+    fn save(&mut self) -> Result<(), ganglion_neuron::state::StateError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reveals_go_out_while_a_long_step_runs() {
+    use ganglion_neuron::status::{NodeStatus, Role, StatusBoard};
+    use ganglion_neuron::validator::{LoopSettings, ValidatorNode, ValidatorTask};
+    // Epochs of 6 blocks of 100 ms: a reveal window of 0.6 s, steps of 4 s.
+    let subnet = SubnetBuilder::new()
+        .block_time(Duration::from_millis(100))
+        .tempo(6)
+        .hyperparams(HyperparamUpdate { weights_rate_limit: Some(0), commit_reveal_weights_enabled: Some(true), commit_reveal_period: Some(1), ..Default::default() })
+        .neuron(Neuron::new("//LSCold", "//LSValidator").stake(1_000).validator())
+        .neuron(Neuron::new("//LS1Cold", "//LS1"))
+        .build()
+        .await;
+    let hotkey = key("//LSValidator");
+    let (vuid, m1) = (subnet.uid("//LSValidator"), subnet.uid("//LS1"));
+    let metrics = Arc::new(Metrics::new());
+    let board = Arc::new(StatusBoard::new(NodeStatus::new("test", Role::Validator, subnet.netuid, hotkey.public().to_ss58()), None));
+    let node = ValidatorNode {
+        chain: subnet.chain.clone(),
+        netuid: subnet.netuid,
+        hotkey: hotkey.clone(),
+        metrics: metrics.clone(),
+        board: board.clone(),
+        weights: WeightSetter::new(subnet.netuid, hotkey.clone(), 1, None, Box::new(PlainWeights), metrics),
+        settings: LoopSettings { step_interval: Duration::from_millis(100), idle_interval: Duration::from_millis(100) },
+    };
+    let task = ValidatorTask::spawn(node, Slow { scores: vec![(m1, 1.0)] }, None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while row(&subnet, vuid).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the commit was never revealed: {:?}", board.get());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(row(&subnet, vuid), vec![(m1, u16::MAX)]);
+    task.stop(Duration::from_secs(10)).await.unwrap();
+    subnet.shutdown().await;
+}

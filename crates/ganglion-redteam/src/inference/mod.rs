@@ -15,7 +15,7 @@
 //! | `cached` | one greedy answer + one low-temperature sample per prompt, replayed for any sampling, cut at max_tokens, streamed evenly |
 //! | `selective-refusal` | 403 for hot or long requests, the rest honest |
 //! | `sybil` | one engine behind N hotkeys, each axon on its own 127.0.0.x address; a body sent to all of them is generated once and streamed to each |
-//! | `go-dark` | honest for K epochs, then its axon goes away (still registered) |
+//! | `go-dark` | honest for K epochs from its first answer, then its axon goes away (still registered) |
 //! | `usage-lies` | honest tokens, `completion_tokens` multiplied |
 //! | `ttft-fake` | an empty chunk at once, then the honest tokens slowly |
 //! | `early-eos` | stops early calling it a natural stop (`--eos.mode stop`) or pads past its end (`pad`) |
@@ -36,6 +36,7 @@ use ganglion_core::keys::{Keypair, PublicKey};
 use ganglion_core::password::Passwords;
 use ganglion_core::wallet::Wallet;
 use ganglion_engine::Engine;
+use ganglion_engine::server::worker::Schedule;
 use ganglion_engine::server::{Server, ServerConfig};
 use ganglion_inference::miner::{self, MinerConfig, MinerHandle, UpstreamConfig};
 use ganglion_neuron::Shutdown;
@@ -179,7 +180,7 @@ pub struct InferenceArgs {
     /// early-eos stop: share of max_tokens generated.
     #[arg(long = "eos.fraction", default_value_t = 0.3)]
     pub eos_fraction: f64,
-    /// go-dark: epochs of honest work before going dark.
+    /// go-dark: epochs of honest work (from its first answered request) before going dark.
     #[arg(long = "go-dark.epochs", default_value_t = 3)]
     pub dark_after_epochs: u64,
     /// relay: the hotkey (SS58) of the miner whose answers are relayed.
@@ -198,8 +199,8 @@ fn load_hotkey(path: &std::path::Path, name: &str, hotkey: &str) -> anyhow::Resu
 
 /// Starts the built-in engine's OpenAI server on loopback under `name`, at most `pace` worker
 /// turns per second; returns its base URL.
-pub async fn engine_server(engine: Arc<Engine>, name: &str, pace: Option<f64>, shutdown: Shutdown) -> anyhow::Result<String> {
-    let server = Server::start_paced(engine, ServerConfig { model_id: name.to_string(), api_key: None }, pace).context("starting the engine worker")?;
+pub async fn engine_server(engine: Arc<Engine>, name: &str, pace: Option<f64>, schedule: Schedule, shutdown: Shutdown) -> anyhow::Result<String> {
+    let server = Server::start_scheduled(engine, ServerConfig { model_id: name.to_string(), api_key: None }, pace, schedule).context("starting the engine worker")?;
     let addr = upstream::serve_loopback(server.router(), shutdown).await?;
     Ok(format!("http://{addr}/v1"))
 }
@@ -235,7 +236,11 @@ pub async fn run(args: InferenceArgs) -> anyhow::Result<()> {
     }
     let path = model_path.clone();
     let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::load(&path)).await??);
-    let honest = engine_server(engine.clone(), &args.model_name, args.engine_pace, shutdown.clone()).await?;
+    // The Sybil serves its hotkeys' requests one after another: under the original's
+    // per-request speed that ordering paid one machine behind N hotkeys 1 + 1/2 + … + 1/N
+    // times one honest miner; within the validator's fixed round window it pays nothing.
+    let schedule = if args.strategy == Strategy::Sybil { Schedule::Fifo } else { Schedule::RoundRobin };
+    let honest = engine_server(engine.clone(), &args.model_name, args.engine_pace, schedule, shutdown.clone()).await?;
     let behaviour = match args.strategy {
         Strategy::Honest | Strategy::OtherModel | Strategy::GoDark => None,
         Strategy::Sybil => Some(Behaviour::Fanout { tps: args.cached_tps }),
@@ -277,16 +282,22 @@ pub async fn run(args: InferenceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `go-dark`: serves honestly for `epochs` of the subnet, then stops the miners (the
-/// hotkeys stay registered, the axons on chain stay published) and returns.
+/// `go-dark`: serves honestly for `epochs` of the subnet after its first answered request
+/// (so that it has built a score, however late the validators start), then stops the
+/// miners (the hotkeys stay registered, the axons on chain stay published) and returns.
 async fn go_dark(chain: &dyn Chain, netuid: u16, epochs: u64, handles: Vec<MinerHandle>, mut shutdown: Shutdown) {
+    let answered = |h: &MinerHandle| {
+        ["/v1/chat/completions", "/v1/completions"].iter().map(|route| h.metrics().get("ganglion_miner_requests_total", &[("route", route), ("status", "200")])).sum::<f64>()
+    };
     let mut start = None;
     loop {
-        if let Ok(subnet) = chain.subnet(netuid).await {
-            let first = *start.get_or_insert(subnet.epoch_index);
-            if subnet.epoch_index >= first + epochs {
-                break;
-            }
+        if start.is_none() && handles.iter().map(answered).sum::<f64>() > 0.0 {
+            start = chain.subnet(netuid).await.ok().map(|s| s.epoch_index);
+        }
+        if let (Some(first), Ok(subnet)) = (start, chain.subnet(netuid).await)
+            && subnet.epoch_index >= first + epochs
+        {
+            break;
         }
         if shutdown.sleep(Duration::from_secs(1)).await {
             break;

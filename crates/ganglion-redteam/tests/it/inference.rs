@@ -206,28 +206,24 @@ async fn cheap_strategies_earn_nothing_against_the_real_validator() {
 
 /// The strategies that do some real work, or spread it over several hotkeys, in a bounded
 /// run (1 honest miner, every engine paced to the same 15 turns/s — equal hardware on a
-/// shared CPU — 7 epochs of tempo 10, 16-token answers), judged in the final epoch, when
-/// every window holds about six answers: what the brief asks, with room for the spread of
-/// six requests (an honest miner's tokens/s varied by ±15% in these runs).
-/// - `other-model` (a cheaper model is not the work asked for) and `go-dark` (dark after
-///   two epochs, its answers older than the score TTL of three epochs): nothing.
+/// shared CPU — 7 epochs of tempo 10, 16-token answers, rounds of 8 s with two requests in
+/// flight per miner), judged in the final epoch: what the brief asks, with room for the
+/// spread of a few rounds.
+/// - `other-model` (a cheaper model is not the work asked for) and `go-dark` (dark two
+///   epochs after its first answer, its rounds older than the score TTL of three epochs by
+///   the last one): nothing.
 /// - `cached` makes two answers (greedy and a sample) for every one it sends, so its work
 ///   earns half an honest miner's; caching buys nothing because no prompt comes twice.
-/// - `selective-refusal` earns what it serves: refusals count once the validator holds
-///   its permit.
-/// - `sybil`: three hotkeys on one engine together earn one honest miner's share.
+/// - `selective-refusal` earns at most what it serves: a refusal (once the validator holds
+///   its permit) costs the tokens it was asked for and ends the miner's round.
+/// - `sybil`: three hotkeys on one engine that serves their requests one after another
+///   (the order that paid 1.83× under per-request speed) together earn one honest miner's
+///   share, since a round scores the tokens delivered within a fixed window.
 ///
-/// Measured on this machine (2026-12-02, under load): cached 0.46 and 0.48,
-/// selective-refusal 0.75 (served 6/8) and 0.44 (3/7), sybil 0.95 and 0.99, other-model
-/// and go-dark 0.
-///
-/// GOAL, not met yet, so ignored in CI (`cargo nextest run -p ganglion-redteam --run-ignored
-/// only`): the CI run of 2026-12-02 measured sybil 1.13 (three streams overlap their fixed
-/// per-request latency; mitigation not built: several requests per miner per round) and
-/// selective-refusal 0.62 with a third of its requests served (refusals before the
-/// validator's permit do not count).
+/// Measured on this machine (2026-12-03): cached 0.49 and 0.50, selective-refusal 0 (served
+/// 5 of 10), sybil 0.95 and 1.00 (the round-robin Sybil: 1.00), other-model 0, go-dark
+/// in its last epoch 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 12 goals (sybil ≤ 1, refusals) not met yet; see the doc comment"]
 async fn working_strategies_earn_no_more_than_their_work() {
     let args = [
         "--strategies",

@@ -167,6 +167,17 @@ pub(crate) struct ValidatorArgs {
     /// Miners queried per step (default 48).
     #[arg(long = "neuron.sample_size")]
     sample_size: Option<usize>,
+    /// Requests in flight at each sampled miner during a round, 1–8 (default 4): enough
+    /// that an honest miner's engine never idles between answers.
+    #[arg(long = "neuron.concurrency")]
+    concurrency: Option<usize>,
+    /// How long a round sends requests (default 20s); a miner scores the verified tokens it
+    /// delivered within the window, per second.
+    #[arg(long = "neuron.round_window", value_parser = parse_duration)]
+    round_window: Option<Duration>,
+    /// Requests per miner and round at most (default 32).
+    #[arg(long = "neuron.max_requests")]
+    max_requests: Option<usize>,
     /// Where scores.json, status.json and the default records database live
     /// (default ~/.ganglion/inference/<wallet>-<hotkey>/netuid<N>).
     #[arg(long = "neuron.data_dir", env = "GANGLION_VALIDATOR_DATA_DIR")]
@@ -260,6 +271,8 @@ impl ValidatorArgs {
             .set("neuron.epoch_length", toml_int(self.epoch_length))
             .set("neuron.version_key", toml_int(self.version_key))
             .set("neuron.sample_size", toml_int(self.sample_size))
+            .set("neuron.concurrency", toml_int(self.concurrency))
+            .set("neuron.max_requests", toml_int(self.max_requests))
             .set("neuron.max_tokens", self.max_tokens)
             .set("neuron.min_tokens", self.min_tokens)
             .set("neuron.vpermit_tao_limit", self.vpermit_tao_limit)
@@ -284,6 +297,7 @@ impl ValidatorArgs {
             .path("models.file", self.models_file.as_deref())
             .list("organic.api_keys", self.organic_api_keys.as_deref().unwrap_or_default());
         over.duration("neuron.timeout", self.timeout)
+            .duration("neuron.round_window", self.round_window)
             .duration("neuron.first_token_timeout", self.first_token_timeout)
             .duration("neuron.connect_timeout", self.connect_timeout)
             .duration("neuron.step_interval", self.step_interval)

@@ -378,6 +378,12 @@ mod processes {
             tempo.to_string(),
             s("--neuron.max_tokens"),
             max_tokens.to_string(),
+            // Rounds of a third of an epoch (at least 3 s), two requests in flight per miner:
+            // several rounds per epoch on a CPU (production: 20 s, four).
+            s("--neuron.round_window"),
+            format!("{}s", (u64::from(tempo) / 3).max(3)),
+            s("--neuron.concurrency"),
+            s("2"),
             // Results expire after three epochs of 1 s blocks, so a miner that stops
             // answering is at zero within the run (production: 1 h).
             s("--neuron.score_ttl"),
