@@ -570,6 +570,10 @@ async fn drive(
             args.concurrency.to_string(),
             s("--neuron.round_window"),
             format!("{}ms", args.round_window.as_millis()),
+            // A round is a few answers per miner here; cheap strategies that answer at
+            // once would otherwise send 32 answers each for the validator to verify.
+            s("--neuron.max_requests"),
+            s("12"),
             // Results expire after three epochs, so a miner that stops answering is at
             // zero well before the run ends (production: 1 h against 72-minute epochs).
             s("--neuron.score_ttl"),
@@ -822,7 +826,7 @@ async fn watch(args: &RunArgs, chain: &dyn Chain, netuid: u16, supervisor: &mut 
     let mut blocks = chain.subscribe_blocks().await.context("subscribing to blocks")?;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
-    let miners: Vec<String> = members.iter().filter(|m| !m.is_validator()).map(Member::ss58).collect();
+    let honest: Vec<(u16, String)> = members.iter().filter(|m| m.role == "honest").map(|m| (m.netuid, m.ss58())).collect();
     let ours: HashMap<String, &Member> = members.iter().map(|m| (m.ss58(), m)).collect();
     let netuids: Vec<u16> = members.iter().map(|m| m.netuid).fold(Vec::new(), |mut v, n| {
         if !v.contains(&n) {
@@ -858,8 +862,11 @@ async fn watch(args: &RunArgs, chain: &dyn Chain, netuid: u16, supervisor: &mut 
                 for &on in netuids.iter().filter(|n| header.epochs.contains(n)) {
                     let metagraph = Metagraph::fetch(chain, on).await?;
                     if !weighted.contains(&on) {
-                        // Counting starts once the validator's first weights are in.
-                        if !metagraph.neurons().iter().any(|n| miners.contains(&n.hotkey.to_ss58()) && n.incentive > 0) {
+                        // Counting starts once the validator's weights pay every honest miner:
+                        // shares are relative to them, and a validator's first rounds can
+                        // miss miners that had not yet seen its permit.
+                        let paid = |hotkey: &String| metagraph.neurons().iter().any(|n| &n.hotkey.to_ss58() == hotkey && n.incentive > 0);
+                        if !honest.iter().filter(|(n, _)| *n == on).all(|(_, h)| paid(h)) {
                             say(format!("block {}: waiting for the first weights on subnet {on}", header.number));
                             continue;
                         }

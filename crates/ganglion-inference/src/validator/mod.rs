@@ -861,9 +861,10 @@ pub(crate) fn candidates(shared: &Shared, metagraph: &Metagraph, me: &PublicKey,
 /// else only those whose last answer failed more than [`SERVED_RETRY`] ago.
 /// How soon a miner that did not answer `GET /models` is asked again. Short, because the
 /// usual reason is transient: the miner refused us before our validator permit arrived (the
-/// first epoch after registration), or it was still starting. The asks are concurrent and
-/// bounded by a 3 s timeout, so retrying dead axons costs little.
-const SERVED_RETRY: Duration = Duration::from_secs(15);
+/// first epoch after registration, or before its own metagraph sync saw the permit), or it
+/// was still starting. The asks are concurrent and bounded by a 3 s timeout, so retrying
+/// dead axons costs little (in practice once a step: a round outlasts this).
+const SERVED_RETRY: Duration = Duration::from_secs(5);
 
 async fn refresh_served(shared: &Shared, metagraph: &Metagraph, me: &PublicKey, all: bool) {
     let models = shared.models.read().map(|m| m.clone()).unwrap_or_default();

@@ -146,10 +146,13 @@ async fn judge(
 }
 
 /// The load of a synthetic round: every miner gets `concurrency` requests at once, a new
-/// one whenever an answer comes back, none started after `window`; answers still streaming
-/// when the window closes are dropped unscored. A miner's work is then the verified tokens
-/// it delivered within the window — a fixed time, measured work, as the compute subnet's
-/// challenges under one deadline.
+/// one whenever an answer comes back, none started after `window`; every stream is cut
+/// when the window closes, and what a cut stream delivered by then is judged as an answer
+/// of that many tokens ([`LoadedRound::cut`]). A miner's work is the verified tokens it
+/// delivered within the window — a fixed time, measured work, as the compute subnet's
+/// challenges under one deadline — whatever order it serves its streams in (dropping the
+/// cut streams instead would pay a miner that serves one stream at a time for the
+/// unfinished work of one stream, and one that serves them side by side for none of it).
 ///
 /// Why not the original's mean tokens/s of single requests (fixed work, measured time): one
 /// machine behind N hotkeys that serves its hotkeys' requests one after another, instead of
@@ -176,8 +179,12 @@ pub struct LoadedRound {
     /// Every answer that ended within the window (streams that failed included), in the
     /// order they ended per miner.
     pub results: Vec<RoundResult>,
-    /// Per target (index into `targets`): requests dropped when the window closed.
+    /// Per target (index into `targets`): streams cut when the window closed with nothing
+    /// to judge (fewer tokens than the verifier's minimum).
     pub dropped: Vec<usize>,
+    /// Per result (parallel to `results`): whether it is a stream cut at the window's end,
+    /// judged as an answer of the tokens it had delivered.
+    pub cut: Vec<bool>,
     /// How long the verification took (`None` when nothing was verified against a reference).
     pub verification: Option<Duration>,
 }
@@ -200,24 +207,61 @@ pub async fn run_loaded_round(
         targets.iter().zip(queues).map(|(target, queue)| drive_miner(dendrite, target, queue, limits, load, deadline)),
     )
     .await;
-    let mut dropped = Vec::with_capacity(targets.len());
-    let mut flat_targets = Vec::new();
-    let mut requests = Vec::new();
-    let mut responses = Vec::new();
-    for (target, (answers, in_flight)) in targets.iter().zip(per_miner) {
-        dropped.push(in_flight);
-        for (request, response) in answers {
-            flat_targets.push(target.clone());
-            requests.push(request);
-            responses.push(response);
+    let mut dropped = vec![0usize; targets.len()];
+    // Whole answers and cut streams are judged apart: a cut stream has no finish and no
+    // usage, and is judged as an answer of `max_tokens` = the tokens it delivered.
+    let (mut whole, mut cut) = (Batch::default(), Batch::default());
+    for (i, (target, answers)) in targets.iter().zip(per_miner).enumerate() {
+        for (request, response, was_cut) in answers {
+            match response {
+                Err(e) if was_cut => {
+                    let n = e.partial.tokens.len();
+                    if n < config.min_tokens.max(1) {
+                        dropped[i] += 1;
+                        continue;
+                    }
+                    let mut request = request;
+                    request.sampling.max_tokens = n as u32;
+                    let mut streamed = *e.partial;
+                    streamed.finish_reason = Some("length".into());
+                    streamed.usage = None;
+                    cut.push(target, request, Ok(streamed));
+                }
+                response => whole.push(target, request, response),
+            }
         }
     }
-    let (results, verification) = judge(reference, config, requests, &flat_targets, responses).await;
-    LoadedRound { results, dropped, verification }
+    let cut_config = VerifyConfig { require_usage: false, ..config.clone() };
+    let (mut results, first) = judge(reference, config, whole.requests, &whole.targets, whole.responses).await;
+    let (cut_results, second) = judge(reference, &cut_config, cut.requests, &cut.targets, cut.responses).await;
+    let mut flags = vec![false; results.len()];
+    flags.extend(std::iter::repeat_n(true, cut_results.len()));
+    results.extend(cut_results);
+    let verification = match (first, second) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+    LoadedRound { results, dropped, cut: flags, verification }
 }
 
-/// One miner's part of a loaded round: its answers, and how many were still in flight
-/// when the window closed.
+/// Answers to judge together.
+#[derive(Default)]
+struct Batch {
+    targets: Vec<Target>,
+    requests: Vec<InferenceRequest>,
+    responses: Vec<Result<Streamed, StreamError>>,
+}
+
+impl Batch {
+    fn push(&mut self, target: &Target, request: InferenceRequest, response: Result<Streamed, StreamError>) {
+        self.targets.push(target.clone());
+        self.requests.push(request);
+        self.responses.push(response);
+    }
+}
+
+/// One miner's part of a loaded round: its answers, each with whether it is a stream cut
+/// at `deadline` (each stream's deadlines end with the window).
 async fn drive_miner(
     dendrite: &Dendrite,
     target: &Target,
@@ -225,34 +269,51 @@ async fn drive_miner(
     limits: StreamLimits,
     load: Load,
     deadline: tokio::time::Instant,
-) -> (Vec<(InferenceRequest, Result<Streamed, StreamError>)>, usize) {
+) -> Vec<(InferenceRequest, Result<Streamed, StreamError>, bool)> {
     let mut queue = queue.into_iter().take(load.max_requests.max(1));
     let mut in_flight = FuturesUnordered::new();
-    let send = |request: InferenceRequest| async move {
-        let response = dendrite.complete(target, &request, limits).await;
-        (request, response)
+    let send = |request: InferenceRequest| {
+        let mut limits = limits;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        limits.total_timeout = limits.total_timeout.min(left);
+        limits.first_token_timeout = limits.first_token_timeout.min(left);
+        limits.idle_timeout = limits.idle_timeout.min(left);
+        async move {
+            let response = dendrite.complete(target, &request, limits).await;
+            (request, response)
+        }
     };
     for request in queue.by_ref().take(load.concurrency.max(1)) {
         in_flight.push(send(request));
     }
     let mut answers = Vec::new();
     let mut failed = false;
-    let window = tokio::time::sleep_until(deadline);
-    tokio::pin!(window);
+    // Every stream ends by the deadline on its own; the margin only bounds a stuck read.
+    let hard_stop = tokio::time::sleep_until(deadline + HARD_STOP_MARGIN);
+    tokio::pin!(hard_stop);
     loop {
         tokio::select! {
             next = in_flight.next() => match next {
                 Some((request, response)) => {
-                    failed |= response.is_err();
-                    answers.push((request, response));
+                    let now = tokio::time::Instant::now();
+                    let cut = now + CUT_SLACK >= deadline && matches!(&response, Err(e) if e.failure.cause == crate::cause::Cause::Timeout && e.partial.finish_reason.is_none());
+                    failed |= response.is_err() && !cut;
+                    answers.push((request, response, cut));
                     if !failed && tokio::time::Instant::now() < deadline && let Some(request) = queue.next() {
                         in_flight.push(send(request));
                     }
                 }
                 None => break,
             },
-            () = &mut window => break,
+            () = &mut hard_stop => break,
         }
     }
-    (answers, in_flight.len())
+    answers
 }
+
+/// How long after a round's window a stream that did not stop by its own deadline is
+/// abandoned.
+const HARD_STOP_MARGIN: Duration = Duration::from_secs(2);
+
+/// A stream that timed out this close to the window's end was cut by it.
+const CUT_SLACK: Duration = Duration::from_millis(50);
