@@ -42,6 +42,17 @@ pub struct Accumulated {
     pub checks: u64,
 }
 
+/// One miner's loaded round, as [`Scoreboard::record_round`] takes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundEntry {
+    /// Verified tokens per second of the round's window, after penalties (0: a failed round).
+    pub value: f64,
+    /// Answers verified.
+    pub verified: u64,
+    /// Answers failed (those that count).
+    pub failed: u64,
+}
+
 /// Format version of the saved board.
 pub const STATE_VERSION: u32 = 1;
 
@@ -158,11 +169,11 @@ impl Scoreboard {
         }
     }
 
-    /// Records one loaded round of a miner: one window entry, `value` (verified tokens per
-    /// second of the round's window, after penalties; 0 is a failed round), with the
-    /// round's `verified` and `failed` answers added to the counters and `failure` (the
-    /// first counted one) as the last cause.
-    pub fn record_round(&mut self, uid: u16, hotkey: &PublicKey, model: &str, value: f64, verified: u64, failed: u64, failure: Option<(&str, &str)>) {
+    /// Records one loaded round of a miner: one window entry, `round.value`, with the
+    /// round's answers added to the counters and `failure` (the first counted one) as the
+    /// last cause.
+    pub fn record_round(&mut self, uid: u16, hotkey: &PublicKey, model: &str, round: RoundEntry, failure: Option<(&str, &str)>) {
+        let RoundEntry { value, verified, failed } = round;
         let value = if value.is_finite() && value > 0.0 { Some(value) } else { None };
         self.record(uid, hotkey, model, value, failure, false);
         let entry = self.miners.entry(hotkey.to_ss58()).or_default();
@@ -359,13 +370,14 @@ mod tests {
     fn a_round_is_one_window_entry_and_counts_its_answers() {
         let mut board = Scoreboard::new(1, 4);
         let a = key("//A");
-        board.record_round(1, &a, "m1", 12.0, 6, 0, None);
-        board.record_round(1, &a, "m1", 0.0, 1, 2, Some(("REFUSED", "403")));
+        let round = |value, verified, failed| RoundEntry { value, verified, failed };
+        board.record_round(1, &a, "m1", round(12.0, 6, 0), None);
+        board.record_round(1, &a, "m1", round(0.0, 1, 2), Some(("REFUSED", "403")));
         let entry = &board.miners[&a.to_ss58()];
         assert_eq!(entry.models["m1"].iter().copied().collect::<Vec<_>>(), vec![12.0, 0.0]);
         assert_eq!((entry.verified, entry.failed, entry.last_cause.as_deref()), (7, 2, Some("REFUSED")));
         // A round with a failure and a positive value keeps the value and names the cause.
-        board.record_round(1, &a, "m1", 3.0, 4, 1, Some(("TIMEOUT", "idle")));
+        board.record_round(1, &a, "m1", round(3.0, 4, 1), Some(("TIMEOUT", "idle")));
         let entry = &board.miners[&a.to_ss58()];
         assert_eq!((entry.model_score("m1"), entry.verified, entry.failed, entry.last_cause.as_deref()), (5.0, 11, 3, Some("TIMEOUT")));
     }

@@ -307,7 +307,8 @@ impl Shared {
                 continue;
             }
             let value = (tokens - penalty).max(0.0) / secs;
-            board.record_round(target.uid, &target.hotkey, model, value, verified, counted - verified, failure.map(|f| (f.cause.name(), f.detail.as_str())));
+            let round = crate::scoring::RoundEntry { value, verified, failed: counted - verified };
+            board.record_round(target.uid, &target.hotkey, model, round, failure.map(|f| (f.cause.name(), f.detail.as_str())));
         }
     }
 
