@@ -230,6 +230,15 @@ mod tests {
         let Some(SupervisorError::Exited { name, status, tail, .. }) = exited else { panic!("the quitter was not noticed: {exited:?}") };
         assert_eq!((name.as_str(), status.code()), ("quitter", Some(3)));
         assert!(tail.contains("bye from quitter"), "{tail}");
+        // The sleeper's trap is set once it says "up": a SIGTERM before that kills the shell
+        // outright (seen once on a loaded CI machine).
+        let sleeper_log = dir.path().join("logs/sleeper.log");
+        for _ in 0..500 {
+            if std::fs::read_to_string(&sleeper_log).is_ok_and(|l| l.contains("up")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let exits = supervisor.shutdown().await;
         let by_name = |n: &str| exits.iter().find(|e| e.name == n).map(|e| e.exit.clone());
         assert_eq!(by_name("sleeper").as_deref(), Some("clean"), "{exits:?}");
