@@ -176,8 +176,8 @@ pub struct Load {
 /// What [`run_loaded_round`] found.
 #[derive(Debug)]
 pub struct LoadedRound {
-    /// Every answer that ended within the window (streams that failed included), in the
-    /// order they ended per miner.
+    /// Every answer: the whole ones (streams that failed included), then the streams cut at
+    /// the window's end, judged as answers of the tokens they delivered.
     pub results: Vec<RoundResult>,
     /// Per target (index into `targets`): streams cut when the window closed with nothing
     /// to judge (fewer tokens than the verifier's minimum).
