@@ -30,7 +30,8 @@
 //! difficulty_min = 6
 //! difficulty_max = 12
 //! challenge_timeout = "30s"
-//! challenges_per_round = 8                 # sent together, one deadline
+//! challenges_per_round = 8                 # in flight per miner, one deadline
+//! challenges_max_per_round = 64            # solved ones are replaced up to this many
 //! block_poll = "1s"
 //! [validator.scoring.weights]
 //! success = 1.0
@@ -60,8 +61,15 @@ pub const DEFAULT_CHALLENGES_PER_ROUND: u32 = 8;
 /// Most challenges a validator sends one miner per round (`validator.challenges_per_round`).
 pub const MAX_CHALLENGES_PER_ROUND: u32 = 16;
 
-/// Default of `miner.max_challenges_per_caller`: a validator's whole round
-/// ([`MAX_CHALLENGES_PER_ROUND`]) is admitted.
+/// Default of `validator.challenges_max_per_round`: how many challenges one miner may solve
+/// in a round (each solved one is replaced by a fresh one while the deadline allows).
+pub const DEFAULT_CHALLENGES_MAX_PER_ROUND: u32 = 64;
+
+/// Largest `validator.challenges_max_per_round`.
+pub const MAX_CHALLENGES_MAX_PER_ROUND: u32 = 256;
+
+/// Default of `miner.max_challenges_per_caller`: a validator's challenges in flight
+/// ([`MAX_CHALLENGES_PER_ROUND`]) are admitted.
 pub const DEFAULT_MAX_CHALLENGES_PER_CALLER: usize = MAX_CHALLENGES_PER_ROUND as usize;
 
 /// The whole file (and the merged flags): what both nodes are built from.
@@ -197,11 +205,15 @@ pub struct ValidatorConfig {
     /// `--validator.challenge.timeout`: time a miner has per challenge (the original's 30 s).
     #[serde(with = "humantime_serde")]
     pub challenge_timeout: Duration,
-    /// `--validator.challenge.count`: challenges each miner gets per round, sent together
-    /// with the round's one deadline (1 to [`MAX_CHALLENGES_PER_ROUND`]; default 8). More
-    /// than one lets a miner use the time left after an early solve, as a machine split
-    /// across hotkeys does (see [`crate::scoring`]).
+    /// `--validator.challenge.count`: challenges each miner has in flight during a round,
+    /// all with the round's one deadline (1 to [`MAX_CHALLENGES_PER_ROUND`]; default 8):
+    /// they go out together, and each one solved is replaced by a fresh one at the same
+    /// difficulty while the deadline allows, so a miner always has work until the deadline,
+    /// as a machine split across hotkeys does (see [`crate::scoring`]).
     pub challenges_per_round: u32,
+    /// `--validator.challenge.max`: most challenges one miner gets in a round, replacements
+    /// included (`challenges_per_round` to [`MAX_CHALLENGES_MAX_PER_ROUND`]; default 64).
+    pub challenges_max_per_round: u32,
     /// `--validator.round.blocks.min`.
     pub round_blocks_min: u64,
     /// `--validator.round.blocks.max`.
@@ -238,6 +250,7 @@ impl Default for ValidatorConfig {
             adapt_rule: AdaptRule::Work,
             challenge_timeout: Duration::from_secs(30),
             challenges_per_round: DEFAULT_CHALLENGES_PER_ROUND,
+            challenges_max_per_round: DEFAULT_CHALLENGES_MAX_PER_ROUND,
             round_blocks_min: 50,
             round_blocks_max: 80,
             scoring: ScoringConfig::default(),
@@ -271,6 +284,12 @@ impl ValidatorConfig {
             return Err(ComputeError::Config(format!(
                 "validator.challenges_per_round must be 1 to {MAX_CHALLENGES_PER_ROUND} (miners admit that many per caller by default), not {}",
                 self.challenges_per_round
+            )));
+        }
+        if !(self.challenges_per_round..=MAX_CHALLENGES_MAX_PER_ROUND).contains(&self.challenges_max_per_round) {
+            return Err(ComputeError::Config(format!(
+                "validator.challenges_max_per_round must be validator.challenges_per_round ({}) to {MAX_CHALLENGES_MAX_PER_ROUND}, not {}",
+                self.challenges_per_round, self.challenges_max_per_round
             )));
         }
         if self.batch_size == 0 || epoch_length == 0 {

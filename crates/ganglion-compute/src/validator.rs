@@ -179,6 +179,93 @@ enum Plan {
     Probe(ChallengeSpec, GpuProbe, u32),
 }
 
+/// What every challenge of a round shares.
+#[derive(Clone)]
+struct Ask {
+    client: PeerClient,
+    me: String,
+    netuid: u16,
+    /// The round's start, stored as every challenge's `created_at_ms`.
+    round_ms: i64,
+    /// When the round's first challenges went out: elapsed times count from here, for
+    /// replacements too (what the time term and the difficulty rule read is how far into
+    /// the round a solve came).
+    sent: Instant,
+    deadline: Instant,
+    in_grace: bool,
+}
+
+/// One miner's round as a stream of answers: its first challenges go out together, and each
+/// one solved before the deadline is replaced by a fresh challenge at the same difficulty,
+/// at most `max` in all. A miner that solves early thus goes on hashing to the deadline, as
+/// every part of a machine split across hotkeys would: the work a round credits is bounded
+/// by the miner's hashing, never by the number of challenges (see `scoring`).
+fn miner_round(ask: Ask, neuron: NeuronInfo, plans: Vec<Plan>, max: u32) -> futures::stream::BoxStream<'static, Option<Answered>> {
+    let pending = futures::stream::FuturesUnordered::new();
+    let sent = plans.len() as u32;
+    for plan in plans {
+        pending.push(ask_one(ask.clone(), neuron.clone(), plan));
+    }
+    futures::stream::unfold((pending, sent), move |(mut pending, mut sent)| {
+        let (ask, neuron) = (ask.clone(), neuron.clone());
+        async move {
+            let (answered, replace) = pending.next().await?;
+            if let Some(difficulty) = replace.filter(|_| sent < max && Instant::now() < ask.deadline) {
+                sent += 1;
+                pending.push(ask_one(ask, neuron, Plan::Regular(pow::generate(difficulty, &mut rand::rngs::OsRng).0)));
+            }
+            Some((answered, (pending, sent)))
+        }
+    })
+    .boxed()
+}
+
+/// Sends one challenge and judges the answer; with it, the difficulty to replace it at when
+/// it was a regular challenge that was solved.
+async fn ask_one(ask: Ask, neuron: NeuronInfo, plan: Plan) -> (Option<Answered>, Option<u8>) {
+    let started = Instant::now();
+    let (spec, limit, probe) = match plan {
+        Plan::Regular(spec) => (spec, ask.deadline.saturating_duration_since(started), None),
+        Plan::Probe(spec, probe, gpus) => (spec, probe.deadline, Some((probe, gpus))),
+    };
+    let request = Challenge::from_spec(&spec);
+    let outcome = match &neuron.axon {
+        Some(_) if limit.is_zero() => Err(PeerFailure::Timeout { deadline: ganglion_neuron::peer::Deadline::Total, limit_ms: 0 }),
+        Some(axon) => ask.client.call::<_, Challenge>(&axon_url(axon), &neuron.hotkey, route::CHALLENGE, &request, limit).await.map(|r| r.body.output),
+        None => Err(PeerFailure::NoAxon),
+    };
+    // A probe's time is its own; a regular challenge's counts from the round's first sends.
+    let elapsed_ms = if probe.is_some() { started.elapsed() } else { ask.sent.elapsed() }.as_secs_f64() * 1000.0;
+    let (success, cause, detail) = match outcome {
+        Ok(output) => match output.password {
+            Some(password) if spec.is_solved_by(&password) => (true, None, String::new()),
+            Some(_) => (false, Some("wrong_answer".to_string()), "the password does not hash to the challenge".to_string()),
+            None => (false, Some("no_answer".to_string()), output.error.unwrap_or_default().chars().take(200).collect()),
+        },
+        Err(failure) => {
+            if excused_in_grace(&failure, ask.in_grace) {
+                tracing::debug!(target: "compute::validator", uid = neuron.uid, %failure, "refused before the miner saw our permit; not counted");
+                return (None, None);
+            }
+            (false, Some(failure.name().to_string()), failure.to_string())
+        }
+    };
+    let replace = (success && probe.is_none()).then_some(spec.difficulty);
+    let record = ChallengeRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        created_at_ms: ask.round_ms,
+        netuid: ask.netuid,
+        validator_hotkey: ask.me,
+        miner_uid: neuron.uid,
+        miner_hotkey: neuron.hotkey.to_ss58(),
+        success,
+        elapsed_ms,
+        difficulty: spec.difficulty,
+        cause,
+    };
+    (Some((record, detail, probe)), replace)
+}
+
 /// One uid as the last scoring saw it (status rows).
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
@@ -306,20 +393,18 @@ impl ComputeValidator {
         if self.history.contains_key(hotkey) {
             return;
         }
-        // Enough rows for the window's rounds at this validator's challenges per round (and
-        // a spare round); a round's challenges share their `created_at_ms` (the round's start).
-        let per_round = self.config.challenges_per_round.max(1) as usize;
-        let limit = ((STATS_WINDOW + 1) * per_round).min(ganglion_records::read::MAX_LIMIT as usize);
-        let rows = self.records.recent_challenges(self.netuid, hotkey, limit as u32).await.unwrap_or_default();
+        // The window's rounds (and a spare one) of this validator, whole; a round's
+        // challenges share their `created_at_ms` (the round's start).
         let me = self.hotkey.public().to_ss58();
-        let mine: Vec<&ChallengeRecord> = rows.iter().filter(|r| r.validator_hotkey == me).collect();
-        let mut outcomes: VecDeque<Outcome> = VecDeque::new();
-        let mut groups = mine.chunk_by(|a, b| a.created_at_ms == b.created_at_ms).peekable();
-        while let Some(group) = groups.next() {
-            // The oldest round read may be cut off by the limit: leave it out.
-            if groups.peek().is_none() && rows.len() >= limit {
-                break;
+        let rows = match self.records.recent_challenge_rounds(self.netuid, &me, hotkey, STATS_WINDOW as u32 + 1).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::warn!(target: "compute::validator", %hotkey, %err, "reading the challenge history; starting this miner afresh");
+                Vec::new()
             }
+        };
+        let mut outcomes: VecDeque<Outcome> = VecDeque::new();
+        for group in rows.chunk_by(|a, b| a.created_at_ms == b.created_at_ms) {
             let challenges: Vec<(bool, u8, f64)> = group.iter().map(|r| (r.success, r.difficulty, r.elapsed_ms / 1000.0)).collect();
             outcomes.extend(Outcome::of_round(&challenges));
         }
@@ -543,79 +628,37 @@ impl ComputeValidator {
     async fn challenge_all(&mut self, targets: &[NeuronInfo], in_grace: bool, shutdown: &Shutdown, round_started: Instant) -> Vec<ChallengeRecord> {
         let round_ms = now_ms();
         let per_round = self.config.challenges_per_round.max(1);
-        let mut plans = Vec::new();
+        let mut plans: Vec<(NeuronInfo, Vec<Plan>)> = Vec::new();
         for neuron in targets {
             let hotkey = neuron.hotkey.to_ss58();
             self.load_history(&hotkey).await;
-            match self.gpu_probe_due(&hotkey) {
-                Some((probe, gpus)) => plans.push((neuron.clone(), Plan::Probe(pow::generate(probe.difficulty, &mut rand::rngs::OsRng).0, probe, gpus))),
+            let round = match self.gpu_probe_due(&hotkey) {
+                Some((probe, gpus)) => vec![Plan::Probe(pow::generate(probe.difficulty, &mut rand::rngs::OsRng).0, probe, gpus)],
                 None => {
                     let difficulty = pow::next_difficulty(&self.stats(&hotkey), self.config.adapt_rule, self.config.difficulty_min, self.config.difficulty_max);
-                    for _ in 0..per_round {
-                        plans.push((neuron.clone(), Plan::Regular(pow::generate(difficulty, &mut rand::rngs::OsRng).0)));
-                    }
+                    (0..per_round).map(|_| Plan::Regular(pow::generate(difficulty, &mut rand::rngs::OsRng).0)).collect()
                 }
-            }
+            };
+            plans.push((neuron.clone(), round));
         }
-        let client = self.client.clone();
         // One second of grace for the network on top of the miner's budget, counted from the
         // start of the round for every miner alike.
         let deadline = round_started + self.config.challenge_timeout + Duration::from_secs(1);
-        let netuid = self.netuid;
-        let me = self.hotkey.public().to_ss58();
+        let ask = Ask {
+            client: self.client.clone(),
+            me: self.hotkey.public().to_ss58(),
+            netuid: self.netuid,
+            round_ms,
+            sent: Instant::now(),
+            deadline,
+            in_grace,
+        };
+        let max = self.config.challenges_max_per_round.max(per_round);
         let mut stop = shutdown.clone();
         let results: Vec<Answered> = futures::stream::iter(plans)
-            .map(|(neuron, plan)| {
-                let client = client.clone();
-                let me = me.clone();
-                async move {
-                    let created_at_ms = round_ms;
-                    let started = Instant::now();
-                    let (spec, limit, probe) = match plan {
-                        Plan::Regular(spec) => (spec, deadline.saturating_duration_since(started), None),
-                        Plan::Probe(spec, probe, gpus) => (spec, probe.deadline, Some((probe, gpus))),
-                    };
-                    let request = Challenge::from_spec(&spec);
-                    let outcome = match &neuron.axon {
-                        Some(_) if limit.is_zero() => Err(PeerFailure::Timeout { deadline: ganglion_neuron::peer::Deadline::Total, limit_ms: 0 }),
-                        Some(axon) => client
-                            .call::<_, Challenge>(&axon_url(axon), &neuron.hotkey, route::CHALLENGE, &request, limit)
-                            .await
-                            .map(|r| r.body.output),
-                        None => Err(PeerFailure::NoAxon),
-                    };
-                    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    let (success, cause, detail) = match outcome {
-                        Ok(output) => match output.password {
-                            Some(password) if spec.is_solved_by(&password) => (true, None, String::new()),
-                            Some(_) => (false, Some("wrong_answer".to_string()), "the password does not hash to the challenge".to_string()),
-                            None => (false, Some("no_answer".to_string()), output.error.unwrap_or_default().chars().take(200).collect()),
-                        },
-                        Err(failure) => {
-                            if excused_in_grace(&failure, in_grace) {
-                                tracing::debug!(target: "compute::validator", uid = neuron.uid, %failure, "refused before the miner saw our permit; not counted");
-                                return None;
-                            }
-                            (false, Some(failure.name().to_string()), failure.to_string())
-                        }
-                    };
-                    let record = ChallengeRecord {
-                        id: uuid::Uuid::new_v4().to_string(),
-                        created_at_ms,
-                        netuid,
-                        validator_hotkey: me,
-                        miner_uid: neuron.uid,
-                        miner_hotkey: neuron.hotkey.to_ss58(),
-                        success,
-                        elapsed_ms,
-                        difficulty: spec.difficulty,
-                        cause,
-                    };
-                    Some((record, detail, probe))
-                }
-            })
+            .map(|(neuron, plans)| miner_round(ask.clone(), neuron, plans, max))
             // `batch_size` miners at once, each with its whole round.
-            .buffer_unordered(self.config.batch_size.saturating_mul(per_round as usize))
+            .flatten_unordered(self.config.batch_size)
             .take_until(async move { stop.wait().await })
             .filter_map(std::future::ready)
             .collect()
@@ -1050,6 +1093,8 @@ mod tests {
             (ValidatorConfig { challenge_timeout: Duration::from_secs(601), ..ValidatorConfig::default() }, 100),
             (ValidatorConfig { challenges_per_round: 0, ..ValidatorConfig::default() }, 100),
             (ValidatorConfig { challenges_per_round: crate::config::MAX_CHALLENGES_PER_ROUND + 1, ..ValidatorConfig::default() }, 100),
+            (ValidatorConfig { challenges_per_round: 8, challenges_max_per_round: 7, ..ValidatorConfig::default() }, 100),
+            (ValidatorConfig { challenges_max_per_round: crate::config::MAX_CHALLENGES_MAX_PER_ROUND + 1, ..ValidatorConfig::default() }, 100),
         ] {
             let mut bad = bad;
             assert!(matches!(bad.validate(epoch), Err(ComputeError::Config(_))), "{bad:?}");

@@ -10,6 +10,9 @@ use crate::write::{Arg, bind_all};
 /// The most rows any list query returns, whatever limit is asked for.
 pub const MAX_LIMIT: u32 = 1000;
 
+/// The most rounds [`Records::recent_challenge_rounds`] returns.
+pub const MAX_ROUNDS: u32 = 1000;
+
 pub(crate) fn check_limit(limit: u32) -> RecordsResult<i64> {
     if limit == 0 || limit > MAX_LIMIT {
         return Err(RecordsError::InvalidInput { field: "limit", reason: format!("must be 1 to {MAX_LIMIT}, got {limit}") });
@@ -153,6 +156,27 @@ impl Records {
             format!("{CHALLENGE_SELECT} WHERE netuid = $1 AND miner_hotkey = $2 ORDER BY created_at_ms DESC, seq DESC LIMIT $3"),
             vec![netuid.into(), miner_hotkey.into(), limit.into()],
             "reading recent challenges",
+            challenge_from_row,
+        )
+        .await
+    }
+
+    /// A validator's newest `rounds` rounds of challenges to one miner, newest first: every
+    /// challenge whose `created_at_ms` (a round's start, shared by the round's challenges) is
+    /// among the `rounds` newest of that validator and miner. At most
+    /// [`MAX_ROUNDS`] rounds; the rows are bounded by the validator's challenges per round.
+    pub async fn recent_challenge_rounds(&self, netuid: u16, validator_hotkey: &str, miner_hotkey: &str, rounds: u32) -> RecordsResult<Vec<ChallengeRecord>> {
+        if rounds == 0 || rounds > MAX_ROUNDS {
+            return Err(RecordsError::InvalidInput { field: "rounds", reason: format!("must be 1 to {MAX_ROUNDS}, got {rounds}") });
+        }
+        self.fetch(
+            format!(
+                "{CHALLENGE_SELECT} WHERE netuid = $1 AND validator_hotkey = $2 AND miner_hotkey = $3 AND created_at_ms IN \
+                 (SELECT DISTINCT created_at_ms FROM challenge WHERE netuid = $1 AND validator_hotkey = $2 AND miner_hotkey = $3 \
+                 ORDER BY created_at_ms DESC LIMIT $4) ORDER BY created_at_ms DESC, seq DESC"
+            ),
+            vec![netuid.into(), validator_hotkey.into(), miner_hotkey.into(), i64::from(rounds).into()],
+            "reading recent challenge rounds",
             challenge_from_row,
         )
         .await

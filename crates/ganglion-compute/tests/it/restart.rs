@@ -113,7 +113,10 @@ async fn a_validator_stopped_mid_round_resumes_with_the_same_history() {
     assert_eq!(staller_history.len(), (in_round - 1) / per_round, "every earlier round timed out and counts; the one in flight does not");
     assert!(staller_history.iter().all(|o| !o.success));
     let stored = records.recent_challenges(netuid, &miner_key, 1000).await.unwrap_or_default();
-    assert_eq!((rounds_of(&stored, false), stored.len()), (history.len(), history.len() * per_round), "everything in memory was committed");
+    let max = config.validator.challenges_max_per_round as usize;
+    assert_eq!(rounds_of(&stored, false), history.len(), "everything in memory was committed");
+    assert!((history.len() * per_round..=history.len() * max).contains(&stored.len()), "{} challenges in {} rounds", stored.len(), history.len());
+    assert!(stored.len() > history.len() * per_round, "solved challenges were replaced within their rounds: {} in {} rounds", stored.len(), history.len());
 
     // Restarted on the same data directory: the same history and difficulty per miner.
     let mut restarted = ComputeValidator::open(&config, vhot.clone(), chain.clone(), Arc::new(Metrics::new())).await.unwrap_or_else(|e| panic!("reopen: {e}"));

@@ -185,12 +185,29 @@ async fn challenges_window_is_newest_first(store: &TestStore) {
     let mut expected: Vec<_> = all.iter().filter(|c| c.miner_hotkey == hotkey).cloned().collect();
     expected.sort_by_key(|c| std::cmp::Reverse(c.created_at_ms));
     assert_eq!(window, expected[..4].to_vec());
-    assert_eq!(store.records.challenges(7, None, 1000).await.expect("all").len(), 50);
+    // Rounds: a validator's challenges sharing a round start, of any count per round.
+    let validator = "5Validator";
+    let round = |start: i64, n: usize| -> Vec<ChallengeRecord> {
+        (0..n)
+            .map(|j| ChallengeRecord { id: format!("round-{start}-{j}"), created_at_ms: start, validator_hotkey: validator.into(), miner_hotkey: hotkey.clone(), ..all[0].clone() })
+            .collect()
+    };
+    let (old, mid, new) = (round(1_000, 3), round(2_000, 20), round(3_000, 1));
+    let other = ChallengeRecord { id: "other-validator".into(), created_at_ms: 4_000, validator_hotkey: "5Other".into(), miner_hotkey: hotkey.clone(), ..all[0].clone() };
+    store.records.insert_challenges(&[old.clone(), mid.clone(), new.clone(), vec![other]].concat()).await.expect("rounds");
+    let two = store.records.recent_challenge_rounds(7, validator, &hotkey, 2).await.expect("rounds");
+    assert_eq!(two.len(), 21, "the two newest rounds of this validator, whole: {two:?}");
+    assert!(two.iter().all(|c| c.validator_hotkey == validator && c.created_at_ms >= 2_000));
+    assert_eq!(two[0].created_at_ms, 3_000, "newest first");
+    assert_eq!(store.records.recent_challenge_rounds(7, validator, &hotkey, 10).await.expect("rounds").len(), 24);
+    assert!(store.records.recent_challenge_rounds(7, validator, &hotkey, 0).await.is_err());
+    assert_eq!(store.records.challenges(7, None, 1000).await.expect("all").len(), 75);
     let stats = store.records.challenge_stats(7, 0).await.expect("stats");
-    assert_eq!(stats.iter().map(|c| c.n).sum::<u64>(), 50);
-    assert_eq!(stats.iter().map(|c| c.success).sum::<u64>(), all.iter().filter(|c| c.success).count() as u64);
+    assert_eq!(stats.iter().map(|c| c.n).sum::<u64>(), 75);
+    let successes = all.iter().filter(|c| c.success).count() as u64 + if all[0].success { 25 } else { 0 };
+    assert_eq!(stats.iter().map(|c| c.success).sum::<u64>(), successes);
     let subnets = store.records.subnets().await.expect("subnets");
-    assert_eq!((subnets[0].inference_n, subnets[0].challenge_n), (0, 50));
+    assert_eq!((subnets[0].inference_n, subnets[0].challenge_n), (0, 75));
 }
 
 async fn specs_and_allocations_upsert(store: &TestStore) {

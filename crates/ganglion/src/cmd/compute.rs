@@ -266,9 +266,13 @@ pub(crate) struct ValidatorArgs {
     /// Most miners queried at once (default 256).
     #[arg(long = "validator.challenge.batch.size")]
     batch_size: Option<usize>,
-    /// Challenges each miner gets per round, sent together with one deadline (1–16, default 8).
+    /// Challenges each miner has in flight in a round, all with the round's deadline; each
+    /// one solved is replaced by a fresh one (1–16, default 8).
     #[arg(long = "validator.challenge.count")]
     challenges_per_round: Option<u32>,
+    /// Most challenges one miner gets in a round, replacements included (count–256, default 64).
+    #[arg(long = "validator.challenge.max")]
+    challenges_max_per_round: Option<u32>,
     /// Fewest blocks between rounds (default 50).
     #[arg(long = "validator.round.blocks.min")]
     round_min: Option<u64>,
@@ -315,6 +319,7 @@ impl ValidatorArgs {
         o.duration("validator.challenge_timeout", self.challenge_timeout);
         o.set("validator.batch_size", toml_int(self.batch_size));
         o.set("validator.challenges_per_round", toml_int(self.challenges_per_round));
+        o.set("validator.challenges_max_per_round", toml_int(self.challenges_max_per_round));
         o.set("validator.round_blocks_min", toml_int(self.round_min));
         o.set("validator.round_blocks_max", toml_int(self.round_max));
         o.set("validator.scoring.version", self.scoring_version.clone());
