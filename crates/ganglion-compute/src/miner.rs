@@ -16,7 +16,7 @@
 //! [`crate::solver`]); a global cap and a per-caller cap bound the work any number of
 //! validators (or a flooding caller that passed the policy) can queue. The per-caller cap's
 //! default ([`crate::config::DEFAULT_MAX_CHALLENGES_PER_CALLER`]) admits the most
-//! challenges a validator sends per round ([`crate::config::MAX_CHALLENGES_PER_ROUND`]).
+//! challenges a validator keeps in flight ([`crate::config::MAX_CHALLENGES_PER_ROUND`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

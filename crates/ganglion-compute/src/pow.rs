@@ -108,38 +108,48 @@ pub fn generate<R: RngCore + CryptoRng>(difficulty: u8, rng: &mut R) -> (Challen
 }
 
 /// One round's result for one miner as the statistics need it: the round's challenges
-/// (`validator.challenges_per_round`, all at one difficulty with one deadline) count as one
-/// attempt, solved when any of them was, so that the quality terms and the difficulty rule
-/// see what they saw with the original's one challenge per round; the work estimate counts
-/// every solved challenge ([`Outcome::solved`]).
+/// (`validator.challenges_per_round` in flight, each solved one replaced, see
+/// [`crate::validator`]) count as one attempt, solved when any of them was, so that the
+/// quality terms and the difficulty rule see what they saw with the original's one challenge
+/// per round; the work estimate counts every solved challenge ([`Outcome::work`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// Whether an answer verified.
     pub success: bool,
-    /// Difficulty of the round's challenges.
+    /// The round's highest difficulty (replacements may climb within a round).
     pub difficulty: u8,
-    /// Validator-measured round trip, seconds: of the first solved challenge, else the
-    /// longest.
+    /// Validator-measured time into the round, seconds: of the first solved challenge, else
+    /// the longest.
     pub elapsed_s: f64,
     /// How many of the round's challenges were solved.
     #[serde(default)]
     pub solved: u32,
+    /// `Σ 10^d` over the solved challenges, `d` each one's difficulty (the work estimate;
+    /// 0 in states saved before it existed: [`Outcome::work`] falls back to `solved · 10^d`).
+    #[serde(default)]
+    pub work: f64,
 }
 
 impl Outcome {
     /// One challenge's result (a round of one).
     pub fn single(success: bool, difficulty: u8, elapsed_s: f64) -> Outcome {
-        Outcome { success, difficulty, elapsed_s, solved: u32::from(success) }
+        Outcome::of_round(&[(success, difficulty, elapsed_s)]).unwrap_or(Outcome { success, difficulty, elapsed_s, solved: 0, work: 0.0 })
     }
 
     /// A round's outcome from its challenges' `(success, difficulty, elapsed_s)`, in any
-    /// order (None for no challenge). The difficulty is the highest (a round has one).
+    /// order (None for no challenge).
     pub fn of_round(challenges: &[(bool, u8, f64)]) -> Option<Outcome> {
         let difficulty = challenges.iter().map(|c| c.1).max()?;
         let solved = challenges.iter().filter(|c| c.0).count() as u32;
+        let work = challenges.iter().filter(|c| c.0).map(|c| 10f64.powi(i32::from(c.1))).sum();
         let times = challenges.iter().filter(|c| c.0 || solved == 0).map(|c| c.2);
         let elapsed_s = if solved > 0 { times.fold(f64::INFINITY, f64::min) } else { times.fold(0.0, f64::max) };
-        Some(Outcome { success: solved > 0, difficulty, elapsed_s, solved })
+        Some(Outcome { success: solved > 0, difficulty, elapsed_s, solved, work })
+    }
+
+    /// The round's work estimate: `Σ 10^d` over its solved challenges.
+    pub fn work(&self) -> f64 {
+        if self.work > 0.0 { self.work } else { f64::from(self.solved) * 10f64.powi(i32::from(self.difficulty)) }
     }
 }
 
@@ -169,6 +179,14 @@ pub struct ChallengeStats {
     /// validator, which knows the timeout; [`AdaptRule::Work`] climbs at once then).
     #[serde(default)]
     pub newest_solved_fast: bool,
+    /// The newest round's work estimate ([`Outcome::work`]).
+    #[serde(default)]
+    pub newest_work: f64,
+    /// Whether the newest round stopped at the validator's most challenges per round rather
+    /// than at its deadline (set by the validator, which knows that limit): the miner
+    /// searched more than its solves show.
+    #[serde(default)]
+    pub newest_capped: bool,
 }
 
 /// How many of the newest challenges at the current difficulty rule [`AdaptRule::Work`] reads.
@@ -198,6 +216,8 @@ impl ChallengeStats {
             at_last_attempts: at_last.len() as u32,
             at_last_successes: at_last.iter().filter(|o| o.success).count() as u32,
             newest_solved_fast: false,
+            newest_work: window.first().map_or(0.0, Outcome::work),
+            newest_capped: false,
             attempts: window.len() as u32,
             successes: successes.len() as u32,
             mean_success_elapsed_s,
@@ -220,7 +240,9 @@ pub enum AdaptRule {
     /// deadline. From the newest challenge's difficulty, with at least 4 of the newest 10
     /// challenges at it: ≥ 90 % solved adds 1, and so does a newest challenge solved within a
     /// quarter of the timeout (a ten times larger keyspace likely still fits: new miners
-    /// climb in a round per level); none solved of at least 6 removes 1. The
+    /// climb in a round per level); a round with 20 or more solves (about 10 keyspaces
+    /// searched) climbs `⌊log10⌋` of the keyspaces estimated, one more when it was cut at
+    /// the validator's most challenges per round; none solved of at least 6 removes 1. The
     /// score's work estimate (`10^d` per solve) is unbiased only while `10^d` is at least
     /// the hashes the miner does by the deadline; below that it is capped at `10^d`, and a
     /// machine split across hotkeys would be capped less (each part fills its own
@@ -270,6 +292,12 @@ pub fn next_difficulty(stats: &ChallengeStats, rule: AdaptRule, min: u8, max: u8
             } else {
                 0
             };
+            // Many solves in one round: the keyspaces searched by the deadline, from the
+            // renewal function (`2c − 1/3` solves for `c` keyspaces), say how many levels to
+            // climb at once; a round cut at the validator's most challenges searched more.
+            let keyspaces = (stats.newest_work / 10f64.powi(current) + 1.0 / 3.0) / 2.0;
+            let levels = if keyspaces >= 10.0 { keyspaces.log10().floor() as i32 } else { 0 } + i32::from(stats.newest_capped);
+            let step = if levels > 0 { step.max(levels) } else { step };
             return (current + step).clamp(i32::from(min), i32::from(max)) as u8;
         }
         _ => 0,

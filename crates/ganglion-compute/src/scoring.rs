@@ -29,69 +29,55 @@
 //!   the search order. The validator sends all of a round's challenges together with one
 //!   common deadline, so one machine behind N hotkeys shares one deadline's hashing among
 //!   them (quality is computed per round, see [`crate::pow::Outcome`]).
-//! - **k challenges per round, searched one after another** (`validator.challenges_per_round`,
-//!   default 8). With one challenge per round the parts' budgets were not disjoint: when one
-//!   part found its password early the others used the idle capacity, which an honest miner
-//!   with a single challenge left unused, and a split machine earned more (measured 0.6–1.4×
-//!   with the two parts searching side by side; a pair that searches its challenges one
-//!   after another expects 1.375× at `c = 0.75`, table below). Now every miner gets `k`
-//!   challenges at its difficulty, and the miner's solver searches one caller's challenges
-//!   one after another (all threads on the oldest, [`crate::solver`]), so the honest miner
-//!   reuses its own idle capacity the same way.
+//! - **Every miner hashes until the deadline** (`validator.challenges_per_round`, default 8
+//!   in flight; `validator.challenges_max_per_round`, default 64). With one challenge per
+//!   round the parts' budgets were not disjoint: when one part found its password early the
+//!   others used the idle capacity, which an honest miner with a single challenge left
+//!   unused, and a split machine earned more (measured 0.6–1.4× with the two parts searching
+//!   side by side). A fixed number of challenges per round only moves the problem: an honest
+//!   miner that solves all `k` is capped at `k` solves, and N parts at `N·k` (the red-team
+//!   run found it: at its top difficulty the honest miners solved 48 of 48 challenges in six
+//!   rounds, and a solver behind three hotkeys was credited 1.9× their work and paid 3.4×).
+//!   So the validator keeps `k` challenges in flight per miner for the whole round: each one
+//!   solved before the deadline is replaced by a fresh one at the same difficulty (up to
+//!   `challenges_max_per_round` in all), and the miner's solver searches one caller's
+//!   challenges one after another, oldest first ([`crate::solver`]).
 //!
 //!   *The math.* Measure hashing in keyspaces: `c = C/10^d` for a machine that hashes `C`
 //!   candidates by the deadline, and let the `j`-th challenge searched need `U_j·10^d`
-//!   candidates, `U_j` uniform on [0, 1] and independent. Searched one after another, the
-//!   `j`-th is solved when `S_j = U_1 + … + U_j ≤ c`, so the expected solves are
-//!   `M_k(c) = Σ_{j≤k} P(S_j ≤ c)` (Irwin–Hall distribution functions; `M_1(c) = c` for
-//!   `c ≤ 1`, `M_∞(c) = e^c − 1` for `c ≤ 1`, `≈ 2c − 1/3` for large `c`). For a password
-//!   whose chance of being in the next block grows with the part already searched, keeping to
-//!   one challenge until it is solved is the best order a miner without the answer can use,
-//!   so `M_{Nk}(c)` bounds what one machine earns at difficulty `d` behind `N` hotkeys (any
-//!   order, any split of its hashing), and the Sybil/honest ratio of the work at equal
-//!   difficulty is at most `M_∞(c)/M_k(c)`:
-//!
-//!   | c (keyspaces per deadline) | k = 1 | k = 2 | k = 4 | **k = 8** |
-//!   |---|---|---|---|---|
-//!   | 0.3 | 1.166 | 1.014 | 1.0001 | **1.0000** |
-//!   | 0.75 | 1.489 | 1.083 | 1.002 | **1.0000** |
-//!   | 1.0 | 1.718 | 1.146 | 1.006 | **1.0000** |
-//!   | 2.0 (top difficulty) | – | – | 1.101 | **1.0005** |
-//!   | 2.5 (top difficulty) | – | – | 1.235 | **1.003** |
-//!   | 3.0 (top difficulty) | – | – | 1.432 | **1.011** |
-//!
-//!   Below the top difficulty the difficulty rule keeps `c` under about 1 (a first solve
-//!   within a quarter of the deadline climbs a level), where `k = 4` would do; `k = 8` also
-//!   covers a miner that outgrows the top difficulty up to `c ≈ 2.5` (above that, raise
-//!   `k` up to 16, the miners' default per-caller limit). For a pair at the honest miner's
-//!   keyspace (the figure the one-challenge design gave as 1.19× for side-by-side parts):
-//!   `M_16(0.75)/M_8(0.75) = 1.0000`. The parts' quality is lower, not higher: a round
-//!   counts as solved when any of its challenges is, and the first challenge of a part
-//!   waits behind the other part's, so at `c = 0.75` each part solves about 46 % of its
-//!   rounds against the honest miner's 75 %, and the expected score ratio is about 0.8 (a
-//!   simulation of the validator's statistics: 0.81 over 100 rounds). At `c = 2.5` both
-//!   solve every round and the ratio is the work's, 1.003 (simulated 0.96–0.98).
+//!   candidates, `U_j` uniform on [0, 1] and independent. A miner that always has a
+//!   challenge waiting and searches them one after another solves the `j`-th when
+//!   `S_j = U_1 + … + U_j ≤ c`: the expected solves are the renewal function
+//!   `R(c) = Σ_j P(S_j ≤ c)` (Irwin–Hall distribution functions; `R(c) = e^c − 1` for
+//!   `c ≤ 1`, `≈ 2c − 1/3` for large `c`). For a password whose chance of being in the next
+//!   block grows with the part already searched, keeping to one challenge until it is solved
+//!   is the best order a miner without the answer can use, so `R(c)` bounds what one machine
+//!   earns at difficulty `d` behind any number of hotkeys, in any order and any split of its
+//!   hashing; and the honest miner, never out of challenges, reaches it. At equal difficulty
+//!   the Sybil/honest ratio of the work is therefore 1 in expectation, whatever `c`, until
+//!   the honest miner meets `challenges_max_per_round` (64 solves: `c` ≈ 32 keyspaces per
+//!   deadline, far past the point where the difficulty rule climbs a level). The network
+//!   round trip of a replacement costs nothing: the miner has `k − 1` others to search
+//!   meanwhile. The parts' quality is lower, not higher: a round counts as solved when any of
+//!   its challenges is, and the first challenge of a part waits behind the other parts'.
 //!
 //!   *Measured* (`ganglion-redteam`'s `compute::compute_adversaries_earn_at_most_their_share`:
-//!   two hotkeys on one solver against one honest miner with the same rate, `c = 2.5` at the
-//!   top difficulty, 24 rounds after a warm-up): the pair's share of one honest miner's
-//!   score after the last round 1.004, 0.841 and 0.931 over three runs (summed over the
-//!   rounds 1.005, 0.883, 1.009), incentive 1.026, 0.873 and 1.014 (the noise of 24 rounds
-//!   is about ±0.08); with one challenge per round the same
-//!   setup would pay the pair about 2× (the honest miner is capped at one keyspace per
-//!   round; 1.98 in the simulation).
+//!   two hotkeys on one solver against one honest miner with the same rate, `c` = 2.5 at the
+//!   top difficulty, 24 rounds after a warm-up): with replacement the pair's share of one
+//!   honest miner's score after the last round 0.898, summed over the rounds 0.957, incentive
+//!   0.887 (one run; the noise of 24 rounds is about ±0.08). Before replacement, with 8
+//!   challenges per round, the same test gave 1.004, 0.841 and 0.931 over three runs.
 //!
 //!   **Remaining limitation: keyspaces are powers of ten.** The bound above is for parts at
-//!   the honest miner's difficulty. Work credited per hash is `M_k(c)/c`: 1 for a coarse
+//!   the honest miner's difficulty. Work credited per hash is `R(c)/c`: 1 for a coarse
 //!   miner (`c ≪ 1`), up to 2 for a fine one (`c ≫ 1`, many challenges solved per round).
 //!   A Sybil that splits into enough hotkeys to sit a level (or two) lower, and games the
 //!   difficulty rule to stay there (fails every fifth round outright and holds back its
-//!   first answer past a quarter of the deadline), earns up to `0.8 · 2/(M_8(c)/c)` of an
+//!   first answer past a quarter of the deadline), earns up to `0.8 · 2/(R(c)/c)` of an
 //!   honest miner at `c`: about 1.07× at `c = 0.75`, 1.37× at `c = 0.3` and 1.5× at `c = 0.1`,
 //!   less after the lower difficulty and time terms of its quality. Closing it needs finer
 //!   keyspace steps than powers of ten (a challenge with fewer than 10 characters per
-//!   position), which the original's protocol does not have. Above `10^max_difficulty`
-//!   candidates per deadline the estimate saturates too: beyond `c ≈ 2.5` for `k = 8`.
+//!   position), which the original's protocol does not have.
 //!   The hashcat backend (`[miner.hashcat]`) runs each challenge as its own process, so a
 //!   round's challenges are searched side by side, which solves fewer of them than one after
 //!   another: against hashcat miners a split machine on the built-in solver keeps part of
@@ -338,8 +324,7 @@ pub fn work_per_round(newest_first: &[crate::pow::Outcome]) -> f64 {
     if window.is_empty() {
         return 0.0;
     }
-    let solved: f64 = window.iter().map(|o| f64::from(o.solved) * 10f64.powi(i32::from(o.difficulty))).sum();
-    solved / window.len() as f64
+    window.iter().map(crate::pow::Outcome::work).sum::<f64>() / window.len() as f64
 }
 
 /// The weight-rule score of one miner: `quality × work / max_work` (0 when nobody worked).

@@ -193,31 +193,69 @@ struct Ask {
     sent: Instant,
     deadline: Instant,
     in_grace: bool,
+    /// Replacements climb a level when a miner solved `climb_after` challenges at the
+    /// current one before `climb_before` (a quarter of the timeout), up to `difficulty_max`.
+    climb_after: u32,
+    climb_before: Instant,
+    difficulty_max: u8,
 }
 
 /// One miner's round as a stream of answers: its first challenges go out together, and each
-/// one solved before the deadline is replaced by a fresh challenge at the same difficulty,
-/// at most `max` in all. A miner that solves early thus goes on hashing to the deadline, as
-/// every part of a machine split across hotkeys would: the work a round credits is bounded
-/// by the miner's hashing, never by the number of challenges (see `scoring`).
+/// one solved before the deadline is replaced by a fresh challenge, at most `max` in all. A
+/// miner that solves early thus goes on hashing to the deadline, as every part of a machine
+/// split across hotkeys would: the work a round credits is bounded by the miner's hashing,
+/// never by the number of challenges (see `scoring`). Replacements climb a level when the
+/// miner solved `climb_after` challenges at the current one within the first quarter of the
+/// timeout (it searches at least ten times that by the deadline), so a new or fast miner is
+/// measured near its own difficulty from its first round rather than capped at `max` solves
+/// of a keyspace far below it.
 fn miner_round(ask: Ask, neuron: NeuronInfo, plans: Vec<Plan>, max: u32) -> futures::stream::BoxStream<'static, Option<Answered>> {
     let pending = futures::stream::FuturesUnordered::new();
     let sent = plans.len() as u32;
+    let difficulty = plans.iter().find_map(|p| match p {
+        Plan::Regular(spec) => Some(spec.difficulty),
+        Plan::Probe(..) => None,
+    });
     for plan in plans {
         pending.push(ask_one(ask.clone(), neuron.clone(), plan));
     }
-    futures::stream::unfold((pending, sent), move |(mut pending, mut sent)| {
+    let climb = Climb { difficulty: difficulty.unwrap_or(0), solved_at: 0 };
+    futures::stream::unfold((pending, sent, climb), move |(mut pending, mut sent, mut climb)| {
         let (ask, neuron) = (ask.clone(), neuron.clone());
         async move {
-            let (answered, replace) = pending.next().await?;
-            if let Some(difficulty) = replace.filter(|_| sent < max && Instant::now() < ask.deadline) {
-                sent += 1;
-                pending.push(ask_one(ask, neuron, Plan::Regular(pow::generate(difficulty, &mut rand::rngs::OsRng).0)));
+            let (answered, solved) = pending.next().await?;
+            if let Some(solved) = solved {
+                climb.solved(solved, &ask);
+                if sent < max && Instant::now() < ask.deadline {
+                    sent += 1;
+                    pending.push(ask_one(ask, neuron, Plan::Regular(pow::generate(climb.difficulty, &mut rand::rngs::OsRng).0)));
+                }
             }
-            Some((answered, (pending, sent)))
+            Some((answered, (pending, sent, climb)))
         }
     })
     .boxed()
+}
+
+/// The difficulty of a round's replacements.
+#[derive(Debug, Clone, Copy)]
+struct Climb {
+    difficulty: u8,
+    /// Solved at `difficulty` so far.
+    solved_at: u32,
+}
+
+impl Climb {
+    fn solved(&mut self, difficulty: u8, ask: &Ask) {
+        if difficulty != self.difficulty {
+            return;
+        }
+        self.solved_at += 1;
+        if self.solved_at >= ask.climb_after && self.difficulty < ask.difficulty_max && Instant::now() < ask.climb_before {
+            self.difficulty += 1;
+            self.solved_at = 0;
+        }
+    }
 }
 
 /// Sends one challenge and judges the answer; with it, the difficulty to replace it at when
@@ -417,6 +455,7 @@ impl ComputeValidator {
         let mut stats = ChallengeStats::from_outcomes(&outcomes);
         let quarter = self.config.challenge_timeout.as_secs_f64() / 4.0;
         stats.newest_solved_fast = outcomes.first().is_some_and(|o| o.success && o.elapsed_s < quarter);
+        stats.newest_capped = outcomes.first().is_some_and(|o| o.solved >= self.config.challenges_max_per_round);
         stats
     }
 
@@ -652,6 +691,9 @@ impl ComputeValidator {
             sent: Instant::now(),
             deadline,
             in_grace,
+            climb_after: per_round,
+            climb_before: Instant::now() + self.config.challenge_timeout / 4,
+            difficulty_max: self.config.difficulty_max,
         };
         let max = self.config.challenges_max_per_round.max(per_round);
         let mut stop = shutdown.clone();

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `false-specs` | serves specs claiming GPUs (H100s) and a working sandbox (`has_docker`); solves challenges honestly with the CPU solver | GPU probes: a GPU claim with a CPU-class rate fails them (`false_specs`) and is paid nothing; `has_docker` is never paid on a claim |
 //! | `fake-allocation` | claims a sandbox, accepts every reservation with a sealed, freshly made host key but runs no SSH server, answers every check "running", and does no challenge work ("allocated") | the validator proves its own reservations alive over SSH (`allocation_unreachable` counts as a failed challenge); third-party reservations are not paid |
-//! | `sybil` | one solver shared by N hotkeys, each with its own axon on its own address | the score is quality × expected hashes within the round's common deadline, over `k` challenges per hotkey that every miner searches one after another: N parts add up to at most one machine (≤ 1.003× at equal difficulty, `ganglion_compute::scoring`), each with a lower success rate |
+//! | `sybil` | one solver shared by N hotkeys, each with its own axon on its own address | the score is quality × work: the challenges solved by the round's common deadline, each solved one replaced by a fresh one so that every miner hashes until the deadline, searched one after another: N parts add up to at most one machine (in expectation, at equal difficulty, `ganglion_compute::scoring`), each with a lower success rate |
 //!
 //! [`run`] is the process entry point (`ganglion-redteam compute …`); [`spawn`] starts a
 //! strategy in-process (tests).

@@ -64,6 +64,12 @@ pub struct RunArgs {
     /// How much slower than produced `ttft-fake` releases its real tokens.
     #[arg(long = "ttft.factor", default_value_t = 3.0)]
     pub ttft_factor: f64,
+    /// Hash rate (candidates per second) of every compute miner's solver, honest or not, for
+    /// the same reason as `--pace`: without a cap, a solver hashes faster in a round in which
+    /// the others are idle (e.g. challenged before them), which is the test machine's CPU
+    /// being shared, not one miner's hardware being better. 0: uncapped.
+    #[arg(long = "hash-rate", default_value_t = 5_000_000)]
+    pub hash_rate: u64,
     /// Tempo of the subnet in blocks (also the validator's epoch length).
     #[arg(long, default_value_t = 20)]
     pub tempo: u16,
@@ -624,6 +630,8 @@ async fn drive(
         started.push(member.name.clone());
         // Every inference engine, honest or not, at the same pace (equal hardware).
         let pace = if args.pace > 0.0 { vec![s("--engine.pace"), args.pace.to_string()] } else { Vec::new() };
+        // Every compute solver, honest or not, at the same hash rate (equal hardware).
+        let hash_rate = if args.hash_rate > 0 { vec![s("--miner.max_hash_rate"), args.hash_rate.to_string()] } else { Vec::new() };
         let compute = Some(member.netuid) == compute_netuid;
         let argv = match (member.role.as_str(), compute) {
             ("honest", false) => {
@@ -653,6 +661,7 @@ async fn drive(
                     s("--miner.threads"),
                     s("1"),
                 ];
+                argv.extend(hash_rate.clone());
                 argv.extend(common(&member.name, member.netuid));
                 (ganglion, argv)
             }
@@ -660,6 +669,7 @@ async fn drive(
                 let entry = Entry::parse(&member.role).context("unknown compute strategy")?;
                 let Entry::Compute(strategy) = entry else { bail!("{} is not a compute strategy", member.role) };
                 let mut argv = vec![s("compute"), s("--strategy"), s(strategy.name()), s("--data-dir"), state(&member.name), s("--miner.threads"), s("1")];
+                argv.extend(hash_rate.clone());
                 argv.extend(common(&member.name, member.netuid));
                 if strategy == crate::compute::Strategy::Sybil {
                     let hotkeys: Vec<String> = members.iter().filter(|m| m.name == member.name).map(|m| m.hotkey_name.clone()).collect();

@@ -166,16 +166,29 @@ fn the_work_rule_keeps_the_keyspace_above_the_capacity() {
     assert_eq!(next(&[o(true, 8); 10]), 8, "clamped");
     let fast = ChallengeStats { newest_solved_fast: true, ..ChallengeStats::from_outcomes(&[o(true, 4)]) };
     assert_eq!(next_difficulty(&fast, AdaptRule::Work, 3, 8), 5, "solved in a quarter of the timeout: up at once");
+    // Many solves in a round climb several levels at once: 200 solves are ~100 keyspaces.
+    let many = |solved: u32| ChallengeStats::from_outcomes(&[Outcome { success: true, difficulty: 4, elapsed_s: 0.5, solved, work: f64::from(solved) * 1e4 }]);
+    assert_eq!(next_difficulty(&many(19), AdaptRule::Work, 3, 12), 4, "fewer than ~10 keyspaces: the usual rule");
+    assert_eq!(next_difficulty(&many(20), AdaptRule::Work, 3, 12), 5);
+    assert_eq!(next_difficulty(&many(200), AdaptRule::Work, 3, 12), 6);
+    assert_eq!(next_difficulty(&ChallengeStats { newest_capped: true, ..many(64) }, AdaptRule::Work, 3, 12), 6, "cut at the cap: one more");
+    assert_eq!(next_difficulty(&ChallengeStats { newest_capped: true, ..many(8) }, AdaptRule::Work, 3, 12), 5, "a small cap still climbs");
+    assert_eq!(next_difficulty(&ChallengeStats { newest_capped: true, ..many(64) }, AdaptRule::Work, 3, 5), 5, "clamped");
     assert_eq!(AdaptRule::default(), AdaptRule::Work);
 }
 
 #[test]
 fn a_round_counts_once_for_quality_and_every_solve_for_work() {
     let round = Outcome::of_round(&[(false, 6, 3.0), (true, 6, 2.5), (true, 6, 0.4), (false, 6, 3.1)]);
-    assert_eq!(round, Some(Outcome { success: true, difficulty: 6, elapsed_s: 0.4, solved: 2 }), "the first solve's time");
+    assert_eq!(round, Some(Outcome { success: true, difficulty: 6, elapsed_s: 0.4, solved: 2, work: 2e6 }), "the first solve's time");
     let failed = Outcome::of_round(&[(false, 5, 3.0), (false, 5, 3.2)]);
-    assert_eq!(failed, Some(Outcome { success: false, difficulty: 5, elapsed_s: 3.2, solved: 0 }), "the longest wait");
+    assert_eq!(failed, Some(Outcome { success: false, difficulty: 5, elapsed_s: 3.2, solved: 0, work: 0.0 }), "the longest wait");
     assert_eq!(Outcome::of_round(&[]), None);
+    // A round whose replacements climbed: every solve counts at its own difficulty.
+    let climbed = Outcome::of_round(&[(true, 6, 0.1), (true, 6, 0.2), (true, 7, 1.0), (false, 7, 3.0)]).unwrap_or_else(|| unreachable!());
+    assert_eq!((climbed.difficulty, climbed.solved, climbed.work()), (7, 3, 1.2e7));
+    let old_state = Outcome { work: 0.0, ..climbed };
+    assert_eq!(old_state.work(), 3e7, "states saved before `work` existed: solved · 10^d");
     assert_eq!(Outcome::of_round(&[(true, 4, 1.0)]), Some(Outcome::single(true, 4, 1.0)));
     // The statistics see rounds: one solved of four is a successful attempt.
     let stats = ChallengeStats::from_outcomes(&[round.unwrap_or_else(|| unreachable!()), failed.unwrap_or_else(|| unreachable!())]);

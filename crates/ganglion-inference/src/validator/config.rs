@@ -10,7 +10,7 @@
 //! [neuron]                    # the runtime's keys (data_dir, epoch_length,
 //! epoch_length = 360          #   sync_interval, version_key) and this subnet's
 //! data_dir = "/var/lib/ganglion/validator"
-//! sample_size = 48            # miners per step
+//! sample_size = 256           # miners per round (all of a full subnet)
 //! concurrency = 4             # requests in flight per sampled miner during a round (1–8)
 //! round_window = "20s"        # how long a round sends requests; scores are verified
 //!                             #   tokens delivered within it per second
@@ -91,7 +91,8 @@ pub struct NeuronFile {
     pub sync_interval: Duration,
     /// `version_key` sent with weights (default: the runtime's).
     pub version_key: Option<u64>,
-    /// Miners per step.
+    /// Miners per round (256: every miner of a full subnet). Fewer lets a machine behind
+    /// several hotkeys be measured for each of them alone, in different rounds.
     pub sample_size: usize,
     /// Requests in flight per sampled miner during a round (1–8).
     pub concurrency: usize,
@@ -145,7 +146,7 @@ impl Default for NeuronFile {
             epoch_length: base.epoch_length,
             sync_interval: base.sync_interval,
             version_key: base.version_key,
-            sample_size: 48,
+            sample_size: 256,
             concurrency: 4,
             round_window: Duration::from_secs(20),
             max_requests: 32,

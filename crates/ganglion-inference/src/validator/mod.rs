@@ -99,7 +99,11 @@ pub struct ValidatorConfig {
     pub data_dir: PathBuf,
     /// Blocks between weight settings (`--neuron.epoch_length`, 360).
     pub epoch_length: u64,
-    /// Miners per step (`--neuron.sample_size`, 48).
+    /// Miners per round (`--neuron.sample_size`, 256: all of a full subnet). A round
+    /// measures the work a miner delivers in a fixed time while every sampled miner is
+    /// loaded at once; a miner left out of a round is measured in another one, so with a
+    /// sample smaller than the subnet a machine behind N hotkeys is mostly measured for
+    /// each of them alone, at the whole machine's speed, and paid about N times.
     pub sample_size: usize,
     /// Requests in flight at each sampled miner during a round (`--neuron.concurrency`, 4;
     /// at most a default miner's per-caller limit, 8): enough that an honest miner's engine
@@ -154,8 +158,8 @@ pub struct ValidatorConfig {
 }
 
 impl ValidatorConfig {
-    /// The defaults of the original where they carry over (epoch 360 blocks, 48 miners,
-    /// 4096 TAO permit limit, window 30), CPU-sized token budgets (64–256) and deadlines
+    /// The defaults of the original where they carry over (epoch 360 blocks, 4096 TAO
+    /// permit limit, window 30), every miner in every round (the original samples 48), CPU-sized token budgets (64–256) and deadlines
     /// (5 s connect, 30 s first token, 120 s total).
     pub fn new(netuid: u16, hotkey: Keypair, data_dir: PathBuf) -> ValidatorConfig {
         let records = RecordsTarget::Url(Records::default_url(&data_dir));
@@ -164,7 +168,7 @@ impl ValidatorConfig {
             hotkey,
             data_dir,
             epoch_length: 360,
-            sample_size: 48,
+            sample_size: 256,
             concurrency: 4,
             round_window: Duration::from_secs(20),
             max_requests: 32,

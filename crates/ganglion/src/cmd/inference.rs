@@ -164,7 +164,8 @@ pub(crate) struct ValidatorArgs {
     /// version_key sent with weights (default: this build's version as the SDK's version_as_int).
     #[arg(long = "neuron.version_key")]
     version_key: Option<u64>,
-    /// Miners queried per step (default 48).
+    /// Miners per round (default 256, every miner of a full subnet; fewer lets a machine
+    /// behind several hotkeys be measured for each alone).
     #[arg(long = "neuron.sample_size")]
     sample_size: Option<usize>,
     /// Requests in flight at each sampled miner during a round, 1–8 (default 4): enough
