@@ -1,0 +1,168 @@
+//! Current call layouts, offline: the calls built by `ganglion_subtensor::calls` encoded
+//! against the V16 metadata of specs 346 and 381 (`fixtures/subtensor/`). The pallet and
+//! call index bytes must be what each metadata says, and the argument bytes what a hand
+//! SCALE encoding of the documented argument types gives (u16 netuid, `Vec<u16>`, u64, …).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ganglion_core::keys::Keypair;
+use ganglion_subtensor::calls::{self, AxonEndpoint, SUBTENSOR};
+use ganglion_subtensor::{Metadata, SubtensorError};
+use subxt::ext::codec::Decode;
+
+fn load(name: &str) -> Metadata {
+    let path = crate::fixture(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Metadata::decode_from(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `spec_version` from the metadata's own `System.Version` constant.
+fn spec_version(metadata: &Metadata) -> u32 {
+    let system = metadata
+        .pallet_by_name("System")
+        .unwrap_or_else(|| panic!("no System pallet"));
+    let version = system
+        .constant_by_name("Version")
+        .unwrap_or_else(|| panic!("no System.Version"));
+    let (_name, _impl, _authoring, spec) =
+        <(String, String, u32, u32)>::decode(&mut version.value())
+            .unwrap_or_else(|e| panic!("{e}"));
+    spec
+}
+
+/// SCALE compact length prefix (lengths below 2^14).
+fn compact(n: usize) -> Vec<u8> {
+    match n {
+        0..=63 => vec![(n as u8) << 2],
+        64..=16383 => (((n as u16) << 2) | 1).to_le_bytes().to_vec(),
+        _ => panic!("test lengths stay below 2^14"),
+    }
+}
+
+fn u16s(xs: &[u16]) -> Vec<u8> {
+    let mut out = compact(xs.len());
+    xs.iter().for_each(|x| out.extend(x.to_le_bytes()));
+    out
+}
+
+fn check(metadata: &Metadata, spec: u32, call: &calls::Call, args: Vec<u8>) {
+    let encoded = calls::encode(metadata, call).unwrap_or_else(|e| panic!("spec {spec}: {e}"));
+    let (pallet, index) = calls::call_index(metadata, call.pallet_name(), call.call_name())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        &encoded[..2],
+        &[pallet, index],
+        "spec {spec}: {}.{} index bytes",
+        call.pallet_name(),
+        call.call_name()
+    );
+    assert_eq!(
+        &encoded[2..],
+        &args[..],
+        "spec {spec}: {}.{} arguments",
+        call.pallet_name(),
+        call.call_name()
+    );
+}
+
+#[test]
+fn current_call_layouts_encode_against_the_346_and_381_metadata() {
+    let hotkey = Keypair::from_uri("//Bob")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .public();
+    let mut indices = Vec::new();
+    for (file, spec) in [
+        ("metadata-devnet-spec346.scale", 346),
+        ("metadata-devnet-spec381.scale", 381),
+    ] {
+        let m = load(file);
+        assert_eq!(spec_version(&m), spec, "{file}");
+
+        let call = calls::set_weights(&m, 7, &[0, 1, 300], &[100, 0, u16::MAX], 1_002_003)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut args = 7u16.to_le_bytes().to_vec();
+        args.extend(u16s(&[0, 1, 300]));
+        args.extend(u16s(&[100, 0, u16::MAX]));
+        args.extend(1_002_003u64.to_le_bytes());
+        check(&m, spec, &call, args);
+
+        // Long vectors cross the compact length's one-byte form.
+        let uids: Vec<u16> = (0..100).collect();
+        let call = calls::set_weights(&m, 1, &uids, &uids, 0).unwrap_or_else(|e| panic!("{e}"));
+        let mut args = 1u16.to_le_bytes().to_vec();
+        args.extend(u16s(&uids));
+        args.extend(u16s(&uids));
+        args.extend(0u64.to_le_bytes());
+        check(&m, spec, &call, args);
+
+        for (ip, raw, ip_type) in [
+            (
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+                0x7f00_0002u128,
+                4u8,
+            ),
+            (IpAddr::V6(Ipv6Addr::LOCALHOST), 1u128, 6u8),
+        ] {
+            let axon = AxonEndpoint {
+                ip,
+                port: 8091,
+                version: 1_002_003,
+                protocol: 4,
+            };
+            let call = calls::serve_axon(&m, 3, &axon).unwrap_or_else(|e| panic!("{e}"));
+            let mut args = 3u16.to_le_bytes().to_vec();
+            args.extend(1_002_003u32.to_le_bytes());
+            args.extend(raw.to_le_bytes());
+            args.extend(8091u16.to_le_bytes());
+            args.extend([ip_type, 4, 0, 0]); // ip_type, protocol, placeholder1, placeholder2
+            check(&m, spec, &call, args);
+        }
+
+        let call = calls::burned_register(&m, 12, &hotkey).unwrap_or_else(|e| panic!("{e}"));
+        let mut args = 12u16.to_le_bytes().to_vec();
+        args.extend(hotkey.as_bytes());
+        check(&m, spec, &call, args);
+
+        // add_stake(hotkey, netuid, amount_staked): netuid since 218.
+        let call =
+            calls::add_stake(&m, &hotkey, 5, 123_456_789_000).unwrap_or_else(|e| panic!("{e}"));
+        let mut args = hotkey.as_bytes().to_vec();
+        args.extend(5u16.to_le_bytes());
+        args.extend(123_456_789_000u64.to_le_bytes());
+        check(&m, spec, &call, args);
+
+        // register_network(hotkey) on 346/381: no mechid.
+        assert_eq!(
+            calls::call_fields(&m, SUBTENSOR, "register_network").unwrap_or_else(|e| panic!("{e}")),
+            ["hotkey"],
+            "spec {spec}"
+        );
+        let call = calls::register_network(&m, &hotkey).unwrap_or_else(|e| panic!("{e}"));
+        check(&m, spec, &call, hotkey.as_bytes().to_vec());
+
+        // Sudo wrapping: the outer indices, then the inner call's own encoding.
+        let inner = calls::set_weights(&m, 7, &[1], &[1], 0).unwrap_or_else(|e| panic!("{e}"));
+        let inner_bytes = calls::encode(&m, &inner).unwrap_or_else(|e| panic!("{e}"));
+        let call = calls::sudo(&m, inner).unwrap_or_else(|e| panic!("{e}"));
+        check(&m, spec, &call, inner_bytes);
+
+        // A call whose arguments do not fit is refused by name, not encoded wrongly.
+        let err = calls::build(
+            &m,
+            SUBTENSOR,
+            "set_weights",
+            vec![("netuid", ganglion_subtensor::Value::u128(1))],
+            &[],
+        )
+        .expect_err("missing arguments");
+        assert!(
+            matches!(&err, SubtensorError::Metadata { what, .. } if what.contains("dests")),
+            "{err}"
+        );
+
+        indices.push(
+            calls::call_index(&m, SUBTENSOR, "set_weights").unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    println!("SubtensorModule.set_weights index per runtime (346, 381): {indices:?}");
+}
