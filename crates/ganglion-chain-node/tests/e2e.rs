@@ -161,7 +161,7 @@ async fn bad_transactions_are_refused_over_http() {
     let info = must(chain.info().await, "info");
     let genesis = must(ganglion_chain::tx::parse_genesis(&info.genesis_hash), "genesis");
     let before = must(chain.account(&alice.public()).await, "account");
-    let http = reqwest::Client::new();
+    let http = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
     let post = |body: Vec<u8>| {
         let http = http.clone();
         let url = format!("{}/v1/tx", handle.url());

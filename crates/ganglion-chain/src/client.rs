@@ -51,11 +51,17 @@ pub struct LocalChain {
 }
 
 impl LocalChain {
-    /// A client for the node at `base` (e.g. `http://127.0.0.1:9944`).
+    /// A client for the node at `base` (e.g. `http://127.0.0.1:9944`; `https://` verified
+    /// against the system's roots).
     pub fn new(base: &str) -> ChainResult<LocalChain> {
+        LocalChain::with_tls(base, &ganglion_tls::ClientTls::system())
+    }
+
+    /// A client for the node at `base`, verifying `https://` with `tls`'s roots.
+    pub fn with_tls(base: &str, tls: &ganglion_tls::ClientTls) -> ChainResult<LocalChain> {
         let base = base.trim_end_matches('/').to_string();
         let build = |timeout: Option<Duration>| {
-            let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).pool_idle_timeout(Duration::from_secs(30));
+            let mut b = tls.http_builder().connect_timeout(Duration::from_secs(5)).pool_idle_timeout(Duration::from_secs(30));
             if let Some(t) = timeout {
                 b = b.timeout(t);
             }
@@ -98,7 +104,7 @@ impl LocalChain {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> ChainResult<T> {
-        let resp = self.http.get(format!("{}{}", self.base, path)).send().await.map_err(|e| self.transport(e))?;
+        let resp = self.http.get(format!("{}{}", self.base, path)).send().await.map_err(|e| self.transport(ganglion_tls::describe_http_error(&e)))?;
         self.decode(resp).await
     }
 }
@@ -124,7 +130,7 @@ impl Chain for LocalChain {
 
     async fn subscribe_blocks(&self) -> ChainResult<BlockStream> {
         let url = format!("{}/v1/blocks/subscribe", self.base);
-        let resp = self.stream_http.get(&url).send().await.map_err(|e| self.transport(e))?;
+        let resp = self.stream_http.get(&url).send().await.map_err(|e| self.transport(ganglion_tls::describe_http_error(&e)))?;
         if !resp.status().is_success() {
             return Err(ChainError::Protocol(format!("subscription answered HTTP {}", resp.status())));
         }
@@ -200,7 +206,7 @@ impl Chain for LocalChain {
     }
 
     async fn submit(&self, tx: SignedTransaction) -> ChainResult<TxReceipt> {
-        let resp = self.http.post(format!("{}/v1/tx", self.base)).json(&tx).send().await.map_err(|e| self.transport(e))?;
+        let resp = self.http.post(format!("{}/v1/tx", self.base)).json(&tx).send().await.map_err(|e| self.transport(ganglion_tls::describe_http_error(&e)))?;
         self.decode(resp).await
     }
 }

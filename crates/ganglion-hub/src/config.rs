@@ -16,6 +16,11 @@
 //!
 //! [subtensor]
 //! network = "http://127.0.0.1:9944"            # default: $GANGLION_CHAIN_URL or local
+//!
+//! [tls]                                         # optional
+//! cert = "/etc/ganglion/hub.pem"                # with key: serve HTTPS instead of HTTP
+//! key = "/etc/ganglion/hub.key"
+//! ca_file = "/etc/ganglion/ca.pem"              # trusted for an https:// chain endpoint
 //! ```
 //!
 //! The binary lays its flags and environment variables over the file and deserialises the
@@ -83,6 +88,8 @@ pub struct ServeConfig {
     pub database: DatabaseConfig,
     /// The chain.
     pub subtensor: SubtensorConfig,
+    /// `[tls]`: `cert` and `key` to serve HTTPS; `ca_file` for an `https://` chain.
+    pub tls: ganglion_tls::TlsSection,
 }
 
 impl Default for ServeConfig {
@@ -100,6 +107,7 @@ impl Default for ServeConfig {
             max_sse_clients: 64,
             database: DatabaseConfig::default(),
             subtensor: SubtensorConfig::default(),
+            tls: ganglion_tls::TlsSection::default(),
         }
     }
 }
@@ -196,6 +204,7 @@ mod tests {
                 max_sse_clients: 8,
                 database: DatabaseConfig { url: Some("postgres://hub@db/records".into()) },
                 subtensor: SubtensorConfig { network: Some("http://10.0.0.2:9944".into()) },
+                tls: ganglion_tls::TlsSection::default(),
             }
         );
         assert_eq!(config.validate(), Ok(()));

@@ -105,7 +105,7 @@ pub struct HubHandle {
 }
 
 impl HubHandle {
-    /// `http://host:port/` of the dashboard.
+    /// `http://host:port/` (`https://` with TLS) of the dashboard.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -159,17 +159,19 @@ pub async fn serve(config: HubConfig, listener: TcpListener) -> HubResult<HubHan
     }
     let app = router(state.clone());
     let mut stop = state.inner.shutdown.subscribe();
+    let tls = state.config().tls.clone();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = ganglion_tls::serve(listener, app, tls.as_ref(), false, shutdown).await {
             tracing::error!(target: "ganglion::hub", "hub server failed: {e}");
         }
     });
     let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
     let host = if addr.is_ipv6() && !addr.ip().is_unspecified() { format!("[{host}]") } else { host };
-    let url = format!("http://{host}:{}/", addr.port());
+    let url = format!("{scheme}://{host}:{}/", addr.port());
     tracing::info!(target: "ganglion::hub", %url, store = state.records().display_url(), "hub listening");
     Ok(HubHandle { url, addr, state, server: Some(server), tasks })
 }

@@ -32,6 +32,8 @@ pub struct HubConfig {
     pub feed_poll: Duration,
     /// Most concurrent live-feed (SSE) clients.
     pub max_sse_clients: usize,
+    /// Serve HTTPS with this certificate; `None`: plain HTTP.
+    pub tls: Option<ganglion_tls::ServerTls>,
 }
 
 impl std::fmt::Debug for HubConfig {
@@ -58,6 +60,7 @@ impl HubConfig {
             chain_poll: Duration::from_secs(2),
             feed_poll: Duration::from_millis(500),
             max_sse_clients: 64,
+            tls: None,
         }
     }
 }

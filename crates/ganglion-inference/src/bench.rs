@@ -131,7 +131,13 @@ impl Samples {
 /// Runs `requests` requests from `concurrency` clients into `into`; `signer` signs them
 /// for the receiver.
 async fn series(url: &str, body: Bytes, requests: usize, concurrency: usize, signer: Option<(Keypair, ganglion_core::keys::PublicKey)>, into: &mut Samples) {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency * 2).build().unwrap_or_default();
+    let http = match ganglion_tls::ClientTls::system().http_builder().pool_max_idle_per_host(concurrency * 2).build() {
+        Ok(http) => http,
+        Err(e) => {
+            tracing::warn!(target: "ganglion::bench", "cannot build the HTTP client: {e}");
+            return;
+        }
+    };
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers = (0..concurrency.max(1)).map(|_| {

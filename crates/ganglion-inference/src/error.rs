@@ -52,6 +52,9 @@ pub enum InferenceError {
     /// An HTTP client could not be built.
     #[error("http client: {0}")]
     Http(String),
+    /// A TLS file (`--tls.ca_file`, `--tls.cert`, `--tls.key`) that cannot be used.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] ganglion_tls::TlsError),
 }
 
 impl InferenceError {

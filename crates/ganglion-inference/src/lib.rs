@@ -42,7 +42,7 @@
 //! ```text
 //! // A miner: an upstream per model, a hotkey, a port. It stops when `shutdown` fires
 //! // (SIGINT/SIGTERM with Shutdown::on_signal()) or on handle.shutdown(), draining streams.
-//! let upstreams = miner::upstreams_from_url("http://127.0.0.1:8000/v1", None, 8).await?;
+//! let upstreams = miner::upstreams_from_url("http://127.0.0.1:8000/v1", None, 8, &ganglion_tls::ClientTls::system()).await?;
 //! let mut config = MinerConfig::new(netuid, hotkey, "127.0.0.1:8091".parse()?, upstreams);
 //! let miner: MinerHandle = miner::start(config, Some(chain.clone()), Some(shutdown.clone())).await?;
 //! let status: NodeStatus = miner.status();            // role miner; details: models, active_streams

@@ -31,7 +31,7 @@ use crate::validator::{Shared, Target, candidates};
 use crate::verify::{Outcome, Verdict, verify_round};
 
 /// Settings of the organic endpoint.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct OrganicConfig {
     /// Where to listen.
     pub listen: SocketAddr,
@@ -43,12 +43,14 @@ pub struct OrganicConfig {
     pub max_body_bytes: usize,
     /// Miners tried per request before giving up.
     pub attempts: usize,
+    /// Serve HTTPS with this certificate (`[tls] cert`, `key`); `None`: plain HTTP.
+    pub tls: Option<ganglion_tls::ServerTls>,
 }
 
 impl OrganicConfig {
     /// Defaults: verify a quarter, 1 MiB bodies, two miners tried.
     pub fn new(listen: SocketAddr, api_keys: Vec<String>) -> OrganicConfig {
-        OrganicConfig { listen, api_keys, verify_fraction: 0.25, max_body_bytes: 1 << 20, attempts: 2 }
+        OrganicConfig { listen, api_keys, verify_fraction: 0.25, max_body_bytes: 1 << 20, attempts: 2, tls: None }
     }
 }
 

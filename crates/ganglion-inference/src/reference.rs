@@ -253,10 +253,19 @@ impl UpstreamReference {
     /// Verifies `model` through the server at `base_url`; `tokenizer_source` provides the
     /// tokenizer (its weights are not used).
     pub fn new(base_url: &str, api_key: Option<String>, model: impl Into<String>, tokenizer_source: Arc<Engine>, timeout: Duration) -> Result<UpstreamReference> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| InferenceError::Http(e.to_string()))?;
+        UpstreamReference::with_tls(base_url, api_key, model, tokenizer_source, timeout, &ganglion_tls::ClientTls::system())
+    }
+
+    /// As [`UpstreamReference::new`], verifying an `https://` server with `tls`'s roots.
+    pub fn with_tls(
+        base_url: &str,
+        api_key: Option<String>,
+        model: impl Into<String>,
+        tokenizer_source: Arc<Engine>,
+        timeout: Duration,
+        tls: &ganglion_tls::ClientTls,
+    ) -> Result<UpstreamReference> {
+        let http = tls.http_builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| InferenceError::Http(e.to_string()))?;
         Ok(UpstreamReference {
             base_url: base_url.to_string(),
             api_key,
@@ -276,7 +285,7 @@ impl UpstreamReference {
             request = request.bearer_auth(key);
         }
         let fail = |what: String| InferenceError::Reference(format!("{url}: {what}"));
-        let response = request.send().await.map_err(|e| fail(e.to_string()))?;
+        let response = request.send().await.map_err(|e| fail(ganglion_tls::describe_http_error(&e)))?;
         let status = response.status();
         let bytes = read_limited(response, MAX_UPSTREAM_BODY).await.map_err(fail)?;
         if !status.is_success() {

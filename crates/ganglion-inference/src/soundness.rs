@@ -156,7 +156,7 @@ pub async fn measure(
     let requests: Vec<InferenceRequest> = (0..options.responses)
         .map(|_| synthetic_request(&bank, &mut rng, &options.model, Some(reference.tokenizer()), options.tokens, exact))
         .collect();
-    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| InferenceError::Http(e.to_string()))?;
+    let http = ganglion_tls::ClientTls::system().http_builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| InferenceError::Http(e.to_string()))?;
     let limits = StreamLimits::for_tokens(options.tokens.1, Duration::from_secs(120), Duration::from_secs(600));
     let fetch = |request: InferenceRequest| {
         let http = http.clone();

@@ -200,7 +200,10 @@ impl std::fmt::Debug for PeerClient {
 impl PeerClient {
     /// A client signing with `keypair`, reading answers of at most `max_response_bytes`.
     pub fn new(keypair: Keypair, max_response_bytes: usize) -> Result<PeerClient, PeerFailure> {
-        let http = reqwest::Client::builder()
+        // Axons are plain `http://ip:port`; an `https://` peer is verified against the
+        // system's roots.
+        let http = ganglion_tls::ClientTls::system()
+            .http_builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()

@@ -41,11 +41,18 @@ pub async fn loopback_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: 
 }
 
 /// Serves `router` on `listen` until `shutdown`; returns the bound address and the task.
-pub async fn serve(listen: SocketAddr, router: Router, mut shutdown: Shutdown) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(listen: SocketAddr, router: Router, shutdown: Shutdown) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    serve_tls(listen, router, None, shutdown).await
+}
+
+/// As [`serve`], over HTTPS when `tls` is given (handshakes bounded in number and time,
+/// see [`ganglion_tls::ServerTls::listener`]).
+pub async fn serve_tls(listen: SocketAddr, router: Router, tls: Option<&ganglion_tls::ServerTls>, mut shutdown: Shutdown) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let tls = tls.cloned();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await;
+        let served = ganglion_tls::serve(listener, router, tls.as_ref(), false, async move { shutdown.wait().await }).await;
         if let Err(e) = served {
             tracing::error!(target: "ganglion::neuron", %addr, "status server failed: {e}");
         }

@@ -36,6 +36,17 @@ pub enum RecordsError {
         /// Underlying error.
         reason: String,
     },
+    /// The TLS connection to the server failed (certificate not trusted, wrong host name,
+    /// the server does not offer TLS, …).
+    #[error(
+        "TLS to the database server at {url} failed: {reason}; check the URL's sslmode (disable, prefer, require, verify-ca, verify-full) and, for verify-ca/verify-full, sslrootcert=/path/to/the/server's/ca.pem"
+    )]
+    Tls {
+        /// The URL (password removed).
+        url: String,
+        /// Underlying error.
+        reason: String,
+    },
     /// The server refused the credentials or the database does not exist.
     #[error("the database server at {url} refused the connection: {reason}; check the user, password and database name in the URL")]
     Refused {

@@ -226,8 +226,28 @@ fn connect_error(target: &Target, display_url: &str, err: sqlx::Error) -> Record
         (Target::Postgres(_), sqlx::Error::Configuration(reason)) => {
             RecordsError::BadUrl { url: display_url.to_string(), reason: reason.to_string() }
         }
+        (Target::Postgres(_), sqlx::Error::Tls(reason)) => RecordsError::Tls { url: display_url.to_string(), reason: error_chain(reason.as_ref()) },
+        // A certificate refused during the handshake comes back as an I/O error.
+        (Target::Postgres(_), sqlx::Error::Io(io)) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
+            RecordsError::Tls { url: display_url.to_string(), reason: io.to_string() }
+        }
         (Target::Postgres(_), err) => RecordsError::Unreachable { url: display_url.to_string(), reason: err.to_string() },
     }
+}
+
+/// An error and its causes, `: `-separated.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }
 
 // Conversions between record fields and the column types (BIGINT, DOUBLE PRECISION, TEXT).

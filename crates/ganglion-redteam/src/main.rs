@@ -33,6 +33,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ganglion_tls::install_crypto_provider();
     let cli = Cli::parse();
     let filter = cli.log.clone().filter(|f| !f.trim().is_empty()).unwrap_or_else(|| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

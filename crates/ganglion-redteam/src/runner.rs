@@ -820,7 +820,7 @@ async fn drive(
 
 /// Each miner's last failure cause in a validator's `/status` (by hotkey).
 async fn last_failures(url: &str) -> HashMap<String, String> {
-    let Ok(http) = reqwest::Client::builder().timeout(Duration::from_secs(3)).build() else { return HashMap::new() };
+    let Ok(http) = ganglion_tls::ClientTls::system().http_builder().timeout(Duration::from_secs(3)).build() else { return HashMap::new() };
     let Ok(response) = http.get(url).send().await else { return HashMap::new() };
     let Ok(status) = response.json::<ganglion_neuron::NodeStatus>().await else { return HashMap::new() };
     status.miners.into_iter().filter_map(|m| Some((m.hotkey, m.last_failure?.cause))).collect()

@@ -113,6 +113,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // rustls's crypto provider (ring) for every HTTP client and TLS server of the process.
+    ganglion_tls::install_crypto_provider();
     let cli = Cli::parse();
     init_logging(&cli.logging.filter(cli.log.as_deref()), cli.logging.json);
     match run(cli) {

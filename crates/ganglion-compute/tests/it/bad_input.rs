@@ -31,7 +31,7 @@ async fn malformed_and_unauthorised_requests_are_refused_clearly() {
     let config = common::node_config(netuid, &dir.path().join("miner"));
     let miner = miner::spawn(&config, mhot.clone(), chain.clone(), None).await.unwrap_or_else(|e| panic!("miner: {e}"));
     let base = format!("http://{}", miner.addr);
-    let http = reqwest::Client::new();
+    let http = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
     let post = |keypair: Option<&ganglion_core::keys::Keypair>, route: &str, body: Vec<u8>| {
         let request = http.post(format!("{base}{route}")).header("content-type", "application/json");
         let request = match keypair {

@@ -152,11 +152,11 @@ async fn validator_scores_two_miners_and_sets_weights() {
     assert!(status.miners.iter().any(|m| m.uid == own && flag(m, "is_validator") && m.score == 0.0), "validators score zero");
 
     // The status endpoint serves the same document, and the status file follows it.
-    let served: NodeStatus = reqwest::get(&status_url).await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_else(|e| panic!("{e}"));
+    let served: NodeStatus = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}")).get(&status_url).send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((served.subnet.as_str(), served.miners.len()), ("compute", status.miners.len()));
     let file = ganglion_neuron::status::read_status_file(&dir.path().join("validator").join("status.json")).unwrap_or_else(|| panic!("no status.json"));
     assert_eq!(file.miners.len(), status.miners.len());
-    let metrics = reqwest::get(status_url.replace("/status", "/metrics")).await.unwrap_or_else(|e| panic!("{e}"));
+    let metrics = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}")).get(status_url.replace("/status", "/metrics")).send().await.unwrap_or_else(|e| panic!("{e}"));
     let metrics = metrics.text().await.unwrap_or_default();
     assert!(metrics.contains("compute_validator_challenges_total{outcome=\"solved\"}"), "{metrics}");
     assert!(metrics.contains("compute_validator_challenge_seconds_count{outcome=\"failed\"}"), "{metrics}");

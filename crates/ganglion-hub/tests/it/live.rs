@@ -55,7 +55,7 @@ async fn live_feed_pushes_new_records_and_caps_clients() {
     config.feed_poll = Duration::from_millis(50);
     config.max_sse_clients = 1;
     let hub = bind(config, loopback()).await.expect("hub");
-    let http = reqwest::Client::new();
+    let http = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
     let response = http.get(format!("{}api/events?netuid=1", hub.url())).send().await.expect("connect");
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap_or("").starts_with("text/event-stream"));
@@ -113,7 +113,7 @@ async fn chain_metagraph_snapshots_and_an_unreachable_chain() {
     config.chain_poll = Duration::from_millis(100);
     config.snapshot_every_blocks = 2;
     let hub = bind(config, loopback()).await.expect("hub");
-    let http = reqwest::Client::new();
+    let http = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
     let overview_url = format!("{}api/subnets/{netuid}/overview", hub.url());
     let miner = miner_hot.public().to_ss58();
 

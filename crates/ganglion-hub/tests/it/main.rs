@@ -4,3 +4,4 @@ mod common;
 mod api;
 mod browser;
 mod live;
+mod tls;

@@ -37,6 +37,9 @@
 //! upstream_total_timeout = "10m"
 //! queue_timeout = "10s"
 //! drain_timeout = "10s"     # in-flight streams get this long at shutdown
+//!
+//! [tls]                     # https:// upstreams: system roots, plus this private CA
+//! ca_file = "/etc/ganglion/upstream-ca.pem"
 //! ```
 
 use std::collections::HashSet;
@@ -48,6 +51,7 @@ use ganglion_chain::RAO_PER_TAO;
 use ganglion_core::keys::{Keypair, PublicKey};
 use ganglion_neuron::config::{AxonConfig, NeuronConfig, Overrides, check_duration};
 use ganglion_protocol::policy::PolicyConfig;
+use ganglion_tls::{ClientTls, TlsSection};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{InferenceError, Result};
@@ -105,6 +109,8 @@ pub struct MinerConfig {
     pub drain_timeout: Duration,
     /// Where `status.json` is written (none: served at `/status` only).
     pub data_dir: Option<PathBuf>,
+    /// How `https://` upstreams are verified (system roots, plus `[tls] ca_file`).
+    pub tls: ClientTls,
 }
 
 impl MinerConfig {
@@ -132,6 +138,7 @@ impl MinerConfig {
             sync_interval: NeuronConfig::default().sync_interval,
             drain_timeout: Duration::from_secs(10),
             data_dir: None,
+            tls: ClientTls::system(),
         }
     }
 }
@@ -222,6 +229,8 @@ pub struct MinerFile {
     pub policy: PolicyFile,
     /// `[miner]`.
     pub miner: MinerSection,
+    /// `[tls]`: `ca_file`, trusted for `https://` upstreams besides the system's roots.
+    pub tls: TlsSection,
 }
 
 fn keys(list: &[String], what: &str) -> Result<HashSet<PublicKey>> {
@@ -249,6 +258,10 @@ impl MinerFile {
                 return Err(InferenceError::Config(format!("model `{}`: max_concurrency must be at least 1", upstream.name)));
             }
         }
+        if self.tls.cert.is_some() || self.tls.key.is_some() {
+            return Err(InferenceError::Config("tls.cert and tls.key: the miner's axon serves plain HTTP (Epistula signs every request); only tls.ca_file applies".into()));
+        }
+        config.tls = self.tls.client()?;
         config.axon = self.axon;
         config.sync_interval = self.neuron.sync_interval;
         config.data_dir = self.neuron.data_dir;

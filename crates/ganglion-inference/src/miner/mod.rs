@@ -193,15 +193,15 @@ fn describe(metrics: &Metrics) {
 }
 
 /// Asks an OpenAI-compatible server which models it serves (`GET /v1/models`) and makes
-/// an upstream entry for each: the `--upstream URL` shortcut.
-pub async fn upstreams_from_url(url: &str, api_key: Option<String>, max_concurrency: usize) -> Result<Vec<UpstreamConfig>> {
-    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| InferenceError::Http(e.to_string()))?;
+/// an upstream entry for each: the `--upstream URL` shortcut (`https://` verified with `tls`).
+pub async fn upstreams_from_url(url: &str, api_key: Option<String>, max_concurrency: usize, tls: &ganglion_tls::ClientTls) -> Result<Vec<UpstreamConfig>> {
+    let http = tls.http_builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| InferenceError::Http(e.to_string()))?;
     let mut request = http.get(join_url(url, "/v1/models")).timeout(Duration::from_secs(15));
     if let Some(key) = &api_key {
         request = request.bearer_auth(key);
     }
     let fail = |why: String| InferenceError::Config(format!("--upstream {url}: {why}; is the server running?"));
-    let response = request.send().await.map_err(|e| fail(e.to_string()))?;
+    let response = request.send().await.map_err(|e| fail(ganglion_tls::describe_http_error(&e)))?;
     if !response.status().is_success() {
         return Err(fail(format!("GET /v1/models answered {}", response.status())));
     }
@@ -235,7 +235,9 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown:
     };
     let axon = Axon::bind(&config.axon, &config.hotkey, config.policy.clone(), verifier).await?;
     let addr = axon.addr();
-    let http = reqwest::Client::builder()
+    let http = config
+        .tls
+        .http_builder()
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(64)
         .build()

@@ -125,9 +125,14 @@ async fn proxy(State(state): AppState, caller: Caller, uri: Uri, headers: Header
     let response = match tokio::time::timeout(state.config.upstream_first_byte_timeout, request.send()).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            state.metrics.inc("ganglion_miner_upstream_errors_total", &[("model", model.as_str()), ("kind", "connect")]);
             count(StatusCode::BAD_GATEWAY);
-            tracing::warn!(target: "ganglion::miner", %model, "upstream failed: {e}");
+            if ganglion_tls::certificate_problem(&e).is_some() {
+                state.metrics.inc("ganglion_miner_upstream_errors_total", &[("model", model.as_str()), ("kind", "tls")]);
+                tracing::warn!(target: "ganglion::miner", %model, "upstream failed: {}", ganglion_tls::describe_http_error(&e));
+                return error(StatusCode::BAD_GATEWAY, "upstream_certificate", "the upstream model server's TLS certificate was not accepted");
+            }
+            state.metrics.inc("ganglion_miner_upstream_errors_total", &[("model", model.as_str()), ("kind", "connect")]);
+            tracing::warn!(target: "ganglion::miner", %model, "upstream failed: {}", ganglion_tls::describe_http_error(&e));
             return error(StatusCode::BAD_GATEWAY, "upstream_unreachable", "the upstream model server could not be reached");
         }
         Err(_) => {

@@ -56,6 +56,11 @@
 //! port = 8200
 //! api_keys = ["sk-…"]
 //! verify_fraction = 0.25
+//!
+//! [tls]
+//! ca_file = "/etc/ganglion/ca.pem"   # trusted for https:// verify.upstream and models.endpoint
+//! cert = "/etc/ganglion/organic.pem" # with key: the organic endpoint serves HTTPS
+//! key = "/etc/ganglion/organic.key"
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -274,6 +279,9 @@ pub struct ValidatorFile {
     pub metrics: MetricsConfig,
     /// `[organic]`.
     pub organic: OrganicFile,
+    /// `[tls]`: `ca_file` for the validator's https:// clients, `cert` and `key` for the
+    /// organic endpoint.
+    pub tls: ganglion_tls::TlsSection,
 }
 
 /// Port of `/metrics` and `/status` when `[metrics] port` is unset.
@@ -290,6 +298,8 @@ pub struct ReferenceSpec {
     pub upstream: Option<String>,
     /// Its API key.
     pub api_key: Option<String>,
+    /// How an `https://` upstream is verified.
+    pub tls: ganglion_tls::ClientTls,
 }
 
 impl ReferenceSpec {
@@ -302,7 +312,7 @@ impl ReferenceSpec {
             .map_err(|e| InferenceError::Reference(format!("loading task failed: {e}")))??;
         let engine = Arc::new(engine);
         Ok(match &self.upstream {
-            Some(url) => Arc::new(UpstreamReference::new(url, self.api_key.clone(), self.model_name.clone(), engine, timeout)?),
+            Some(url) => Arc::new(UpstreamReference::with_tls(url, self.api_key.clone(), self.model_name.clone(), engine, timeout, &self.tls)?),
             None => Arc::new(LocalReference::new(engine, self.model_name.clone())),
         })
     }
@@ -338,6 +348,11 @@ impl ValidatorFile {
         }
         let data_dir = base.data_dir.clone().unwrap_or(default_data_dir);
         let mut c = ValidatorConfig::new(netuid, hotkey, data_dir);
+        c.tls = self.tls.client()?;
+        let server_tls = self.tls.server()?;
+        if server_tls.is_some() && self.organic.port.is_none() {
+            return Err(InferenceError::Config("tls.cert and tls.key serve the organic endpoint over HTTPS: set organic.port too".into()));
+        }
         c.epoch_length = base.epoch_length.max(1);
         c.version_key = base.version_key;
         c.sample_size = n.sample_size.max(1);
@@ -399,11 +414,12 @@ impl ValidatorFile {
                 return Err(InferenceError::Config(format!("organic.verify_fraction must be in [0, 1], got {f}")));
             }
             organic.verify_fraction = f;
+            organic.tls = server_tls;
             c.organic = Some(organic);
         }
         let model = self.verify.model;
         let model_name = self.verify.model_name.unwrap_or_else(|| model.clone());
-        let spec = ReferenceSpec { model, model_name, upstream: self.verify.upstream, api_key: self.verify.api_key };
+        let spec = ReferenceSpec { model, model_name, upstream: self.verify.upstream, api_key: self.verify.api_key, tls: c.tls.clone() };
         Ok((c, spec))
     }
 }
@@ -474,5 +490,32 @@ mod tests {
         assert_eq!((base.version_key, base.sync_interval, base.epoch_length, loaded.neuron.sample_size), (Some(7), Duration::from_secs(3), 360, 2));
         let (c, _) = loaded.into_config(keypair(), PathBuf::from("/tmp")).unwrap();
         assert_eq!(c.version_key, Some(7));
+    }
+
+    #[test]
+    fn tls_section_serves_the_organic_endpoint_and_trusts_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ganglion_tls::testkit::TestPki::new().unwrap();
+        let files = pki.write(dir.path()).unwrap();
+        let keypair = || Keypair::from_uri("//V").unwrap();
+        let tls = format!("[tls]\nca_file = {:?}\ncert = {:?}\nkey = {:?}\n", files.ca.display().to_string(), files.cert.display().to_string(), files.key.display().to_string());
+        let organic = "[organic]\nport = 8200\napi_keys = [\"k\"]\n";
+        let path = file(dir.path(), &format!("netuid = 1\n[verify]\nupstream = \"https://localhost:1/v1\"\n{organic}{tls}"));
+        let (c, spec) = ValidatorFile::load(Some(&path), &Overrides::new()).unwrap().into_config(keypair(), PathBuf::from("/tmp")).unwrap();
+        assert_eq!((c.tls.extra_roots(), c.tls.ca_file()), (1, Some(files.ca.as_path())));
+        assert_eq!(spec.tls, c.tls, "the verification upstream trusts the same CA");
+        assert_eq!(c.organic.as_ref().and_then(|o| o.tls.as_ref()).map(|t| t.cert_file().to_path_buf()), Some(files.cert.clone()));
+
+        // A certificate without an organic endpoint to serve, a key without its certificate,
+        // and a CA file that is not one: refused, naming what is wrong.
+        let path = file(dir.path(), &format!("netuid = 1\n{tls}"));
+        let err = ValidatorFile::load(Some(&path), &Overrides::new()).unwrap().into_config(keypair(), PathBuf::from("/tmp")).unwrap_err();
+        assert!(err.to_string().contains("organic.port"), "{err}");
+        let path = file(dir.path(), &format!("netuid = 1\n{organic}[tls]\nkey = {:?}\n", files.key.display().to_string()));
+        let err = ValidatorFile::load(Some(&path), &Overrides::new()).unwrap().into_config(keypair(), PathBuf::from("/tmp")).unwrap_err();
+        assert!(err.to_string().contains("tls.cert"), "{err}");
+        let path = file(dir.path(), &format!("netuid = 1\n[tls]\nca_file = {:?}\n", files.key.display().to_string()));
+        let err = ValidatorFile::load(Some(&path), &Overrides::new()).unwrap().into_config(keypair(), PathBuf::from("/tmp")).unwrap_err();
+        assert!(err.to_string().contains("server.key"), "{err}");
     }
 }

@@ -155,6 +155,9 @@ pub struct ValidatorConfig {
     /// Results older than this drop out of the score windows, so a miner that stops
     /// answering (or stops being reachable) loses its score even if nobody queries it.
     pub score_ttl: Duration,
+    /// How `https://` endpoints (`--models.endpoint`) are verified: the system's roots,
+    /// plus `[tls] ca_file`.
+    pub tls: ganglion_tls::ClientTls,
 }
 
 impl ValidatorConfig {
@@ -191,6 +194,7 @@ impl ValidatorConfig {
             version_key: None,
             miner_alpha: 1e-4,
             score_ttl: Duration::from_secs(3600),
+            tls: ganglion_tls::ClientTls::system(),
         }
     }
 
@@ -496,7 +500,7 @@ impl Validator for InferenceValidator {
         // Models and who serves them.
         let refresh_all = Instant::now() >= self.models_due;
         if refresh_all {
-            match models::load(&shared.config.models, &self.verifiable).await {
+            match models::load(&shared.config.models, &self.verifiable, &shared.config.tls).await {
                 Ok(list) => {
                     if let Ok(mut m) = shared.models.write() {
                         *m = list;
@@ -815,7 +819,7 @@ pub async fn start(config: ValidatorConfig, chain: Arc<dyn Chain>, references: V
     let organic_addr = match &config.organic {
         Some(organic) => {
             let router = crate::organic::router(shared.clone(), organic.clone());
-            let served = ganglion_neuron::server::serve(organic.listen, router, token.clone()).await.map_err(|e| InferenceError::Bind { addr: organic.listen, reason: e.to_string() });
+            let served = ganglion_neuron::server::serve_tls(organic.listen, router, organic.tls.as_ref(), token.clone()).await.map_err(|e| InferenceError::Bind { addr: organic.listen, reason: e.to_string() });
             let (bound, task) = match served {
                 Ok(v) => v,
                 Err(e) => {
@@ -824,7 +828,8 @@ pub async fn start(config: ValidatorConfig, chain: Arc<dyn Chain>, references: V
                 }
             };
             servers.push(task);
-            tracing::info!(target: "ganglion::inference", addr = %bound, "serving the organic OpenAI endpoint");
+            let scheme = if organic.tls.is_some() { "https" } else { "http" };
+            tracing::info!(target: "ganglion::inference", addr = %bound, scheme, "serving the organic OpenAI endpoint");
             Some(bound)
         }
         None => None,

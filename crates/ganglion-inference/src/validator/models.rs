@@ -55,7 +55,7 @@ pub fn parse_models_json(value: &Value) -> Vec<String> {
 }
 
 /// Loads the list; `verifiable` are the reference models (the `default` list).
-pub async fn load(source: &ModelSource, verifiable: &[String]) -> Result<Vec<String>> {
+pub async fn load(source: &ModelSource, verifiable: &[String], tls: &ganglion_tls::ClientTls) -> Result<Vec<String>> {
     let names = match source {
         ModelSource::Default => clean(verifiable.iter().cloned()),
         ModelSource::Config(path) => {
@@ -63,9 +63,9 @@ pub async fn load(source: &ModelSource, verifiable: &[String]) -> Result<Vec<Str
             parse_models_file(&text)
         }
         ModelSource::Endpoint(url) => {
-            let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| InferenceError::Http(e.to_string()))?;
+            let http = tls.http_builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| InferenceError::Http(e.to_string()))?;
             let fail = |why: String| InferenceError::Config(format!("--models.endpoint {url}: {why}"));
-            let response = http.get(url).timeout(Duration::from_secs(15)).send().await.map_err(|e| fail(e.to_string()))?;
+            let response = http.get(url).timeout(Duration::from_secs(15)).send().await.map_err(|e| fail(ganglion_tls::describe_http_error(&e)))?;
             if !response.status().is_success() {
                 return Err(fail(format!("answered {}", response.status())));
             }

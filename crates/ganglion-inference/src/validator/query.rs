@@ -42,7 +42,9 @@ const ERROR_BODY_BYTES: usize = 512;
 impl Dendrite {
     /// A client signing with `keypair`, refusing connections slower than `connect_timeout`.
     pub fn new(keypair: Keypair, connect_timeout: Duration) -> Result<Dendrite> {
-        let http = reqwest::Client::builder()
+        // Axons are plain `http://ip:port` (Epistula signs every request).
+        let http = ganglion_tls::ClientTls::system()
+            .http_builder()
             .connect_timeout(connect_timeout)
             .pool_max_idle_per_host(8)
             .build()

@@ -126,7 +126,7 @@ async fn honest_miners_earn_the_incentive_and_the_cheat_none() {
 
     // /status and /metrics over HTTP.
     let addr = handle.metrics_addr().unwrap();
-    let http = reqwest::Client::new();
+    let http = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
     let served: NodeStatus = http.get(format!("http://{addr}/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!((served.subnet.as_str(), served.role, served.netuid), ("inference", Role::Validator, netuid));
     assert_eq!(served.details["verify_mode"], "logprob");

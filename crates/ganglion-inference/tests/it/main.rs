@@ -8,5 +8,6 @@ mod miner_proxy;
 mod model_sources;
 mod records_store;
 mod third_party;
+mod tls;
 mod validator_loop;
 mod verify_engine;

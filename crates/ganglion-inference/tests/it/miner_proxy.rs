@@ -66,7 +66,7 @@ async fn epistula_routing_streaming_and_limits() {
     let handle = miner::start(config, None, None).await.unwrap();
     let base = format!("http://{}", handle.addr());
     let url = format!("{base}/v1/chat/completions");
-    let http = reqwest::Client::new();
+    let http = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
     let (alice, bob) = (key("//Alice"), key("//Bob"));
     let body_a = r#"{"model":"model-a","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
 
@@ -150,7 +150,7 @@ async fn policy_and_axon_come_from_the_chain() {
     assert_eq!(mg.neuron(muid).and_then(|n| n.axon.clone()).map(|a| a.port), Some(handle.addr().port()), "axon served at start");
 
     let url = format!("http://{}/v1/chat/completions", handle.addr());
-    let http = reqwest::Client::new();
+    let http = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
     let body = r#"{"model":"m","stream":true}"#;
     release.notify_waiters();
     let r = signed(&http, &url, &vhot, &mhot, body).send().await.unwrap();

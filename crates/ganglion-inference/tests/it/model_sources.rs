@@ -11,14 +11,15 @@ use ganglion_inference::validator::models::load;
 #[tokio::test]
 async fn default_config_and_endpoint_sources() {
     let verifiable = vec!["smollm2".to_string()];
-    assert_eq!(load(&ModelSource::Default, &verifiable).await.unwrap(), verifiable);
-    assert!(load(&ModelSource::Default, &[]).await.is_err(), "nothing to verify is an error, not an idle validator");
+    let tls = ganglion_tls::ClientTls::system();
+    assert_eq!(load(&ModelSource::Default, &verifiable, &tls).await.unwrap(), verifiable);
+    assert!(load(&ModelSource::Default, &[], &tls).await.is_err(), "nothing to verify is an error, not an idle validator");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("models.txt");
     std::fs::write(&file, "# models this validator asks for\nsmollm2\nNousResearch/Meta-Llama-3.1-8B-Instruct  # not verifiable here\n").unwrap();
-    assert_eq!(load(&ModelSource::Config(file), &verifiable).await.unwrap(), vec!["smollm2", "NousResearch/Meta-Llama-3.1-8B-Instruct"]);
-    let missing = load(&ModelSource::Config(dir.path().join("nope.txt")), &verifiable).await.unwrap_err();
+    assert_eq!(load(&ModelSource::Config(file), &verifiable, &tls).await.unwrap(), vec!["smollm2", "NousResearch/Meta-Llama-3.1-8B-Instruct"]);
+    let missing = load(&ModelSource::Config(dir.path().join("nope.txt")), &verifiable, &tls).await.unwrap_err();
     assert!(missing.to_string().contains("nope.txt"), "{missing}");
 
     let addr = common::serve(
@@ -28,8 +29,8 @@ async fn default_config_and_endpoint_sources() {
             .route("/broken", get(|| async { (axum::http::StatusCode::BAD_GATEWAY, "down") })),
     )
     .await;
-    assert_eq!(load(&ModelSource::Endpoint(format!("http://{addr}/list")), &verifiable).await.unwrap(), vec!["a", "b"]);
-    assert_eq!(load(&ModelSource::Endpoint(format!("http://{addr}/openai")), &verifiable).await.unwrap(), vec!["c"]);
-    let broken = load(&ModelSource::Endpoint(format!("http://{addr}/broken")), &verifiable).await.unwrap_err();
+    assert_eq!(load(&ModelSource::Endpoint(format!("http://{addr}/list")), &verifiable, &tls).await.unwrap(), vec!["a", "b"]);
+    assert_eq!(load(&ModelSource::Endpoint(format!("http://{addr}/openai")), &verifiable, &tls).await.unwrap(), vec!["c"]);
+    let broken = load(&ModelSource::Endpoint(format!("http://{addr}/broken")), &verifiable, &tls).await.unwrap_err();
     assert!(broken.to_string().contains("502"), "{broken}");
 }

@@ -65,7 +65,7 @@ async fn a_miner_behind_llama_cpp_python_verifies_in_text_only_mode() {
     // The --upstream shortcut: the miner learns the model name from the server itself.
     let mut upstreams = Vec::new();
     for _ in 0..240 {
-        if let Ok(found) = miner::upstreams_from_url(&url, None, 2).await {
+        if let Ok(found) = miner::upstreams_from_url(&url, None, 2, &ganglion_tls::ClientTls::system()).await {
             upstreams = found;
             break;
         }

@@ -102,7 +102,7 @@ async fn organic_traffic_chain_restart_and_state_restore() {
 
     // Organic traffic: streamed and not, bad key, unknown model.
     let organic = format!("http://{}", handle.organic_addr().unwrap());
-    let http = reqwest::Client::new();
+    let http = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
     let ask = |stream: bool| {
         http.post(format!("{organic}/v1/chat/completions"))
             .bearer_auth("sk-test")

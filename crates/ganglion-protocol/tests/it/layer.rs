@@ -27,7 +27,7 @@ async fn signed_requests_pass_and_others_are_refused_with_reasons() {
     let validator = Keypair::from_uri("//Validator").expect("uri");
     let config = VerifierConfig { receiver: Some(miner.public()), max_body_bytes: 1024, ..VerifierConfig::default() };
     let url = serve(config).await;
-    let client = reqwest::Client::new();
+    let client = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}"));
 
     let ok = client.post(&url).epistula(&validator, Some(&miner.public()), "hello").send().await.expect("send");
     assert_eq!(ok.status(), 200);

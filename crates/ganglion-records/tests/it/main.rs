@@ -6,3 +6,4 @@ mod feed;
 mod open;
 mod rollup;
 mod store;
+mod tls;

@@ -146,7 +146,7 @@ type Shared = Arc<Upstream>;
 /// Serves the dishonest upstream on `127.0.0.1:0` in front of the honest engine server at
 /// `honest` (a base URL), under the model name `model`, until `shutdown` fires.
 pub async fn start(honest: String, model: String, behaviour: Behaviour, shutdown: Shutdown) -> Result<SocketAddr> {
-    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| RedteamError::Http(e.to_string()))?;
+    let http = ganglion_tls::ClientTls::system().http_builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| RedteamError::Http(e.to_string()))?;
     let state = Arc::new(Upstream {
         fanout: tokio::sync::Mutex::new(HashMap::new()),
         honest,

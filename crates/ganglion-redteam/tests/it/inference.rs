@@ -70,7 +70,7 @@ fn request(temperature: f64, max_tokens: u32) -> Value {
 /// Posts `body`; returns the status, the parsed chunks and when each event arrived.
 async fn ask(url: &str, body: &Value) -> (u16, Vec<Value>, Vec<Duration>) {
     let started = Instant::now();
-    let response = reqwest::Client::new().post(format!("{url}/v1/chat/completions")).json(body).send().await.unwrap();
+    let response = ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}")).post(format!("{url}/v1/chat/completions")).json(body).send().await.unwrap();
     let status = response.status().as_u16();
     let mut stream = response.bytes_stream();
     let (mut split, mut chunks, mut times) = (EventSplitter::default(), Vec::new(), Vec::new());

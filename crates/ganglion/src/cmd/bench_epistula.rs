@@ -185,7 +185,7 @@ async fn compare_latency(
         }
         signed.push(mine);
     }
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
+    let client = ganglion_tls::ClientTls::system().http_builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
     // Warm up connections on both servers.
     for _ in 0..args.concurrency {
         let _ = client.post(&plain_url).body(body.clone()).send().await;

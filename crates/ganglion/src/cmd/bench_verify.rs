@@ -126,8 +126,9 @@ pub(crate) fn run(args: VerifyBenchArgs) -> anyhow::Result<ExitCode> {
                 _child = Some(ChildServer(child));
                 let url = format!("http://127.0.0.1:{port}/v1");
                 let mut up = false;
+                let http = ganglion_tls::ClientTls::system().http_client()?;
                 for _ in 0..480 {
-                    if reqwest::get(format!("{url}/models")).await.is_ok_and(|r| r.status().is_success()) {
+                    if http.get(format!("{url}/models")).send().await.is_ok_and(|r| r.status().is_success()) {
                         up = true;
                         break;
                     }

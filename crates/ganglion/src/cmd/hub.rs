@@ -15,7 +15,7 @@ use ganglion_neuron::config::Overrides;
 use ganglion_records::Records;
 
 use crate::cmd::chain::NetArgs;
-use crate::cmd::runtime;
+use crate::cmd::{TlsClientArgs, TlsServerArgs, runtime};
 
 /// `ganglion hub` flags. Each one overrides the same key of the `--config` file; an unset
 /// flag leaves the file's value (or the default shown).
@@ -23,8 +23,9 @@ use crate::cmd::runtime;
 pub(crate) struct HubArgs {
     /// TOML config file whose keys are the flag names without `--`, `-` written `_`, dots as
     /// tables (`host`, `port`, `netuid`, `snapshot_every`, `[database] url`,
-    /// `[subtensor] network`), plus `chain_poll = "2s"`, `feed_poll = "500ms"` and
-    /// `max_sse_clients = 64`; flags and environment variables override it.
+    /// `[subtensor] network`, `[tls] cert`, `key`, `ca_file`), plus `chain_poll = "2s"`,
+    /// `feed_poll = "500ms"` and `max_sse_clients = 64`; flags and environment variables
+    /// override it.
     #[arg(long, env = "GANGLION_HUB_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Records store: `sqlite:/path/records.db` or `postgres://user:pass@host/db`
@@ -45,6 +46,11 @@ pub(crate) struct HubArgs {
     snapshot_every: Option<u64>,
     #[command(flatten)]
     net: NetArgs,
+    // --tls.cert and --tls.key: serve the dashboard and API over HTTPS.
+    #[command(flatten)]
+    tls_server: TlsServerArgs,
+    #[command(flatten)]
+    tls: TlsClientArgs,
 }
 
 impl HubArgs {
@@ -57,6 +63,8 @@ impl HubArgs {
             .set("netuid", self.netuid.map(i64::from))
             .set("snapshot_every", self.snapshot_every.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
             .set("subtensor.network", self.net.network.clone());
+        self.tls_server.apply(&mut o);
+        self.tls.apply(&mut o);
         o
     }
 
@@ -112,6 +120,9 @@ fn default_database_url() -> anyhow::Result<String> {
 
 pub(crate) fn run(args: HubArgs) -> anyhow::Result<ExitCode> {
     let serve = args.load()?;
+    // Bad certificate, key or CA files are start-up errors naming the file.
+    let server_tls = serve.tls.server()?;
+    let client_tls = serve.tls.client()?;
     runtime()?.block_on(async move {
         let url = match &serve.database.url {
             Some(url) => url.clone(),
@@ -119,8 +130,9 @@ pub(crate) fn run(args: HubArgs) -> anyhow::Result<ExitCode> {
         };
         let records = Records::open(&url).await?;
         let chain_url = resolve_network(serve.subtensor.network.as_deref())?;
-        let chain: Arc<dyn ganglion_chain::Chain> = Arc::new(ganglion_chain::LocalChain::new(&chain_url)?);
-        let config = serve.hub_config(records.clone(), Some(chain), chain_url.clone());
+        let chain: Arc<dyn ganglion_chain::Chain> = Arc::new(ganglion_chain::LocalChain::with_tls(&chain_url, &client_tls)?);
+        let mut config = serve.hub_config(records.clone(), Some(chain), chain_url.clone());
+        config.tls = server_tls;
         let hub = bind(config, serve.listen()).await?;
         if args.net.json {
             let line = serde_json::json!({"url": hub.url(), "database": records.display_url(), "chain": chain_url, "netuid": serve.netuid});

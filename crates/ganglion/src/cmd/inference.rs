@@ -21,7 +21,7 @@ use crate::cmd::chain::NetArgs;
 use crate::cmd::runtime;
 use crate::cmd::toml_int;
 use crate::cmd::wallet::WalletArgs;
-use crate::cmd::{AccessListArgs, AxonArgs};
+use crate::cmd::{AccessListArgs, AxonArgs, TlsClientArgs, TlsServerArgs};
 
 
 
@@ -35,7 +35,7 @@ pub(crate) struct MinerArgs {
     /// Subnet id.
     #[arg(long, env = "GANGLION_NETUID")]
     netuid: Option<u16>,
-    /// TOML config file (`[neuron]`, `[axon]`, `[[models]]`, `[policy]`, `[miner]`); flags override it.
+    /// TOML config file (`[neuron]`, `[axon]`, `[[models]]`, `[policy]`, `[miner]`, `[tls]`); flags override it.
     #[arg(long, env = "GANGLION_MINER_CONFIG")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -79,6 +79,8 @@ pub(crate) struct MinerArgs {
     /// Do not publish the axon on chain (it is served by other means).
     #[arg(long = "no-serve-axon")]
     no_serve_axon: bool,
+    #[command(flatten)]
+    tls: TlsClientArgs,
 }
 
 impl MinerArgs {
@@ -106,6 +108,7 @@ impl MinerArgs {
         ] {
             over.list(key, list.as_deref().unwrap_or_default());
         }
+        self.tls.apply(&mut over);
         over
     }
 }
@@ -114,13 +117,15 @@ pub(crate) fn run_miner(args: MinerArgs) -> anyhow::Result<ExitCode> {
     let wallet = args.wallet.wallet()?;
     let hotkey = wallet.hotkey(&args.wallet.passwords()).context("loading the miner's hotkey")?;
     let mut file = MinerFile::load(args.config.as_deref(), &args.overrides())?;
+    // A bad CA file is a start-up error naming the file, before anything is contacted.
+    let tls = file.tls.client()?;
     let chain = args.net.chain()?;
     runtime()?.block_on(async move {
         let shutdown = Shutdown::on_signal();
         if let Some(url) = &args.upstream {
             let deadline = tokio::time::Instant::now() + args.upstream_wait;
             file.models = loop {
-                match miner::upstreams_from_url(url, args.upstream_api_key.clone(), args.upstream_max_concurrency).await {
+                match miner::upstreams_from_url(url, args.upstream_api_key.clone(), args.upstream_max_concurrency, &tls).await {
                     Ok(found) => break found,
                     Err(e) if tokio::time::Instant::now() < deadline => {
                         tracing::info!(target: "ganglion::miner", "waiting for the upstream: {e}");
@@ -263,6 +268,11 @@ pub(crate) struct ValidatorArgs {
     /// Share of organic answers verified (default 0.25).
     #[arg(long = "organic.verify_fraction")]
     organic_verify_fraction: Option<f64>,
+    #[command(flatten)]
+    tls: TlsClientArgs,
+    // --tls.cert and --tls.key: the organic endpoint serves HTTPS.
+    #[command(flatten)]
+    tls_server: TlsServerArgs,
 }
 
 impl ValidatorArgs {
@@ -303,6 +313,8 @@ impl ValidatorArgs {
             .duration("neuron.connect_timeout", self.connect_timeout)
             .duration("neuron.step_interval", self.step_interval)
             .duration("neuron.score_ttl", self.score_ttl);
+        self.tls.apply(&mut over);
+        self.tls_server.apply(&mut over);
         over
     }
 }

@@ -43,6 +43,42 @@ pub(crate) struct AxonArgs {
     pub(crate) axon_external_port: Option<u16>,
 }
 
+/// `--tls.ca_file`: a private CA the node's HTTP clients trust besides the system's roots
+/// (`[tls] ca_file` in the config file).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct TlsClientArgs {
+    /// PEM file of CA certificates trusted for https:// upstreams and endpoints, besides the
+    /// system's roots (a private CA).
+    #[arg(long = "tls.ca_file", env = "GANGLION_TLS_CA_FILE", value_name = "FILE")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+}
+
+impl TlsClientArgs {
+    /// Sets `tls.ca_file` when given.
+    pub(crate) fn apply(&self, over: &mut ganglion_neuron::config::Overrides) {
+        over.path("tls.ca_file", self.ca_file.as_ref().map(|p| ganglion_core::wallet::expand_home(p)).as_deref());
+    }
+}
+
+/// `--tls.cert` and `--tls.key`: serve HTTPS instead of plain HTTP (`[tls] cert`, `key`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct TlsServerArgs {
+    /// PEM certificate chain (leaf first) to serve HTTPS with; needs --tls.key.
+    #[arg(long = "tls.cert", env = "GANGLION_TLS_CERT", value_name = "FILE")]
+    pub(crate) cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls.cert.
+    #[arg(long = "tls.key", env = "GANGLION_TLS_KEY", value_name = "FILE")]
+    pub(crate) key: Option<std::path::PathBuf>,
+}
+
+impl TlsServerArgs {
+    /// Sets `tls.cert` and `tls.key` when given.
+    pub(crate) fn apply(&self, over: &mut ganglion_neuron::config::Overrides) {
+        let expand = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| ganglion_core::wallet::expand_home(p));
+        over.path("tls.cert", expand(&self.cert).as_deref()).path("tls.key", expand(&self.key).as_deref());
+    }
+}
+
 /// Black- and whitelists of callers (miners) or of the miners to query (validators), by
 /// hotkey and by coldkey: comma-separated SS58 lists, the originals' flag names. A
 /// whitelisted key still passes every other check (the original compute subnet let it skip

@@ -41,7 +41,7 @@ struct Upstream {
 
 /// Starts a dishonest upstream in front of the honest engine server at `honest`.
 pub(crate) async fn upstream(honest: SocketAddr, engine: Arc<Engine>, cheat: Cheat) -> SocketAddr {
-    let state = Upstream { honest, engine, cheat, http: reqwest::Client::new() };
+    let state = Upstream { honest, engine, cheat, http: ganglion_tls::ClientTls::system().http_client().unwrap_or_else(|e| panic!("{e}")) };
     serve(
         axum::Router::new()
             .route("/v1/models", get(models))

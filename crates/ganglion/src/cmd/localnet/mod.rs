@@ -324,7 +324,7 @@ async fn watch(
     compute_netuid: Option<u16>,
     status_urls: &[(u16, String)],
 ) -> anyhow::Result<Summary> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let http = ganglion_tls::ClientTls::system().http_builder().timeout(Duration::from_secs(2)).build()?;
     let mut blocks = chain.subscribe_blocks().await.context("subscribing to blocks")?;
     let mut scored_epochs = 0u32;
     let mut summary = Summary::default();
