@@ -33,21 +33,7 @@ pub fn call_label(call: &Call) -> String {
 
 /// The argument names of `pallet.call` in this runtime, in order.
 pub fn call_fields(metadata: &Metadata, pallet: &str, call: &str) -> SubtensorResult<Vec<String>> {
-    let missing = |what: String| SubtensorError::Metadata {
-        url: "metadata".into(),
-        what,
-    };
-    let p = metadata
-        .pallet_by_name(pallet)
-        .ok_or_else(|| missing(format!("pallet {pallet}")))?;
-    let variant = p
-        .call_variant_by_name(call)
-        .ok_or_else(|| missing(format!("call {pallet}.{call}")))?;
-    Ok(variant
-        .fields
-        .iter()
-        .map(|f| f.name.clone().unwrap_or_default())
-        .collect())
+    Ok(call_variant(metadata, pallet, call)?.2)
 }
 
 /// Builds `pallet.call` from named arguments. Every field of the call in `metadata` must be
@@ -260,15 +246,15 @@ pub fn encode(metadata: &Metadata, call: &Call) -> SubtensorResult<Vec<u8>> {
 
 /// The pallet and call index of `pallet.call` in `metadata`.
 pub fn call_index(metadata: &Metadata, pallet: &str, call: &str) -> SubtensorResult<(u8, u8)> {
-    let missing = |what: String| SubtensorError::Metadata {
-        url: "metadata".into(),
-        what,
-    };
-    let p = metadata
-        .pallet_by_name(pallet)
-        .ok_or_else(|| missing(format!("pallet {pallet}")))?;
-    let variant = p
-        .call_variant_by_name(call)
-        .ok_or_else(|| missing(format!("call {pallet}.{call}")))?;
-    Ok((p.call_index(), variant.index))
+    let (pallet_index, call_index, _) = call_variant(metadata, pallet, call)?;
+    Ok((pallet_index, call_index))
+}
+
+/// `pallet.call`'s pallet index, call index and argument names in `metadata`, or a typed
+/// error naming what is missing.
+fn call_variant(metadata: &Metadata, pallet: &str, call: &str) -> SubtensorResult<(u8, u8, Vec<String>)> {
+    let missing = |what: String| SubtensorError::Metadata { url: "metadata".into(), what };
+    let p = metadata.pallet_by_name(pallet).ok_or_else(|| missing(format!("pallet {pallet}")))?;
+    let variant = p.call_variant_by_name(call).ok_or_else(|| missing(format!("call {pallet}.{call}")))?;
+    Ok((p.call_index(), variant.index, variant.fields.iter().map(|f| f.name.clone().unwrap_or_default()).collect()))
 }
