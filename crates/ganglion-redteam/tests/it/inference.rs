@@ -205,8 +205,8 @@ async fn cheap_strategies_earn_nothing_against_the_real_validator() {
 }
 
 /// The strategies that do some real work, or spread it over several hotkeys, in a bounded
-/// run (1 honest miner, every engine paced to the same 15 turns/s — equal hardware on a
-/// shared CPU — 7 epochs of tempo 10, 16-token answers, rounds of 8 s with two requests in
+/// run (1 honest miner, every engine paced to the same 8 turns/s — equal hardware on a
+/// shared CPU, with headroom on a slower one — 7 epochs of tempo 10, 16-token answers, rounds of 8 s with two requests in
 /// flight per miner), judged in the final epoch: what the brief asks, with room for the
 /// spread of a few rounds.
 /// - `other-model` (a cheaper model is not the work asked for) and `go-dark` (dark two
@@ -220,9 +220,10 @@ async fn cheap_strategies_earn_nothing_against_the_real_validator() {
 ///   (the order that paid 1.83× under per-request speed) together earn one honest miner's
 ///   share, since a round scores the tokens delivered within a fixed window.
 ///
-/// Measured on this machine (2026-12-03): cached 0.49 and 0.50, selective-refusal 0 (served
-/// 5 of 10), sybil 0.95 and 1.00 (the round-robin Sybil: 1.00), other-model 0, go-dark
-/// in its last epoch 0.
+/// Measured on this machine (2026-12-03, pace 8): cached 0.28 and 0.28, selective-refusal
+/// 0.08 and 0.09 (served 4 of 11, 6 of 13), sybil 0.83 and 0.85, other-model 0, go-dark in
+/// its last epoch 0. At pace 15 the CPU was the bottleneck (sybil 1.00, and over 1.1 once in
+/// CI), so every engine's share depended on the scheduler rather than on its pace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn working_strategies_earn_no_more_than_their_work() {
     let args = [
@@ -241,7 +242,7 @@ async fn working_strategies_earn_no_more_than_their_work() {
         "--max-tokens",
         "16",
         "--pace",
-        "15",
+        "8",
     ];
     let Some(report) = support::run(&args, Duration::from_secs(480)).await else { return };
     assert!(report["honest_mean_tao"].as_f64().is_some_and(|t| t > 0.0), "the honest miner earns: {report}");
@@ -251,8 +252,17 @@ async fn working_strategies_earn_no_more_than_their_work() {
     check(&mut failures, "go-dark (final epoch)", final_share("go-dark"), 0.01);
     check(&mut failures, "cached (final epoch; its work earns 0.5)", final_share("cached"), 0.6);
     let refusing = support::row(&report, "selective-refusal");
-    let served = refusing["verified"].as_f64().unwrap_or(0.0) / refusing["requests"].as_f64().unwrap_or(1.0).max(1.0);
-    check(&mut failures, &format!("selective-refusal (final epoch; served {:.0}%)", served * 100.0), final_share("selective-refusal"), served + 0.15);
+    // What it served is itself a sample of ~10 requests: the bound is its upper two-sigma
+    // binomial limit (a strategy whose refusals were free would earn ≈ 1 whatever it served).
+    let asked = refusing["requests"].as_f64().unwrap_or(1.0).max(1.0);
+    let served = refusing["verified"].as_f64().unwrap_or(0.0) / asked;
+    let spread = 2.0 * (served.clamp(0.1, 0.9) * (1.0 - served.clamp(0.1, 0.9)) / asked).sqrt();
+    check(
+        &mut failures,
+        &format!("selective-refusal (final epoch; served {:.0}% of {asked})", served * 100.0),
+        final_share("selective-refusal"),
+        served + spread + 0.05,
+    );
     check(&mut failures, "sybil, three hotkeys together (final epoch)", final_share("sybil"), 1.1);
     let dark = support::row(&report, "go-dark");
     assert!(dark["verified"].as_u64().is_some_and(|v| v > 0), "go-dark worked before it went dark: {dark}");
