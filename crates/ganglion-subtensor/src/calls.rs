@@ -170,6 +170,135 @@ pub fn set_weights(
     )
 }
 
+/// `SubtensorModule.remove_stake` (with `netuid` where the runtime takes it): unstake
+/// `amount_rao` from `hotkey` back to the signing coldkey.
+pub fn remove_stake(metadata: &Metadata, hotkey: &PublicKey, netuid: u16, amount_rao: u64) -> SubtensorResult<Call> {
+    build(
+        metadata,
+        SUBTENSOR,
+        "remove_stake",
+        vec![("hotkey", account(hotkey)), ("netuid", u(netuid)), ("amount_unstaked", u(amount_rao))],
+        &["netuid"],
+    )
+}
+
+/// `Balances.transfer_keep_alive(dest, value)`: `amount_rao` to `dest`, never reaping the
+/// sender (what btcli's `transfer` sends).
+pub fn transfer(metadata: &Metadata, dest: &PublicKey, amount_rao: u64) -> SubtensorResult<Call> {
+    build(
+        metadata,
+        "Balances",
+        "transfer_keep_alive",
+        vec![("dest", Value::unnamed_variant("Id", [account(dest)])), ("value", u(amount_rao))],
+        &[],
+    )
+}
+
+/// `SubtensorModule.commit_weights(netuid, commit_hash)`: the hash-based commit.
+pub fn commit_weights(metadata: &Metadata, netuid: u16, commit_hash: &[u8; 32]) -> SubtensorResult<Call> {
+    build(
+        metadata,
+        SUBTENSOR,
+        "commit_weights",
+        vec![("netuid", u(netuid)), ("commit_hash", Value::from_bytes(commit_hash))],
+        &[],
+    )
+}
+
+/// `SubtensorModule.reveal_weights(netuid, uids, values, salt, version_key)`.
+pub fn reveal_weights(
+    metadata: &Metadata,
+    netuid: u16,
+    uids: &[u16],
+    values: &[u16],
+    salt: &[u16],
+    version_key: u64,
+) -> SubtensorResult<Call> {
+    let list = |xs: &[u16]| Value::unnamed_composite(xs.iter().map(|&x| u(x)));
+    build(
+        metadata,
+        SUBTENSOR,
+        "reveal_weights",
+        vec![
+            ("netuid", u(netuid)),
+            ("uids", list(uids)),
+            ("values", list(values)),
+            ("salt", list(salt)),
+            ("version_key", u(version_key)),
+        ],
+        &[],
+    )
+}
+
+/// `Commitments.set_commitment(netuid, info)` with one `Data::Raw{len}` field holding
+/// `data` (≤ 128 bytes), as the SDK's `commit` publishes it.
+pub fn set_commitment(metadata: &Metadata, netuid: u16, data: &[u8]) -> SubtensorResult<Call> {
+    if data.len() > ganglion_chain::MAX_COMMITMENT_BYTES {
+        return Err(SubtensorError::Encode {
+            call: "Commitments.set_commitment".into(),
+            reason: format!("{} bytes, more than the {} a raw field holds", data.len(), ganglion_chain::MAX_COMMITMENT_BYTES),
+        });
+    }
+    let field = Value::unnamed_variant(format!("Raw{}", data.len()), [Value::from_bytes(data)]);
+    let info = Value::named_composite([("fields", Value::unnamed_composite([field]))]);
+    build(metadata, "Commitments", "set_commitment", vec![("netuid", u(netuid)), ("info", info)], &[])
+}
+
+/// `AdminUtils.<setter>` with its arguments given by position (`netuid`, then the values),
+/// since their names differ between setters and runtimes.
+pub fn admin_positional(metadata: &Metadata, setter: &str, values: Vec<Value>) -> SubtensorResult<Call> {
+    let fields = call_fields(metadata, ADMIN_UTILS, setter)?;
+    if fields.len() != values.len() {
+        return Err(SubtensorError::Metadata {
+            url: "metadata".into(),
+            what: format!("{ADMIN_UTILS}.{setter} with {} arguments (it takes {}: {})", values.len(), fields.len(), fields.join(", ")),
+        });
+    }
+    Ok(subxt::dynamic::tx(ADMIN_UTILS, setter, Composite::named(fields.into_iter().zip(values))))
+}
+
+/// The `AdminUtils` setters a subnet owner (or sudo) sends for a [`HyperparamUpdate`], in a
+/// fixed order, each with its values (after `netuid`).
+pub fn hyperparam_setters(update: &ganglion_chain::HyperparamUpdate) -> Vec<(&'static str, Vec<Value>)> {
+    let mut out: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    let mut one = |setter: &'static str, v: Option<Value>| {
+        if let Some(v) = v {
+            out.push((setter, vec![v]));
+        }
+    };
+    one("sudo_set_tempo", update.tempo.map(u));
+    one("sudo_set_kappa", update.kappa.map(u));
+    one("sudo_set_immunity_period", update.immunity_period.map(u));
+    one("sudo_set_min_allowed_weights", update.min_allowed_weights.map(u));
+    one("sudo_set_max_weight_limit", update.max_weights_limit.map(u));
+    one("sudo_set_weights_version_key", update.weights_version.map(u));
+    one("sudo_set_weights_set_rate_limit", update.weights_rate_limit.map(u));
+    one("sudo_set_activity_cutoff", update.activity_cutoff.map(u));
+    one("sudo_set_max_allowed_uids", update.max_allowed_uids.map(u));
+    one("sudo_set_max_allowed_validators", update.max_allowed_validators.map(u));
+    one("sudo_set_max_registrations_per_block", update.max_registrations_per_block.map(u));
+    one("sudo_set_network_registration_allowed", update.registration_allowed.map(Value::bool));
+    one("sudo_set_min_burn", update.min_burn.map(u));
+    one("sudo_set_max_burn", update.max_burn.map(u));
+    one("sudo_set_bonds_moving_average", update.bonds_moving_average.map(u));
+    one("sudo_set_bonds_penalty", update.bonds_penalty.map(u));
+    one("sudo_set_serving_rate_limit", update.serving_rate_limit.map(u));
+    one("sudo_set_commit_reveal_weights_enabled", update.commit_reveal_weights_enabled.map(Value::bool));
+    one("sudo_set_commit_reveal_weights_interval", update.commit_reveal_period.map(u));
+    one("sudo_set_yuma3_enabled", update.yuma3_enabled.map(Value::bool));
+    one("sudo_set_liquid_alpha_enabled", update.liquid_alpha_enabled.map(Value::bool));
+    one("sudo_set_alpha_sigmoid_steepness", update.alpha_sigmoid_steepness.map(|v| Value::i128(i128::from(v))));
+    one("sudo_set_stake_threshold", update.stake_threshold.map(u));
+    if update.alpha_low.is_some() || update.alpha_high.is_some() {
+        // One call sets both: `SubtensorChain` fills the one not given from the chain first;
+        // a caller that does not gets the runtime's defaults for it.
+        let low = update.alpha_low.unwrap_or(45875);
+        let high = update.alpha_high.unwrap_or(58982);
+        out.push(("sudo_set_alpha_values", vec![u(low), u(high)]));
+    }
+    out
+}
+
 /// An IP address as subtensor stores it: the address as a u128 and its type (4 or 6).
 pub fn ip_to_subtensor(ip: IpAddr) -> (u128, u8) {
     match ip {

@@ -49,6 +49,7 @@ impl Default for Timeouts {
 #[derive(Clone)]
 pub struct Subtensor {
     url: String,
+    rpc: subxt::rpcs::RpcClient,
     api: OnlineClient<PolkadotConfig>,
     timeouts: Timeouts,
 }
@@ -86,6 +87,10 @@ impl RuntimeEvent {
 pub struct Included {
     /// The block it is in.
     pub block_hash: H256,
+    /// That block's number.
+    pub block_number: u64,
+    /// The transaction's hash.
+    pub extrinsic_hash: H256,
     /// Its events, in order.
     pub events: Vec<RuntimeEvent>,
 }
@@ -133,13 +138,35 @@ impl std::fmt::Debug for Pending {
 /// The axon a hotkey serves on a subnet, as stored in `SubtensorModule::Axons`.
 #[derive(Debug, Clone, subxt::ext::scale_decode::DecodeAsType)]
 #[decode_as_type(crate_path = "subxt::ext::scale_decode")]
-struct RawAxon {
+pub(crate) struct RawAxon {
     block: u64,
     version: u32,
     ip: u128,
     port: u16,
     ip_type: u8,
     protocol: u8,
+}
+
+impl RawAxon {
+    /// The axon, or `None` for the map's default value (never served).
+    pub(crate) fn into_info(self, what: impl FnOnce() -> String) -> SubtensorResult<Option<AxonInfo>> {
+        let raw = self;
+        if raw.block == 0 && raw.ip == 0 && raw.port == 0 {
+            return Ok(None);
+        }
+        let ip = calls::ip_from_subtensor(raw.ip, raw.ip_type).ok_or_else(|| SubtensorError::Decode {
+            what: what(),
+            reason: format!("ip {} with ip_type {}", raw.ip, raw.ip_type),
+        })?;
+        Ok(Some(AxonInfo {
+            block: raw.block,
+            version: raw.version,
+            ip,
+            port: raw.port,
+            ip_type: raw.ip_type,
+            protocol: raw.protocol,
+        }))
+    }
 }
 
 #[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
@@ -169,14 +196,15 @@ impl Subtensor {
                     url: url.to_string(),
                     reason: e.to_string(),
                 })?;
-            OnlineClient::<PolkadotConfig>::from_rpc_client(rpc)
+            let api = OnlineClient::<PolkadotConfig>::from_rpc_client(rpc.clone())
                 .await
                 .map_err(|e| SubtensorError::Connect {
                     url: url.to_string(),
                     reason: e.to_string(),
-                })
+                })?;
+            Ok::<_, SubtensorError>((rpc, api))
         };
-        let api = tokio::time::timeout(timeouts.connect, connect)
+        let (rpc, api) = tokio::time::timeout(timeouts.connect, connect)
             .await
             .map_err(|_| SubtensorError::Timeout {
                 url: url.to_string(),
@@ -185,6 +213,7 @@ impl Subtensor {
             })??;
         let client = Subtensor {
             url: url.to_string(),
+            rpc,
             api,
             timeouts,
         };
@@ -204,7 +233,27 @@ impl Subtensor {
         &self.url
     }
 
-    async fn bounded<T, E: std::fmt::Display>(
+    /// The bounds this client waits within.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// The node's chain name (`system_chain`).
+    pub async fn chain_name(&self) -> SubtensorResult<String> {
+        self.bounded(
+            "the chain name",
+            self.rpc.request::<String>("system_chain", subxt::rpcs::rpc_params![]),
+        )
+        .await
+    }
+
+    /// The genesis hash every transaction signs over.
+    pub fn genesis_hash(&self) -> H256 {
+        self.api.genesis_hash()
+    }
+
+
+    pub(crate) async fn bounded<T, E: std::fmt::Display>(
         &self,
         what: &str,
         fut: impl Future<Output = Result<T, E>>,
@@ -224,7 +273,7 @@ impl Subtensor {
         }
     }
 
-    async fn at_head(&self) -> SubtensorResult<subxt::client::OnlineClientAtBlock<PolkadotConfig>> {
+    pub(crate) async fn at_head(&self) -> SubtensorResult<subxt::client::OnlineClientAtBlock<PolkadotConfig>> {
         self.bounded("the current block", self.api.at_current_block())
             .await
     }
@@ -320,23 +369,7 @@ impl Subtensor {
             .fetch(SUBTENSOR, "Axons", (netuid, account_id(hotkey)))
             .await?;
         let Some(raw) = raw else { return Ok(None) };
-        if raw.block == 0 && raw.ip == 0 && raw.port == 0 {
-            return Ok(None); // the map's default value
-        }
-        let ip = calls::ip_from_subtensor(raw.ip, raw.ip_type).ok_or_else(|| {
-            SubtensorError::Decode {
-                what: format!("storage {SUBTENSOR}::Axons ({netuid}, {hotkey})"),
-                reason: format!("ip {} with ip_type {}", raw.ip, raw.ip_type),
-            }
-        })?;
-        Ok(Some(AxonInfo {
-            block: raw.block,
-            version: raw.version,
-            ip,
-            port: raw.port,
-            ip_type: raw.ip_type,
-            protocol: raw.protocol,
-        }))
+        raw.into_info(|| format!("storage {SUBTENSOR}::Axons ({netuid}, {hotkey})"))
     }
 
     /// The weights `uid` set on subnet `netuid` (`SubtensorModule::Weights`), as
@@ -572,6 +605,7 @@ impl Pending {
                 reason: e.to_string(),
             })?;
             let metadata = at.metadata();
+            let number = at.block_number();
             let mut out = Vec::new();
             for ev in events.iter() {
                 let ev = ev.map_err(|e| SubtensorError::Decode {
@@ -590,9 +624,9 @@ impl Pending {
                     fields,
                 });
             }
-            Ok::<_, SubtensorError>((out, metadata))
+            Ok::<_, SubtensorError>((out, metadata, number))
         };
-        let (events, metadata) = tokio::time::timeout(inclusion, read).await.map_err(|_| {
+        let (events, metadata, block_number) = tokio::time::timeout(inclusion, read).await.map_err(|_| {
             SubtensorError::Timeout {
                 url: self.url.clone(),
                 what: format!("the events of {label}"),
@@ -615,6 +649,8 @@ impl Pending {
         }
         Ok(Included {
             block_hash: block.block_hash(),
+            block_number,
+            extrinsic_hash: block.extrinsic_hash(),
             events,
         })
     }

@@ -15,11 +15,15 @@
 //! call encodings offline against the spec-346 and spec-381 metadata).
 
 pub mod calls;
+pub mod chain;
 pub mod client;
 pub mod error;
 pub mod signer;
+#[cfg(feature = "test-utils")]
+pub mod testkit;
 
 pub use calls::{AxonEndpoint, Call};
+pub use chain::{NETWORKS, SubtensorChain, network_endpoint};
 pub use client::{Included, Pending, RuntimeEvent, Subtensor, Timeouts};
 pub use error::{SubtensorError, SubtensorResult};
 pub use signer::KeypairSigner;

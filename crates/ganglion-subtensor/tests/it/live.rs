@@ -12,7 +12,7 @@ use subxt::PolkadotConfig;
 use subxt::tx::Signer;
 use subxt::utils::{AccountId32, MultiSignature};
 
-use crate::chopsticks::Chopsticks;
+use ganglion_subtensor::testkit::Chopsticks;
 
 /// 1M TAO in rao: below 2^53 (dev_setStorage takes JSON numbers).
 const RICH: u64 = 1_000_000_000_000_000;

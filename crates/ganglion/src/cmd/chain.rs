@@ -24,19 +24,45 @@ use crate::cmd::wallet::WalletArgs;
 /// Chain selection and output format, shared by every client command.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct NetArgs {
-    /// `local` (default: `$GANGLION_CHAIN_URL` or http://127.0.0.1:9944) or a node's http:// URL.
-    #[arg(long = "subtensor.network", alias = "network")]
+    /// Which chain, as btcli names them: `finney` (mainnet), `test` (testnet), `archive`, a
+    /// subtensor node's `ws://…`/`wss://…` URL, or `local` (default: a `ganglion chain serve`
+    /// node at `$GANGLION_CHAIN_URL` or http://127.0.0.1:9944) or such a node's http:// URL.
+    #[arg(long = "subtensor.network", alias = "network", env = "GANGLION_SUBTENSOR_NETWORK")]
     pub(crate) network: Option<String>,
+    /// An explicit endpoint (`ws://`, `wss://` or `http://`); wins over `--subtensor.network`.
+    #[arg(long = "subtensor.chain_endpoint", env = "GANGLION_SUBTENSOR_CHAIN_ENDPOINT")]
+    pub(crate) chain_endpoint: Option<String>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub(crate) json: bool,
 }
 
 impl NetArgs {
+    /// The chain these flags name (a subtensor node is connected on first use).
     pub(crate) fn chain(&self) -> anyhow::Result<Arc<dyn Chain>> {
-        let url = resolve_network(self.network.as_deref())?;
-        Ok(Arc::new(LocalChain::new(&url)?))
+        connect(self.chain_endpoint.as_deref().or(self.network.as_deref()))
     }
+}
+
+/// The [`Chain`] for a network name or URL: a subtensor node for btcli's names and
+/// `ws://`/`wss://` URLs, the local ganglion node otherwise.
+pub(crate) fn connect(network: Option<&str>) -> anyhow::Result<Arc<dyn Chain>> {
+    let name = network.map(str::trim).unwrap_or("");
+    #[cfg(feature = "subtensor")]
+    {
+        let url = ganglion_subtensor::network_endpoint(name)
+            .map(str::to_string)
+            .or_else(|| (name.starts_with("ws://") || name.starts_with("wss://")).then(|| name.to_string()));
+        if let Some(url) = url {
+            return Ok(Arc::new(ganglion_subtensor::SubtensorChain::new(&url, ganglion_subtensor::Timeouts::default())));
+        }
+    }
+    #[cfg(not(feature = "subtensor"))]
+    if name.starts_with("ws://") || name.starts_with("wss://") || ["finney", "test", "archive"].contains(&name) {
+        anyhow::bail!("network `{name}` is a subtensor network, and this build of ganglion has no subtensor backend: build it with the default features");
+    }
+    let url = resolve_network(network)?;
+    Ok(Arc::new(LocalChain::new(&url)?))
 }
 
 /// `ganglion chain …`.
@@ -721,7 +747,7 @@ mod tests {
                         path: PathBuf::from("/nonexistent-ganglion-test"),
                         password_file: None,
                     },
-                    net: NetArgs { network: Some("http://127.0.0.1:9".into()), json: true },
+                    net: NetArgs { network: Some("http://127.0.0.1:9".into()), chain_endpoint: None, json: true },
                 },
             };
             run_weights(cmd).map(|_| ()).map_err(|e| e.to_string())

@@ -6,3 +6,4 @@ mod config_files;
 mod interop_wallet;
 mod localnet;
 mod logging;
+mod subtensor;

@@ -1,4 +1,4 @@
-//! Chopsticks running the real node-subtensor runtime (spec 218, from the chain spec in
+//! Test support (feature `test-utils`): chopsticks running the real node-subtensor runtime (spec 218, from the chain spec in
 //! `fixtures/subtensor/`) on a free loopback port, with `--build-block-mode Manual`: a block
 //! is built only on `dev_newBlock`, so a test submits, builds, then waits and reads.
 //!
@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ganglion_core::keys::PublicKey;
-use ganglion_subtensor::{Included, Pending, SubtensorResult};
+
+use crate::{Included, Pending, SubtensorResult};
 use serde_json::{Value as Json, json};
 use subxt::rpcs::{RpcClient, rpc_params};
 
@@ -38,9 +39,16 @@ fn executable() -> Option<PathBuf> {
     bin.is_file().then_some(bin)
 }
 
-pub(crate) struct Chopsticks {
+/// `fixtures/subtensor/<name>` in the repository.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/subtensor").join(name)
+}
+
+/// A running chopsticks process; killed with its process group on drop.
+pub struct Chopsticks {
     child: Child,
-    pub(crate) url: String,
+    /// `ws://127.0.0.1:PORT`.
+    pub url: String,
     /// Set once chopsticks answers (the struct exists from the spawn on, so that a failed
     /// start still kills the process group).
     rpc: Option<RpcClient>,
@@ -50,7 +58,7 @@ pub(crate) struct Chopsticks {
 impl Chopsticks {
     /// Starts chopsticks on the spec-218 chain spec, or `None` (with a message) when it is
     /// not installed and `GANGLION_REQUIRE_ALL` is not `1`.
-    pub(crate) async fn start() -> Option<Chopsticks> {
+    pub async fn start() -> Option<Chopsticks> {
         let Some(bin) = executable() else {
             let dir = install_dir();
             assert!(
@@ -64,7 +72,7 @@ impl Chopsticks {
             );
             return None;
         };
-        let spec = crate::fixture("chainspec-raonet-spec218.json");
+        let spec = fixture("chainspec-raonet-spec218.json");
         assert!(spec.is_file(), "missing fixture {}", spec.display());
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -130,14 +138,14 @@ impl Chopsticks {
         }
     }
 
-    pub(crate) fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.log.path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// A dev RPC (`dev_newBlock`, `dev_setStorage`), bounded.
-    pub(crate) async fn dev(&self, method: &str, params: Json) -> Json {
+    pub async fn dev(&self, method: &str, params: Json) -> Json {
         let Json::Array(params) = params else {
             panic!("params must be a JSON array")
         };
@@ -159,13 +167,13 @@ impl Chopsticks {
     }
 
     /// Builds `count` blocks.
-    pub(crate) async fn new_blocks(&self, count: u32) {
+    pub async fn new_blocks(&self, count: u32) {
         self.dev("dev_newBlock", json!([{ "count": count }])).await;
     }
 
     /// Makes `sudo` the sudo key, and every account in `rich` hold `free` rao (≤ 2^53: the
     /// values travel as JSON numbers).
-    pub(crate) async fn set_sudo_and_balances(
+    pub async fn set_sudo_and_balances(
         &self,
         sudo: &PublicKey,
         rich: &[PublicKey],
@@ -188,7 +196,7 @@ impl Chopsticks {
 
     /// Builds one block for a submitted transaction and waits for it (what a node building
     /// its own blocks does by itself).
-    pub(crate) async fn include(
+    pub async fn include(
         &self,
         submitted: SubtensorResult<Pending>,
     ) -> SubtensorResult<Included> {
@@ -198,7 +206,7 @@ impl Chopsticks {
     }
 
     /// `Instant` (a block per transaction, as a node building its own blocks) or `Manual`.
-    pub(crate) async fn set_block_mode(&self, mode: &str) {
+    pub async fn set_block_mode(&self, mode: &str) {
         self.dev("dev_setBlockBuildMode", json!([mode])).await;
     }
 }

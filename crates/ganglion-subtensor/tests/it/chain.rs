@@ -1,0 +1,151 @@
+//! The `Chain` trait over the real spec-218 runtime under chopsticks (instant block mode: a
+//! block per transaction, as a node building its own blocks): every query and call a miner
+//! or validator makes, each checked against what the runtime stored, through the same
+//! `Chain` methods the nodes use on the local chain.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use futures::StreamExt;
+use ganglion_chain::{Chain, ChainError, HyperparamUpdate, Metagraph};
+use ganglion_core::keys::Keypair;
+use ganglion_subtensor::{KeypairSigner, Subtensor, SubtensorChain, Timeouts, Value};
+
+use ganglion_subtensor::testkit::Chopsticks;
+
+/// 1M TAO in rao: below 2^53 (dev_setStorage takes JSON numbers).
+const RICH: u64 = 1_000_000_000_000_000;
+
+fn key(uri: &str) -> Keypair {
+    Keypair::from_uri(uri).unwrap_or_else(|e| panic!("{uri}: {e}"))
+}
+
+fn ok<T, E: std::fmt::Display>(what: &str, result: Result<T, E>) -> T {
+    result.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_trait_works_on_the_spec_218_runtime() {
+    let Some(chop) = Chopsticks::start().await else { return };
+    let (alice, bob, charlie, dave) = (key("//Alice"), key("//Bob"), key("//Charlie"), key("//Dave"));
+    chop.set_sudo_and_balances(&alice.public(), &[alice.public(), bob.public(), charlie.public()], RICH).await;
+    chop.set_block_mode("Instant").await;
+    let timeouts = Timeouts { inclusion: Duration::from_secs(60), ..Timeouts::default() };
+    let chain = SubtensorChain::new(&chop.url, timeouts);
+
+    let info = ok("info", chain.info().await);
+    assert!(info.genesis_hash.starts_with("0x") && info.genesis_hash.len() == 66, "{info:?}");
+    // This runtime's build (raonet) makes a block every 3 s; finney's every 12 s.
+    assert_eq!(info.block_time_ms, 3_000, "the runtime's slot duration: {info:?}");
+    assert!(!info.faucet);
+    let alice_before = ok("account", chain.account(&alice.public()).await);
+    assert_eq!(alice_before.balance, RICH);
+
+    // Lift the subnet rate limit (sudo, through the client), then a subnet through the trait.
+    let client = ok("connect", Subtensor::connect(&chop.url).await);
+    let sudo = KeypairSigner::new(alice.clone());
+    let lift = ok("sudo", client.sudo_admin(&sudo, "sudo_set_network_rate_limit", vec![("rate_limit", Value::u128(0))]).await);
+    ok("sudo_set_network_rate_limit", lift.wait().await);
+    let created = ok("register_network", chain.register_network(&alice, &dave.public(), None).await);
+    let netuid = created.netuid.unwrap_or_else(|| panic!("no netuid in {created:?}"));
+    assert!(created.hash.starts_with("0x") && created.block > 0, "{created:?}");
+    let refused = chain.register_network(&alice, &dave.public(), Some(netuid + 1)).await;
+    assert_eq!(refused.as_ref().err().and_then(ChainError::name), Some("NetuidChosenByRuntime"), "{refused:?}");
+
+    let subnet = ok("subnet", chain.subnet(netuid).await);
+    assert_eq!((subnet.netuid, subnet.owner_coldkey, subnet.owner_hotkey), (netuid, alice.public(), dave.public()));
+    assert!(subnet.n >= 1 && subnet.max_n >= subnet.n, "{subnet:?}");
+    assert!(ok("subnets", chain.subnets().await).iter().any(|s| s.netuid == netuid));
+    let missing = chain.subnet(netuid + 100).await;
+    assert_eq!(missing.as_ref().err().and_then(ChainError::name), Some("SubNetworkDoesNotExist"), "{missing:?}");
+
+    // Hyperparameters: the owner's setters, read back; a root-only one is refused by name.
+    let before = ok("hyperparams", chain.hyperparams(netuid).await);
+    assert_eq!(before.tempo, subnet.tempo);
+    let update = HyperparamUpdate { weights_rate_limit: Some(0), min_allowed_weights: Some(1), ..HyperparamUpdate::default() };
+    ok("set_hyperparams", chain.set_hyperparams(&alice, netuid, update).await);
+    let after = ok("hyperparams", chain.hyperparams(netuid).await);
+    assert_eq!((after.weights_rate_limit, after.min_allowed_weights), (0, 1), "{after:?}");
+    let root_only = chain.set_hyperparams(&bob, netuid, HyperparamUpdate { kappa: Some(1), ..HyperparamUpdate::default() }).await;
+    assert!(root_only.as_ref().err().and_then(ChainError::name).is_some_and(|n| n.contains("BadOrigin")), "{root_only:?}");
+    // Tempo 1 for an epoch every couple of blocks (root: through sudo).
+    let tempo = ok(
+        "sudo",
+        client.sudo_admin(&sudo, "sudo_set_tempo", vec![("netuid", Value::u128(u128::from(netuid))), ("tempo", Value::u128(1))]).await,
+    );
+    ok("sudo_set_tempo", tempo.wait().await);
+
+    // Neurons: two registered by burn, Alice paying; the receipt carries the uid.
+    let reg_bob = ok("register", chain.register(&alice, netuid, &bob.public()).await);
+    let reg_charlie = ok("register", chain.register(&alice, netuid, &charlie.public()).await);
+    let (uid_bob, uid_charlie) = (reg_bob.uid.unwrap_or(u16::MAX), reg_charlie.uid.unwrap_or(u16::MAX));
+    assert_ne!(uid_bob, uid_charlie, "{reg_bob:?} {reg_charlie:?}");
+    ok("add_stake", chain.add_stake(&alice, netuid, &bob.public(), 5_000_000_000).await);
+    let axon_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    ok("serve_axon", chain.serve_axon(&bob, netuid, axon_ip, 8091, 1_002_003, 4).await);
+    ok("transfer", chain.transfer(&alice, &dave.public(), 1_000_000_000).await);
+    assert_eq!(ok("account", chain.account(&dave.public()).await).balance, 1_000_000_000);
+    assert!(ok("account", chain.account(&alice.public()).await).nonce > alice_before.nonce);
+
+    // A few epochs, so that permits and figures exist, then weights through the trait.
+    for _ in 0..3 {
+        chop.new_blocks(1).await;
+    }
+    ok("set_weights", chain.set_weights(&bob, netuid, vec![uid_bob, uid_charlie], vec![30_000, 60_000], 0).await);
+    let weights = ok("weights", chain.weights(netuid).await);
+    let mut row = weights.get(usize::from(uid_bob)).cloned().unwrap_or_default();
+    row.sort_unstable();
+    let mut expected = vec![(uid_bob, 32_767), (uid_charlie, u16::MAX)];
+    expected.sort_unstable();
+    assert_eq!(row, expected, "W[{uid_bob}]");
+    assert!(weights.get(usize::from(uid_charlie)).is_some_and(Vec::is_empty));
+
+    // The metagraph as the nodes read it.
+    let metagraph = ok("metagraph", Metagraph::fetch(&chain, netuid).await);
+    // Stake is what the runtime computes permits from: the subnet's alpha on the hotkey
+    // (`TotalHotkeyAlpha`), read here straight through subxt. On this dynamic-TAO devnet a
+    // new subnet's pool holds 1 alpha, so Bob's 5 TAO buy less than one rao of it.
+    let api = ok("subxt", subxt::OnlineClient::<subxt::PolkadotConfig>::from_insecure_url(&chop.url).await);
+    let at = ok("head", api.at_current_block().await);
+    for neuron in metagraph.neurons() {
+        let addr = subxt::dynamic::storage::<Vec<Value>, u64>("SubtensorModule", "TotalHotkeyAlpha");
+        let keys = vec![Value::from_bytes(neuron.hotkey.as_bytes()), Value::u128(u128::from(netuid))];
+        let alpha = ok("TotalHotkeyAlpha", ok("TotalHotkeyAlpha", at.storage().try_fetch(addr, keys).await).map(|v| v.decode()).transpose()).unwrap_or(0);
+        assert_eq!(neuron.stake, alpha, "uid {}: {neuron:?}", neuron.uid);
+    }
+    assert_eq!(metagraph.n(), 3, "owner + two: {:?}", metagraph.neurons());
+    let b = metagraph.by_hotkey(&bob.public()).unwrap_or_else(|| panic!("Bob is not in the metagraph"));
+    assert_eq!((b.uid, b.coldkey), (uid_bob, alice.public()));
+    let axon = b.axon.clone().unwrap_or_else(|| panic!("Bob's axon"));
+    assert_eq!((axon.ip, axon.port, axon.version, axon.protocol), (axon_ip, 8091, 1_002_003, 4));
+    assert!(b.last_update >= reg_bob.block, "{b:?}");
+    assert!(b.block_at_registration >= created.block, "{b:?}");
+    assert_eq!(metagraph.by_hotkey(&dave.public()).map(|n| n.uid), Some(0), "the owner's hotkey is uid 0");
+    let snapshot = ok("neurons", chain.neurons(netuid, None).await).unwrap_or_else(|| panic!("no snapshot"));
+    assert_eq!(ok("neurons since", chain.neurons(netuid, Some(snapshot.changed_at)).await), None, "nothing changed within a block");
+
+    // Commitments, as the model-evaluation subnet publishes them.
+    let commitment = "ganglion:tiny-model:0123abcd:feedbeef:1";
+    ok("set_commitment", chain.set_commitment(&bob, netuid, commitment.into()).await);
+    let read = ok("commitment", chain.commitment(netuid, &bob.public()).await).unwrap_or_else(|| panic!("no commitment"));
+    assert_eq!(read.data, commitment);
+    assert_eq!(ok("commitment", chain.commitment(netuid, &charlie.public()).await), None);
+
+    // Blocks as they are finalized.
+    let mut blocks = ok("subscribe", chain.subscribe_blocks().await);
+    chop.new_blocks(1).await;
+    let header = tokio::time::timeout(Duration::from_secs(30), blocks.next())
+        .await
+        .unwrap_or_else(|_| panic!("no block within 30 s"))
+        .unwrap_or_else(|| panic!("the stream ended"));
+    let header = ok("block", header);
+    assert!(header.number > 0 && header.hash.starts_with("0x") && header.timestamp_ms > 0, "{header:?}");
+
+    // What only a local chain has is refused by name.
+    let faucet = chain.faucet(&alice, 1).await;
+    assert_eq!(faucet.as_ref().err().and_then(ChainError::name), Some("UnsupportedOnSubtensor"), "{faucet:?}");
+    // A runtime refusal keeps its name: Eve has no balance to register with.
+    let eve = key("//Eve");
+    let poor = chain.register(&eve, netuid, &eve.public()).await;
+    assert!(poor.is_err(), "{poor:?}");
+}
