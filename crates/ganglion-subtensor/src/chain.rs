@@ -283,17 +283,19 @@ impl Reader {
             Some(e) => e,
             None => u64_of("SubnetTaoInEmission").await?,
         };
+        let tempo = u16_of("Tempo").await?;
         Ok(SubnetInfo {
             netuid,
             owner_coldkey: PublicKey::from_bytes(owner.0),
             owner_hotkey: PublicKey::from_bytes(owner_hotkey.0),
             n: u16_of("SubnetworkN").await?,
             max_n: u16_of("MaxAllowedUids").await?,
-            tempo: u16_of("Tempo").await?,
+            tempo,
             burn: u64_of("Burn").await?,
             last_epoch_block: u64_of("LastMechansimStepBlock").await?,
-            // Subtensor does not count epochs; the local chain's counter has no counterpart.
-            epoch_index: 0,
+            // Subtensor's own epoch index of the block read at (what its commit-reveal
+            // windows are counted in).
+            epoch_index: epoch_index(self.block(), netuid, tempo),
             emission_per_block: emission,
             registered_at: u64_of("NetworkRegisteredAt").await?,
         })

@@ -149,3 +149,65 @@ async fn the_chain_trait_works_on_the_spec_218_runtime() {
     let poor = chain.register(&eve, netuid, &eve.public()).await;
     assert!(poor.is_err(), "{poor:?}");
 }
+
+/// Hash-based commit-reveal against the runtime: our commit hash is the runtime's
+/// (`reveal_weights` is accepted only when it matches), and the neuron runtime's
+/// `CommitReveal` strategy reveals in the window the runtime scheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_reveal_is_accepted_by_the_spec_218_runtime() {
+    use ganglion_neuron::weights::{CommitReveal, WeightStrategy};
+    let Some(chop) = Chopsticks::start().await else { return };
+    let (alice, bob, charlie, dave) = (key("//Alice"), key("//Bob"), key("//Charlie"), key("//Dave"));
+    chop.set_sudo_and_balances(&alice.public(), &[alice.public(), bob.public(), charlie.public()], RICH).await;
+    chop.set_block_mode("Instant").await;
+    let chain = SubtensorChain::new(&chop.url, Timeouts::default());
+    let client = ok("connect", Subtensor::connect(&chop.url).await);
+    let sudo = KeypairSigner::new(alice.clone());
+    ok("sudo", ok("sudo", client.sudo_admin(&sudo, "sudo_set_network_rate_limit", vec![("rate_limit", Value::u128(0))]).await).wait().await);
+    let netuid = ok("register_network", chain.register_network(&alice, &dave.public(), None).await).netuid.unwrap_or(u16::MAX);
+    let tempo = ok(
+        "sudo",
+        client.sudo_admin(&sudo, "sudo_set_tempo", vec![("netuid", Value::u128(u128::from(netuid))), ("tempo", Value::u128(4))]).await,
+    );
+    ok("sudo_set_tempo", tempo.wait().await);
+    let update = HyperparamUpdate { weights_rate_limit: Some(0), commit_reveal_weights_enabled: Some(true), commit_reveal_period: Some(1), ..HyperparamUpdate::default() };
+    ok("set_hyperparams", chain.set_hyperparams(&alice, netuid, update).await);
+    let h = ok("hyperparams", chain.hyperparams(netuid).await);
+    assert!(h.commit_reveal_weights_enabled, "{h:?}");
+    let uid_bob = ok("register", chain.register(&alice, netuid, &bob.public()).await).uid.unwrap_or(u16::MAX);
+    let uid_charlie = ok("register", chain.register(&alice, netuid, &charlie.public()).await).uid.unwrap_or(u16::MAX);
+    chop.new_blocks(2).await;
+
+    // In the clear: refused by name.
+    let plain = chain.set_weights(&bob, netuid, vec![uid_charlie], vec![u16::MAX], 0).await;
+    assert_eq!(plain.as_ref().err().and_then(ChainError::name), Some("CommitRevealEnabled"), "{plain:?}");
+
+    let strategy = CommitReveal::in_memory();
+    ok("commit", strategy.submit(&chain, &bob, netuid, vec![uid_bob, uid_charlie], vec![10_000, u16::MAX], 0).await);
+    let pending = strategy.pending();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let commits = ok("weight_commits", chain.weight_commits(netuid, &bob.public()).await);
+    assert_eq!(commits.len(), 1, "{commits:?}");
+    // The window the runtime scheduled is the epoch after the commit's (reveal period 1).
+    assert_eq!(commits[0].reveal_epoch, commits[0].commit_epoch + 1, "{commits:?}");
+    assert_eq!(commits[0].last_reveal_block - commits[0].first_reveal_block, 4, "one tempo-4 epoch: {commits:?}");
+    let mut revealed = Vec::new();
+    for _ in 0..40 {
+        let block = ok("block", chain.block_number().await);
+        revealed = strategy.poll(&chain, &bob, netuid, block).await;
+        if !revealed.is_empty() {
+            break;
+        }
+        chop.new_blocks(1).await;
+    }
+    assert_eq!(revealed.len(), 1, "not revealed within 40 blocks: {:?}", strategy.pending());
+    let weights = ok("weights", chain.weights(netuid).await);
+    let mut row = weights.get(usize::from(uid_bob)).cloned().unwrap_or_default();
+    row.sort_unstable();
+    assert_eq!(row, {
+        let mut e = vec![(uid_bob, 10_000), (uid_charlie, u16::MAX)];
+        e.sort_unstable();
+        e
+    });
+    assert!(strategy.pending().is_empty());
+}
