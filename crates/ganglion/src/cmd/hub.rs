@@ -129,8 +129,12 @@ pub(crate) fn run(args: HubArgs) -> anyhow::Result<ExitCode> {
             None => default_database_url()?,
         };
         let records = Records::open(&url).await?;
-        let chain_url = resolve_network(serve.subtensor.network.as_deref())?;
-        let chain: Arc<dyn ganglion_chain::Chain> = Arc::new(ganglion_chain::LocalChain::with_tls(&chain_url, &client_tls)?);
+        let network = serve.subtensor.network.as_deref();
+        let (chain, chain_url): (Arc<dyn ganglion_chain::Chain>, String) = match resolve_network(network) {
+            Ok(url) => (Arc::new(ganglion_chain::LocalChain::with_tls(&url, &client_tls)?), url),
+            // A subtensor network (finney, test, ws://, wss://).
+            Err(_) => (crate::cmd::chain::connect(network)?, network.unwrap_or_default().to_string()),
+        };
         let mut config = serve.hub_config(records.clone(), Some(chain), chain_url.clone());
         config.tls = server_tls;
         let hub = bind(config, serve.listen()).await?;
