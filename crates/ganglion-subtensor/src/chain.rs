@@ -43,9 +43,12 @@ use subxt::utils::AccountId32;
 use tokio::sync::Mutex;
 
 use crate::calls::{self, AxonEndpoint, SUBTENSOR};
-use crate::client::{Included, RawAxon, Subtensor, Timeouts};
+use crate::client::{Included, MORTAL_BLOCKS, RawAxon, SignedTx, Subtensor, Timeouts};
 use crate::error::{SubtensorError, SubtensorResult};
 use crate::signer::{KeypairSigner, account_id};
+
+/// Times a transaction is submitted again after a lost answer ([`SubtensorChain::execute_signed`]).
+const RETRIES: u64 = 2;
 
 /// Reads at most this many per-hotkey entries at once (owners, stakes).
 const READ_CONCURRENCY: usize = 16;
@@ -128,11 +131,62 @@ impl SubtensorChain {
     /// Signs `call` with `signer`, submits it and waits until it is in a block.
     async fn execute(&self, signer: &Keypair, make: impl FnOnce(&subxt::Metadata) -> SubtensorResult<calls::Call> + Send) -> ChainResult<Included> {
         let signer = KeypairSigner::new(signer.clone());
-        self.with(|client| async move {
-            let call = client.build(make).await?;
-            client.execute(&call, &signer).await
-        })
-        .await
+        let tx = self
+            .with(|client| async move {
+                let call = client.build(make).await?;
+                client.sign(&call, &signer).await
+            })
+            .await?;
+        self.execute_signed(&tx).await
+    }
+
+    /// Submits `tx` and waits until it is in a block. A failure of the connection or of a
+    /// wait submits the *same* signed bytes again (at most [`RETRIES`] times, on a fresh
+    /// connection): one nonce, so it executes at most once. If the node then refuses it as
+    /// known or stale, the first submission got through, and its block is looked up
+    /// (within the transaction's era) for the outcome.
+    pub async fn execute_signed(&self, tx: &SignedTx) -> ChainResult<Included> {
+        let mut attempt = 0;
+        loop {
+            let client = self.client().await?;
+            let outcome = match client.submit_signed(tx).await {
+                Ok(pending) => pending.wait().await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(included) => return Ok(included),
+                Err(e @ (SubtensorError::Rpc { .. } | SubtensorError::Timeout { .. } | SubtensorError::Connect { .. } | SubtensorError::NotIncluded { .. }))
+                    if attempt < RETRIES =>
+                {
+                    attempt += 1;
+                    if !matches!(e, SubtensorError::NotIncluded { .. }) {
+                        *self.client.lock().await = None;
+                    }
+                    tracing::warn!(target: "ganglion::subtensor", tx = %tx.label(), attempt, "submitting again, unchanged: {e}");
+                    tokio::time::sleep(std::time::Duration::from_secs(attempt)).await;
+                }
+                Err(e @ SubtensorError::Invalid { .. }) if attempt > 0 => {
+                    // Refused on resubmission (already in the pool, or its nonce is used):
+                    // the first submission got through; find its block.
+                    let deadline = tokio::time::Instant::now() + client.timeouts().inclusion;
+                    loop {
+                        if let Some(included) = client.find_included(tx, MORTAL_BLOCKS + 2).await? {
+                            return Ok(included);
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(e.into());
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+                Err(e) => {
+                    if matches!(e, SubtensorError::Rpc { .. } | SubtensorError::Timeout { .. } | SubtensorError::Connect { .. }) {
+                        *self.client.lock().await = None;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     fn receipt(included: &Included) -> TxReceipt {

@@ -115,6 +115,29 @@ impl Included {
     }
 }
 
+/// How many blocks a signed transaction stays valid ([`Subtensor::sign`]).
+pub const MORTAL_BLOCKS: u64 = 32;
+
+/// A signed transaction, kept so that it can be submitted again unchanged.
+#[derive(Debug, Clone)]
+pub struct SignedTx {
+    label: String,
+    hash: H256,
+    bytes: Vec<u8>,
+}
+
+impl SignedTx {
+    /// Its hash (what [`Subtensor::find_included`] looks for).
+    pub fn hash(&self) -> H256 {
+        self.hash
+    }
+
+    /// `Pallet.call`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
 /// A submitted transaction, not yet seen in a block.
 pub struct Pending {
     label: String,
@@ -381,46 +404,81 @@ impl Subtensor {
             .unwrap_or_default())
     }
 
-    /// Signs `call` with `signer` and submits it; the returned [`Pending`] is waited on with
-    /// [`Pending::wait`]. A transaction the node refuses outright (nonce, signature, fees,
-    /// a signed extension's check) is [`SubtensorError::Invalid`] here.
-    pub async fn submit<S: Signer<PolkadotConfig>>(
-        &self,
-        call: &Call,
-        signer: &S,
-    ) -> SubtensorResult<Pending> {
+    /// Signs `call` with `signer` (the account's next nonce from the node, mortal for
+    /// [`MORTAL_BLOCKS`]) without submitting it. The same [`SignedTx`] can be submitted
+    /// again after a lost answer ([`Subtensor::submit_signed`]): it carries one nonce, so it
+    /// executes at most once, and dies with its era if it never got in.
+    pub async fn sign<S: Signer<PolkadotConfig>>(&self, call: &Call, signer: &S) -> SubtensorResult<SignedTx> {
         let label = call_label(call);
         let at = self.at_head().await?;
         let mut txs = at.transactions();
-        let submit = async {
-            let signed = txs
-                .create_signed(call, signer, Default::default())
-                .await
-                .map_err(|e| SubtensorError::Encode {
-                    call: label.clone(),
-                    reason: e.to_string(),
-                })?;
-            signed
-                .submit_and_watch()
-                .await
-                .map_err(|e| SubtensorError::Invalid {
-                    call: label.clone(),
-                    reason: e.to_string(),
-                })
+        let params = subxt::config::DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new().mortal(MORTAL_BLOCKS).build();
+        let sign = async {
+            txs.create_signed(call, signer, params).await.map_err(|e| SubtensorError::Encode {
+                call: label.clone(),
+                reason: e.to_string(),
+            })
         };
-        let progress = tokio::time::timeout(self.timeouts.request, submit)
-            .await
-            .map_err(|_| SubtensorError::Timeout {
-                url: self.url.clone(),
-                what: format!("the submission of {label}"),
-                after: self.timeouts.request,
-            })??;
+        let signed = tokio::time::timeout(self.timeouts.request, sign).await.map_err(|_| SubtensorError::Timeout {
+            url: self.url.clone(),
+            what: format!("signing {label}"),
+            after: self.timeouts.request,
+        })??;
+        Ok(SignedTx { label: inner_label(call), hash: signed.hash(), bytes: signed.into_encoded() })
+    }
+
+    /// Submits a signed transaction; the returned [`Pending`] is waited on with
+    /// [`Pending::wait`]. A transaction the node refuses outright (nonce, signature, fees,
+    /// a signed extension's check, already in the pool) is [`SubtensorError::Invalid`] here.
+    pub async fn submit_signed(&self, tx: &SignedTx) -> SubtensorResult<Pending> {
+        let at = self.at_head().await?;
+        let submittable = at.transactions().from_bytes(tx.bytes.clone());
+        let submit = async {
+            submittable.submit_and_watch().await.map_err(|e| SubtensorError::Invalid {
+                call: tx.label.clone(),
+                reason: e.to_string(),
+            })
+        };
+        let progress = tokio::time::timeout(self.timeouts.request, submit).await.map_err(|_| SubtensorError::Timeout {
+            url: self.url.clone(),
+            what: format!("the submission of {}", tx.label),
+            after: self.timeouts.request,
+        })??;
         Ok(Pending {
-            label: inner_label(call),
+            label: tx.label.clone(),
             url: self.url.clone(),
             inclusion: self.timeouts.inclusion,
             progress,
         })
+    }
+
+    /// Signs `call` with `signer` and submits it ([`Subtensor::sign`], then
+    /// [`Subtensor::submit_signed`]).
+    pub async fn submit<S: Signer<PolkadotConfig>>(&self, call: &Call, signer: &S) -> SubtensorResult<Pending> {
+        let tx = self.sign(call, signer).await?;
+        self.submit_signed(&tx).await
+    }
+
+    /// Looks for `tx` in the last `blocks` finalized blocks: its block and events (a failed
+    /// dispatch is [`SubtensorError::Dispatch`], as from [`Pending::wait`]), or `None`.
+    pub async fn find_included(&self, tx: &SignedTx, blocks: u64) -> SubtensorResult<Option<Included>> {
+        let top = self.block_number().await?;
+        for number in (top.saturating_sub(blocks)..=top).rev() {
+            let at = self.bounded("a block", self.api.at_block(number)).await?;
+            let extrinsics = self.bounded("a block's extrinsics", at.extrinsics().fetch()).await?;
+            for ext in extrinsics.iter() {
+                let Ok(ext) = ext else { continue };
+                if ext.hash() != tx.hash {
+                    continue;
+                }
+                let events = self.bounded("a transaction's events", ext.events()).await?;
+                let events = runtime_events(&tx.label, events.iter())?;
+                let metadata = at.metadata();
+                check_dispatch(&tx.label, &events, &metadata)?;
+                return Ok(Some(Included { block_hash: at.block_hash(), block_number: number, extrinsic_hash: tx.hash, events }));
+            }
+        }
+        Ok(None)
     }
 
     /// [`Subtensor::submit`], then [`Pending::wait`].
@@ -606,24 +664,7 @@ impl Pending {
             })?;
             let metadata = at.metadata();
             let number = at.block_number();
-            let mut out = Vec::new();
-            for ev in events.iter() {
-                let ev = ev.map_err(|e| SubtensorError::Decode {
-                    what: format!("an event of {label}"),
-                    reason: e.to_string(),
-                })?;
-                let fields = ev
-                    .decode_fields_unchecked_as::<Composite<()>>()
-                    .map_err(|e| SubtensorError::Decode {
-                        what: format!("event {}::{} of {label}", ev.pallet_name(), ev.event_name()),
-                        reason: e.to_string(),
-                    })?;
-                out.push(RuntimeEvent {
-                    pallet: ev.pallet_name().to_string(),
-                    name: ev.event_name().to_string(),
-                    fields,
-                });
-            }
+            let out = runtime_events(&label, events.iter())?;
             Ok::<_, SubtensorError>((out, metadata, number))
         };
         let (events, metadata, block_number) = tokio::time::timeout(inclusion, read).await.map_err(|_| {
@@ -633,20 +674,7 @@ impl Pending {
                 after: inclusion,
             }
         })??;
-        for ev in &events {
-            let failed = match (ev.pallet.as_str(), ev.name.as_str()) {
-                ("System", "ExtrinsicFailed") => ev.fields.values().next(),
-                // Sudo.sudo succeeds as a transaction; the wrapped call's result is in `Sudid`.
-                ("Sudo", "Sudid") => match ev.fields.values().next().map(|v| &v.value) {
-                    Some(ValueDef::Variant(r)) if r.name == "Err" => r.values.values().next(),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(error) = failed {
-                return Err(dispatch_error(&label, error, &metadata));
-            }
-        }
+        check_dispatch(&label, &events, &metadata)?;
         Ok(Included {
             block_hash: block.block_hash(),
             block_number,
@@ -654,6 +682,50 @@ impl Pending {
             events,
         })
     }
+}
+
+/// The events of one transaction, decoded through the metadata.
+fn runtime_events<'a, E>(label: &str, events: impl Iterator<Item = Result<subxt::events::Event<'a, PolkadotConfig>, E>>) -> SubtensorResult<Vec<RuntimeEvent>>
+where
+    E: std::fmt::Display,
+{
+    let mut out = Vec::new();
+    for ev in events {
+        let ev = ev.map_err(|e| SubtensorError::Decode {
+            what: format!("an event of {label}"),
+            reason: e.to_string(),
+        })?;
+        let fields = ev.decode_fields_unchecked_as::<Composite<()>>().map_err(|e| SubtensorError::Decode {
+            what: format!("event {}::{} of {label}", ev.pallet_name(), ev.event_name()),
+            reason: e.to_string(),
+        })?;
+        out.push(RuntimeEvent {
+            pallet: ev.pallet_name().to_string(),
+            name: ev.event_name().to_string(),
+            fields,
+        });
+    }
+    Ok(out)
+}
+
+/// A failed dispatch among a transaction's events — of the call itself, or of the call a
+/// `Sudo.sudo` wraps — as [`SubtensorError::Dispatch`].
+fn check_dispatch(label: &str, events: &[RuntimeEvent], metadata: &Metadata) -> SubtensorResult<()> {
+    for ev in events {
+        let failed = match (ev.pallet.as_str(), ev.name.as_str()) {
+            ("System", "ExtrinsicFailed") => ev.fields.values().next(),
+            // Sudo.sudo succeeds as a transaction; the wrapped call's result is in `Sudid`.
+            ("Sudo", "Sudid") => match ev.fields.values().next().map(|v| &v.value) {
+                Some(ValueDef::Variant(r)) if r.name == "Err" => r.values.values().next(),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(error) = failed {
+            return Err(dispatch_error(label, error, metadata));
+        }
+    }
+    Ok(())
 }
 
 fn as_u128(value: &Value<()>) -> Option<u128> {

@@ -24,7 +24,7 @@ pub mod testkit;
 
 pub use calls::{AxonEndpoint, Call};
 pub use chain::{NETWORKS, SubtensorChain, network_endpoint};
-pub use client::{Included, Pending, RuntimeEvent, Subtensor, Timeouts};
+pub use client::{Included, MORTAL_BLOCKS, Pending, RuntimeEvent, SignedTx, Subtensor, Timeouts};
 pub use error::{SubtensorError, SubtensorResult};
 pub use signer::KeypairSigner;
 

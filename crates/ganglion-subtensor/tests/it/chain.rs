@@ -211,3 +211,38 @@ async fn commit_reveal_is_accepted_by_the_spec_218_runtime() {
     });
     assert!(strategy.pending().is_empty());
 }
+
+/// A transaction whose answer was lost is submitted again unchanged: the node refuses the
+/// copy (its nonce is used), the chain finds the first one's block, and the transfer moves
+/// the money once. A transaction signed for a used nonce never executes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resubmitted_transaction_executes_once() {
+    let Some(chop) = Chopsticks::start().await else { return };
+    let (alice, eve) = (key("//Alice"), key("//Eve"));
+    chop.set_sudo_and_balances(&alice.public(), &[alice.public()], RICH).await;
+    chop.set_block_mode("Instant").await;
+    let chain = SubtensorChain::new(&chop.url, Timeouts { inclusion: Duration::from_secs(20), ..Timeouts::default() });
+    let client = ok("connect", Subtensor::connect(&chop.url).await);
+    let signer = KeypairSigner::new(alice.clone());
+    let call = ok("build", client.build(|m| ganglion_subtensor::calls::transfer(m, &eve.public(), 1_000_000_000)).await);
+    let tx = ok("sign", client.sign(&call, &signer).await);
+    let nonce = ok("account", chain.account(&alice.public()).await).nonce;
+
+    // The first submission is included, but its answer "never arrived".
+    let first = ok("first submission", ok("submit", client.submit_signed(&tx).await).wait().await);
+    assert_eq!(ok("account", chain.account(&eve.public()).await).balance, 1_000_000_000);
+
+    // Submitting the same bytes again: refused by the node, found in its block.
+    let again = client.submit_signed(&tx).await;
+    assert!(matches!(again, Err(ganglion_subtensor::SubtensorError::Invalid { .. })), "the node took a used nonce: {again:?}");
+    let found = ok("find_included", client.find_included(&tx, 40).await).unwrap_or_else(|| panic!("the first submission's block"));
+    assert_eq!((found.block_hash, found.extrinsic_hash), (first.block_hash, first.extrinsic_hash));
+    assert_eq!(ok("account", chain.account(&eve.public()).await).balance, 1_000_000_000, "moved once");
+    assert_eq!(ok("account", chain.account(&alice.public()).await).nonce, nonce + 1, "one nonce used");
+
+    // A fresh transaction for the same call: a new nonce, a second transfer.
+    let second = ok("sign", client.sign(&call, &signer).await);
+    assert_ne!(second.hash(), tx.hash());
+    ok("second", chain.execute_signed(&second).await);
+    assert_eq!(ok("account", chain.account(&eve.public()).await).balance, 2_000_000_000);
+}

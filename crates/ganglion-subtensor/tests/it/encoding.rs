@@ -140,6 +140,61 @@ fn current_call_layouts_encode_against_the_346_and_381_metadata() {
         let call = calls::register_network(&m, &hotkey).unwrap_or_else(|e| panic!("{e}"));
         check(&m, spec, &call, hotkey.as_bytes().to_vec());
 
+        // remove_stake(hotkey, netuid, amount_unstaked).
+        let call = calls::remove_stake(&m, &hotkey, 5, 42).unwrap_or_else(|e| panic!("{e}"));
+        let mut args = hotkey.as_bytes().to_vec();
+        args.extend(5u16.to_le_bytes());
+        args.extend(42u64.to_le_bytes());
+        check(&m, spec, &call, args);
+
+        // Balances.transfer_keep_alive(MultiAddress::Id(dest), Compact(value)).
+        let call = calls::transfer(&m, &hotkey, 1_000_000_000).unwrap_or_else(|e| panic!("{e}"));
+        let mut args = vec![0u8]; // MultiAddress::Id
+        args.extend(hotkey.as_bytes());
+        args.extend(((1_000_000_000u32 << 2) | 0b10).to_le_bytes()); // compact 10^9: the four-byte mode
+        check(&m, spec, &call, args);
+
+        // commit_weights(netuid, H256) and reveal_weights(netuid, uids, values, salt, version_key).
+        let call = calls::commit_weights(&m, 9, &[0xab; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let mut args = 9u16.to_le_bytes().to_vec();
+        args.extend([0xab; 32]);
+        check(&m, spec, &call, args);
+        let call = calls::reveal_weights(&m, 9, &[1, 2], &[3, 4], &[5, 6, 7], 8).unwrap_or_else(|e| panic!("{e}"));
+        let mut args = 9u16.to_le_bytes().to_vec();
+        args.extend(u16s(&[1, 2]));
+        args.extend(u16s(&[3, 4]));
+        args.extend(u16s(&[5, 6, 7]));
+        args.extend(8u64.to_le_bytes());
+        check(&m, spec, &call, args);
+
+        // Commitments.set_commitment(netuid, CommitmentInfo { fields: [Data::Raw5(b"hello")] }):
+        // `Data::RawN` is variant N + 1 (variant 0 is `None`).
+        let call = calls::set_commitment(&m, 4, b"hello").unwrap_or_else(|e| panic!("{e}"));
+        let mut args = 4u16.to_le_bytes().to_vec();
+        args.extend(compact(1));
+        args.push(6);
+        args.extend(b"hello");
+        check(&m, spec, &call, args);
+
+        // Every hyperparameter setter exists with (netuid, value…) and encodes.
+        let all = ganglion_chain::HyperparamUpdate {
+            tempo: Some(1),
+            kappa: Some(2),
+            weights_rate_limit: Some(3),
+            commit_reveal_weights_enabled: Some(true),
+            commit_reveal_period: Some(2),
+            liquid_alpha_enabled: Some(false),
+            alpha_low: Some(10),
+            alpha_high: Some(20),
+            ..ganglion_chain::HyperparamUpdate::default()
+        };
+        for (setter, values) in calls::hyperparam_setters(&all) {
+            let mut args = vec![ganglion_subtensor::Value::u128(3)];
+            args.extend(values);
+            let call = calls::admin_positional(&m, setter, args).unwrap_or_else(|e| panic!("spec {spec}: {e}"));
+            calls::encode(&m, &call).unwrap_or_else(|e| panic!("spec {spec}: {setter}: {e}"));
+        }
+
         // Sudo wrapping: the outer indices, then the inner call's own encoding.
         let inner = calls::set_weights(&m, 7, &[1], &[1], 0).unwrap_or_else(|e| panic!("{e}"));
         let inner_bytes = calls::encode(&m, &inner).unwrap_or_else(|e| panic!("{e}"));
