@@ -6,9 +6,10 @@
 //! one the runtime has: stake is `TotalHotkeyAlpha(hotkey, netuid)` (dynamic TAO: the
 //! subnet's alpha stake, what the runtime's validator permits are computed from) and
 //! `TotalHotkeyStake(hotkey)` before it; the reveal period is `RevealPeriodEpochs`, or
-//! `CommitRevealWeightsInterval` in older runtimes; entries a runtime does not have at all
-//! (`Yuma3On`, `AlphaSigmoidSteepness`, …) read as a new subnet's defaults
-//! ([`Hyperparams::new_subnet`]).
+//! `CommitRevealWeightsInterval` in older runtimes; a runtime without `Yuma3On` runs classic
+//! Yuma (read as off); other entries a runtime does not have (`AlphaSigmoidSteepness`,
+//! `BondsPenalty`, …) read as a new subnet's defaults ([`Hyperparams::new_subnet`]), which
+//! are what those runtimes behave as (a bonds penalty of 1: bonds from clipped weights).
 //!
 //! Writes: [`Chain::sign_and_submit`] maps each [`Call`] to the runtime call (shaped from
 //! the node's metadata by [`crate::calls`]), signs it with our keys (subxt fetches the
@@ -388,7 +389,8 @@ impl Reader {
         read!(bonds_penalty, u16, "BondsPenalty");
         read!(serving_rate_limit, u64, "ServingRateLimit");
         read!(commit_reveal_weights_enabled, bool, "CommitRevealWeightsEnabled");
-        read!(yuma3_enabled, bool, "Yuma3On");
+        // A runtime without the entry predates Yuma3: it runs classic Yuma.
+        h.yuma3_enabled = self.get::<_, bool>(SUBTENSOR, "Yuma3On", (netuid,)).await?.unwrap_or(false);
         read!(liquid_alpha_enabled, bool, "LiquidAlphaOn");
         read!(alpha_sigmoid_steepness, i16, "AlphaSigmoidSteepness");
         if self.has(SUBTENSOR, "RevealPeriodEpochs") {
