@@ -125,6 +125,26 @@ impl SubtensorChain {
         }
     }
 
+    /// Runs `op` on a [`Reader`] at the finalized head; a transport failure drops the
+    /// connection so that the next call reconnects.
+    async fn read<T, F, Fut>(&self, op: F) -> ChainResult<T>
+    where
+        F: FnOnce(Reader) -> Fut,
+        Fut: std::future::Future<Output = ChainResult<T>>,
+    {
+        let outcome = match self.client().await {
+            Ok(client) => match Self::reader(&client).await {
+                Ok(reader) => op(reader).await,
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        };
+        if matches!(outcome, Err(ChainError::Transport { .. })) {
+            *self.client.lock().await = None;
+        }
+        outcome
+    }
+
     async fn reader(client: &Subtensor) -> SubtensorResult<Reader> {
         Ok(Reader { at: client.at_head().await?, client: client.clone() })
     }
@@ -672,33 +692,33 @@ impl Chain for SubtensorChain {
     }
 
     async fn subnets(&self) -> ChainResult<Vec<SubnetInfo>> {
-        let client = self.client().await?;
-        let reader = Self::reader(&client).await?;
-        let mut out = Vec::new();
-        for netuid in reader.networks().await? {
-            out.push(reader.subnet(netuid).await?);
-        }
-        Ok(out)
+        self.read(|reader| async move {
+            let mut out = Vec::new();
+            for netuid in reader.networks().await? {
+                out.push(reader.subnet(netuid).await?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn subnet(&self, netuid: u16) -> ChainResult<SubnetInfo> {
-        let client = self.client().await?;
-        Self::reader(&client).await?.subnet(netuid).await
+        self.read(|reader| async move { reader.subnet(netuid).await }).await
     }
 
     async fn hyperparams(&self, netuid: u16) -> ChainResult<Hyperparams> {
-        let client = self.client().await?;
-        Self::reader(&client).await?.hyperparams(netuid).await
+        self.read(|reader| async move { reader.hyperparams(netuid).await }).await
     }
 
     async fn neurons(&self, netuid: u16, since: Option<u64>) -> ChainResult<Option<NeuronsSnapshot>> {
-        let client = self.client().await?;
-        let reader = Self::reader(&client).await?;
-        // The revision is the finalized block read at: nothing changes within a block.
-        if since == Some(reader.block()) {
-            return Ok(None);
-        }
-        reader.neurons(netuid).await.map(Some)
+        self.read(|reader| async move {
+            // The revision is the finalized block read at: nothing changes within a block.
+            if since == Some(reader.block()) {
+                return Ok(None);
+            }
+            reader.neurons(netuid).await.map(Some)
+        })
+        .await
     }
 
     async fn commitment(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Option<Commitment>> {
@@ -719,47 +739,50 @@ impl Chain for SubtensorChain {
     }
 
     async fn weights(&self, netuid: u16) -> ChainResult<Vec<Vec<(u16, u16)>>> {
-        let client = self.client().await?;
-        let reader = Self::reader(&client).await?;
-        let n: u16 = reader.get(SUBTENSOR, "SubnetworkN", (netuid,)).await?.unwrap_or(0);
-        let mut rows = vec![Vec::new(); usize::from(n)];
-        for (uid, row) in reader.iter2::<u16, u16, Vec<(u16, u16)>>(SUBTENSOR, "Weights", netuid).await? {
-            if let Some(slot) = rows.get_mut(usize::from(uid)) {
-                *slot = row;
+        self.read(|reader| async move {
+            let n: u16 = reader.get(SUBTENSOR, "SubnetworkN", (netuid,)).await?.unwrap_or(0);
+            let mut rows = vec![Vec::new(); usize::from(n)];
+            for (uid, row) in reader.iter2::<u16, u16, Vec<(u16, u16)>>(SUBTENSOR, "Weights", netuid).await? {
+                if let Some(slot) = rows.get_mut(usize::from(uid)) {
+                    *slot = row;
+                }
             }
-        }
-        Ok(rows)
+            Ok(rows)
+        })
+        .await
     }
 
     async fn weight_commits(&self, netuid: u16, hotkey: &PublicKey) -> ChainResult<Vec<WeightCommit>> {
-        let client = self.client().await?;
-        let reader = Self::reader(&client).await?;
-        let what = format!("storage {SUBTENSOR}::WeightCommits");
-        // Current runtimes: a queue of (hash, commit block, first reveal block, last reveal block).
-        let commits: Vec<([u8; 32], u64, u64, u64)> = match reader.get(SUBTENSOR, "WeightCommits", (netuid, account_id(hotkey))).await {
-            Ok(v) => v.unwrap_or_default(),
-            Err(SubtensorError::Decode { reason, .. }) => {
-                return Err(ChainError::Protocol(format!(
-                    "{what} of this runtime is not the (hash, commit block, first reveal block, last reveal block) queue this client reads: {reason}"
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let h = reader.hyperparams(netuid).await?;
-        Ok(commits
-            .into_iter()
-            .map(|(hash, commit_block, first, last)| {
-                let commit_epoch = epoch_index(commit_block, netuid, h.tempo);
-                WeightCommit {
-                    hash,
-                    commit_block,
-                    commit_epoch,
-                    reveal_epoch: commit_epoch + h.commit_reveal_period,
-                    first_reveal_block: first,
-                    last_reveal_block: last,
+        let account = account_id(hotkey);
+        self.read(|reader| async move {
+            let what = format!("storage {SUBTENSOR}::WeightCommits");
+            // Current runtimes: a queue of (hash, commit block, first reveal block, last reveal block).
+            let commits: Vec<([u8; 32], u64, u64, u64)> = match reader.get(SUBTENSOR, "WeightCommits", (netuid, account)).await {
+                Ok(v) => v.unwrap_or_default(),
+                Err(SubtensorError::Decode { reason, .. }) => {
+                    return Err(ChainError::Protocol(format!(
+                        "{what} of this runtime is not the (hash, commit block, first reveal block, last reveal block) queue this client reads: {reason}"
+                    )));
                 }
-            })
-            .collect())
+                Err(e) => return Err(e.into()),
+            };
+            let h = reader.hyperparams(netuid).await?;
+            Ok(commits
+                .into_iter()
+                .map(|(hash, commit_block, first, last)| {
+                    let commit_epoch = epoch_index(commit_block, netuid, h.tempo);
+                    WeightCommit {
+                        hash,
+                        commit_block,
+                        commit_epoch,
+                        reveal_epoch: commit_epoch + h.commit_reveal_period,
+                        first_reveal_block: first,
+                        last_reveal_block: last,
+                    }
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn submit(&self, _tx: SignedTransaction) -> ChainResult<TxReceipt> {

@@ -59,6 +59,15 @@ impl Chopsticks {
     /// Starts chopsticks on the spec-218 chain spec, or `None` (with a message) when it is
     /// not installed and `GANGLION_REQUIRE_ALL` is not `1`.
     pub async fn start() -> Option<Chopsticks> {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind a loopback port: {e}"));
+            listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+        };
+        Chopsticks::start_on(port).await
+    }
+
+    /// Like [`Chopsticks::start`], on a given port (a restarted node at the same address).
+    pub async fn start_on(port: u16) -> Option<Chopsticks> {
         let Some(bin) = executable() else {
             let dir = install_dir();
             assert!(
@@ -74,14 +83,6 @@ impl Chopsticks {
         };
         let spec = fixture("chainspec-raonet-spec218.json");
         assert!(spec.is_file(), "missing fixture {}", spec.display());
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap_or_else(|e| panic!("bind a loopback port: {e}"));
-            listener
-                .local_addr()
-                .unwrap_or_else(|e| panic!("{e}"))
-                .port()
-        };
         let log = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("log file: {e}"));
         let out = log.reopen().unwrap_or_else(|e| panic!("{e}"));
         let err = log.reopen().unwrap_or_else(|e| panic!("{e}"));

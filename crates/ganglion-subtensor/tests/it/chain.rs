@@ -246,3 +246,32 @@ async fn a_resubmitted_transaction_executes_once() {
     ok("second", chain.execute_signed(&second).await);
     assert_eq!(ok("account", chain.account(&eve.public()).await).balance, 2_000_000_000);
 }
+
+/// The node goes away and comes back at the same address: queries fail as transport errors
+/// (bounded, no hang) while it is down, the block stream ends with an error, and the next
+/// query after the restart reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_reconnects_after_the_node_restarts() {
+    let Some(chop) = Chopsticks::start().await else { return };
+    let port: u16 = chop.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("port of {}", chop.url));
+    let timeouts = Timeouts { connect: Duration::from_secs(5), request: Duration::from_secs(5), inclusion: Duration::from_secs(20) };
+    let chain = SubtensorChain::new(&chop.url, timeouts);
+    let genesis = ok("info", chain.info().await).genesis_hash;
+    let mut blocks = ok("subscribe", chain.subscribe_blocks().await);
+
+    drop(chop);
+    let started = std::time::Instant::now();
+    let down = chain.subnets().await;
+    assert!(matches!(down, Err(ChainError::Transport { .. })), "{down:?}");
+    let next = tokio::time::timeout(Duration::from_secs(30), blocks.next()).await.unwrap_or_else(|_| panic!("the block stream hangs"));
+    assert!(matches!(next, Some(Err(ChainError::Transport { .. })) | None), "{next:?}");
+    let again = chain.block_number().await;
+    assert!(matches!(again, Err(ChainError::Transport { .. })), "no node, no answer: {again:?}");
+    assert!(started.elapsed() < Duration::from_secs(40), "bounded: {:?}", started.elapsed());
+
+    let Some(restarted) = Chopsticks::start_on(port).await else { return };
+    ok("storage after the restart", chain.subnets().await);
+    let info = ok("info after the restart", chain.info().await);
+    assert_eq!(info.genesis_hash, genesis, "the same chain spec");
+    drop(restarted);
+}
