@@ -4,6 +4,7 @@
 //! SCALE encoding of the documented argument types gives (u16 netuid, `Vec<u16>`, u64, …).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
 use ganglion_core::keys::Keypair;
 use ganglion_subtensor::calls::{self, AxonEndpoint, SUBTENSOR};
@@ -220,4 +221,84 @@ fn current_call_layouts_encode_against_the_346_and_381_metadata() {
         );
     }
     println!("SubtensorModule.set_weights index per runtime (346, 381): {indices:?}");
+}
+
+/// `$GANGLION_PAPI_DIR`, else `~/.ganglion/papi` (`scripts/install-papi`), if installed.
+fn papi_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("GANGLION_PAPI_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".ganglion/papi"));
+    dir.join("node_modules/@polkadot-api/metadata-builders").is_dir().then_some(dir)
+}
+
+/// The independent encoder: polkadot-api's codecs, built from the same metadata, decode the
+/// bytes of every call we build and encode the same arguments again; both must agree with
+/// ours byte for byte (`scripts/papi/codec.mjs`).
+#[test]
+fn polkadot_api_agrees_with_our_call_encodings() {
+    use serde_json::json;
+    let Some(dir) = papi_dir() else {
+        assert!(std::env::var("GANGLION_REQUIRE_ALL").as_deref() != Ok("1"), "polkadot-api is not installed and GANGLION_REQUIRE_ALL=1: run scripts/install-papi");
+        println!("skipped: polkadot-api is not installed (run scripts/install-papi)");
+        return;
+    };
+    // The script must sit next to the packages it imports.
+    let script = dir.join(format!("codec-{}.mjs", std::process::id()));
+    std::fs::copy(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/papi/codec.mjs"), &script).unwrap_or_else(|e| panic!("{e}"));
+    let bob = Keypair::from_uri("//Bob").unwrap_or_else(|e| panic!("{e}")).public();
+    let ss58 = bob.to_ss58();
+    for (file, spec) in [("metadata-devnet-spec346.scale", 346), ("metadata-devnet-spec381.scale", 381)] {
+        let m = load(file);
+        let axon = AxonEndpoint { ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), port: 8091, version: 1_002_003, protocol: 4 };
+        let cases: Vec<(calls::Call, serde_json::Value)> = vec![
+            (calls::set_weights(&m, 7, &[0, 1, 300], &[100, 0, u16::MAX], 1_002_003).unwrap_or_else(|e| panic!("{e}")),
+             json!({"netuid": 7, "dests": [0, 1, 300], "weights": [100, 0, 65535], "version_key": "1002003"})),
+            (calls::serve_axon(&m, 3, &axon).unwrap_or_else(|e| panic!("{e}")),
+             json!({"netuid": 3, "version": 1002003, "ip": "2130706434", "port": 8091, "ip_type": 4, "protocol": 4, "placeholder1": 0, "placeholder2": 0})),
+            (calls::burned_register(&m, 12, &bob).unwrap_or_else(|e| panic!("{e}")), json!({"netuid": 12, "hotkey": ss58})),
+            (calls::register_network(&m, &bob).unwrap_or_else(|e| panic!("{e}")), json!({"hotkey": ss58})),
+            (calls::add_stake(&m, &bob, 5, 123_456_789_000).unwrap_or_else(|e| panic!("{e}")),
+             json!({"hotkey": ss58, "netuid": 5, "amount_staked": "123456789000"})),
+            (calls::remove_stake(&m, &bob, 5, 42).unwrap_or_else(|e| panic!("{e}")), json!({"hotkey": ss58, "netuid": 5, "amount_unstaked": "42"})),
+            (calls::transfer(&m, &bob, 1_000_000_000).unwrap_or_else(|e| panic!("{e}")),
+             json!({"dest": {"type": "Id", "value": ss58}, "value": "1000000000"})),
+            (calls::commit_weights(&m, 9, &[0xab; 32]).unwrap_or_else(|e| panic!("{e}")),
+             json!({"netuid": 9, "commit_hash": format!("0x{}", "ab".repeat(32))})),
+            (calls::reveal_weights(&m, 9, &[1, 2], &[3, 4], &[5, 6, 7], 8).unwrap_or_else(|e| panic!("{e}")),
+             json!({"netuid": 9, "uids": [1, 2], "values": [3, 4], "salt": [5, 6, 7], "version_key": "8"})),
+            (calls::set_commitment(&m, 4, b"hello").unwrap_or_else(|e| panic!("{e}")),
+             // polkadot-api gives `CommitmentInfo { fields }` (one field) as the list itself.
+             json!({"netuid": 4, "info": [{"type": "Raw5", "value": "0x68656c6c6f"}]})),
+        ];
+        let input: Vec<serde_json::Value> = cases
+            .iter()
+            .map(|(call, args)| {
+                let bytes = calls::encode(&m, call).unwrap_or_else(|e| panic!("{e}"));
+                json!({"pallet": call.pallet_name(), "call": call.call_name(), "hex": format!("0x{}", hex(&bytes)), "args": args})
+            })
+            .collect();
+        let calls_file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(calls_file.path(), serde_json::to_vec(&input).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+        let output = std::process::Command::new("node")
+            .arg(&script)
+            .arg(crate::fixture(file))
+            .arg(calls_file.path())
+            .output()
+            .unwrap_or_else(|e| panic!("node: {e}"));
+        assert!(output.status.success(), "spec {spec}: {}", String::from_utf8_lossy(&output.stderr));
+        let results: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("spec {spec}: {e}"));
+        assert_eq!(results.len(), input.len());
+        for (ours, theirs) in input.iter().zip(&results) {
+            let what = format!("spec {spec}: {}.{}", ours["pallet"], ours["call"]);
+            assert_eq!(theirs["encoded"], ours["hex"], "{what}: polkadot-api encodes the same arguments differently");
+            assert_eq!(theirs["decoded"], ours["args"], "{what}: polkadot-api decodes our bytes differently");
+        }
+        println!("spec {spec}: polkadot-api agrees on {} calls", results.len());
+    }
+    let _ = std::fs::remove_file(&script);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
