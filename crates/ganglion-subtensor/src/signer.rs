@@ -49,3 +49,15 @@ impl subxt::tx::Signer<PolkadotConfig> for KeypairSigner {
         MultiSignature::Sr25519(*self.keypair.sign(signer_payload).as_bytes())
     }
 }
+
+/// The same signer for subxt's `SubstrateConfig` (what an offline client with a given genesis
+/// hash uses): subtensor's account, address and signature types are the same.
+impl subxt::tx::Signer<subxt::SubstrateConfig> for KeypairSigner {
+    fn account_id(&self) -> AccountId32 {
+        account_id(&self.keypair.public())
+    }
+
+    fn sign(&self, signer_payload: &[u8]) -> MultiSignature {
+        MultiSignature::Sr25519(*self.keypair.sign(signer_payload).as_bytes())
+    }
+}

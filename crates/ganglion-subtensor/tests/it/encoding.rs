@@ -302,3 +302,60 @@ fn polkadot_api_agrees_with_our_call_encodings() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Signed transactions for the current runtimes, offline: subxt builds every transaction
+/// extension the 346/381 metadata lists (subtensor's own `SubtensorTransactionExtension`,
+/// `DrandPriority`, `CheckMetadataHash`, and 381's `SudoTransactionExtension`), signs with our
+/// key, and the result decodes again through the same metadata with our signer and call.
+#[tokio::test]
+async fn signed_transactions_build_for_the_346_and_381_runtimes() {
+    use subxt::config::substrate::SpecVersionForRange;
+    let alice = Keypair::from_uri("//Alice").unwrap_or_else(|e| panic!("{e}"));
+    let signer = ganglion_subtensor::KeypairSigner::new(alice.clone());
+    for (file, spec) in [("metadata-devnet-spec346.scale", 346u32), ("metadata-devnet-spec381.scale", 381)] {
+        let m = load(file);
+        let version = m.pallet_by_name("System").and_then(|p| p.constant_by_name("Version")).unwrap_or_else(|| panic!("System.Version"));
+        // RuntimeVersion: spec_name, impl_name, authoring, spec, impl, apis, transaction_version.
+        let mut cursor = version.value();
+        let (_, _, _, spec_version, _, _apis, transaction_version) =
+            <(String, String, u32, u32, u32, Vec<([u8; 8], u32)>, u32)>::decode(&mut cursor).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec_version, spec);
+        let extensions: Vec<String> = m.extrinsic().transaction_extensions_by_version(0).map(|xs| xs.map(|x| x.identifier().to_string()).collect()).unwrap_or_default();
+        let call = calls::set_weights(&m, 1, &[0, 1], &[1, 2], 0).unwrap_or_else(|e| panic!("{e}"));
+        let config = subxt::SubstrateConfig::builder()
+            .set_genesis_hash(subxt::utils::H256::repeat_byte(2))
+            .set_metadata_for_spec_versions([(spec, std::sync::Arc::new(load(file)))])
+            .set_spec_version_for_block_ranges([SpecVersionForRange { block_range: 0..u64::MAX, spec_version: spec, transaction_version }])
+            .build();
+        let client = subxt::OfflineClient::new_with_config(config);
+        let at = client.at_block(100u64).unwrap_or_else(|e| panic!("spec {spec}: {e}"));
+        let params = subxt::config::DefaultExtrinsicParamsBuilder::<subxt::SubstrateConfig>::new()
+            .nonce(7)
+            .mortal_from_unchecked(32, 100, subxt::utils::H256::repeat_byte(1))
+            .build();
+        let signed = at
+            .tx()
+            .create_signable_offline(&call, params)
+            .unwrap_or_else(|e| panic!("spec {spec} (extensions {extensions:?}): {e}"))
+            .sign(&signer)
+            .unwrap_or_else(|e| panic!("spec {spec}: signing: {e}"));
+        let bytes = signed.into_encoded();
+        let decoded = at.extrinsics().from_bytes(vec![bytes.clone()]).await;
+        let Some(Ok(ext)) = decoded.iter().next() else { panic!("spec {spec}: the signed transaction does not decode") };
+        assert!(ext.is_signed(), "spec {spec}");
+        assert_eq!((ext.pallet_name(), ext.call_name()), ("SubtensorModule", "set_weights"), "spec {spec}");
+        let address = ext.address_bytes().unwrap_or_default();
+        assert!(address.ends_with(alice.public().as_bytes()), "spec {spec}: signed by our key");
+        let signature = ext.signature_bytes().unwrap_or_default();
+        assert_eq!(signature.first(), Some(&1), "spec {spec}: MultiSignature::Sr25519");
+        let names: Vec<String> = ext.transaction_extensions().map(|x| x.iter().map(|e| e.name().to_string()).collect()).unwrap_or_default();
+        assert_eq!(names, extensions, "spec {spec}: every extension the runtime lists, in order");
+        // Mortal (two bytes of era), not immortal (0x00): a lost transaction dies with its era.
+        let era: Vec<u8> = ext
+            .transaction_extensions()
+            .and_then(|x| x.iter().find(|e| e.name() == "CheckMortality").map(|e| e.bytes().to_vec()))
+            .unwrap_or_default();
+        assert_eq!(era.len(), 2, "spec {spec}: a mortal era, got {era:?}");
+        println!("spec {spec}: {} bytes, signed, extensions {names:?}", bytes.len());
+    }
+}
