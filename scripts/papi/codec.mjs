@@ -32,10 +32,10 @@ function revive(value) {
   return value;
 }
 
-// polkadot-api values → JSON: bigints as decimal strings, binaries as hex.
+// polkadot-api values → JSON: bigints as decimal strings, variable-length bytes as "bytes:0x…".
 function plain(value) {
   if (typeof value === "bigint") return value.toString();
-  if (value instanceof Uint8Array) return toHex(value);
+  if (value instanceof Uint8Array) return "bytes:" + toHex(value);
   if (Array.isArray(value)) return value.map(plain);
   if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
   return value;

@@ -373,6 +373,17 @@ pub trait Chain: Send + Sync {
         self.sign_and_submit(hotkey, Call::RevealWeights { netuid, uids, values, salt, version_key }).await
     }
 
+    /// Commit `hotkey`'s weights on a subnet with drand-timelocked commit-reveal
+    /// ([`Hyperparams::timelocked_commits`]): encrypted to the drand round of the reveal
+    /// epoch ([`crate::timelock`]); the chain decrypts and applies them itself. Chains
+    /// without a drand beacon (the local one) refuse with `TimelockedCommitsUnsupported`.
+    async fn commit_timelocked_weights(&self, _hotkey: &Keypair, _netuid: u16, _uids: Vec<u16>, _values: Vec<u16>, _version_key: u64) -> ChainResult<TxReceipt> {
+        Err(ChainError::Rejected {
+            name: "TimelockedCommitsUnsupported".into(),
+            message: "this chain has no drand beacon to reveal timelocked commits; use hash-based commit-reveal (commit_weights, reveal_weights)".into(),
+        })
+    }
+
     /// Set `hotkey`'s commitment in `netuid` (at most 128 bytes).
     async fn set_commitment(&self, hotkey: &Keypair, netuid: u16, data: String) -> ChainResult<TxReceipt> {
         self.sign_and_submit(hotkey, Call::SetCommitment { netuid, data }).await

@@ -49,6 +49,11 @@ pub struct Hyperparams {
     /// Epochs between a weight commit and its reveal (`RevealPeriodEpochs`, default 1).
     #[serde(default = "default_reveal_period")]
     pub commit_reveal_period: u64,
+    /// Which commit-reveal the chain runs when it is on (`CommitRevealWeightsVersion`):
+    /// 1 the hash-based commit and reveal (the local chain, older subtensor runtimes), 3 and
+    /// above drand-timelocked commits the chain reveals itself (`ganglion_chain::timelock`).
+    #[serde(default = "default_commit_reveal_version")]
+    pub commit_reveal_version: u16,
     /// `Yuma3On` (new subnets true).
     pub yuma3_enabled: bool,
     /// `LiquidAlphaOn` (false).
@@ -65,6 +70,17 @@ pub struct Hyperparams {
 
 fn default_reveal_period() -> u64 {
     crate::commit_reveal::DEFAULT_REVEAL_PERIOD
+}
+
+fn default_commit_reveal_version() -> u16 {
+    1
+}
+
+impl Hyperparams {
+    /// Whether weights go on chain as drand-timelocked commits (commit-reveal on, version 3+).
+    pub fn timelocked_commits(&self) -> bool {
+        self.commit_reveal_weights_enabled && self.commit_reveal_version >= 3
+    }
 }
 
 /// Largest `commit_reveal_period` accepted, in epochs.
@@ -93,6 +109,7 @@ impl Hyperparams {
             serving_rate_limit: 50,
             commit_reveal_weights_enabled: false,
             commit_reveal_period: crate::commit_reveal::DEFAULT_REVEAL_PERIOD,
+            commit_reveal_version: 1,
             yuma3_enabled: true,
             liquid_alpha_enabled: false,
             alpha_low: 45_875,

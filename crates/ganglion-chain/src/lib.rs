@@ -13,6 +13,8 @@
 //! - [`hyperparams`]: subnet hyperparameters with the originals' new-subnet defaults.
 //! - [`commit_reveal`]: hash-based weight commit-reveal (subtensor's v1): the SDK's
 //!   `generate_weight_hash`, the rules, [`WeightCommit`].
+//! - [`timelock`]: drand-timelocked weight commits (subtensor's commit-reveal v3,
+//!   `commit_timelocked_weights`), byte-compatible with `bittensor-drand`.
 //! - [`error`]: [`TxError`] (the chain's refusal reasons), [`ChainError`], and the HTTP
 //!   error body shared with the node.
 //! - [`client`]: [`LocalChain`], the [`Chain`] over HTTP, and [`resolve_network`].
@@ -32,6 +34,7 @@ pub mod client;
 pub mod commit_reveal;
 pub mod error;
 pub mod hyperparams;
+pub mod timelock;
 pub mod tx;
 
 pub use api::{

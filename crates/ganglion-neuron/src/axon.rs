@@ -178,28 +178,242 @@ impl Axon {
     }
 
     /// Serves `router` until `shutdown`; in-flight requests then get `drain` to finish.
-    pub fn serve(self, router: axum::Router, mut shutdown: Shutdown, drain: Duration) -> tokio::task::JoinHandle<()> {
+    /// Connections are held to [`ServeLimits::default`].
+    pub fn serve(self, router: axum::Router, shutdown: Shutdown, drain: Duration) -> tokio::task::JoinHandle<()> {
+        self.serve_with(router, shutdown, drain, ServeLimits::default())
+    }
+
+    /// As [`Axon::serve`], with the HTTP server's `limits` (and their refusals reported).
+    ///
+    /// HTTP/1.1 only, served by hyper directly rather than `axum::serve`: `axum::serve` sets
+    /// no timer on hyper's connection builder, and hyper then silently drops its header-read
+    /// timeout, so a client sending its headers a byte at a time (slowloris) held a
+    /// connection and its task for as long as it liked. Handlers can extract
+    /// `ConnectInfo<SocketAddr>` as before.
+    pub fn serve_with(self, router: axum::Router, mut shutdown: Shutdown, drain: Duration, limits: ServeLimits) -> tokio::task::JoinHandle<()> {
         let listener = self.listener;
+        let limits = Arc::new(limits);
         tokio::spawn(async move {
-            let mut stop = shutdown.clone();
-            let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move { stop.wait().await });
-            let server = tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(target: "ganglion::neuron", "axon server failed: {e}");
-                }
-            });
-            let abort = server.abort_handle();
-            tokio::pin!(server);
-            tokio::select! {
-                _ = &mut server => {}
-                () = shutdown.wait() => {
-                    if tokio::time::timeout(drain, &mut server).await.is_err() {
-                        tracing::warn!(target: "ganglion::neuron", "in-flight requests did not finish within {drain:?}; closing them");
-                        abort.abort();
-                    }
-                }
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let (stream, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // As axum's listener: transient errors (e.g. too many open files)
+                            // are waited out, not fatal.
+                            tracing::debug!(target: "ganglion::neuron", "accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    () = shutdown.wait() => break,
+                };
+                while connections.try_join_next().is_some() {}
+                // Streamed responses are many small writes (one per token): without
+                // TCP_NODELAY, Nagle's algorithm can hold each behind the previous one's ACK.
+                let _ = stream.set_nodelay(true);
+                connections.spawn(serve_connection(stream, peer, router.clone(), limits.clone(), stop_rx.clone()));
+            }
+            drop(listener);
+            let _ = stop_tx.send(true);
+            let drained = tokio::time::timeout(drain, async { while connections.join_next().await.is_some() {} }).await;
+            if drained.is_err() {
+                tracing::warn!(target: "ganglion::neuron", "in-flight requests did not finish within {drain:?}; closing them");
+                connections.abort_all();
             }
         })
+    }
+}
+
+/// What the axon's HTTP server allows a connection, and whom it tells when one is cut off.
+#[derive(Clone)]
+pub struct ServeLimits {
+    /// A request's line and headers must arrive within this long of the server starting to
+    /// read them; a connection idle between keep-alive requests is also closed after it.
+    pub header_read_timeout: Duration,
+    /// Largest request line plus headers, in bytes; larger heads are answered 431 and the
+    /// connection closed.
+    pub max_header_bytes: usize,
+    /// A response write that makes no progress for this long (the client stopped reading)
+    /// closes the connection: a streamed response is only produced as fast as it is read,
+    /// so without this a client that never reads would hold the response (and whatever it
+    /// holds upstream) for ever.
+    pub write_stall_timeout: Duration,
+    /// Called with the reason whenever a connection is cut off before a request was read:
+    /// `header_timeout` (headers too slow, the slowloris case; not reported on a connection
+    /// that sent nothing or already served a request, where it is most likely an idle
+    /// keep-alive one), `header_too_large`, `bad_request` (unparsable), `incomplete_request`
+    /// (the client hung up mid-request); and `write_stalled` when a client stopped reading
+    /// its response.
+    pub on_refused: Option<Arc<dyn Fn(&'static str) + Send + Sync>>,
+}
+
+impl Default for ServeLimits {
+    /// 30 s for headers (hyper's own default, which `axum::serve` loses), 32 KiB of head,
+    /// 30 s of stalled writes.
+    fn default() -> Self {
+        ServeLimits { header_read_timeout: Duration::from_secs(30), max_header_bytes: 32 * 1024, write_stall_timeout: Duration::from_secs(30), on_refused: None }
+    }
+}
+
+impl std::fmt::Debug for ServeLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeLimits")
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("write_stall_timeout", &self.write_stall_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The router as one connection's hyper service: inserts `ConnectInfo(peer)` (as
+/// `into_make_service_with_connect_info` does) and counts the requests served.
+#[derive(Clone)]
+struct ConnectionService {
+    inner: hyper_util::service::TowerToHyperService<axum::Router>,
+    peer: SocketAddr,
+    served: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for ConnectionService {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = hyper_util::service::TowerToHyperServiceFuture<axum::Router, http::Request<hyper::body::Incoming>>;
+
+    fn call(&self, mut request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        request.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
+        self.inner.call(request)
+    }
+}
+
+/// One connection under `limits`, shut down gracefully (the response in flight finishes)
+/// once `stop` turns true.
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, router: axum::Router, limits: Arc<ServeLimits>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let service = ConnectionService { inner: hyper_util::service::TowerToHyperService::new(router), peer, served: served.clone() };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes);
+    let seen = Arc::new(Seen::default());
+    let stream = StallGuard { inner: stream, limit: limits.write_stall_timeout, stall: None, seen: seen.clone() };
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            _ = stop.wait_for(|stop| *stop), if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    let Err(e) = result else { return };
+    let reason = if seen.stalled.load(std::sync::atomic::Ordering::Relaxed) {
+        "write_stalled"
+    } else if e.is_timeout() {
+        if served.load(std::sync::atomic::Ordering::Relaxed) > 0 || !seen.read.load(std::sync::atomic::Ordering::Relaxed) {
+            // A keep-alive connection left idle, or one a client's pool opened and never
+            // used (most likely; neither is an attack): not a refusal.
+            tracing::trace!(target: "ganglion::neuron", %peer, "idle connection closed: {e}");
+            return;
+        }
+        "header_timeout"
+    } else if e.is_parse_too_large() {
+        "header_too_large"
+    } else if e.is_parse() {
+        "bad_request"
+    } else if e.is_incomplete_message() {
+        "incomplete_request"
+    } else {
+        tracing::trace!(target: "ganglion::neuron", %peer, "connection ended: {e}");
+        return;
+    };
+    tracing::debug!(target: "ganglion::neuron", %peer, reason, "connection refused: {e}");
+    if let Some(report) = &limits.on_refused {
+        report(reason);
+    }
+}
+
+/// What a connection's [`StallGuard`] saw.
+#[derive(Default)]
+struct Seen {
+    /// Any byte read.
+    read: std::sync::atomic::AtomicBool,
+    /// A write stalled past the limit.
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+/// A connection's socket whose writes fail once they made no progress for `limit`.
+struct StallGuard {
+    inner: tokio::net::TcpStream,
+    limit: Duration,
+    stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    seen: Arc<Seen>,
+}
+
+impl StallGuard {
+    /// After a write returned `Pending`: `Pending` until the stall lasted `limit`, then an error.
+    fn pending<T>(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<T>> {
+        let limit = self.limit;
+        let stall = self.stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stall.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                self.seen.stalled.store(true, std::sync::atomic::Ordering::Relaxed);
+                std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client stopped reading")))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    /// After a write completed: the stall (if any) is over.
+    fn progressed<T>(&mut self, result: std::task::Poll<T>) -> std::task::Poll<T> {
+        self.stall = None;
+        result
+    }
+}
+
+impl tokio::io::AsyncRead for StallGuard {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.seen.read.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl tokio::io::AsyncWrite for StallGuard {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.pending(cx),
+            done => self.progressed(done),
+        }
+    }
+
+    fn poll_write_vectored(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => self.pending(cx),
+            done => self.progressed(done),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -17,7 +17,8 @@
 //! - **How**: a [`WeightStrategy`] puts the u16 weights on chain, picked from the chain's
 //!   hyperparameters as the SDK does: [`PlainWeights`] (`set_weights`) when
 //!   `commit_reveal_weights_enabled` is off, [`CommitReveal`] (commit the hash now, reveal in
-//!   the commit's reveal epoch) when it is on. [`WeightStrategy::poll`] runs on every pass of
+//!   the commit's reveal epoch) when it is on, [`TimelockedCommits`] when it is on with the
+//!   chain's `commit_reveal_version` 3 or above (drand-timelocked; the chain reveals). [`WeightStrategy::poll`] runs on every pass of
 //!   the loop, so a reveal goes out when its window opens, not when weights are next due; the
 //!   pending reveals live in an atomic state file ([`WeightSetter::with_state_file`]), so a
 //!   restart (even `kill -9`) between commit and reveal still reveals.
@@ -81,6 +82,28 @@ pub trait WeightStrategy: Send + Sync {
     /// Commits waiting for their reveal, oldest first.
     fn pending(&self) -> Vec<PendingCommitStatus> {
         Vec::new()
+    }
+}
+
+/// Drand-timelocked commits (subtensor's commit-reveal v3 and later): the weights are
+/// encrypted to the drand round of their reveal epoch and committed once; the chain decrypts
+/// and applies them when that round's signature arrives, so there is no reveal to send
+/// ([`Chain::commit_timelocked_weights`], `ganglion_chain::timelock`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TimelockedCommits;
+
+#[async_trait]
+impl WeightStrategy for TimelockedCommits {
+    fn name(&self) -> &'static str {
+        "timelocked-commit"
+    }
+
+    fn commit_reveal(&self) -> bool {
+        true
+    }
+
+    async fn submit(&self, chain: &dyn Chain, hotkey: &Keypair, netuid: u16, uids: Vec<u16>, values: Vec<u16>, version_key: u64) -> ChainResult<TxReceipt> {
+        chain.commit_timelocked_weights(hotkey, netuid, uids, values, version_key).await
     }
 }
 
@@ -424,6 +447,10 @@ impl WeightSetter {
     /// The strategy for a subnet with these hyperparameters: the given one if it suits, else
     /// the built-in [`CommitReveal`] or [`PlainWeights`].
     fn pick(&self, hp: &Hyperparams) -> &dyn WeightStrategy {
+        if hp.timelocked_commits() {
+            // The chain reveals these itself: nothing to keep, nothing to poll.
+            return &TimelockedCommits;
+        }
         match (hp.commit_reveal_weights_enabled, self.strategy.commit_reveal()) {
             (true, true) | (false, false) => self.strategy.as_ref(),
             (true, false) => &self.commit_reveal,
@@ -603,6 +630,20 @@ impl WeightSetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_strategy_follows_the_chains_commit_reveal() {
+        let hotkey = Keypair::from_uri("//PickStrategy").unwrap_or_else(|e| panic!("{e}"));
+        let setter = WeightSetter::new(1, hotkey, 10, None, Box::new(PlainWeights), Arc::new(Metrics::new()));
+        let mut hp = Hyperparams::new_subnet(10);
+        assert_eq!(setter.pick(&hp).name(), "plain");
+        hp.commit_reveal_weights_enabled = true;
+        assert_eq!(setter.pick(&hp).name(), "commit-reveal", "version 1: hash-based");
+        hp.commit_reveal_version = 4;
+        assert_eq!(setter.pick(&hp).name(), "timelocked-commit");
+        hp.commit_reveal_weights_enabled = false;
+        assert_eq!(setter.pick(&hp).name(), "plain", "the version alone turns nothing on");
+    }
 
     #[test]
     fn version_key_is_the_sdks_version_as_int() {

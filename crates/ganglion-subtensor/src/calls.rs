@@ -230,6 +230,24 @@ pub fn reveal_weights(
     )
 }
 
+/// A drand-timelocked weight commit (`ganglion_chain::timelock`): the runtime's
+/// `commit_timelocked_mechanism_weights(netuid, mecid 0, …)` where it has it (what the SDK
+/// sends), `commit_timelocked_weights(netuid, commit, reveal_round, commit_reveal_version)`
+/// otherwise.
+pub fn commit_timelocked_weights(metadata: &Metadata, netuid: u16, commit: &[u8], reveal_round: u64, version: u16) -> SubtensorResult<Call> {
+    let mut args = vec![
+        ("netuid", u(netuid)),
+        ("commit", Value::from_bytes(commit)),
+        ("reveal_round", u(reveal_round)),
+        ("commit_reveal_version", u(version)),
+    ];
+    if call_fields(metadata, SUBTENSOR, "commit_timelocked_mechanism_weights").is_ok() {
+        args.push(("mecid", u(0u8)));
+        return build(metadata, SUBTENSOR, "commit_timelocked_mechanism_weights", args, &[]);
+    }
+    build(metadata, SUBTENSOR, "commit_timelocked_weights", args, &[])
+}
+
 /// `Commitments.set_commitment(netuid, info)` with one `Data::Raw{len}` field holding
 /// `data` (≤ 128 bytes), as the SDK's `commit` publishes it.
 pub fn set_commitment(metadata: &Metadata, netuid: u16, data: &[u8]) -> SubtensorResult<Call> {

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use futures::StreamExt;
 use ganglion_chain::commit_reveal::WeightCommit;
+use ganglion_chain::timelock::{self, EpochSchedule};
 use ganglion_chain::tx::{Call as ChainCall, SignedTransaction};
 use ganglion_chain::{
     AccountInfo, AxonInfo, BlockHeader, BlockStream, Chain, ChainError, ChainInfo, ChainResult, Commitment,
@@ -422,6 +423,9 @@ impl Reader {
             h.alpha_low = low;
             h.alpha_high = high;
         }
+        // Which commit-reveal runs when it is on: a chain-wide version in current runtimes
+        // (3 and above: drand-timelocked), hash-based where the runtime has no such entry.
+        h.commit_reveal_version = self.get::<_, u16>(SUBTENSOR, "CommitRevealWeightsVersion", ()).await?.unwrap_or(1);
         // The stake a validator needs to set weights: per chain in both runtimes.
         for entry in ["StakeThreshold", "WeightsMinStake"] {
             if let Some(v) = self.get::<_, u64>(SUBTENSOR, entry, ()).await? {
@@ -430,6 +434,27 @@ impl Reader {
             }
         }
         Ok(h)
+    }
+
+    /// The subnet's epoch scheduling state, as the SDK reads it for timelocked commits
+    /// (`LastEpochBlock`, `PendingEpochAt`, `SubnetEpochIndex`, `Tempo`,
+    /// `BlocksSinceLastStep`); runtimes that predate that scheduling are refused by name.
+    async fn epoch_schedule(&self, netuid: u16) -> ChainResult<EpochSchedule> {
+        let missing = |entry: &str| ChainError::Rejected {
+            name: "EpochScheduleUnknown".into(),
+            message: format!(
+                "this runtime has no {SUBTENSOR}::{entry}: its epoch scheduling predates the one timelocked commits are computed for; the subnet cannot take timelocked commits from this client"
+            ),
+        };
+        let u64_at = |entry: &'static str| async move { self.get::<_, u64>(SUBTENSOR, entry, (netuid,)).await?.ok_or_else(|| missing(entry)) };
+        Ok(EpochSchedule {
+            last_epoch_block: u64_at("LastEpochBlock").await?,
+            pending_epoch_at: u64_at("PendingEpochAt").await?,
+            subnet_epoch_index: u64_at("SubnetEpochIndex").await?,
+            tempo: self.get::<_, u16>(SUBTENSOR, "Tempo", (netuid,)).await?.ok_or_else(|| missing("Tempo"))?,
+            blocks_since_last_step: u64_at("BlocksSinceLastStep").await?,
+            current_block: self.block(),
+        })
     }
 
     async fn neurons(&self, netuid: u16) -> ChainResult<NeuronsSnapshot> {
@@ -586,6 +611,11 @@ fn commitment_from(value: &Value<()>) -> Option<Commitment> {
 /// Subtensor's epoch index of `block` for a subnet (`(block + netuid + 1) / (tempo + 1)`).
 fn epoch_index(block: u64, netuid: u16, tempo: u16) -> u64 {
     (block + u64::from(netuid) + 1) / (u64::from(tempo) + 1)
+}
+
+/// A timelock failure (lengths, size, an impossible schedule) as a refusal by name.
+fn timelock_refusal(e: timelock::TimelockError) -> ChainError {
+    ChainError::Rejected { name: "TimelockedCommitRefused".into(), message: e.to_string() }
 }
 
 fn unsupported(what: &str) -> ChainError {
@@ -783,6 +813,24 @@ impl Chain for SubtensorChain {
                 .collect())
         })
         .await
+    }
+
+    async fn commit_timelocked_weights(&self, hotkey: &Keypair, netuid: u16, uids: Vec<u16>, values: Vec<u16>, version_key: u64) -> ChainResult<TxReceipt> {
+        let block_time_secs = self.info().await?.block_time_ms as f64 / 1000.0;
+        let public = hotkey.public();
+        let (commit, round, version) = self
+            .read(|reader| async move {
+                let h = reader.hyperparams(netuid).await?;
+                let schedule = reader.epoch_schedule(netuid).await?;
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                let round = timelock::reveal_round(&schedule, h.commit_reveal_period, block_time_secs, now).map_err(timelock_refusal)?;
+                let commit = timelock::encrypt_weights(&public, &uids, &values, version_key, round).map_err(timelock_refusal)?;
+                Ok((commit, round, h.commit_reveal_version))
+            })
+            .await?;
+        let included = self.execute(hotkey, |m| calls::commit_timelocked_weights(m, netuid, &commit, round, version)).await?;
+        tracing::info!(target: "ganglion::subtensor", netuid, round, bytes = commit.len(), "weights committed, timelocked to drand round {round}");
+        Ok(Self::receipt(&included))
     }
 
     async fn submit(&self, _tx: SignedTransaction) -> ChainResult<TxReceipt> {

@@ -215,7 +215,11 @@ impl ClientTls {
         let builder = reqwest::Client::builder();
         // Each certificate was parsed and accepted as a trust anchor when loaded.
         let certs = self.extra_roots.iter().filter_map(|der| reqwest::Certificate::from_der(der).ok());
-        builder.tls_certs_merge(certs)
+        // Idle pooled connections are dropped before our axons close them (their header-read
+        // timer, 30 s, also runs between keep-alive requests): reqwest's 90 s default would
+        // send a request on a connection the server is closing ("connection closed before
+        // message completed").
+        builder.tls_certs_merge(certs).pool_idle_timeout(std::time::Duration::from_secs(20))
     }
 
     /// A client with `reqwest`'s defaults otherwise.

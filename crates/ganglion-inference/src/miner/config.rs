@@ -37,6 +37,8 @@
 //! upstream_total_timeout = "10m"
 //! queue_timeout = "10s"
 //! drain_timeout = "10s"     # in-flight streams get this long at shutdown
+//! header_read_timeout = "30s"   # a request's headers must arrive within this (slowloris)
+//! write_stall_timeout = "30s"   # a caller that stops reading its response is cut off after this
 //!
 //! [tls]                     # https:// upstreams: system roots, plus this private CA
 //! ca_file = "/etc/ganglion/upstream-ca.pem"
@@ -107,6 +109,14 @@ pub struct MinerConfig {
     pub sync_interval: Duration,
     /// How long in-flight streams may go on after a stop was asked for.
     pub drain_timeout: Duration,
+    /// A request's headers must arrive within this (slowloris); keep-alive connections idle
+    /// this long are closed too.
+    pub header_read_timeout: Duration,
+    /// Largest request line plus headers in bytes (431 above).
+    pub max_header_bytes: usize,
+    /// A caller that reads nothing of its response for this long is cut off (its stream,
+    /// caller and upstream slots freed).
+    pub write_stall_timeout: Duration,
     /// Where `status.json` is written (none: served at `/status` only).
     pub data_dir: Option<PathBuf>,
     /// How `https://` upstreams are verified (system roots, plus `[tls] ca_file`).
@@ -115,7 +125,8 @@ pub struct MinerConfig {
 
 impl MinerConfig {
     /// Defaults for everything but the essentials: permit required, 1000 TAO minimum
-    /// stake, 8 requests per caller, 1 MiB bodies, 60 s first byte and idle, 10 min total.
+    /// stake, 8 requests per caller, 1 MiB bodies, 60 s first byte and idle, 10 min total,
+    /// 30 s to send the headers, 32 KiB of headers, 30 s for a stalled response write.
     pub fn new(netuid: u16, hotkey: Keypair, listen: SocketAddr, upstreams: Vec<UpstreamConfig>) -> MinerConfig {
         MinerConfig {
             netuid,
@@ -137,6 +148,9 @@ impl MinerConfig {
             queue_timeout: Duration::from_secs(10),
             sync_interval: NeuronConfig::default().sync_interval,
             drain_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 32 * 1024,
+            write_stall_timeout: Duration::from_secs(30),
             data_dir: None,
             tls: ClientTls::system(),
         }
@@ -197,6 +211,12 @@ pub struct MinerSection {
     /// How long in-flight streams may go on after SIGINT/SIGTERM.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Deadline for a request's headers (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a response write may make no progress before the caller is cut off.
+    #[serde(with = "humantime_serde")]
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for MinerSection {
@@ -209,6 +229,8 @@ impl Default for MinerSection {
             upstream_total_timeout: Duration::from_secs(600),
             queue_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            write_stall_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -287,6 +309,8 @@ impl MinerFile {
             ("miner.upstream_idle_timeout", m.upstream_idle_timeout),
             ("miner.upstream_total_timeout", m.upstream_total_timeout),
             ("miner.queue_timeout", m.queue_timeout),
+            ("miner.header_read_timeout", m.header_read_timeout),
+            ("miner.write_stall_timeout", m.write_stall_timeout),
         ] {
             check_duration(key, value, min, day)?;
         }
@@ -296,6 +320,8 @@ impl MinerFile {
         config.upstream_total_timeout = m.upstream_total_timeout;
         config.queue_timeout = m.queue_timeout;
         config.drain_timeout = m.drain_timeout;
+        config.header_read_timeout = m.header_read_timeout;
+        config.write_stall_timeout = m.write_stall_timeout;
         Ok(config)
     }
 }
@@ -330,6 +356,7 @@ mod tests {
             sync_interval = "5s"
             [miner]
             upstream_total_timeout = "2m"
+            header_read_timeout = "5s"
             "#,
         );
         let mut over = Overrides::new();
@@ -343,6 +370,8 @@ mod tests {
         assert_eq!(config.policy.min_stake_rao, RAO_PER_TAO / 2);
         assert_eq!(config.sync_interval, Duration::from_secs(5));
         assert_eq!(config.upstream_total_timeout, Duration::from_secs(120));
+        assert_eq!(config.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(config.write_stall_timeout, Duration::from_secs(30), "the default");
     }
 
     #[test]

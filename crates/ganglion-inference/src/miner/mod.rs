@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use ganglion_chain::Chain;
 use ganglion_core::keys::PublicKey;
-use ganglion_neuron::axon::{Axon, attach_chain};
+use ganglion_neuron::axon::{Axon, ServeLimits, attach_chain};
 use ganglion_neuron::metrics::LATENCY_BUCKETS;
 use ganglion_neuron::signals::ShutdownTrigger;
 use ganglion_neuron::status::{NodeStatus, Phase, Role, StatusBoard};
@@ -188,7 +188,10 @@ fn describe(metrics: &Metrics) {
     metrics.counter("ganglion_miner_requests_total", "Requests handled, by route and status.");
     metrics.counter("ganglion_miner_upstream_errors_total", "Upstream failures, by model and kind.");
     metrics.gauge("ganglion_miner_active_streams", "Responses currently streaming.");
-    metrics.counter("ganglion_miner_refused_total", "Requests refused by the miner's limits, by reason.");
+    metrics.counter(
+        "ganglion_miner_refused_total",
+        "Requests refused by the miner's limits (per_caller_limit, upstream_busy), by its Epistula layer (epistula_<code>), or cut off before a request was read (header_timeout, header_too_large, bad_request, incomplete_request, write_stalled), by reason.",
+    );
     metrics.histogram("ganglion_miner_request_seconds", "Time from a request's arrival to the end of its streamed response, by model.", LATENCY_BUCKETS);
 }
 
@@ -239,7 +242,10 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown:
         .tls
         .http_builder()
         .connect_timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(64)
+        // Keep as many idle connections as the upstreams allow requests in flight (a host
+        // may serve several models): with a fixed 64, every stream past the 64th opened a
+        // new upstream connection for each request (seen with `ganglion bench load`).
+        .pool_max_idle_per_host(config.upstreams.iter().map(|u| u.max_concurrency).sum::<usize>().clamp(64, 4096))
         .build()
         .map_err(|e| InferenceError::Http(e.to_string()))?;
     let mut upstreams = HashMap::new();
@@ -280,7 +286,17 @@ pub async fn start(config: MinerConfig, chain: Option<Arc<dyn Chain>>, shutdown:
         }
     };
     let app = proxy::router(state.clone(), axon.verifier());
-    let server = axon.serve(app, token, config.drain_timeout);
+    // Connections cut off before a request was read (slowloris, oversized or malformed
+    // headers) or whose caller stopped reading the response are refusals too: counted with
+    // the handlers' and the Epistula layer's.
+    let refused = metrics.clone();
+    let limits = ServeLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_header_bytes: config.max_header_bytes,
+        write_stall_timeout: config.write_stall_timeout,
+        on_refused: Some(Arc::new(move |reason| refused.inc("ganglion_miner_refused_total", &[("reason", reason)]))),
+    };
+    let server = axon.serve_with(app, token, config.drain_timeout, limits);
     tracing::info!(target: "ganglion::miner", %addr, hotkey = %config.hotkey.public(), models = ?state.models(), "inference miner serving");
     Ok(MinerHandle { addr, metrics, state, trigger, drain: config.drain_timeout, server, sync })
 }

@@ -1,10 +1,12 @@
 //! The miner's HTTP surface: routing, limits, upstream calls and the guarded byte stream.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,13 +26,47 @@ pub(super) fn router(state: Arc<MinerState>, verifier: Arc<Verifier>) -> Router 
         .route("/v1/chat/completions", post(proxy))
         .route("/v1/completions", post(proxy))
         .route("/models", get(list_models).post(receive_models));
-    let protected = protect(protected, verifier);
+    // Refusals by the Epistula layer (bad or replayed signatures, denied callers, …) never
+    // reach a handler: `mark_verified`, inside the layer, tells `count_refusals`, outside
+    // it, that a request got through; the others are counted as refused.
+    let protected = protect(protected.layer(axum::middleware::from_fn(mark_verified)), verifier)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_refusals));
     // The operator's figures: loopback callers only (the runtime's rule for every miner).
     let operator = Router::new()
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .layer(axum::middleware::from_fn(ganglion_neuron::server::loopback_only));
     Router::new().route("/", get(health)).merge(operator).merge(protected).with_state(state)
+}
+
+/// Set by [`mark_verified`] once the Epistula layer let a request through.
+#[derive(Clone)]
+struct Verified(Arc<AtomicBool>);
+
+async fn mark_verified(request: Request, next: Next) -> Response {
+    if let Some(verified) = request.extensions().get::<Verified>() {
+        verified.0.store(true, Ordering::Relaxed);
+    }
+    next.run(request).await
+}
+
+async fn count_refusals(State(state): AppState, mut request: Request, next: Next) -> Response {
+    let verified = Verified(Arc::new(AtomicBool::new(false)));
+    request.extensions_mut().insert(verified.clone());
+    let response = next.run(request).await;
+    if !verified.0.load(Ordering::Relaxed) {
+        let reason = match response.status() {
+            StatusCode::BAD_REQUEST => "epistula_invalid",
+            StatusCode::UNAUTHORIZED => "epistula_bad_signature",
+            StatusCode::FORBIDDEN => "epistula_denied",
+            StatusCode::CONFLICT => "epistula_replayed",
+            StatusCode::PAYLOAD_TOO_LARGE => "epistula_body_too_large",
+            StatusCode::SERVICE_UNAVAILABLE => "epistula_overloaded",
+            _ => "epistula_other",
+        };
+        state.metrics.inc("ganglion_miner_refused_total", &[("reason", reason)]);
+    }
+    response
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {

@@ -2,6 +2,7 @@
 
 mod common;
 mod adversarial;
+mod bad_input_load;
 mod e2e;
 mod jaro_reference;
 mod miner_proxy;

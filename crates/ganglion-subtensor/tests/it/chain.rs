@@ -141,6 +141,12 @@ async fn the_chain_trait_works_on_the_spec_218_runtime() {
     let header = ok("block", header);
     assert!(header.number > 0 && header.hash.starts_with("0x") && header.timestamp_ms > 0, "{header:?}");
 
+    // Timelocked commits need the current runtimes' epoch scheduling, which 218 predates.
+    let h = ok("hyperparams", chain.hyperparams(netuid).await);
+    assert_eq!(h.commit_reveal_version, 1, "no CommitRevealWeightsVersion on 218: hash-based");
+    let tlock = chain.commit_timelocked_weights(&bob, netuid, vec![uid_bob], vec![1], 0).await;
+    assert_eq!(tlock.as_ref().err().and_then(ChainError::name), Some("EpochScheduleUnknown"), "{tlock:?}");
+
     // What only a local chain has is refused by name.
     let faucet = chain.faucet(&alice, 1).await;
     assert_eq!(faucet.as_ref().err().and_then(ChainError::name), Some("UnsupportedOnSubtensor"), "{faucet:?}");

@@ -267,6 +267,8 @@ fn polkadot_api_agrees_with_our_call_encodings() {
              json!({"netuid": 9, "commit_hash": format!("0x{}", "ab".repeat(32))})),
             (calls::reveal_weights(&m, 9, &[1, 2], &[3, 4], &[5, 6, 7], 8).unwrap_or_else(|e| panic!("{e}")),
              json!({"netuid": 9, "uids": [1, 2], "values": [3, 4], "salt": [5, 6, 7], "version_key": "8"})),
+            (calls::commit_timelocked_weights(&m, 3, &[1, 2, 3, 250], 1000, 4).unwrap_or_else(|e| panic!("{e}")),
+             json!({"netuid": 3, "mecid": 0, "commit": "bytes:0x010203fa", "reveal_round": "1000", "commit_reveal_version": 4})),
             (calls::set_commitment(&m, 4, b"hello").unwrap_or_else(|e| panic!("{e}")),
              // polkadot-api gives `CommitmentInfo { fields }` (one field) as the list itself.
              json!({"netuid": 4, "info": [{"type": "Raw5", "value": "0x68656c6c6f"}]})),

@@ -12,6 +12,9 @@ pub(crate) enum BenchCommand {
     Yuma(super::bench_yuma::YumaBenchArgs),
     /// Inference subnet: miner proxy overhead and validator verification throughput.
     Inference(super::inference::BenchArgs),
+    /// Inference miner under load: 1,000 concurrent signed streams through the real miner
+    /// and straight to a fake upstream, side by side (loopback, bounded).
+    Load(super::bench_load::LoadBenchArgs),
     /// Compute subnet: challenge solve times and hash rate against hashcat.
     Compute(super::compute::BenchArgs),
     /// Hub: page latency at 1 million records and ingest rate into SQLite and PostgreSQL.
@@ -27,6 +30,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Epistula(args) => super::bench_epistula::run(args),
         BenchCommand::Yuma(args) => super::bench_yuma::run(args),
         BenchCommand::Inference(args) => super::inference::run_bench(args),
+        BenchCommand::Load(args) => super::bench_load::run(args),
         BenchCommand::Compute(args) => super::compute::run_bench(args),
         BenchCommand::Hub(args) => super::hub::run_bench(args),
         BenchCommand::Verify(args) => super::bench_verify::run(args),

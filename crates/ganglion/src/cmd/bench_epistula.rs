@@ -6,6 +6,10 @@
 //!    behind the layer, driven by the same concurrent clients with requests interleaved
 //!    between them, so both are measured side by side in one run under the same load.
 //!    Requests are signed before timing starts: signing is the client's cost, not the layer's.
+//!    `--clients 1,4,16` repeats the comparison at several client counts; `--verification`
+//!    picks how the layer checks signatures (inline, the layer's default, or batched).
+//! 4. the layer's verification throughput with concurrent requests and no HTTP around it,
+//!    inline and batched, to show what batching saves in CPU.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::routing::post;
 use ganglion_core::keys::Keypair;
-use ganglion_protocol::epistula::{self, SignedHeaders, Verifier, VerifierConfig};
+use ganglion_protocol::epistula::{self, BatchConfig, Driver, SignedHeaders, Verifier, VerifierConfig};
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +29,23 @@ pub(crate) struct EpistulaBenchArgs {
     /// Concurrent clients in the latency comparison.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Several client counts to compare, e.g. `1,4,16` (default: `--concurrency` alone).
+    /// The JSON's `latency` is the run at `--concurrency` (or the last one); `latency_runs`
+    /// has them all.
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<usize>,
+    /// How the layer checks signatures in the latency comparison.
+    #[arg(long, value_enum, default_value_t = Verification::Inline)]
+    verification: Verification,
+    /// How long the batcher waits for more requests, in µs (0: take what is queued).
+    #[arg(long, default_value_t = 0)]
+    batch_window_us: u64,
+    /// Most signatures per batch.
+    #[arg(long, default_value_t = 64)]
+    max_batch: usize,
+    /// Tasks verifying batches in parallel with `--verification task` (default: one per core).
+    #[arg(long)]
+    verifiers: Option<usize>,
     /// Requests per server in the latency comparison.
     #[arg(long, default_value_t = 4000)]
     requests: usize,
@@ -34,6 +55,27 @@ pub(crate) struct EpistulaBenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// How the layer checks signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Verification {
+    /// On the async worker that received the request (the layer's default).
+    Inline,
+    /// Batched by a task on the async runtime.
+    Task,
+    /// Batched by a dedicated OS thread.
+    Thread,
+}
+
+impl Verification {
+    fn name(self) -> &'static str {
+        match self {
+            Verification::Inline => "inline",
+            Verification::Task => "batched (runtime task)",
+            Verification::Thread => "batched (OS thread)",
+        }
+    }
 }
 
 struct Rate {
@@ -100,8 +142,45 @@ pub(crate) fn run(args: EpistulaBenchArgs) -> anyhow::Result<ExitCode> {
         let _ = std::hint::black_box(verifier.verify(headers, &body, now));
     });
 
+    let batching = |driver| BatchConfig {
+        window: Duration::from_micros(args.batch_window_us),
+        max_batch: args.max_batch.max(1),
+        driver,
+        verifiers: args.verifiers.unwrap_or(BatchConfig::default().verifiers),
+        ..BatchConfig::default()
+    };
+    let layer = VerifierConfig {
+        batch: match args.verification {
+            Verification::Inline => None,
+            Verification::Task => Some(batching(Driver::Task)),
+            Verification::Thread => Some(batching(Driver::Thread)),
+        },
+        ..window.clone()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let latency = runtime.block_on(compare_latency(&args, &signer, window, &body))?;
+    // Verification throughput with `concurrency` requests in flight, no HTTP: inline, then
+    // batched by runtime tasks, then by an OS thread, over the same pre-signed requests.
+    let mut concurrent = Vec::new();
+    for (name, batch) in [
+        ("inline", None),
+        ("batched, runtime tasks", Some(batching(Driver::Task))),
+        ("batched, OS thread", Some(batching(Driver::Thread))),
+    ] {
+        let config = VerifierConfig { batch, ..window.clone() };
+        let (micros, mean_batch) = runtime.block_on(verification_throughput(&args, config, &presigned, &body, now));
+        concurrent.push((name, micros, mean_batch));
+    }
+    let clients = if args.clients.is_empty() { vec![args.concurrency] } else { args.clients.clone() };
+    let mut runs = Vec::new();
+    for &concurrency in &clients {
+        runs.push(runtime.block_on(compare_latency(&args, concurrency.max(1), &signer, layer.clone(), &body))?);
+    }
+    let latency = runs
+        .iter()
+        .find(|run| run["concurrency"].as_u64() == Some(args.concurrency as u64))
+        .or(runs.last())
+        .cloned()
+        .unwrap_or_default();
 
     let report = json!({
         "sign_per_second_one_core": sign.per_second,
@@ -110,6 +189,12 @@ pub(crate) fn run(args: EpistulaBenchArgs) -> anyhow::Result<ExitCode> {
         "verify_us": verify.micros_each,
         "full_request_verification_us": full.micros_each,
         "latency": latency,
+        "latency_runs": runs,
+        "layer_verification": args.verification.name(),
+        "concurrent_verification": concurrent
+            .iter()
+            .map(|(name, micros, mean_batch)| json!({ "mode": name, "us_per_request": micros, "mean_batch": mean_batch }))
+            .collect::<Vec<_>>(),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -120,29 +205,96 @@ pub(crate) fn run(args: EpistulaBenchArgs) -> anyhow::Result<ExitCode> {
     println!("{:<44} {:>14.0} {:>12.1}", "sr25519 sign", sign.per_second, sign.micros_each);
     println!("{:<44} {:>14.0} {:>12.1}", "sr25519 verify", verify.per_second, verify.micros_each);
     println!("{:<44} {:>14.0} {:>12.1}", "full request verification (layer logic)", 1e6 / full.micros_each, full.micros_each);
-    println!();
-    println!(
-        "Loopback echo, {} concurrent clients, {} requests per server, interleaved:",
-        args.concurrency, args.requests
-    );
-    println!("{:<20} {:>10} {:>10} {:>12}", "server", "p50 µs", "p99 µs", "req/s");
-    for name in ["plain", "epistula"] {
-        let row = &latency[name];
-        println!(
-            "{:<20} {:>10.0} {:>10.0} {:>12.0}",
-            name,
-            row["p50_us"].as_f64().unwrap_or(f64::NAN),
-            row["p99_us"].as_f64().unwrap_or(f64::NAN),
-            row["requests_per_second"].as_f64().unwrap_or(f64::NAN)
-        );
+    println!("layer logic, {} requests in flight on 2 async workers (wall-clock µs per request):", args.concurrency);
+    for (name, micros, mean_batch) in &concurrent {
+        let name = match mean_batch {
+            Some(mean) => format!("  {name} (mean batch {mean:.1})"),
+            None => format!("  {name}"),
+        };
+        println!("{:<44} {:>14.0} {:>12.1}", name, 1e6 / micros, micros);
     }
-    println!(
-        "{:<20} {:>10.0} {:>10.0}",
-        "added by the layer",
-        latency["added_p50_us"].as_f64().unwrap_or(f64::NAN),
-        latency["added_p99_us"].as_f64().unwrap_or(f64::NAN)
-    );
+    let at = |row: &serde_json::Value, key: &str| row[key].as_f64().unwrap_or(f64::NAN);
+    for run in &runs {
+        println!();
+        println!(
+            "Loopback echo, {} concurrent clients, {} requests per server, interleaved (verification: {}):",
+            run["concurrency"],
+            run["requests_per_server"],
+            args.verification.name()
+        );
+        println!("{:<20} {:>10} {:>10} {:>10} {:>12}", "server", "p50 µs", "p99 µs", "p99.9 µs", "req/s");
+        for name in ["plain", "epistula"] {
+            let row = &run[name];
+            println!(
+                "{:<20} {:>10.0} {:>10.0} {:>10.0} {:>12.0}",
+                name,
+                at(row, "p50_us"),
+                at(row, "p99_us"),
+                at(row, "p999_us"),
+                at(row, "requests_per_second")
+            );
+        }
+        println!(
+            "{:<20} {:>10.0} {:>10.0} {:>10.0}",
+            "added by the layer",
+            at(run, "added_p50_us"),
+            at(run, "added_p99_us"),
+            at(run, "added_p999_us")
+        );
+        if let Some(batches) = run.get("batches").filter(|b| !b.is_null()) {
+            println!(
+                "signature checks: {} in {} batches (mean {:.1}), {} single, {} failed batches",
+                batches["batched"],
+                batches["batches"],
+                at(batches, "mean_batch"),
+                batches["single"],
+                batches["failed_batches"]
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wall-clock µs per verified request with `args.concurrency` tasks verifying pre-signed
+/// requests (fresh UUIDs, so every one is admitted) for `args.seconds` or until the requests
+/// run out, and the mean batch size if batching.
+async fn verification_throughput(
+    args: &EpistulaBenchArgs,
+    config: VerifierConfig,
+    presigned: &[http::HeaderMap],
+    body: &[u8],
+    now: u64,
+) -> (f64, Option<f64>) {
+    let verifier = Arc::new(Verifier::allow_all(config));
+    let presigned: Arc<Vec<http::HeaderMap>> = Arc::new(presigned.to_vec());
+    let body = bytes::Bytes::copy_from_slice(body);
+    let tasks = args.concurrency.max(1);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let budget = Duration::from_secs_f64(args.seconds.max(0.05));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (verifier, presigned, body, next) =
+                (Arc::clone(&verifier), Arc::clone(&presigned), body.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut admitted = 0u64;
+                while started.elapsed() < budget {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(headers) = presigned.get(i) else { break };
+                    if verifier.verify_batched(headers, &body, now).await.is_ok() {
+                        admitted += 1;
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = 0u64;
+    for worker in workers {
+        admitted += worker.await.unwrap_or(0);
+    }
+    let micros = started.elapsed().as_secs_f64() * 1e6 / admitted.max(1) as f64;
+    (micros, verifier.batch_stats().map(|stats| stats.batched as f64 / stats.batches.max(1) as f64))
 }
 
 async fn echo(body: axum::body::Bytes) -> axum::body::Bytes {
@@ -165,18 +317,20 @@ async fn spawn_echo(protected: Option<Arc<Verifier>>) -> anyhow::Result<String> 
 
 async fn compare_latency(
     args: &EpistulaBenchArgs,
+    concurrency: usize,
     signer: &Keypair,
     config: VerifierConfig,
     body: &[u8],
 ) -> anyhow::Result<serde_json::Value> {
     let receiver = config.receiver;
     let plain_url = spawn_echo(None).await?;
-    let protected_url = spawn_echo(Some(Arc::new(Verifier::allow_all(config)))).await?;
+    let verifier = Arc::new(Verifier::allow_all(config));
+    let protected_url = spawn_echo(Some(Arc::clone(&verifier))).await?;
     let body = bytes::Bytes::copy_from_slice(body);
-    let per_client = args.requests.div_ceil(args.concurrency.max(1));
+    let per_client = args.requests.div_ceil(concurrency);
     // Pre-sign every protected request (unique UUIDs) so client-side signing is not timed.
     let mut signed: Vec<Vec<http::HeaderMap>> = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
+    for _ in 0..concurrency {
         let mut mine = Vec::with_capacity(per_client);
         for _ in 0..per_client {
             let mut headers = http::HeaderMap::new();
@@ -185,10 +339,21 @@ async fn compare_latency(
         }
         signed.push(mine);
     }
-    let client = ganglion_tls::ClientTls::system().http_builder().pool_max_idle_per_host(args.concurrency * 2).build()?;
-    // Warm up connections on both servers.
-    for _ in 0..args.concurrency {
-        let _ = client.post(&plain_url).body(body.clone()).send().await;
+    let client = ganglion_tls::ClientTls::system().http_builder().pool_max_idle_per_host(concurrency * 2).build()?;
+    // Warm up one connection per client on both servers, concurrently (one after the other
+    // would reuse a single connection, and the timed requests would pay for opening the
+    // rest). Unsigned requests suffice: the protected server refuses them on a kept-alive
+    // connection.
+    for _ in 0..3 {
+        let warm = (0..concurrency).flat_map(|_| [&plain_url, &protected_url]).map(|url| {
+            let request = client.post(url).body(body.clone());
+            async move {
+                if let Ok(response) = request.send().await {
+                    let _ = response.bytes().await;
+                }
+            }
+        });
+        futures::future::join_all(warm).await;
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -227,6 +392,7 @@ async fn compare_latency(
         json!({
             "p50_us": percentile(samples, 50.0),
             "p99_us": percentile(samples, 99.0),
+            "p999_us": percentile(samples, 99.9),
             // Each server got half of the wall time's requests.
             "requests_per_second": samples.len() as f64 / elapsed,
         })
@@ -236,7 +402,15 @@ async fn compare_latency(
         "epistula": row(&protected),
         "added_p50_us": percentile(&protected, 50.0) - percentile(&plain, 50.0),
         "added_p99_us": percentile(&protected, 99.0) - percentile(&plain, 99.0),
-        "concurrency": args.concurrency,
+        "added_p999_us": percentile(&protected, 99.9) - percentile(&plain, 99.9),
+        "batches": verifier.batch_stats().map(|stats| json!({
+            "batches": stats.batches,
+            "batched": stats.batched,
+            "single": stats.single,
+            "failed_batches": stats.failed_batches,
+            "mean_batch": stats.batched as f64 / stats.batches.max(1) as f64,
+        })),
+        "concurrency": concurrency,
         "requests_per_server": plain.len(),
     }))
 }

@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_engine;
 pub(crate) mod bench_verify;
 pub(crate) mod bench_epistula;
+pub(crate) mod bench_load;
 pub(crate) mod bench_yuma;
 pub(crate) mod chain;
 pub(crate) mod compute;
