@@ -83,6 +83,11 @@ fn account(key: &PublicKey) -> Value {
     Value::from_bytes(key.as_bytes())
 }
 
+/// A `Vec<u16>` argument.
+fn list(xs: &[u16]) -> Value {
+    Value::unnamed_composite(xs.iter().map(|&x| u(x)))
+}
+
 fn u(n: impl Into<u128>) -> Value {
     Value::u128(n.into())
 }
@@ -155,7 +160,6 @@ pub fn set_weights(
     weights: &[u16],
     version_key: u64,
 ) -> SubtensorResult<Call> {
-    let list = |xs: &[u16]| Value::unnamed_composite(xs.iter().map(|&x| u(x)));
     build(
         metadata,
         SUBTENSOR,
@@ -214,7 +218,6 @@ pub fn reveal_weights(
     salt: &[u16],
     version_key: u64,
 ) -> SubtensorResult<Call> {
-    let list = |xs: &[u16]| Value::unnamed_composite(xs.iter().map(|&x| u(x)));
     build(
         metadata,
         SUBTENSOR,
