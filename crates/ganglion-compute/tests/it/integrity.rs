@@ -365,10 +365,10 @@ async fn dishonest_compute_miners_earn_nothing_beyond_their_work() {
     assert_eq!((k.details["claims_sandbox"].as_bool(), k.details["has_sandbox"].as_bool()), (Some(true), Some(false)), "{k:?}");
     let docker_scores = records.scores_for(netuid, &hot("//IDockerHot").public().to_ss58(), 500).await.unwrap_or_default();
     assert!(!docker_scores.is_empty(), "scores are recorded");
-    assert!(
-        docker_scores.iter().all(|r| r.components["has_sandbox"] == false && r.components["claims_sandbox"] == true),
-        "the claim never reached the formula"
-    );
+    // Rounds scored before the miner's specs arrived (a slow machine) record no claim yet;
+    // every round records that the formula was not given one.
+    assert!(docker_scores.iter().all(|r| r.components["has_sandbox"] == false), "the claim never reached the formula");
+    assert!(docker_scores.iter().any(|r| r.components["claims_sandbox"] == true), "the claim was seen");
     // The Sybil pair together. Before the work factor each hotkey scored about what the whole
     // machine would (≈ 2× the honest miner for a pair); with one challenge per round a pair
     // still gained from the time one part left idle after an early solve. With a round's
