@@ -19,7 +19,7 @@ pub enum ChainError {
         message: String,
     },
     /// The chain could not be reached or the connection broke.
-    #[error("cannot reach the chain at {url}: {reason}; is `ganglion chain serve` running there?")]
+    #[error("cannot reach the chain at {url}: {reason}; {}", transport_hint(.url))]
     Transport {
         /// Endpoint.
         url: String,
@@ -32,6 +32,15 @@ pub enum ChainError {
     /// The local node failed internally (storage).
     #[error("chain node failure: {0}")]
     Node(String),
+}
+
+/// What to check when a chain cannot be reached, by the kind of endpoint.
+fn transport_hint(url: &str) -> &'static str {
+    if url.starts_with("ws://") || url.starts_with("wss://") {
+        "check the subtensor endpoint (--subtensor.network, --subtensor.chain_endpoint) and that the node is up and reachable from here"
+    } else {
+        "is `ganglion chain serve` running there?"
+    }
 }
 
 impl ChainError {

@@ -199,3 +199,16 @@ async fn compute_nodes_join_a_subtensor_subnet() {
         let _ = child.wait();
     }
 }
+
+/// A subtensor endpoint that does not answer: a clear, prompt error naming the endpoint and
+/// what to check (no chopsticks needed).
+#[test]
+fn an_unreachable_subtensor_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("ws://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let (ok, _, stderr) = ganglion(&["metagraph", "--netuid", "1", "--subtensor.network", &url]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains(&url) && stderr.contains("--subtensor.chain_endpoint"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "bounded: {:?}", started.elapsed());
+}
