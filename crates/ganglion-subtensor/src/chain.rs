@@ -71,6 +71,7 @@ pub fn network_endpoint(name: &str) -> Option<&'static str> {
 pub struct SubtensorChain {
     url: String,
     timeouts: Timeouts,
+    tls: ganglion_tls::ClientTls,
     client: Mutex<Option<Subtensor>>,
 }
 
@@ -83,12 +84,17 @@ impl std::fmt::Debug for SubtensorChain {
 impl SubtensorChain {
     /// A chain on the node at `url` (`ws://…` or `wss://…`), connected on first use.
     pub fn new(url: &str, timeouts: Timeouts) -> SubtensorChain {
-        SubtensorChain { url: url.to_string(), timeouts, client: Mutex::new(None) }
+        SubtensorChain::with_tls(url, timeouts, ganglion_tls::ClientTls::system())
+    }
+
+    /// As [`SubtensorChain::new`], verifying a `wss://` node against `tls`'s roots too.
+    pub fn with_tls(url: &str, timeouts: Timeouts, tls: ganglion_tls::ClientTls) -> SubtensorChain {
+        SubtensorChain { url: url.to_string(), timeouts, tls, client: Mutex::new(None) }
     }
 
     /// A chain over an open client.
     pub fn from_client(client: Subtensor) -> SubtensorChain {
-        SubtensorChain { url: client.url().to_string(), timeouts: Timeouts::default(), client: Mutex::new(Some(client)) }
+        SubtensorChain { url: client.url().to_string(), timeouts: client.timeouts(), tls: ganglion_tls::ClientTls::system(), client: Mutex::new(Some(client)) }
     }
 
     /// The endpoint.
@@ -102,7 +108,7 @@ impl SubtensorChain {
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());
         }
-        let client = Subtensor::connect_with(&self.url, self.timeouts).await?;
+        let client = Subtensor::connect_with_tls(&self.url, self.timeouts, &self.tls).await?;
         *slot = Some(client.clone());
         Ok(client)
     }

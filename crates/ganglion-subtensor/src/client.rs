@@ -210,15 +210,27 @@ impl Subtensor {
         Subtensor::connect_with(url, Timeouts::default()).await
     }
 
-    /// Connects to `url` with the given bounds.
+    /// Connects to `url` with the given bounds (`wss://` verified against the system's roots).
     pub async fn connect_with(url: &str, timeouts: Timeouts) -> SubtensorResult<Subtensor> {
+        Subtensor::connect_with_tls(url, timeouts, &ganglion_tls::ClientTls::system()).await
+    }
+
+    /// Connects to `url` with the given bounds; a `wss://` node is verified against the
+    /// system's roots and `tls`'s extra ones (`--tls.ca_file`).
+    pub async fn connect_with_tls(url: &str, timeouts: Timeouts, tls: &ganglion_tls::ClientTls) -> SubtensorResult<Subtensor> {
         let connect = async {
-            let rpc = subxt::rpcs::RpcClient::from_insecure_url(url)
-                .await
-                .map_err(|e| SubtensorError::Connect {
-                    url: url.to_string(),
-                    reason: e.to_string(),
-                })?;
+            let failed = |reason: String| SubtensorError::Connect { url: url.to_string(), reason };
+            let rpc = if url.starts_with("wss://") && tls.extra_roots() > 0 {
+                let config = tls.rustls_config().map_err(|e| failed(e.to_string()))?;
+                let client = jsonrpsee::ws_client::WsClientBuilder::new()
+                    .with_custom_cert_store(config)
+                    .build(url)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                subxt::rpcs::RpcClient::new(client)
+            } else {
+                subxt::rpcs::RpcClient::from_insecure_url(url).await.map_err(|e| failed(e.to_string()))?
+            };
             let api = OnlineClient::<PolkadotConfig>::from_rpc_client(rpc.clone())
                 .await
                 .map_err(|e| SubtensorError::Connect {

@@ -222,6 +222,22 @@ impl ClientTls {
         builder.tls_certs_merge(certs).pool_idle_timeout(std::time::Duration::from_secs(20))
     }
 
+    /// A rustls client configuration that verifies servers against the system's roots and
+    /// the extra ones (ring), for clients that are not reqwest (the subtensor WebSocket).
+    pub fn rustls_config(&self) -> Result<rustls::ClientConfig, TlsError> {
+        install_crypto_provider();
+        let origin = || self.ca_file.clone().unwrap_or_default();
+        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(self.extra_roots.iter().cloned())
+            .map_err(|e| TlsError::BadCertificate { path: origin(), reason: e.to_string() })?
+            .with_provider(Arc::new(rustls::crypto::ring::default_provider()));
+        Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::BadCertificate { path: origin(), reason: e.to_string() })?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth())
+    }
+
     /// A client with `reqwest`'s defaults otherwise.
     pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
         self.http_builder().build()

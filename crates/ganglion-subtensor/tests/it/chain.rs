@@ -281,3 +281,41 @@ async fn the_chain_reconnects_after_the_node_restarts() {
     assert_eq!(info.genesis_hash, genesis, "the same chain spec");
     drop(restarted);
 }
+
+/// `wss://`: chopsticks behind a TLS proxy whose certificate comes from a CA made in the test.
+/// With that CA trusted the chain answers; with the system's roots only, the connection is
+/// refused for the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_a_private_ca() {
+    use axum::serve::Listener;
+    let Some(chop) = Chopsticks::start().await else { return };
+    let pki = ganglion_tls::testkit::TestPki::for_names(&["localhost"]).unwrap_or_else(|e| panic!("{e}"));
+    let server = pki.server().unwrap_or_else(|e| panic!("{e}"));
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let port = tcp.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    let mut listener = server.listener(tcp).unwrap_or_else(|e| panic!("{e}"));
+    let upstream = chop.url.trim_start_matches("ws://").to_string();
+    let proxy = tokio::spawn(async move {
+        loop {
+            let (mut tls_stream, _) = listener.accept().await;
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls_stream, &mut plain).await;
+                }
+            });
+        }
+    });
+    let url = format!("wss://localhost:{port}");
+    let timeouts = Timeouts { connect: Duration::from_secs(10), request: Duration::from_secs(10), inclusion: Duration::from_secs(10) };
+
+    let trusted = SubtensorChain::with_tls(&url, timeouts, pki.client().unwrap_or_else(|e| panic!("{e}")));
+    let block = ok("block over wss", trusted.block_number().await);
+    let info = ok("info over wss", trusted.info().await);
+    assert!(info.block >= block && info.genesis_hash.starts_with("0x"), "{info:?}");
+
+    let untrusted = SubtensorChain::new(&url, timeouts);
+    let refused = untrusted.block_number().await;
+    assert!(matches!(&refused, Err(ChainError::Transport { reason, .. }) if reason.to_lowercase().contains("certificate")), "{refused:?}");
+    proxy.abort();
+}

@@ -54,7 +54,12 @@ pub(crate) fn connect(network: Option<&str>) -> anyhow::Result<Arc<dyn Chain>> {
             .map(str::to_string)
             .or_else(|| (name.starts_with("ws://") || name.starts_with("wss://")).then(|| name.to_string()));
         if let Some(url) = url {
-            return Ok(Arc::new(ganglion_subtensor::SubtensorChain::new(&url, ganglion_subtensor::Timeouts::default())));
+            // `wss://` nodes with a private CA: the same CA file the HTTP clients trust.
+            let tls = match std::env::var_os("GANGLION_TLS_CA_FILE").filter(|f| !f.is_empty()) {
+                Some(file) => ganglion_tls::ClientTls::with_ca_file(std::path::Path::new(&file))?,
+                None => ganglion_tls::ClientTls::system(),
+            };
+            return Ok(Arc::new(ganglion_subtensor::SubtensorChain::with_tls(&url, ganglion_subtensor::Timeouts::default(), tls)));
         }
     }
     #[cfg(not(feature = "subtensor"))]
