@@ -175,13 +175,14 @@ async fn bad_transactions_are_refused_over_http() {
     };
     assert_eq!(post(b"not json".to_vec()).await, (400, "Malformed".into()));
     assert_eq!(post(b"{\"call\":{\"call\":\"faucet\",\"amount\":1}}".to_vec()).await, (400, "Malformed".into()));
-    // Oversized bodies are cut off by the limit (413 from the extractor).
-    let (status, _) = {
-        let resp = http.post(format!("{}/v1/tx", handle.url())).body(vec![b' '; 300 * 1024]).send().await;
-        let resp = resp.unwrap_or_else(|e| panic!("post: {e}"));
-        (resp.status().as_u16(), ())
-    };
-    assert_eq!(status, 413);
+    // Oversized bodies are cut off by the limit: 413 from the extractor, or, when the server
+    // answers and closes before the client has sent the rest, a connection closed mid-send
+    // (seen once in CI): either way a refusal, never an accepted transaction.
+    let resp = http.post(format!("{}/v1/tx", handle.url())).body(vec![b' '; 300 * 1024]).send().await;
+    match resp {
+        Ok(resp) => assert_eq!(resp.status().as_u16(), 413),
+        Err(e) => assert!(e.is_request() || e.is_body() || e.is_connect(), "neither 413 nor a closed connection: {e}"),
+    }
     // Unsigned / badly signed.
     let mut tx = SignedTransaction::sign(&alice, 0, &genesis, ganglion_chain::Call::Faucet { amount: 1 });
     tx.signature = String::new();
@@ -215,10 +216,19 @@ async fn bad_transactions_are_refused_over_http() {
     assert_eq!(err.as_deref(), Some("SubnetNotExists"));
     // Every answer above is counted in the node's metrics, by call and by the chain's answer;
     // blocks by count and commit time (families without samples are not exposed: wait for one).
+    // A block is visible to clients a moment before its commit time is observed: read the
+    // metrics until the block histogram has a sample (bounded).
     wait_block(chain.as_ref(), must(chain.block_number().await, "block")).await;
-    let metrics = http.get(format!("{}/metrics", handle.url())).send().await.unwrap_or_else(|e| panic!("metrics: {e}"));
-    assert_eq!(metrics.status().as_u16(), 200);
-    let text = metrics.text().await.unwrap_or_default();
+    let mut text = String::new();
+    for _ in 0..50 {
+        let metrics = http.get(format!("{}/metrics", handle.url())).send().await.unwrap_or_else(|e| panic!("metrics: {e}"));
+        assert_eq!(metrics.status().as_u16(), 200);
+        text = metrics.text().await.unwrap_or_default();
+        if text.contains("# TYPE ganglion_chain_block_seconds histogram") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(text.contains(r#"ganglion_chain_transactions_total{call="faucet",result="Stale"} 1.0"#), "{text}");
     assert!(text.contains(r#"ganglion_chain_transactions_total{call="set_weights",result="UidVecContainInvalidOne"} 1.0"#), "{text}");
     assert!(text.contains("# TYPE ganglion_chain_block_seconds histogram"), "{text}");
