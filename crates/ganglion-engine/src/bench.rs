@@ -71,6 +71,9 @@ pub struct BenchReport {
     pub score_tok_s: f64,
     /// The same with the prompt's KV cache computed once and shared, sequence tokens/s.
     pub score_prefix_tok_s: f64,
+    /// Tokenization (special tokens parsed, BOS as the model asks) of about 1 MB of varied
+    /// text, MB/s.
+    pub tokenize_mb_s: f64,
     /// Peak resident set size, bytes (`VmHWM`), if the platform reports it.
     pub peak_rss_bytes: Option<u64>,
     /// llama.cpp on the same file, when `llama-bench` is available.
@@ -97,6 +100,34 @@ fn sample_tokens(engine: &Engine, n: usize, salt: usize) -> Vec<u32> {
     );
     let base = engine.tokenizer().encode(&text);
     base.iter().copied().cycle().take(n).collect()
+}
+
+/// About 1 MB of varied text in ~2 KB pieces (prose, numbers, code, other scripts) for the
+/// tokenization figure.
+fn tokenize_text() -> Vec<String> {
+    const PIECES: [&str; 6] = [
+        "Validators score the answers of many miners to the same prompt, and the quick brown fox jumps over the lazy dog. ",
+        "In 2024, 12 engineers measured 3.14159 ms of latency on 2 cores at 97.5% load; ",
+        "fn main() {\n    let x = vec![1, 2, 3];\n    println!(\"{:?}\", x);\n}\n",
+        "naïve café déjà vu — Straße, 日本語のテキスト、한국어, русский текст. ",
+        "I'm sure they're right: we've done it, and you'll see it's DONE.\n\n",
+        "   indented   text\twith\ttabs and  double  spaces  ",
+    ];
+    let mut out = Vec::new();
+    let mut piece = String::new();
+    let mut total = 0;
+    for i in 0.. {
+        piece.push_str(PIECES[i % PIECES.len()]);
+        piece.push_str(&format!("item {i}. "));
+        if piece.len() > 2000 {
+            total += piece.len();
+            out.push(std::mem::take(&mut piece));
+            if total >= 1_000_000 {
+                break;
+            }
+        }
+    }
+    out
 }
 
 fn best_secs(repeats: usize, mut f: impl FnMut() -> EngineResult<()>) -> EngineResult<f64> {
@@ -154,6 +185,13 @@ pub fn run(engine: &Engine, model_path: &Path, opts: &BenchOptions) -> EngineRes
     })?;
     let score_prefix = best_secs(opts.repeats, || engine.score(&score_prompt, &completions, 5).map(|_| ()))?;
 
+    let text = tokenize_text();
+    let tokenize = best_secs(opts.repeats, || {
+        std::hint::black_box(text.iter().map(|t| engine.tokenizer().encode(t).len()).sum::<usize>());
+        Ok(())
+    })?;
+    let text_mb = text.iter().map(String::len).sum::<usize>() as f64 / 1e6;
+
     let (llama_cpp, llama_cpp_note) = if opts.llama_bench {
         match run_llama_bench(model_path, opts) {
             Ok(f) => (Some(f), None),
@@ -170,6 +208,7 @@ pub fn run(engine: &Engine, model_path: &Path, opts: &BenchOptions) -> EngineRes
         gen_tok_s: opts.gen_tokens as f64 / tg,
         score_tok_s: seq_tokens / score_plain,
         score_prefix_tok_s: seq_tokens / score_prefix,
+        tokenize_mb_s: text_mb / tokenize,
         peak_rss_bytes: peak_rss_bytes(),
         llama_cpp,
         llama_cpp_note,

@@ -23,6 +23,8 @@ pub const PREFILL_CHUNK: usize = 256;
 pub struct Engine {
     model: Llama,
     tokenizer: Tokenizer,
+    /// [`Tokenizer::end_of_generation`], looked up once.
+    end_of_generation: Vec<u32>,
     name: String,
 }
 
@@ -185,8 +187,9 @@ impl Generation {
         self.generated += 1;
         let mut out = StepOutput { tokens: vec![GeneratedToken { score }], ..Default::default() };
         let tok = engine.tokenizer();
-        let is_eos = tok.eos_token() == Some(id) || (tok.is_special(id) && tok.token_text(id) == "<|endoftext|>");
-        if is_eos {
+        // EOS or an end-of-turn token (`<|im_end|>`, Gemma's `<end_of_turn>`…), as llama.cpp
+        // and vLLM stop.
+        if engine.end_of_generation.contains(&id) {
             self.text.push_str(&self.decoder.finish());
             return Ok(self.finish_with(FinishReason::Stop, out));
         }
@@ -330,7 +333,8 @@ impl Engine {
         let name = loaded.name.unwrap_or_else(|| {
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
         });
-        Ok(Self { model: loaded.model, tokenizer, name })
+        let end_of_generation = tokenizer.end_of_generation();
+        Ok(Self { model: loaded.model, tokenizer, end_of_generation, name })
     }
 
     /// The tokenizer (encode, decode, chat template).
@@ -424,9 +428,14 @@ impl Engine {
         }
         check_top_k(top_k)?;
         let mut cache = self.model.new_cache();
-        let logits = self.model.forward(&tokens[..tokens.len() - 1], &mut cache, Logits::All)?;
-        let rows = model::log_softmax_rows(&logits)?;
-        Ok(rows.iter().zip(&tokens[1..]).map(|(row, &t)| score_row(row, t, top_k)).collect())
+        let mut scores = Vec::with_capacity(tokens.len() - 1);
+        // Chunks of rows, so a large vocabulary's logits are never all in memory at once.
+        self.model.forward_chunked(&tokens[..tokens.len() - 1], &mut cache, |first, logits| {
+            let rows = model::log_softmax_rows(logits)?;
+            scores.extend(rows.iter().zip(&tokens[first + 1..]).map(|(row, &t)| score_row(row, t, top_k)));
+            Ok(())
+        })?;
+        Ok(scores)
     }
 
     /// Scores many completions of one prompt. The prompt is run once; each completion then
@@ -455,15 +464,22 @@ impl Engine {
             return Err(EngineError::ContextOverflow { limit, requested: prompt.len() + c.len(), prompt: prompt.len() });
         }
         let mut prefix = self.model.new_cache();
-        let logits = self.model.forward(prompt, &mut prefix, Logits::All)?;
-        let rows = model::log_softmax_rows(&logits)?;
-        let prompt_scores = rows.iter().zip(&prompt[1..]).map(|(row, &t)| score_row(row, t, top_k)).collect();
-        let Some(last_row) = rows.last() else {
+        let (mut prompt_scores, mut last_row, mut last_raw) = (Vec::with_capacity(prompt.len()), None, None);
+        // Chunks of rows, so a large vocabulary's logits are never all in memory at once.
+        self.model.forward_chunked(prompt, &mut prefix, |first, logits| {
+            let rows = model::log_softmax_rows(logits)?;
+            let end = first + rows.len();
+            prompt_scores.extend(rows.iter().zip(&prompt[first + 1..]).map(|(row, &t)| score_row(row, t, top_k)));
+            if end == prompt.len() {
+                if placing.is_some() {
+                    last_raw = model::logit_rows(logits)?.pop();
+                }
+                last_row = rows.into_iter().last();
+            }
+            Ok(())
+        })?;
+        let Some(last_row) = last_row else {
             return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
-        };
-        let last_raw = match placing {
-            Some(_) => model::logit_rows(&logits)?.pop(),
-            None => None,
         };
         let place = |raw: &[f32], completion: &[u32], at: usize| -> Vec<Placement> {
             let Some((processing, margin, ends)) = placing else { return Vec::new() };
@@ -485,21 +501,23 @@ impl Engine {
                 placed.push(places);
                 continue;
             };
-            tokens.push(score_row(last_row, first, top_k));
+            tokens.push(score_row(&last_row, first, top_k));
             if let Some(raw) = &last_raw {
                 places.push(place(raw, completion, 0));
             }
             if completion.len() > 1 {
                 let mut cache = prefix.clone();
                 // The last completion token predicts nothing we score, so it is not run.
-                let logits = self.model.forward(&completion[..completion.len() - 1], &mut cache, Logits::All)?;
-                let rows = model::log_softmax_rows(&logits)?;
-                tokens.extend(rows.iter().zip(&completion[1..]).map(|(row, &t)| score_row(row, t, top_k)));
-                if placing.is_some() {
-                    for (i, raw) in model::logit_rows(&logits)?.iter().enumerate() {
-                        places.push(place(raw, completion, i + 1));
+                self.model.forward_chunked(&completion[..completion.len() - 1], &mut cache, |first, logits| {
+                    let rows = model::log_softmax_rows(logits)?;
+                    tokens.extend(rows.iter().zip(&completion[first + 1..]).map(|(row, &t)| score_row(row, t, top_k)));
+                    if placing.is_some() {
+                        for (i, raw) in model::logit_rows(logits)?.iter().enumerate() {
+                            places.push(place(raw, completion, first + i + 1));
+                        }
                     }
-                }
+                    Ok(())
+                })?;
             }
             out.push(ScoredCompletion { tokens });
             placed.push(places);

@@ -27,8 +27,16 @@ pub enum EngineError {
         reason: String,
     },
     /// The GGUF is valid but describes a model this engine cannot run.
-    #[error("unsupported model: {0}; only llama-architecture GGUF files with a gpt2 (byte-level BPE) tokenizer are supported")]
+    #[error("unsupported model: {0}; supported are GGUF files of the llama and gemma3 architectures with gpt2 (byte-level BPE) or llama (SentencePiece) tokenizers")]
     Unsupported(String),
+    /// The GGUF's `general.architecture` is not one this engine runs.
+    #[error("{path}: architecture `{architecture}` is not supported; this engine runs `llama` and `gemma3` GGUF files")]
+    UnsupportedArchitecture {
+        /// The model file.
+        path: PathBuf,
+        /// Its `general.architecture`.
+        architecture: String,
+    },
     /// A model name was given that is neither a known name nor an existing file.
     #[error("model `{name}` not found in {dir}; run `ganglion model pull {name}` or pass a path to a .gguf file")]
     ModelNotFound {
@@ -38,7 +46,7 @@ pub enum EngineError {
         dir: PathBuf,
     },
     /// A name was given to `pull` that the engine does not know how to fetch.
-    #[error("unknown model `{0}`; known models: smollm2 (or pass a .gguf path to --model)")]
+    #[error("unknown model `{0}`; known models: smollm2, gemma3-270m (or pass a .gguf path to --model)")]
     UnknownModelName(String),
     /// Fetching a model failed.
     #[error("model download failed: {0}")]

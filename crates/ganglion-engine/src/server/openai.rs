@@ -60,6 +60,10 @@ pub struct CommonParams {
     pub n: Option<i64>,
     /// vLLM repetition penalty.
     pub repetition_penalty: Option<f64>,
+    /// llama.cpp's name for the same penalty (validators send both, for either server).
+    pub repeat_penalty: Option<f64>,
+    /// vLLM/llama.cpp min-p (only 0, which disables it).
+    pub min_p: Option<f64>,
     /// OpenAI presence penalty (only 0).
     pub presence_penalty: Option<f64>,
     /// OpenAI frequency penalty (only 0).
@@ -88,6 +92,10 @@ pub struct ChatRequest {
     /// Shared fields.
     #[serde(flatten)]
     pub common: CommonParams,
+    /// Every other field (after `common`: serde hands a flattened map what the structs before
+    /// it did not take); refused by name unless harmless ([`check_extra`]).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// One message as sent on the wire.
@@ -115,6 +123,37 @@ pub struct CompletionRequest {
     /// Shared fields.
     #[serde(flatten)]
     pub common: CommonParams,
+    /// Every other field; refused by name unless harmless ([`check_extra`]).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// Fields that are accepted and ignored because they cannot change the answer: OpenAI's
+/// end-user id and bookkeeping fields.
+const IGNORED_FIELDS: &[&str] = &["user", "metadata", "store", "service_tier"];
+
+/// Refuses every field the server does not implement (`tools`, `response_format`,
+/// `logit_bias`, `logprobs` on chat as an integer…), naming it, rather than answering as if it
+/// had been honoured. A field sent as `null`, `{}` or `[]` asks for nothing and passes.
+pub fn check_extra(extra: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    let mut names: Vec<&String> = extra
+        .iter()
+        .filter(|(name, value)| {
+            let empty = match value {
+                Value::Null => true,
+                Value::Object(o) => o.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                _ => false,
+            };
+            !empty && !IGNORED_FIELDS.contains(&name.as_str())
+        })
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    match names.first() {
+        None => Ok(()),
+        Some(first) => Err(ApiError::unsupported_field(first)),
+    }
 }
 
 /// Options that shape the response, not the generation.
@@ -188,7 +227,18 @@ impl CommonParams {
             None | Some(-1) | Some(0) => 0,
             Some(k) => to_usize(k, "top_k", 1, i64::from(u32::MAX))?,
         };
-        let repetition_penalty = self.repetition_penalty.unwrap_or(1.0);
+        if let Some(v) = self.min_p.filter(|&v| v != 0.0) {
+            return Err(ApiError::invalid("min_p", format!("min_p is not supported (got {v}); use top_p or top_k")));
+        }
+        let repetition_penalty = match (self.repetition_penalty, self.repeat_penalty) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(ApiError::invalid(
+                    "repeat_penalty",
+                    format!("repeat_penalty ({b}) and repetition_penalty ({a}) name the same penalty; send one, or equal values"),
+                ));
+            }
+            (a, b) => a.or(b).unwrap_or(1.0),
+        };
         if !(repetition_penalty > 0.0 && repetition_penalty <= 2.0) {
             return Err(ApiError::invalid("repetition_penalty", format!("repetition_penalty must be in (0, 2], got {repetition_penalty}")));
         }
@@ -269,6 +319,7 @@ fn check_prompt_fits(prompt: usize, limit: usize, param: &'static str) -> Result
 impl ChatRequest {
     /// Builds the engine request and the response options.
     pub fn to_engine(&self, tok: &Tokenizer, limit: usize) -> Result<(GenerateRequest, ResponseOptions), ApiError> {
+        check_extra(&self.extra)?;
         if self.messages.is_empty() {
             return Err(ApiError::invalid("messages", "`messages` must contain at least one message"));
         }
@@ -305,6 +356,7 @@ impl ChatRequest {
 impl CompletionRequest {
     /// Builds the engine request and the response options.
     pub fn to_engine(&self, tok: &Tokenizer, limit: usize) -> Result<(GenerateRequest, ResponseOptions), ApiError> {
+        check_extra(&self.extra)?;
         if self.echo.unwrap_or(false) {
             return Err(ApiError::invalid("echo", "echo=true is not supported; use prompt_logprobs to score the prompt"));
         }
@@ -471,10 +523,48 @@ mod tests {
             body["logprobs"] = json!(true);
             let err = chat(body).unwrap_err();
             assert_eq!(err.status, 400, "{field}");
-            assert_eq!(err.param, Some(field), "{field}: {err:?}");
+            assert_eq!(err.param.as_deref(), Some(field), "{field}: {err:?}");
         }
         let err = chat(json!({"model": "m", "messages": []})).unwrap_err();
-        assert_eq!(err.param, Some("messages"));
+        assert_eq!(err.param.as_deref(), Some("messages"));
+    }
+
+    #[test]
+    fn fields_we_do_not_implement_are_refused_by_name() {
+        let base = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        for (field, value) in [
+            ("tools", json!([{"type": "function", "function": {"name": "f"}}])),
+            ("tool_choice", json!("auto")),
+            ("response_format", json!({"type": "json_object"})),
+            ("logit_bias", json!({"5": 100})),
+            ("parallel_tool_calls", json!(false)),
+            ("some_future_field", json!(1)),
+        ] {
+            let mut body = base.clone();
+            body[field] = value;
+            let err = chat(body).unwrap_err();
+            assert_eq!((err.status.as_u16(), err.param.as_deref()), (400, Some(field)), "{err:?}");
+            assert!(err.message.contains(field), "{}", err.message);
+        }
+        // Asking for nothing, or for what cannot change the answer, passes.
+        let mut body = base.clone();
+        body["tools"] = json!([]);
+        body["logit_bias"] = json!({});
+        body["response_format"] = Value::Null;
+        body["user"] = json!("alice");
+        // What validators send for either server: llama.cpp's name for the penalty, min_p 0.
+        body["repeat_penalty"] = json!(1.1);
+        body["repetition_penalty"] = json!(1.1);
+        body["min_p"] = json!(0.0);
+        assert!(chat(body.clone()).is_ok());
+        body["min_p"] = json!(0.05);
+        assert_eq!(chat(body.clone()).unwrap_err().param.as_deref(), Some("min_p"));
+        body["min_p"] = json!(0.0);
+        body["repeat_penalty"] = json!(1.2);
+        assert_eq!(chat(body).unwrap_err().param.as_deref(), Some("repeat_penalty"));
+        let completion: CompletionRequest =
+            serde_json::from_value(json!({"model": "m", "prompt": "he", "suffix": "x"})).unwrap();
+        assert_eq!(completion.to_engine(&tok(), 64).unwrap_err().param.as_deref(), Some("suffix"));
     }
 
     #[test]
@@ -494,9 +584,9 @@ mod tests {
         assert_eq!(parse(json!([5, 6])).unwrap().0.prompt, vec![5, 6]);
         assert_eq!(parse(json!([[7]])).unwrap().0.prompt, vec![7]);
         assert_eq!(parse(json!("he")).unwrap().0.max_tokens, 16);
-        assert_eq!(parse(json!(["a", "b"])).unwrap_err().param, Some("prompt"));
-        assert_eq!(parse(json!([999999])).unwrap_err().param, Some("prompt"));
-        assert_eq!(parse(json!("")).unwrap_err().param, Some("prompt"));
+        assert_eq!(parse(json!(["a", "b"])).unwrap_err().param.as_deref(), Some("prompt"));
+        assert_eq!(parse(json!([999999])).unwrap_err().param.as_deref(), Some("prompt"));
+        assert_eq!(parse(json!("")).unwrap_err().param.as_deref(), Some("prompt"));
     }
 
     #[test]

@@ -34,14 +34,21 @@
 //!
 //! [verify]
 //! mode = "logprob"            # logprob | ground-truth
-//! model = "smollm2"           # known name or GGUF path (tokenizer, and weights if local)
-//! model_name = "smollm2"      # the name miners serve it under
+//! model = "smollm2"           # known name or GGUF path (tokenizer, and weights if local);
+//!                             #   a list verifies several: ["smollm2", "gemma3-270m"]
+//! model_name = "smollm2"      # the name miners serve it under (one model only)
 //! upstream = "http://127.0.0.1:8000/v1"   # verify through this server instead of in-process
 //! require_token_ids = true
 //! require_usage = true
 //! margin = 1.0                # nats a token may sit beyond the support's edge (numerics)
 //! alpha = 1e-4                # false-positive budget per response of the statistical tests
 //! miner_alpha = 1e-4          # ... and over each miner's accumulated history
+//!
+//! [[verify.models]]           # instead of model/model_name/upstream: one table per model,
+//! model = "gemma3-270m"       #   each request verified by the reference of its model name
+//! model_name = "gemma3-270m"
+//! upstream = "http://127.0.0.1:8001/v1"
+//! api_key = "…"
 //!
 //! [database]
 //! url = "postgres://user:pw@host/db"      # default: sqlite in data_dir
@@ -71,6 +78,7 @@ use std::time::Duration;
 use ganglion_chain::RAO_PER_TAO;
 use ganglion_core::keys::Keypair;
 use ganglion_engine::Engine;
+use ganglion_engine::tokenizer::Tokenizer;
 use ganglion_neuron::config::{MetricsConfig, NeuronConfig, Overrides, check_duration};
 use serde::{Deserialize, Serialize};
 
@@ -188,14 +196,40 @@ impl Default for ModelsFile {
     }
 }
 
+/// `verify.model`: one name or path, or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelList {
+    /// One model.
+    One(String),
+    /// Several models, each verified in-process under its own name.
+    Many(Vec<String>),
+}
+
+/// One `[[verify.models]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyModelFile {
+    /// Known model name or GGUF path.
+    pub model: String,
+    /// The name miners serve it under (default: `model`).
+    pub model_name: Option<String>,
+    /// Verify it through this OpenAI-compatible server.
+    pub upstream: Option<String>,
+    /// Its API key.
+    pub api_key: Option<String>,
+}
+
 /// `[verify]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifyFile {
     /// `logprob` | `ground-truth`.
     pub mode: String,
-    /// Known model name or GGUF path.
-    pub model: String,
+    /// Known model name or GGUF path, or a list (default `smollm2` when `models` is empty).
+    pub model: Option<ModelList>,
+    /// One table per verified model (instead of `model`).
+    pub models: Vec<VerifyModelFile>,
     /// The name miners serve it under (default: `model`).
     pub model_name: Option<String>,
     /// Verify through this OpenAI-compatible server.
@@ -218,7 +252,8 @@ impl Default for VerifyFile {
     fn default() -> Self {
         VerifyFile {
             mode: VerifyMode::Logprob.name().into(),
-            model: "smollm2".into(),
+            model: None,
+            models: Vec::new(),
             model_name: None,
             upstream: None,
             api_key: None,
@@ -287,7 +322,7 @@ pub struct ValidatorFile {
 /// Port of `/metrics` and `/status` when `[metrics] port` is unset.
 pub const DEFAULT_METRICS_PORT: u16 = 9100;
 
-/// Which model the validator verifies with.
+/// A model the validator verifies with (one per model name it verifies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReferenceSpec {
     /// Known model name (`smollm2`) or GGUF path: the tokenizer, and the weights when local.
@@ -302,18 +337,83 @@ pub struct ReferenceSpec {
     pub tls: ganglion_tls::ClientTls,
 }
 
+impl VerifyFile {
+    /// One [`ReferenceSpec`] per verified model: `[[verify.models]]`, or `model` (one name
+    /// with `model_name`/`upstream`/`api_key`, or a list verified in-process under their own
+    /// names), or `smollm2`. Two references for one model name are refused.
+    pub fn reference_specs(&self, tls: &ganglion_tls::ClientTls) -> Result<Vec<ReferenceSpec>> {
+        let bad = |m: String| Err(InferenceError::Config(m));
+        let single_keys = self.model_name.is_some() || self.upstream.is_some() || self.api_key.is_some();
+        let tables: Vec<VerifyModelFile> = match (&self.model, self.models.is_empty()) {
+            (Some(_), false) => return bad("set either verify.model or [[verify.models]], not both".into()),
+            (_, false) if single_keys => {
+                return bad("verify.model_name, verify.upstream and verify.api_key belong in each [[verify.models]] table".into());
+            }
+            (_, false) => self.models.clone(),
+            (Some(ModelList::Many(names)), true) => {
+                if single_keys && names.len() != 1 {
+                    return bad(format!(
+                        "verify.model lists {} models; give each its model_name/upstream/api_key in a [[verify.models]] table",
+                        names.len()
+                    ));
+                }
+                names
+                    .iter()
+                    .map(|n| VerifyModelFile {
+                        model: n.clone(),
+                        model_name: self.model_name.clone(),
+                        upstream: self.upstream.clone(),
+                        api_key: self.api_key.clone(),
+                    })
+                    .collect()
+            }
+            (one, true) => {
+                let model = match one {
+                    Some(ModelList::One(m)) => m.clone(),
+                    _ => "smollm2".into(),
+                };
+                vec![VerifyModelFile { model, model_name: self.model_name.clone(), upstream: self.upstream.clone(), api_key: self.api_key.clone() }]
+            }
+        };
+        if tables.is_empty() {
+            return bad("verify.model is an empty list; name at least one model".into());
+        }
+        let mut specs: Vec<ReferenceSpec> = Vec::with_capacity(tables.len());
+        for t in tables {
+            if t.model.trim().is_empty() {
+                return bad("verify.model: an empty model name".into());
+            }
+            let model_name = t.model_name.unwrap_or_else(|| t.model.clone());
+            if specs.iter().any(|s| s.model_name == model_name) {
+                return bad(format!("two verification models are served as `{model_name}`; give each its own model_name"));
+            }
+            specs.push(ReferenceSpec { model: t.model, model_name, upstream: t.upstream, api_key: t.api_key, tls: tls.clone() });
+        }
+        Ok(specs)
+    }
+}
+
 impl ReferenceSpec {
     /// Loads the model and builds the reference (in-process, or through the upstream).
     pub async fn build(&self, timeout: Duration) -> Result<Arc<dyn Reference>> {
         let dir = ganglion_engine::store::models_dir()?;
         let path = ganglion_engine::store::resolve_model(&self.model, &dir)?;
-        let engine = tokio::task::spawn_blocking(move || Engine::load(&path))
-            .await
-            .map_err(|e| InferenceError::Reference(format!("loading task failed: {e}")))??;
-        let engine = Arc::new(engine);
+        let failed = |e: tokio::task::JoinError| InferenceError::Reference(format!("loading task failed: {e}"));
         Ok(match &self.upstream {
-            Some(url) => Arc::new(UpstreamReference::with_tls(url, self.api_key.clone(), self.model_name.clone(), engine, timeout, &self.tls)?),
-            None => Arc::new(LocalReference::new(engine, self.model_name.clone())),
+            Some(url) => {
+                // The upstream holds the weights: only the tokenizer comes from the file.
+                let header = path.clone();
+                let (tokenizer, context) =
+                    tokio::task::spawn_blocking(move || Tokenizer::from_gguf_with_context(&header)).await.map_err(failed)??;
+                let context = context.ok_or_else(|| {
+                    InferenceError::Config(format!("{} states no context length (`<architecture>.context_length`)", path.display()))
+                })?;
+                Arc::new(UpstreamReference::with_tls(url, self.api_key.clone(), self.model_name.clone(), Arc::new(tokenizer), context, timeout, &self.tls)?)
+            }
+            None => {
+                let engine = tokio::task::spawn_blocking(move || Engine::load(&path)).await.map_err(failed)??;
+                Arc::new(LocalReference::new(Arc::new(engine), self.model_name.clone()))
+            }
         })
     }
 }
@@ -325,7 +425,7 @@ impl ValidatorFile {
     }
 
     /// The resolved configuration; `default_data_dir` is used when `neuron.data_dir` is unset.
-    pub fn into_config(self, hotkey: Keypair, default_data_dir: PathBuf) -> Result<(ValidatorConfig, ReferenceSpec)> {
+    pub fn into_config(self, hotkey: Keypair, default_data_dir: PathBuf) -> Result<(ValidatorConfig, Vec<ReferenceSpec>)> {
         let netuid = self.netuid.ok_or_else(|| InferenceError::Config("no subnet: pass --netuid or set `netuid` in the config file".into()))?;
         let n = &self.neuron;
         let base = n.base();
@@ -417,10 +517,8 @@ impl ValidatorFile {
             organic.tls = server_tls;
             c.organic = Some(organic);
         }
-        let model = self.verify.model;
-        let model_name = self.verify.model_name.unwrap_or_else(|| model.clone());
-        let spec = ReferenceSpec { model, model_name, upstream: self.verify.upstream, api_key: self.verify.api_key, tls: c.tls.clone() };
-        Ok((c, spec))
+        let specs = self.verify.reference_specs(&c.tls)?;
+        Ok((c, specs))
     }
 }
 
@@ -460,7 +558,7 @@ mod tests {
         assert_eq!((c.total_timeout, c.first_token_timeout), (Duration::from_secs(90), Duration::from_millis(1500)));
         assert_eq!(c.verify.mode, VerifyMode::GroundTruth);
         assert_eq!(c.organic.as_ref().map(|o| o.listen.port()), Some(8200));
-        assert_eq!(spec.model_name, "smollm2");
+        assert_eq!(spec.iter().map(|s| s.model_name.as_str()).collect::<Vec<_>>(), ["smollm2"], "the default model");
         assert_eq!(c.records, RecordsTarget::Url("sqlite:/tmp/v/records.db".into()));
         assert_eq!(c.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT))));
 
@@ -493,6 +591,45 @@ mod tests {
     }
 
     #[test]
+    fn several_models_are_verified_each_by_its_own_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let keypair = || Keypair::from_uri("//V").unwrap();
+        let specs = |text: &str| {
+            let path = file(dir.path(), &format!("netuid = 1\n{text}"));
+            ValidatorFile::load(Some(&path), &Overrides::new()).and_then(|f| f.into_config(keypair(), PathBuf::from("/tmp"))).map(|(_, s)| s)
+        };
+        let names = |s: Vec<ReferenceSpec>| s.into_iter().map(|s| (s.model, s.model_name, s.upstream)).collect::<Vec<_>>();
+        // A list: each in-process under its own name.
+        let got = names(specs("[verify]\nmodel = [\"smollm2\", \"gemma3-270m\"]\n").unwrap());
+        assert_eq!(got, [("smollm2".into(), "smollm2".into(), None), ("gemma3-270m".into(), "gemma3-270m".into(), None)]);
+        // Tables: each with its own name and upstream.
+        let got = names(
+            specs("[[verify.models]]\nmodel = \"smollm2\"\n[[verify.models]]\nmodel = \"/m/g.gguf\"\nmodel_name = \"gemma\"\nupstream = \"http://127.0.0.1:8001/v1\"\n")
+                .unwrap(),
+        );
+        assert_eq!(got[1], ("/m/g.gguf".into(), "gemma".into(), Some("http://127.0.0.1:8001/v1".into())));
+        // One model with its name and upstream, as before.
+        let got = names(specs("[verify]\nmodel = \"smollm2\"\nmodel_name = \"HuggingFaceTB/SmolLM2-135M\"\n").unwrap());
+        assert_eq!(got, [("smollm2".into(), "HuggingFaceTB/SmolLM2-135M".into(), None)]);
+        // Ambiguous or contradictory settings are refused, naming the keys.
+        for (bad, says) in [
+            ("[verify]\nmodel = [\"a\", \"b\"]\nupstream = \"http://x/v1\"\n", "[[verify.models]]"),
+            ("[verify]\nmodel = \"a\"\n[[verify.models]]\nmodel = \"b\"\n", "not both"),
+            ("[verify]\nmodel = []\n", "empty"),
+            ("[[verify.models]]\nmodel = \"a\"\n[[verify.models]]\nmodel = \"b\"\nmodel_name = \"a\"\n", "served as `a`"),
+            ("[[verify.models]]\nmodel = \"a\"\nupstreem = \"x\"\n", "upstreem"),
+        ] {
+            let err = specs(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        // The flag form: --verify.model repeated.
+        let mut over = Overrides::new();
+        over.set("netuid", Some(1i64)).list("verify.model", &["smollm2".to_string(), "gemma3-270m".to_string()]);
+        let (_, got) = ValidatorFile::load(None, &over).unwrap().into_config(keypair(), PathBuf::from("/tmp")).unwrap();
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
     fn tls_section_serves_the_organic_endpoint_and_trusts_the_ca() {
         let dir = tempfile::tempdir().unwrap();
         let pki = ganglion_tls::testkit::TestPki::new().unwrap();
@@ -503,7 +640,7 @@ mod tests {
         let path = file(dir.path(), &format!("netuid = 1\n[verify]\nupstream = \"https://localhost:1/v1\"\n{organic}{tls}"));
         let (c, spec) = ValidatorFile::load(Some(&path), &Overrides::new()).unwrap().into_config(keypair(), PathBuf::from("/tmp")).unwrap();
         assert_eq!((c.tls.extra_roots(), c.tls.ca_file()), (1, Some(files.ca.as_path())));
-        assert_eq!(spec.tls, c.tls, "the verification upstream trusts the same CA");
+        assert_eq!(spec[0].tls, c.tls, "the verification upstream trusts the same CA");
         assert_eq!(c.organic.as_ref().and_then(|o| o.tls.as_ref()).map(|t| t.cert_file().to_path_buf()), Some(files.cert.clone()));
 
         // A certificate without an organic endpoint to serve, a key without its certificate,

@@ -954,7 +954,7 @@ fn shape_request(seed: &PromptSeed, instruction: &str, rng: &mut StdRng, model: 
     let templated = match (&chat, tokenizer) {
         (Prompt::Chat(messages), Some(tokenizer)) if endpoint == Endpoint::Completion && tokenizer.has_chat_template() => {
             let messages: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage { role: m.role.clone(), content: m.content.clone() }).collect();
-            tokenizer.apply_chat_template(&messages, true).ok().map(Prompt::Text)
+            tokenizer.apply_chat_template(&messages, true).ok().map(|text| Prompt::Text(without_leading_bos(tokenizer, text)))
         }
         _ => None,
     };
@@ -963,6 +963,19 @@ fn shape_request(seed: &PromptSeed, instruction: &str, rng: &mut StdRng, model: 
         Endpoint::Completion => templated.unwrap_or_else(|| to_prompt(Endpoint::Completion, seed, instruction)),
     };
     InferenceRequest { model: model.to_string(), endpoint, prompt, sampling: draw_sampling(rng, tokens, exact) }
+}
+
+/// `text` without the BOS token text it starts with, when the model's servers add BOS to a
+/// completion prompt themselves (`add_bos_token`, Gemma): a template that writes BOS (Gemma's
+/// does) rendered into a completion prompt would otherwise reach the model with two.
+fn without_leading_bos(tokenizer: &Tokenizer, text: String) -> String {
+    if !tokenizer.adds_bos() {
+        return text;
+    }
+    match tokenizer.bos_token().map(|id| tokenizer.token_text(id)) {
+        Some(bos) if !bos.is_empty() && text.starts_with(&bos) => text[bos.len()..].to_string(),
+        _ => text,
+    }
 }
 
 /// Builds one miner's request: a drawn instruction, reworded by the reference if enabled

@@ -138,7 +138,11 @@ async fn the_upstream_reference_agrees_with_the_built_in_one() {
     let engine = engine();
     let server = engine_server(engine.clone()).await;
     let local = LocalReference::new(engine.clone(), MODEL);
-    let upstream = UpstreamReference::new(&format!("http://{server}/v1"), None, MODEL, engine.clone(), Duration::from_secs(120)).unwrap();
+    // The upstream reference reads only the GGUF's header: no weights.
+    let (tokenizer, context) = ganglion_engine::tokenizer::Tokenizer::from_gguf_with_context(&common::smollm2_path()).unwrap();
+    assert_eq!(context, Some(engine.context_length()));
+    let upstream =
+        UpstreamReference::new(&format!("http://{server}/v1"), None, MODEL, std::sync::Arc::new(tokenizer), engine.context_length(), Duration::from_secs(120)).unwrap();
     let request = chat("Name three rivers.", Sampling { temperature: 0.7, top_p: 0.95, max_tokens: 12, seed: Some(77), ..Sampling::default() });
     let prompt = request.prompt_tokens(engine.tokenizer()).unwrap();
     let a = local.generate(prompt.clone(), request.sampling).await.unwrap();
@@ -170,4 +174,34 @@ async fn the_upstream_reference_agrees_with_the_built_in_one() {
     let by_upstream = round(&request, &[honest, random], VerifyMode::Logprob, &upstream).await;
     assert!(by_local[0].verdict.verified() && by_upstream[0].verdict.verified(), "{}{}", show(&by_local), show(&by_upstream));
     assert!(cause(&by_local[1]).is_some() && cause(&by_upstream[1]).is_some());
+}
+
+/// Gemma's template writes `<bos>` and its servers add BOS to completion prompts
+/// (`add_bos_token`): the validator's requests reach the model with exactly one BOS on both
+/// endpoints, and its references stop at Gemma's `<end_of_turn>`. The tokenizer is read from
+/// the GGUF's header alone, as an upstream reference reads it.
+#[test]
+fn gemma_requests_carry_one_bos_and_end_at_end_of_turn() {
+    use ganglion_inference::prompts::PromptBank;
+    use rand::SeedableRng;
+    let dir = ganglion_engine::store::models_dir().unwrap();
+    let path = ganglion_engine::store::resolve_model("gemma3-270m", &dir)
+        .unwrap_or_else(|e| panic!("{e}: run `ganglion model pull gemma3-270m`"));
+    let (tokenizer, context) = ganglion_engine::tokenizer::Tokenizer::from_gguf_with_context(&path).unwrap();
+    assert_eq!(context, Some(32_768));
+    let bos = tokenizer.bos_token().unwrap();
+    assert!(tokenizer.adds_bos());
+    let bank = PromptBank::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut endpoints = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let request = ganglion_inference::validator::synthetic_request(&bank, &mut rng, "gemma3-270m", Some(&tokenizer), (16, 32), false);
+        let ids = request.prompt_tokens(&tokenizer).unwrap();
+        assert_eq!(ids.iter().filter(|&&id| id == bos).count(), 1, "{:?}: {:?}", request.endpoint, &ids[..ids.len().min(8)]);
+        assert_eq!(ids[0], bos);
+        endpoints.insert(format!("{:?}", request.endpoint));
+    }
+    assert_eq!(endpoints.len(), 2, "both endpoints were drawn");
+    let end_of_turn = tokenizer.token_id("<end_of_turn>").unwrap();
+    assert!(ganglion_inference::reference::end_tokens(&tokenizer).contains(&end_of_turn));
 }

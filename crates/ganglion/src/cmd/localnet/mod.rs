@@ -2,9 +2,9 @@
 //!
 //! ```text
 //!  model pull ─► chain serve ─► wallets, faucet, subnets, registrations, stake (Chain trait)
-//!     ─► engine serve (the honest miners' upstream)
-//!     ─► inference: 1 validator + 2 honest miners
-//!        (+ `--adversaries a,b`: red-team strategies, `ganglion-redteam` processes)
+//!     ─► engine serve per model (the honest miners' upstream)
+//!     ─► inference: 1 validator verifying every model of `--models` + 2 honest miners per model
+//!        (+ `--adversaries a,b`: red-team strategies, `ganglion-redteam` processes, per model)
 //!     ─► compute:   1 validator + 2 miners (fast, slow)
 //!     ─► hub ─► every epoch: a table from the metagraph and the validators' status
 //! ```
@@ -68,6 +68,35 @@ pub(crate) struct LocalnetArgs {
     /// early-eos, relay.
     #[arg(long, value_delimiter = ',')]
     adversaries: Vec<String>,
+    /// Inference models (comma-separated known names: smollm2, gemma3-270m). Each gets its
+    /// own engine, two honest miners and the adversaries asked for (the relay only on the
+    /// first); one validator verifies them all, each request against its model's reference.
+    #[arg(long, value_delimiter = ',', default_value = "smollm2")]
+    models: Vec<String>,
+}
+
+/// The models asked for: known names, each once, at least one.
+fn models(asked: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for name in asked.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        if ganglion_engine::store::known_model(name).is_none() {
+            let known: Vec<&str> = ganglion_engine::store::KNOWN_MODELS.iter().map(|m| m.name).collect();
+            bail!("unknown model `{name}` for --models; known: {}", known.join(", "));
+        }
+        if !out.iter().any(|m| m == name) {
+            out.push(name.to_string());
+        }
+    }
+    if out.is_empty() {
+        bail!("--models is empty; name at least one model (e.g. smollm2)");
+    }
+    Ok(out)
+}
+
+/// A node's name for `model`: the first model's nodes keep their plain names (`honest-1`,
+/// `engine`), the others' carry the model (`gemma3-270m-honest-1`).
+fn for_model(first: &str, model: &str, name: &str) -> String {
+    if model == first { name.to_string() } else { format!("{model}-{name}") }
 }
 
 /// The strategies `ganglion-redteam inference --strategy` knows (checked here so that a typo
@@ -103,9 +132,12 @@ pub(crate) fn run(args: LocalnetArgs) -> anyhow::Result<ExitCode> {
     if !strategies.is_empty() {
         crate::cmd::redteam::executable()?;
     }
+    let models = models(&args.models)?;
     let data_dir = ganglion_core::wallet::expand_home(&args.data_dir);
     prepare_data_dir(&data_dir, args.keep)?;
-    ensure_model(args.json)?;
+    for model in &models {
+        ensure_model(model, args.json)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(drive(args, data_dir))
 }
@@ -129,18 +161,18 @@ fn prepare_data_dir(dir: &Path, keep: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ganglion model pull smollm2` in the foreground, so its progress bar shows (on stderr).
-fn ensure_model(json: bool) -> anyhow::Result<()> {
+/// `ganglion model pull MODEL` in the foreground, so its progress bar shows (on stderr).
+fn ensure_model(model: &str, json: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the ganglion executable")?;
     let mut command = std::process::Command::new(exe);
-    command.args(["model", "pull", "smollm2"]);
+    command.args(["model", "pull", model]);
     if json {
         // Keep stdout for the summary alone.
         command.stdout(std::io::stderr());
     }
-    let status = command.status().context("running `ganglion model pull smollm2`")?;
+    let status = command.status().with_context(|| format!("running `ganglion model pull {model}`"))?;
     if !status.success() {
-        bail!("could not fetch the default model (see above); `ganglion model pull smollm2` retries it");
+        bail!("could not fetch the model `{model}` (see above); `ganglion model pull {model}` retries it");
     }
     Ok(())
 }
@@ -197,28 +229,32 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     let inference_netuid = setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?;
     let compute_netuid =
         if args.no_compute { None } else { Some(setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?) };
-    let mut plan = vec![
-        (s("inference-validator"), Role::Validator, inference_netuid),
-        (s("honest-1"), Role::Honest, inference_netuid),
-        (s("honest-2"), Role::Honest, inference_netuid),
-    ];
-    for strategy in adversaries(&args.adversaries)? {
-        if strategy == "sybil" {
-            plan.extend((1..=SYBILS).map(|i| (format!("sybil-{i}"), Role::Adversary(strategy), inference_netuid)));
-        } else {
-            plan.push((s(strategy), Role::Adversary(strategy), inference_netuid));
+    let models = models(&args.models)?;
+    let first = models[0].as_str();
+    let mut plan: Vec<(String, Role, u16, Option<String>)> = vec![(s("inference-validator"), Role::Validator, inference_netuid, None)];
+    for model in &models {
+        let named = |name: &str| for_model(first, model, name);
+        plan.push((named("honest-1"), Role::Honest, inference_netuid, Some(model.clone())));
+        plan.push((named("honest-2"), Role::Honest, inference_netuid, Some(model.clone())));
+        for strategy in adversaries(&args.adversaries)? {
+            if strategy == "sybil" {
+                plan.extend((1..=SYBILS).map(|i| (named(&format!("sybil-{i}")), Role::Adversary(strategy), inference_netuid, Some(model.clone()))));
+            } else if strategy != "relay" || model == first {
+                // The relay forwards the first model's honest-1.
+                plan.push((named(strategy), Role::Adversary(strategy), inference_netuid, Some(model.clone())));
+            }
         }
     }
     if let Some(netuid) = compute_netuid {
-        plan.push((s("compute-validator"), Role::Validator, netuid));
-        plan.push((s("compute-fast"), Role::ComputeFast, netuid));
-        plan.push((s("compute-slow"), Role::ComputeSlow, netuid));
+        plan.push((s("compute-validator"), Role::Validator, netuid, None));
+        plan.push((s("compute-fast"), Role::ComputeFast, netuid, None));
+        plan.push((s("compute-slow"), Role::ComputeSlow, netuid, None));
     }
     let mut neurons = Vec::new();
-    for (name, role, netuid) in plan {
+    for (name, role, netuid, model) in plan {
         let name = name.as_str();
         let (coldkey, hotkey) = setup::create_wallet(&wallets, name)?;
-        neurons.push(Neuron { name: name.to_string(), role, netuid, coldkey, hotkey, uid: None });
+        neurons.push(Neuron { name: name.to_string(), role, netuid, model, coldkey, hotkey, uid: None });
     }
     setup::register_all(&chain, &mut neurons).await?;
     say(format!(
@@ -228,10 +264,14 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         wallets.display()
     ));
 
-    // The honest miners' upstream: the built-in engine behind an OpenAI-compatible server.
-    let engine_port = free_port()?;
-    let engine_url = format!("http://127.0.0.1:{engine_port}");
-    supervisor.spawn("engine", &me, &[s("engine"), s("serve"), s("--model"), s("smollm2"), s("--port"), engine_port.to_string()])?;
+    // The honest miners' upstreams: the built-in engine behind an OpenAI-compatible server,
+    // one per model, each serving it under its known name.
+    let mut engine_urls = std::collections::HashMap::new();
+    for model in &models {
+        let engine_port = free_port()?;
+        engine_urls.insert(model.clone(), format!("http://127.0.0.1:{engine_port}"));
+        supervisor.spawn(&for_model(first, model, "engine"), &me, &[s("engine"), s("serve"), s("--model"), model.clone(), s("--port"), engine_port.to_string()])?;
+    }
 
     // Subnet processes.
     let common = |neuron: &Neuron| {
@@ -247,26 +287,28 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         ]
     };
     let mut status_urls = Vec::new();
-    let mut adversaries_started: Vec<&'static str> = Vec::new();
+    let mut adversaries_started: Vec<(&'static str, String)> = Vec::new();
     for neuron in &neurons {
         if let Role::Adversary(strategy) = neuron.role {
-            // One `ganglion-redteam` process per strategy, with all of its wallets (a Sybil's
-            // several); the relay forwards honest-1's answers.
-            if adversaries_started.contains(&strategy) {
+            // One `ganglion-redteam` process per strategy and model, with all of its wallets
+            // (a Sybil's several); the relay forwards honest-1's answers.
+            let model = neuron.model.clone().unwrap_or_else(|| first.to_string());
+            if adversaries_started.contains(&(strategy, model.clone())) {
                 continue;
             }
-            adversaries_started.push(strategy);
-            let wallets_of: Vec<String> = neurons.iter().filter(|n| n.role == neuron.role).map(|n| n.name.clone()).collect();
+            adversaries_started.push((strategy, model.clone()));
+            let wallets_of: Vec<String> =
+                neurons.iter().filter(|n| n.role == neuron.role && n.model == neuron.model).map(|n| n.name.clone()).collect();
             let victim = neurons.iter().find(|n| n.name == "honest-1").map(|n| n.hotkey.public().to_ss58()).unwrap_or_default();
-            let argv = processes::adversary(strategy, &wallets, &wallets_of, neuron.netuid, &chain_url, &victim);
-            supervisor.spawn(strategy, &crate::cmd::redteam::executable()?, &argv)?;
+            let argv = processes::adversary(strategy, &model, &wallets, &wallets_of, neuron.netuid, &chain_url, &victim);
+            supervisor.spawn(&for_model(first, &model, strategy), &crate::cmd::redteam::executable()?, &argv)?;
             continue;
         }
         let port = free_port()?;
         let mut argv = match (neuron.role, neuron.netuid == inference_netuid) {
             (Role::Validator, true) => {
                 status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
-                processes::inference_validator(port, args.tempo, args.max_tokens, &records_url, &data_dir.join("state").join(&neuron.name))
+                processes::inference_validator(port, args.tempo, args.max_tokens, &models, &records_url, &data_dir.join("state").join(&neuron.name))
             }
             (Role::Validator, false) => {
                 status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
@@ -278,7 +320,11 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
                 neuron.role == Role::ComputeSlow,
                 &data_dir.join("state").join(&neuron.name),
             ),
-            (Role::Honest, _) | (Role::Adversary(_), _) => processes::inference_miner(port, &engine_url),
+            (Role::Honest, _) | (Role::Adversary(_), _) => {
+                let model = neuron.model.as_deref().unwrap_or(first);
+                let upstream = engine_urls.get(model).with_context(|| format!("no engine for {model}"))?;
+                processes::inference_miner(port, upstream)
+            }
         };
         argv.extend(common(neuron));
         supervisor.spawn(&neuron.name, &me, &argv)?;
@@ -368,10 +414,12 @@ mod processes {
 
     use super::s;
 
-    pub(super) fn inference_validator(port: u16, tempo: u16, max_tokens: u32, records_url: &str, state_dir: &Path) -> Vec<String> {
+    pub(super) fn inference_validator(port: u16, tempo: u16, max_tokens: u32, models: &[String], records_url: &str, state_dir: &Path) -> Vec<String> {
         vec![
             s("validator"),
             s("inference"),
+            s("--verify.model"),
+            models.join(","),
             s("--metrics.port"),
             port.to_string(),
             s("--neuron.epoch_length"),
@@ -403,11 +451,15 @@ mod processes {
     /// `ganglion-redteam inference --strategy …` for one strategy and its wallets. Each runs
     /// its own engine (one compute thread, like every child), so it is not on the honest
     /// miners' engine.
-    pub(super) fn adversary(strategy: &str, wallets: &Path, names: &[String], netuid: u16, chain_url: &str, victim: &str) -> Vec<String> {
+    pub(super) fn adversary(strategy: &str, model: &str, wallets: &Path, names: &[String], netuid: u16, chain_url: &str, victim: &str) -> Vec<String> {
         let mut argv = vec![
             s("inference"),
             s("--strategy"),
             s(strategy),
+            s("--model"),
+            s(model),
+            s("--model-name"),
+            s(model),
             s("--wallet.path"),
             wallets.display().to_string(),
             s("--wallet.name"),

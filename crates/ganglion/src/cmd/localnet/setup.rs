@@ -45,6 +45,8 @@ pub(crate) struct Neuron {
     pub(crate) name: String,
     pub(crate) role: Role,
     pub(crate) netuid: u16,
+    /// The model an inference miner serves (the validator's models are all of `--models`).
+    pub(crate) model: Option<String>,
     pub(crate) coldkey: Keypair,
     pub(crate) hotkey: Keypair,
     /// Uid once registered.
