@@ -99,12 +99,21 @@ async fn localnet_rewards_the_honest_and_fast_and_not_the_cheat() {
 /// Two models in one localnet (`--models smollm2,gemma3-270m`): one validator verifies both,
 /// each request against its own model's reference; the honest miners of both earn and the
 /// random-tokens cheat on each earns nothing.
+///
+/// Not in CI's run (about 5.5 min on 2 cores, over the suite's budget): a validator step
+/// picks one model, and a Gemma round's verification takes up to a minute here, so it needs
+/// six epochs. Run it with `cargo nextest run -p ganglion --test it --run-ignored all
+/// one_validator_verifies_two_models`. Measured by hand (2026-12-03, `ganglion localnet
+/// --epochs 6 --no-compute --models smollm2,gemma3-270m --adversaries random-tokens`):
+/// SmolLM2 honest 0.333 + 0.333 (32 tok/s each), Gemma honest 0.167 + 0.167 (16 tok/s
+/// each), both random-tokens 0 (UNLIKELY_TOKEN, SAMPLING_MISMATCH).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "5.5 min; over CI's budget (see the doc comment)"]
 async fn one_validator_verifies_two_models() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let data_dir = dir.path().join("localnet");
     let run = Command::new(env!("CARGO_BIN_EXE_ganglion"))
-        .args(["localnet", "--epochs", "2", "--json", "--no-compute", "--models", "smollm2,gemma3-270m", "--adversaries", "random-tokens"])
+        .args(["localnet", "--epochs", "6", "--json", "--no-compute", "--models", "smollm2,gemma3-270m", "--adversaries", "random-tokens"])
         .args(["--hub.port", &free_port().to_string(), "--data-dir"])
         .arg(&data_dir)
         .env("RUST_LOG", "warn")
@@ -113,10 +122,10 @@ async fn one_validator_verifies_two_models() {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .output();
-    let output = match tokio::time::timeout(Duration::from_secs(480), run).await {
+    let output = match tokio::time::timeout(Duration::from_secs(720), run).await {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => panic!("running ganglion localnet: {e}"),
-        Err(_) => panic!("ganglion localnet did not finish within 8 minutes; logs in {}", data_dir.join("logs").display()),
+        Err(_) => panic!("ganglion localnet did not finish within 12 minutes; logs in {}", data_dir.join("logs").display()),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
