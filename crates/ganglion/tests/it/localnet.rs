@@ -26,29 +26,36 @@ fn incentive(row: &Value) -> f64 {
     row["incentive"].as_f64().unwrap_or_else(|| panic!("no incentive in {row}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn localnet_rewards_the_honest_and_fast_and_not_the_cheat() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let data_dir = dir.path().join("localnet");
+/// Runs `ganglion localnet --json ARGS` in `data_dir`, bounded by `limit` (a run that hangs
+/// fails instead of stalling CI; children die with it), and returns its JSON summary.
+async fn run_localnet(args: &[&str], data_dir: &std::path::Path, limit: Duration) -> Value {
     let run = Command::new(env!("CARGO_BIN_EXE_ganglion"))
-        .args(["localnet", "--epochs", "2", "--json", "--adversaries", "random-tokens", "--hub.port", &free_port().to_string(), "--data-dir"])
-        .arg(&data_dir)
+        .args(["localnet", "--json", "--hub.port", &free_port().to_string()])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .output();
-    // Bounded: a run that hangs fails here instead of stalling CI (children die with it).
-    let output = match tokio::time::timeout(Duration::from_secs(480), run).await {
+    let output = match tokio::time::timeout(limit, run).await {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => panic!("running ganglion localnet: {e}"),
-        Err(_) => panic!("ganglion localnet did not finish within 8 minutes; logs in {}", data_dir.join("logs").display()),
+        Err(_) => panic!("ganglion localnet did not finish within {limit:?}; logs in {}", data_dir.join("logs").display()),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "localnet failed ({}):\n{stderr}\n{stdout}", output.status);
-    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{stdout}"));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localnet_rewards_the_honest_and_fast_and_not_the_cheat() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let data_dir = dir.path().join("localnet");
+    let summary = run_localnet(&["--epochs", "2", "--adversaries", "random-tokens"], &data_dir, Duration::from_secs(480)).await;
     assert_eq!(summary["epochs"], 2, "{summary}");
     let uids = summary["uids"].as_array().unwrap_or_else(|| panic!("no uids: {summary}"));
 
@@ -112,25 +119,8 @@ async fn localnet_rewards_the_honest_and_fast_and_not_the_cheat() {
 async fn one_validator_verifies_two_models() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let data_dir = dir.path().join("localnet");
-    let run = Command::new(env!("CARGO_BIN_EXE_ganglion"))
-        .args(["localnet", "--epochs", "6", "--json", "--no-compute", "--models", "smollm2,gemma3-270m", "--adversaries", "random-tokens"])
-        .args(["--hub.port", &free_port().to_string(), "--data-dir"])
-        .arg(&data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = match tokio::time::timeout(Duration::from_secs(720), run).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => panic!("running ganglion localnet: {e}"),
-        Err(_) => panic!("ganglion localnet did not finish within 12 minutes; logs in {}", data_dir.join("logs").display()),
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "localnet failed ({}):\n{stderr}\n{stdout}", output.status);
-    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("summary is not JSON ({e}):\n{stdout}"));
+    let args = ["--epochs", "6", "--no-compute", "--models", "smollm2,gemma3-270m", "--adversaries", "random-tokens"];
+    let summary = run_localnet(&args, &data_dir, Duration::from_secs(720)).await;
     let uids = summary["uids"].as_array().unwrap_or_else(|| panic!("no uids: {summary}"));
     for name in ["honest-1", "honest-2", "gemma3-270m-honest-1", "gemma3-270m-honest-2"] {
         let miner = by_name(uids, name);
