@@ -7,7 +7,7 @@ use ganglion_engine::bench::{BenchOptions, BenchReport};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EngineBenchArgs {
-    /// Model name (`smollm2`) or path to a llama GGUF.
+    /// Model name (`smollm2`, `gemma3-270m`), `hf:OWNER/REPO[:FILE]` once pulled, or a GGUF path.
     #[arg(long, default_value = "smollm2")]
     model: String,
     /// Print JSON instead of a table.
@@ -62,6 +62,7 @@ fn print_table(r: &BenchReport) {
     let what = format!("{}x({}+{})", r.completions, r.score_prompt_tokens, r.completion_tokens);
     println!("{:<52} {:>12.1} {:>12} {:>8}", format!("scoring {what}, no prefix reuse (tok/s)"), r.score_tok_s, fmt(pp), ratio(r.score_tok_s, pp));
     println!("{:<52} {:>12.1} {:>12} {:>8}", format!("scoring {what}, shared prefix (tok/s)"), r.score_prefix_tok_s, fmt(pp), ratio(r.score_prefix_tok_s, pp));
+    println!("{:<52} {:>12.2}", "tokenization, ~1 MB of text (MB/s)", r.tokenize_mb_s);
     println!("{:<52} {:>12}", "peak RSS (MB)", r.peak_rss_bytes.map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1e6)));
     if let Some(note) = &r.llama_cpp_note {
         println!("llama.cpp: {note}");
