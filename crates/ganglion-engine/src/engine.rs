@@ -171,12 +171,30 @@ impl Generation {
 
     /// Advances by one prompt chunk or one generated token.
     pub fn step(&mut self, engine: &Engine) -> EngineResult<StepOutput> {
+        let (out, pending) = self.sample_step(engine)?;
+        if let Some(id) = pending {
+            let row = engine.model.forward(&[id], &mut self.cache, Logits::Last)?;
+            self.next_logits = Some(first_row(&row)?);
+        }
+        Ok(out)
+    }
+
+    /// Whether the next [`Generation::step`] samples a token (rather than running a prompt
+    /// chunk or reporting the end).
+    pub fn decoding(&self) -> bool {
+        self.finish.is_none() && self.prompt_processed()
+    }
+
+    /// Everything of a step but the forward pass of the sampled token: returns the step's
+    /// output and, unless the generation ended, the token whose logits the next step needs
+    /// (the caller runs it, alone or batched, and hands the row to `next_logits`).
+    fn sample_step(&mut self, engine: &Engine) -> EngineResult<(StepOutput, Option<u32>)> {
         if let Some(f) = self.finish {
-            return Ok(StepOutput { finish: Some(f), ..Default::default() });
+            return Ok((StepOutput { finish: Some(f), ..Default::default() }, None));
         }
         if self.prefilled < self.req.prompt.len() {
             self.prefill_chunk(engine)?;
-            return Ok(StepOutput::default());
+            return Ok((StepOutput::default(), None));
         }
         let Some(logits) = self.next_logits.take() else {
             return Err(EngineError::InvalidInput("generation has no logits to sample from".into()));
@@ -191,31 +209,29 @@ impl Generation {
         // and vLLM stop.
         if engine.end_of_generation.contains(&id) {
             self.text.push_str(&self.decoder.finish());
-            return Ok(self.finish_with(FinishReason::Stop, out));
+            return Ok((self.finish_with(FinishReason::Stop, out), None));
         }
         self.text.push_str(&self.decoder.push(tok, id));
         if let Some(cut) = find_stop(&self.text, self.emitted, &self.req.stop) {
             self.text.truncate(cut);
-            return Ok(self.finish_with(FinishReason::Stop, out));
+            return Ok((self.finish_with(FinishReason::Stop, out), None));
         }
         if self.generated >= self.req.max_tokens {
             self.text.push_str(&self.decoder.finish());
             if let Some(cut) = find_stop(&self.text, self.emitted, &self.req.stop) {
                 self.text.truncate(cut);
-                return Ok(self.finish_with(FinishReason::Stop, out));
+                return Ok((self.finish_with(FinishReason::Stop, out), None));
             }
-            return Ok(self.finish_with(FinishReason::Length, out));
+            return Ok((self.finish_with(FinishReason::Length, out), None));
         }
         if self.history.len() >= engine.context_length() {
             self.text.push_str(&self.decoder.finish());
-            return Ok(self.finish_with(FinishReason::Length, out));
+            return Ok((self.finish_with(FinishReason::Length, out), None));
         }
-        let row = engine.model.forward(&[id], &mut self.cache, Logits::Last)?;
-        self.next_logits = Some(first_row(&row)?);
         let safe = safe_emit_end(&self.text, self.emitted, &self.req.stop);
         out.text = self.text[self.emitted..safe].to_string();
         self.emitted = safe;
-        Ok(out)
+        Ok((out, Some(id)))
     }
 
     fn finish_with(&mut self, reason: FinishReason, mut out: StepOutput) -> StepOutput {
@@ -392,6 +408,54 @@ impl Engine {
             finish: None,
             req,
         })
+    }
+
+    /// One step of each generation, the generated tokens of all that are decoding run
+    /// through the model together ([`Llama::decode_batch`]): continuous batching's decode
+    /// step. Results are in input order and each is exactly what [`Generation::step`] would
+    /// have returned for that generation alone (same tokens, logprobs and text for the same
+    /// seed). Generations still in their prompt process one prompt chunk each.
+    pub fn step_batch(&self, generations: &mut [&mut Generation]) -> Vec<EngineResult<StepOutput>> {
+        let mut results = Vec::with_capacity(generations.len());
+        let mut pending = Vec::new();
+        for (i, generation) in generations.iter_mut().enumerate() {
+            match generation.sample_step(self) {
+                Ok((out, next)) => {
+                    if let Some(id) = next {
+                        pending.push((i, id));
+                    }
+                    results.push(Ok(out));
+                }
+                Err(err) => results.push(Err(err)),
+            }
+        }
+        if pending.is_empty() {
+            return results;
+        }
+        let tokens: Vec<u32> = pending.iter().map(|&(_, id)| id).collect();
+        let mut decoding: Vec<&mut Generation> = Vec::with_capacity(pending.len());
+        let mut wanted = pending.iter().map(|&(i, _)| i).peekable();
+        for (i, generation) in generations.iter_mut().enumerate() {
+            if wanted.next_if_eq(&i).is_some() {
+                decoding.push(&mut **generation);
+            }
+        }
+        let mut caches: Vec<&mut KvCache> = decoding.iter_mut().map(|g| &mut g.cache).collect();
+        match self.model.decode_batch(&tokens, &mut caches) {
+            Ok(rows) => {
+                for (generation, row) in decoding.into_iter().zip(rows) {
+                    generation.next_logits = Some(row);
+                }
+            }
+            Err(err) => {
+                let message = err.to_string();
+                let mut err = Some(err);
+                for &(i, _) in &pending {
+                    results[i] = Err(err.take().unwrap_or_else(|| EngineError::BatchStep(message.clone())));
+                }
+            }
+        }
+        results
     }
 
     /// Generates to completion, calling `on_token` for each step that produced tokens or

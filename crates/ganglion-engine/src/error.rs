@@ -77,6 +77,9 @@ pub enum EngineError {
     /// The chat template in the model could not be rendered.
     #[error("cannot apply the model's chat template: {0}; check the message roles and contents")]
     Template(String),
+    /// Another sequence's failure ended the batched decode step this one was part of.
+    #[error("the batched decode step this request shared failed: {0}")]
+    BatchStep(String),
     /// A tensor operation failed; this points to a bug or an inconsistent model file.
     #[error("tensor computation failed: {0}; the model file may be inconsistent, try re-pulling it")]
     Tensor(#[from] candle_core::Error),

@@ -287,6 +287,153 @@ fn signed_pair_matvec_with<L: Lanes>(l: L, codes: &[[u8; 32]], scales: &[[f32; 2
     }
 }
 
+/// Inputs multiplied per pass over a weight row in the batched products: their accumulators,
+/// the four converted code vectors and a partial product fit the 16 AVX2 registers.
+const BATCH_LANES: usize = 4;
+
+/// [`nibble_row`] for `N` inputs at once: each block's codes are converted once and used for
+/// every input, and each input's accumulator sees exactly the operations `nibble_row` performs
+/// on it alone, so every result is bit-identical to the one-input product.
+#[inline(always)]
+fn nibble_rows<L: Lanes, const N: usize>(l: L, codes: &[[u8; 16]], scales: &[f32], xs: [&[[f32; 32]]; N]) -> [f32; N] {
+    let mut acc = [l.splat(0.0); N];
+    for (b, (c, &d)) in codes.iter().zip(scales).enumerate() {
+        let (c8, _) = c.as_chunks::<8>();
+        let (q0, q2) = l.nibbles(&c8[0]);
+        let (q1, q3) = l.nibbles(&c8[1]);
+        let d = l.splat(d);
+        for (acc, x) in acc.iter_mut().zip(xs) {
+            let (x8, _) = x[b].as_chunks::<8>();
+            let mut p = l.mul(q0, l.load(&x8[0]));
+            p = l.fma(q1, l.load(&x8[1]), p);
+            p = l.fma(q2, l.load(&x8[2]), p);
+            p = l.fma(q3, l.load(&x8[3]), p);
+            *acc = l.fma(p, d, *acc);
+        }
+    }
+    acc.map(|a| reduce(l.store(a)))
+}
+
+/// [`signed_row`] for `N` inputs at once (bit-identical per input, as [`nibble_rows`]).
+#[inline(always)]
+fn signed_rows<L: Lanes, const N: usize>(l: L, codes: &[[u8; 32]], scales: &[f32], xs: [&[[f32; 32]]; N]) -> [f32; N] {
+    let mut acc = [l.splat(0.0); N];
+    for (b, (c, &d)) in codes.iter().zip(scales).enumerate() {
+        let (c8, _) = c.as_chunks::<8>();
+        let q: [L::V; 4] = std::array::from_fn(|i| l.signed_bytes(&c8[i]));
+        let d = l.splat(d);
+        for (acc, x) in acc.iter_mut().zip(xs) {
+            let (x8, _) = x[b].as_chunks::<8>();
+            let mut p = l.mul(q[0], l.load(&x8[0]));
+            p = l.fma(q[1], l.load(&x8[1]), p);
+            p = l.fma(q[2], l.load(&x8[2]), p);
+            p = l.fma(q[3], l.load(&x8[3]), p);
+            *acc = l.fma(p, d, *acc);
+        }
+    }
+    acc.map(|a| reduce(l.store(a)))
+}
+
+/// [`signed_pair_row`] for `N` inputs at once (bit-identical per input, as [`nibble_rows`]).
+#[inline(always)]
+fn signed_pair_rows<L: Lanes, const N: usize>(l: L, codes: &[[u8; 32]], scales: &[[f32; 2]], xs: [&[[f32; 32]]; N]) -> [f32; N] {
+    let mut acc = [l.splat(0.0); N];
+    for (b, (c, d)) in codes.iter().zip(scales).enumerate() {
+        let (c8, _) = c.as_chunks::<8>();
+        let q: [L::V; 4] = std::array::from_fn(|i| l.signed_bytes(&c8[i]));
+        let (d0, d1) = (l.splat(d[0]), l.splat(d[1]));
+        for (acc, x) in acc.iter_mut().zip(xs) {
+            let (x8, _) = x[b].as_chunks::<8>();
+            let mut p = l.mul(q[0], l.load(&x8[0]));
+            p = l.fma(q[1], l.load(&x8[1]), p);
+            *acc = l.fma(p, d0, *acc);
+            let mut p = l.mul(q[2], l.load(&x8[2]));
+            p = l.fma(q[3], l.load(&x8[3]), p);
+            *acc = l.fma(p, d1, *acc);
+        }
+    }
+    acc.map(|a| reduce(l.store(a)))
+}
+
+/// Which block layout a batched product runs on.
+#[derive(Clone, Copy)]
+pub(crate) enum RowCodes<'a> {
+    /// 4-bit codes with scales (the offsets are added separately).
+    Nibbles(&'a [[u8; 16]], &'a [f32]),
+    /// 8-bit signed codes.
+    Signed(&'a [[u8; 32]], &'a [f32]),
+    /// 8-bit signed codes with two scales per block.
+    SignedPairs(&'a [[u8; 32]], &'a [[f32; 2]]),
+}
+
+/// `out[i·rows + r] += row r · input i` for `inputs` inputs of `per_row` blocks each (`x`
+/// holds them one after another): one pass over the weights for all inputs, each product
+/// bit-identical to the one-input kernels'. For nibble codes `out` must already hold the
+/// offset terms (see [`nibble_offsets`]); for signed codes it is overwritten.
+pub(crate) fn rows_times_inputs(codes: RowCodes<'_>, x: &[[f32; 32]], per_row: usize, out: &mut [f32]) {
+    with_lanes!(|l| rows_times_inputs_with(l, codes, x, per_row, out))
+}
+
+#[inline(always)]
+fn rows_times_inputs_with<L: Lanes>(l: L, codes: RowCodes<'_>, x: &[[f32; 32]], per_row: usize, out: &mut [f32]) {
+    let inputs: Vec<&[[f32; 32]]> = x.chunks_exact(per_row).collect();
+    let n = inputs.len();
+    if n == 0 {
+        return;
+    }
+    let rows = out.len() / n;
+    for r in 0..rows {
+        let blocks = r * per_row..(r + 1) * per_row;
+        let mut first = 0;
+        while first < n {
+            let take = (n - first).min(BATCH_LANES);
+            let xs = &inputs[first..first + take];
+            macro_rules! run {
+                ($n:literal) => {{
+                    let xs: [&[[f32; 32]]; $n] = std::array::from_fn(|j| xs[j]);
+                    let got: [f32; $n] = match codes {
+                        RowCodes::Nibbles(c, d) => nibble_rows(l, &c[blocks.clone()], &d[blocks.clone()], xs),
+                        RowCodes::Signed(c, d) => signed_rows(l, &c[blocks.clone()], &d[blocks.clone()], xs),
+                        RowCodes::SignedPairs(c, d) => signed_pair_rows(l, &c[blocks.clone()], &d[blocks.clone()], xs),
+                    };
+                    for (j, v) in got.into_iter().enumerate() {
+                        let y = &mut out[(first + j) * rows + r];
+                        match codes {
+                            RowCodes::Nibbles(..) => *y += v,
+                            _ => *y = v,
+                        }
+                    }
+                }};
+            }
+            match take {
+                1 => run!(1),
+                2 => run!(2),
+                3 => run!(3),
+                _ => run!(4),
+            }
+            first += take;
+        }
+    }
+}
+
+/// The offset term of [`nibble_matvec`] for one input: `out[r] = Σ_b m_b·Σx_b`, computed
+/// exactly as there.
+pub(crate) fn nibble_offsets(offsets: &[[f32; OFFSET_GROUP]], block_sums: &[f32], out: &mut [f32]) {
+    with_lanes!(|l| nibble_offsets_with(l, offsets, block_sums, out))
+}
+
+#[inline(always)]
+fn nibble_offsets_with<L: Lanes>(l: L, offsets: &[[f32; OFFSET_GROUP]], block_sums: &[f32], out: &mut [f32]) {
+    let per_row = block_sums.len();
+    for (group, m) in out.chunks_mut(OFFSET_GROUP).zip(offsets.chunks_exact(per_row)) {
+        let mut acc = l.splat(0.0);
+        for (m, &s) in m.iter().zip(block_sums) {
+            acc = l.fma(l.load(m), l.splat(s), acc);
+        }
+        group.copy_from_slice(&l.store(acc)[..group.len()]);
+    }
+}
+
 #[inline(always)]
 fn dot_with<L: Lanes>(l: L, a: &[f32], b: &[f32]) -> f32 {
     let (a8, a_tail) = a.as_chunks::<8>();

@@ -284,6 +284,28 @@ impl BlockMatrix {
         }
     }
 
+    /// `out[i·rows..(i + 1)·rows] = W·xᵢ` for the `n` activation rows `x = [x₀ … xₙ₋₁]`
+    /// (`n × cols`): a decode step of `n` sequences reading the weights once. Every output is
+    /// bit-identical to [`BlockMatrix::matvec`] on that row alone.
+    pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        assert_eq!(x.len(), n * self.cols, "activation length");
+        assert_eq!(out.len(), n * self.rows, "output length");
+        let (blocks, _) = x.as_chunks::<BLOCK>();
+        let per_row = self.cols / BLOCK;
+        let codes = match &self.codes {
+            Codes::Nibbles { codes, scales, offsets } => {
+                for (input, y) in blocks.chunks_exact(per_row).zip(out.chunks_exact_mut(self.rows)) {
+                    let block_sums: Vec<f32> = input.iter().map(|b| b.iter().sum()).collect();
+                    crate::kernels::nibble_offsets(offsets, &block_sums, y);
+                }
+                crate::kernels::RowCodes::Nibbles(codes, scales)
+            }
+            Codes::Signed { codes, scales } => crate::kernels::RowCodes::Signed(codes, scales),
+            Codes::SignedPairs { codes, scales } => crate::kernels::RowCodes::SignedPairs(codes, scales),
+        };
+        crate::kernels::rows_times_inputs(codes, blocks, per_row, out);
+    }
+
     /// The stored weights of rows `first..first + out.len() / cols` as f32, row-major.
     ///
     /// Each weight is computed exactly as ggml's (and candle's) `dequantize` does it:
@@ -372,6 +394,26 @@ mod tests {
             matrix.dequantize_rows(9, &mut ours);
             let theirs: Vec<f32> = dense[9..12].iter().flatten().copied().collect();
             assert!(ours == theirs, "{dtype:?}: dequantized weights differ from candle's");
+        }
+    }
+
+    #[test]
+    fn batched_products_are_bit_identical_to_one_row_products() {
+        let (rows, cols) = (24, 512);
+        let w = Tensor::from_vec(random(rows, cols, 5), (rows, cols), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let matrix = BlockMatrix::from_qtensor(&QTensor::quantize(&w, dtype).unwrap()).unwrap().expect("supported type");
+            for n in [1, 3, 4, 6, 9] {
+                let x = random(n, cols, 6 + n as u64);
+                let mut batched = vec![0.0f32; n * rows];
+                matrix.matmul(&x, n, &mut batched);
+                for (input, got) in x.chunks_exact(cols).zip(batched.chunks_exact(rows)) {
+                    let mut alone = vec![0.0f32; rows];
+                    matrix.matvec(input, &mut alone);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(got), bits(&alone), "{dtype:?} with {n} inputs");
+                }
+            }
         }
     }
 

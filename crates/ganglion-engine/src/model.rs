@@ -308,7 +308,8 @@ pub struct Llama {
     output: Linear,
     rope: Option<RopeTables>,
     /// Every matrix has a [`crate::matvec::BlockMatrix`], so one-token steps can take
-    /// [`Llama::forward_one`].
+    /// [`Llama::forward_one`] (llama) and decode steps of many sequences
+    /// [`Llama::decode_batch`]'s shared products.
     one_token_path: bool,
 }
 
@@ -635,8 +636,7 @@ impl Llama {
             Architecture::Gemma3 => None,
         };
         let norm_values = norm.to_vec1::<f32>()?;
-        let one_token_path = cfg.architecture == Architecture::Llama
-            && output.blocks().is_some()
+        let one_token_path = output.blocks().is_some()
             && blocks.iter().all(|b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down].iter().all(|l| l.blocks().is_some()));
         Ok(Self { cfg, tok_embd, blocks, norm, norm_values, output, rope, one_token_path })
     }
@@ -698,6 +698,148 @@ impl Llama {
             first += rows;
         }
         Ok(())
+    }
+
+    /// One decode step of several sequences: `tokens[i]` runs after whatever `caches[i]`
+    /// holds and is appended to it; returns each sequence's logits row. Every row is
+    /// bit-identical to `forward(&[tokens[i]], caches[i], Logits::Last)` alone: the matrix
+    /// products read each weight block once for all sequences ([`BlockMatrix::matmul`], the
+    /// same operations per sequence as the one-row product) and everything else (norms, RoPE
+    /// at each sequence's own position, attention over its own cache) runs per sequence as
+    /// the one-token path runs it. Continuous batching in the server is built on this.
+    ///
+    /// On error every cache is left as it was.
+    ///
+    /// [`BlockMatrix::matmul`]: crate::matvec::BlockMatrix::matmul
+    pub fn decode_batch(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> EngineResult<Vec<Vec<f32>>> {
+        if tokens.len() != caches.len() {
+            return Err(EngineError::InvalidInput(format!("{} tokens for {} caches", tokens.len(), caches.len())));
+        }
+        for (&token, cache) in tokens.iter().zip(caches.iter()) {
+            self.check_input(&[token], cache)?;
+        }
+        if !self.one_token_path || tokens.len() == 1 {
+            // No shared products to make (or no block form to make them with): one at a time.
+            let mut rows = Vec::with_capacity(tokens.len());
+            for (i, (&token, cache)) in tokens.iter().zip(caches.iter_mut()).enumerate() {
+                match self.forward(&[token], cache, Logits::Last).and_then(|t| Ok(t.get(0)?.to_vec1::<f32>()?)) {
+                    Ok(row) => rows.push(row),
+                    Err(err) => {
+                        for cache in caches[..i].iter_mut() {
+                            let len = cache.len() - 1;
+                            self.rollback(cache, len);
+                        }
+                        return Err(err);
+                    }
+                }
+            }
+            return Ok(rows);
+        }
+        let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        let result = self.decode_batch_blocks(tokens, caches, &positions);
+        if result.is_err() {
+            for (cache, &pos) in caches.iter_mut().zip(&positions) {
+                self.rollback(cache, pos);
+            }
+        }
+        result
+    }
+
+    fn decode_batch_blocks(&self, tokens: &[u32], caches: &mut [&mut KvCache], positions: &[usize]) -> EngineResult<Vec<Vec<f32>>> {
+        let cfg = &self.cfg;
+        let n = tokens.len();
+        let (e, nh, nkv, hd) = (cfg.n_embd, cfg.n_head, cfg.n_kv_head, cfg.head_dim());
+        let (q_width, kv_width) = (nh * hd, nkv * hd);
+        let eps = cfg.rms_eps as f32;
+        let gemma = cfg.architecture == Architecture::Gemma3;
+        let mut x = self.tok_embd.rows(tokens)?;
+        if gemma {
+            let embed_scale = (e as f32).sqrt();
+            x.iter_mut().for_each(|v| *v *= embed_scale);
+        }
+        let half = hd / 2;
+        // Each sequence's RoPE angles at its own position: llama's from the tables, Gemma's
+        // global and sliding-window ones computed as its forward computes them.
+        let angles: Vec<[(Vec<f32>, Vec<f32>); 2]> = match &self.rope {
+            Some(rope) if !gemma => positions
+                .iter()
+                .map(|&p| {
+                    let table = (rope.cos_values[p * half..(p + 1) * half].to_vec(), rope.sin_values[p * half..(p + 1) * half].to_vec());
+                    [table.clone(), table]
+                })
+                .collect(),
+            _ => positions.iter().map(|&p| [rope_angles(cfg.rope_base, hd, p, 1), rope_angles(cfg.rope_base_local, hd, p, 1)]).collect(),
+        };
+        let mut h = vec![0.0f32; n * e];
+        let (mut q, mut k, mut v) = (vec![0.0f32; n * q_width], vec![0.0f32; n * kv_width], vec![0.0f32; n * kv_width]);
+        let (mut att, mut delta) = (vec![0.0f32; n * q_width], vec![0.0f32; n * e]);
+        let (mut gate, mut up) = (vec![0.0f32; n * cfg.n_ff], vec![0.0f32; n * cfg.n_ff]);
+        let mut scores = vec![0.0f32; positions.iter().max().map_or(1, |p| p + 1)];
+        let scale = if gemma { cfg.attention_scale } else { 1.0 / (hd as f32).sqrt() };
+        let heads = crate::kernels::Heads { heads: nh, kv_heads: nkv, head_dim: hd, scale };
+        for (il, block) in self.blocks.iter().enumerate() {
+            let is_local = gemma && cfg.is_local_layer(il);
+            rms_norm_rows(&x, &block.attn_norm_values, eps, &mut h);
+            matrix(&block.wq)?.matmul(&h, n, &mut q);
+            matrix(&block.wk)?.matmul(&h, n, &mut k);
+            matrix(&block.wv)?.matmul(&h, n, &mut v);
+            for (i, cache) in caches.iter_mut().enumerate() {
+                let (qi, ki, vi) = (&mut q[i * q_width..(i + 1) * q_width], &mut k[i * kv_width..(i + 1) * kv_width], &v[i * kv_width..(i + 1) * kv_width]);
+                let (cos, sin) = &angles[i][usize::from(is_local)];
+                match &block.gemma {
+                    Some(norms) if gemma => {
+                        norm_and_rope(qi, nh, hd, &norms.q_norm, eps, cos, sin);
+                        norm_and_rope(ki, nkv, hd, &norms.k_norm, eps, cos, sin);
+                    }
+                    _ if gemma => return Err(EngineError::Unsupported("gemma3 layer without its norms".into())),
+                    _ => {
+                        rope_interleaved(qi, hd, cos, sin);
+                        rope_interleaved(ki, hd, cos, sin);
+                    }
+                }
+                let layer = &mut cache.layers_mut()[il];
+                layer.append(ki, vi);
+                let end = positions[i] + 1;
+                let start = match (is_local, cfg.sliding_window) {
+                    (true, Some(w)) => end.saturating_sub(w),
+                    _ => 0,
+                };
+                crate::kernels::attend_one(
+                    qi,
+                    &layer.keys()[start * kv_width..end * kv_width],
+                    &layer.values()[start * kv_width..end * kv_width],
+                    heads,
+                    &mut scores,
+                    &mut att[i * q_width..(i + 1) * q_width],
+                );
+            }
+            matrix(&block.wo)?.matmul(&att, n, &mut delta);
+            match &block.gemma {
+                Some(norms) if gemma => add_normed_rows(&mut x, &mut delta, &norms.post_attention, eps),
+                _ => x.iter_mut().zip(&delta).for_each(|(x, d)| *x += d),
+            }
+            rms_norm_rows(&x, &block.ffn_norm_values, eps, &mut h);
+            matrix(&block.w_gate)?.matmul(&h, n, &mut gate);
+            matrix(&block.w_up)?.matmul(&h, n, &mut up);
+            if gemma {
+                gate.iter_mut().zip(&up).for_each(|(g, u)| *g = gelu_tanh(*g) * u);
+            } else {
+                gate.iter_mut().zip(&up).for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+            }
+            matrix(&block.w_down)?.matmul(&gate, n, &mut delta);
+            match &block.gemma {
+                Some(norms) if gemma => add_normed_rows(&mut x, &mut delta, &norms.post_ffw, eps),
+                _ => x.iter_mut().zip(&delta).for_each(|(x, d)| *x += d),
+            }
+        }
+        for (cache, &pos) in caches.iter_mut().zip(positions) {
+            cache.set_len(pos + 1);
+        }
+        rms_norm_rows(&x, &self.norm_values, eps, &mut h);
+        let vocab = cfg.vocab_size;
+        let mut logits = vec![0.0f32; n * vocab];
+        matrix(&self.output)?.matmul(&h, n, &mut logits);
+        Ok(logits.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
     }
 
     fn check_input(&self, tokens: &[u32], cache: &KvCache) -> EngineResult<()> {
@@ -1156,6 +1298,39 @@ pub(crate) mod tests {
         }
         // Logits must depend on the context, or the cache would be trivially "correct".
         assert!(max_abs_diff(&all[0], &all[1]) > 1e-3);
+    }
+
+    #[test]
+    fn a_batched_decode_step_is_bit_identical_to_one_sequence_at_a_time() {
+        let (_dir, path) = tiny_model();
+        let model = load_gguf(&path).unwrap().model;
+        assert!(model.one_token_path, "the tiny model should take the block path");
+        // Five sequences at different positions (prompts of 1 to 9 tokens).
+        let prompts: Vec<Vec<u32>> = (0..5u32).map(|i| (0..1 + 2 * i).map(|j| (i * 31 + j * 7 + 3) % 250).collect()).collect();
+        let mut alone: Vec<KvCache> = Vec::new();
+        let mut batched: Vec<KvCache> = Vec::new();
+        for p in &prompts {
+            let mut c = model.new_cache();
+            model.forward(p, &mut c, Logits::Last).unwrap();
+            batched.push(c.clone());
+            alone.push(c);
+        }
+        for step in 0..3u32 {
+            let tokens: Vec<u32> = (0..5u32).map(|i| (i * 13 + step * 5 + 1) % 250).collect();
+            let mut caches: Vec<&mut KvCache> = batched.iter_mut().collect();
+            let rows = model.decode_batch(&tokens, &mut caches).unwrap();
+            for ((&t, cache), row) in tokens.iter().zip(alone.iter_mut()).zip(&rows) {
+                let one = model.forward(&[t], cache, Logits::Last).unwrap().get(0).unwrap().to_vec1::<f32>().unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(row), bits(&one), "step {step}");
+            }
+        }
+        assert_eq!(batched.iter().map(KvCache::len).collect::<Vec<_>>(), alone.iter().map(KvCache::len).collect::<Vec<_>>());
+        // A bad token fails the step and leaves every cache as it was.
+        let lens: Vec<usize> = batched.iter().map(KvCache::len).collect();
+        let mut caches: Vec<&mut KvCache> = batched.iter_mut().collect();
+        assert!(model.decode_batch(&[1, 2, 1_000_000, 4, 5], &mut caches).is_err());
+        assert_eq!(batched.iter().map(KvCache::len).collect::<Vec<_>>(), lens);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`read`]: whole-record reads.
 //! - [`query`]: the hub's index- and rollup-backed aggregates, series and feeds; the window
 //!   aggregates equal the raw rows' (tests/it/rollup.rs compares them).
+//! - [`reward`]: the reward-pipeline validator's step events (its own table, V3).
 //! - [`synthetic`]: deterministic pretend-subnet records for tests, demos and benchmarks.
 //! - `migrations`: the versioned schema ([`SCHEMA_VERSION`]).
 //!
@@ -32,6 +33,7 @@ pub mod error;
 mod migrations;
 pub mod query;
 pub mod read;
+pub mod reward;
 pub mod store;
 pub mod synthetic;
 pub mod types;
@@ -44,4 +46,5 @@ pub use query::{
     ModelStats, SeriesPoint, SubnetRecords, ValidatorStats,
 };
 pub use store::{Backend, Records, create_postgres_schema, drop_postgres_schema, now_ms};
+pub use reward::RewardEventRecord;
 pub use types::{AllocationRecord, ChallengeRecord, InferenceRecord, NeuronSnapshot, ScoreRecord, SpecsRecord};

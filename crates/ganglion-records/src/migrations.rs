@@ -21,9 +21,9 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3];
 
 const V1: Migration = Migration {
     version: 1,
@@ -218,6 +218,36 @@ const V2: Migration = Migration {
         BACKFILL_CHALLENGE_3600,
         BACKFILL_CHALLENGE_86400,
         "CREATE INDEX IF NOT EXISTS inference_by_model ON inference (netuid, model, created_at_ms)",
+    ],
+};
+
+/// Version 3: the reward-pipeline validator's event log (`crate::reward`), one row per step
+/// of a forward; JSON arrays as TEXT.
+const V3: Migration = Migration {
+    version: 3,
+    name: "reward events",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS reward_event (
+            seq {seq},
+            id TEXT NOT NULL UNIQUE,
+            created_at_ms BIGINT NOT NULL,
+            netuid BIGINT NOT NULL,
+            block BIGINT NOT NULL,
+            validator_hotkey TEXT NOT NULL,
+            forward_index BIGINT NOT NULL,
+            step TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            base_prompt TEXT NOT NULL,
+            best TEXT NOT NULL,
+            step_length_s DOUBLE PRECISION NOT NULL,
+            scoring_s DOUBLE PRECISION NOT NULL,
+            uids TEXT NOT NULL,
+            completions TEXT NOT NULL,
+            completion_times TEXT NOT NULL,
+            rewards TEXT NOT NULL,
+            functions TEXT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS reward_event_by_netuid ON reward_event (netuid, seq)",
     ],
 };
 

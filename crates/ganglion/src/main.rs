@@ -97,7 +97,7 @@ enum Command {
     /// Run a miner (`miner inference`, `miner compute`).
     #[command(subcommand)]
     Miner(cmd::MinerCommand),
-    /// Run a validator (`validator inference`, `validator compute`).
+    /// Run a validator (`validator inference`, `validator compute`, `validator reward`).
     #[command(subcommand)]
     Validator(cmd::ValidatorCommand),
     /// Rent compute: allocate, deallocate, status and list of compute-subnet machines.
@@ -105,6 +105,9 @@ enum Command {
     Compute(cmd::compute::ComputeCommand),
     /// Serve the hub: web dashboard and JSON API over the records store.
     Hub(cmd::hub::HubArgs),
+    /// Export what validators recorded (`export events`: the reward validator's step events).
+    #[command(subcommand)]
+    Export(cmd::reward::ExportCommand),
     /// Run a whole subnet on this machine: chain, validators, miners and the hub.
     Localnet(cmd::localnet::LocalnetArgs),
     /// Run the red team (dishonest miners) against the real validators and print what each
@@ -142,6 +145,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Miner(cmd::MinerCommand::Compute(args)) => cmd::compute::run_miner(args),
         Command::Validator(cmd::ValidatorCommand::Inference(args)) => cmd::inference::run_validator(args),
         Command::Validator(cmd::ValidatorCommand::Compute(args)) => cmd::compute::run_validator(args),
+        Command::Validator(cmd::ValidatorCommand::Reward(args)) => cmd::reward::run_validator(args),
+        Command::Export(command) => cmd::reward::run_export(command),
         Command::Compute(command) => cmd::compute::run(command),
         Command::Hub(args) => cmd::hub::run(args),
         Command::Localnet(args) => cmd::localnet::run(args),

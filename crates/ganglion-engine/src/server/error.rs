@@ -79,6 +79,11 @@ impl ApiError {
         }
     }
 
+    /// 503 when the request queue is full: the client should retry later.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into(), kind: "server_error", param: None, code: Some("server_busy") }
+    }
+
     /// 500/503: the detail goes to the log only.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(target: "ganglion::engine::server", error = %detail, "internal error");

@@ -38,6 +38,11 @@ impl Metrics {
         self.registry.add("ganglion_engine_generation_tokens_total", &[], tokens as f64);
     }
 
+    /// Tokens generated in a batched step whose time was already counted by [`Metrics::step`].
+    pub fn generated(&self, tokens: usize) {
+        self.registry.add("ganglion_engine_generation_tokens_total", &[], tokens as f64);
+    }
+
     /// A request's prompt is processed: `tokens` long, `seconds` after it was accepted.
     pub fn prompt_done(&self, tokens: usize, seconds: f64) {
         self.registry.add("ganglion_engine_prompt_tokens_total", &[], tokens as f64);

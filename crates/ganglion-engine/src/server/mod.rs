@@ -76,9 +76,9 @@ fn now() -> u64 {
 }
 
 impl Server {
-    /// Starts the engine worker thread.
+    /// Starts the engine worker thread with continuous batching ([`worker::Schedule::Batched`]).
     pub fn start(engine: Arc<Engine>, config: ServerConfig) -> std::io::Result<Self> {
-        Self::start_paced(engine, config, None)
+        Self::start_with(engine, config, worker::WorkerOptions::default())
     }
 
     /// Starts the engine worker thread with at most `turns_per_second` worker turns (one
@@ -91,9 +91,14 @@ impl Server {
 
     /// [`Server::start_paced`] with an order of service ([`worker::Schedule`]).
     pub fn start_scheduled(engine: Arc<Engine>, config: ServerConfig, turns_per_second: Option<f64>, schedule: worker::Schedule) -> std::io::Result<Self> {
-        let metrics = Arc::new(Metrics::default());
         let pace = turns_per_second.and_then(worker::Pace::per_second);
-        let worker = WorkerHandle::spawn_scheduled(engine.clone(), metrics.clone(), pace, schedule)?;
+        Self::start_with(engine, config, worker::WorkerOptions { pace, schedule, ..worker::WorkerOptions::default() })
+    }
+
+    /// Starts the engine worker thread with `options` (schedule, batch size, queue bound).
+    pub fn start_with(engine: Arc<Engine>, config: ServerConfig, options: worker::WorkerOptions) -> std::io::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let worker = WorkerHandle::spawn_with(engine.clone(), metrics.clone(), options)?;
         let aliases = vec![engine.name().to_string()];
         Ok(Self { app: Arc::new(App { engine, config, aliases, worker, metrics, started: now() }) })
     }
@@ -211,7 +216,10 @@ async fn respond(app: Arc<App>, kind: Kind, prepared: Result<(GenerateRequest, R
     let result = async {
         let (req, opts) = prepared?;
         let generation = app.engine.start(req).map_err(|e| ApiError::from_engine(e, kind.prompt_param()))?;
-        let events = app.worker.submit(generation).ok_or_else(|| ApiError::internal("the engine worker thread has stopped"))?;
+        let events = app.worker.submit(generation).map_err(|e| match e {
+            worker::SubmitError::Busy { .. } => ApiError::busy(e.to_string()),
+            worker::SubmitError::Stopped => ApiError::internal(e),
+        })?;
         Ok::<_, ApiError>((events, opts))
     }
     .await;

@@ -405,7 +405,7 @@ async fn migration_backfills_the_challenge_rollup(store: &TestStore) {
     for statement in [
         "DROP TABLE challenge_rollup",
         "DROP INDEX inference_by_model",
-        "DELETE FROM ganglion_records_schema WHERE version = 2",
+        "DELETE FROM ganglion_records_schema WHERE version >= 2",
     ] {
         sqlx::query(statement).execute(&pool).await.expect(statement);
     }

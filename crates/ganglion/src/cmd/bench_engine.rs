@@ -1,5 +1,7 @@
 //! `ganglion bench engine`: prompt processing, generation and scoring throughput of the LLM
-//! engine, peak RSS, and ratios against llama.cpp's `llama-bench` when it is on the PATH.
+//! engine, served throughput at several concurrencies (requests in turn and continuously
+//! batched), peak RSS, and ratios against llama.cpp's own `llama-bench`, `llama-perplexity` and
+//! `llama-server` in the same run (`scripts/install-llama-cpp-tools`).
 
 use std::process::ExitCode;
 
@@ -25,20 +27,36 @@ pub(crate) struct EngineBenchArgs {
     /// Repetitions per figure (best is kept).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
-    /// Do not run llama-bench even if it is on the PATH.
+    /// Do not run llama.cpp's tools even if they are found.
     #[arg(long)]
     no_llama_bench: bool,
+    /// Window size of the scoring comparison with llama-perplexity.
+    #[arg(long, default_value_t = 512)]
+    ppl_ctx: usize,
+    /// Windows scored in the comparison with llama-perplexity.
+    #[arg(long, default_value_t = 4)]
+    ppl_chunks: usize,
+    /// Concurrent streams of the served-throughput figures (comma-separated; 0 skips them).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+    serve_streams: Vec<usize>,
+    /// Tokens per served stream.
+    #[arg(long, default_value_t = 64)]
+    serve_tokens: usize,
 }
 
 pub(crate) fn run(args: EngineBenchArgs) -> anyhow::Result<ExitCode> {
     let path = super::engine::resolve_model(&args.model)?;
-    let engine = ganglion_engine::Engine::load(&path)?;
+    let engine = std::sync::Arc::new(ganglion_engine::Engine::load(&path)?);
     let opts = BenchOptions {
         prompt_tokens: args.prompt_tokens,
         gen_tokens: args.gen_tokens,
         completions: args.completions,
         repeats: args.repeats,
         llama_bench: !args.no_llama_bench,
+        ppl_ctx: args.ppl_ctx,
+        ppl_chunks: args.ppl_chunks,
+        serve_streams: args.serve_streams.into_iter().filter(|&n| n > 0).collect(),
+        serve_tokens: args.serve_tokens,
         ..BenchOptions::default()
     };
     let report = ganglion_engine::bench::run(&engine, &path, &opts)?;
@@ -62,9 +80,19 @@ fn print_table(r: &BenchReport) {
     let what = format!("{}x({}+{})", r.completions, r.score_prompt_tokens, r.completion_tokens);
     println!("{:<52} {:>12.1} {:>12} {:>8}", format!("scoring {what}, no prefix reuse (tok/s)"), r.score_tok_s, fmt(pp), ratio(r.score_tok_s, pp));
     println!("{:<52} {:>12.1} {:>12} {:>8}", format!("scoring {what}, shared prefix (tok/s)"), r.score_prefix_tok_s, fmt(pp), ratio(r.score_prefix_tok_s, pp));
+    let ppl = format!("scoring {}x{} tokens vs llama-perplexity (tok/s)", r.ppl_chunks, r.ppl_ctx);
+    println!("{:<52} {:>12.1} {:>12} {:>8}", ppl, r.ppl_tok_s, fmt(r.llama_perplexity_tok_s), ratio(r.ppl_tok_s, r.llama_perplexity_tok_s));
+    for row in &r.serving {
+        let what = format!("served, {} streams x {} tokens", row.streams, r.serve_tokens);
+        println!("{:<52} {:>12.1} {:>12} {:>8}", format!("{what}, in turn (tok/s)"), row.round_robin_tok_s, fmt(row.llama_server_tok_s), ratio(row.round_robin_tok_s, row.llama_server_tok_s));
+        println!("{:<52} {:>12.1} {:>12} {:>8}", format!("{what}, batched (tok/s)"), row.batched_tok_s, fmt(row.llama_server_tok_s), ratio(row.batched_tok_s, row.llama_server_tok_s));
+    }
     println!("{:<52} {:>12.2}", "tokenization, ~1 MB of text (MB/s)", r.tokenize_mb_s);
     println!("{:<52} {:>12}", "peak RSS (MB)", r.peak_rss_bytes.map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1e6)));
     if let Some(note) = &r.llama_cpp_note {
+        println!("llama.cpp: {note}");
+    }
+    for note in &r.notes {
         println!("llama.cpp: {note}");
     }
 }

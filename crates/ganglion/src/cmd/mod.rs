@@ -13,6 +13,7 @@ pub(crate) mod hub;
 pub(crate) mod inference;
 pub(crate) mod localnet;
 pub(crate) mod redteam;
+pub(crate) mod reward;
 pub(crate) mod wallet;
 
 /// The multi-threaded async runtime every command runs on.
@@ -116,4 +117,7 @@ pub(crate) enum ValidatorCommand {
     Inference(inference::ValidatorArgs),
     /// Compute validator: challenges, specs, scoring and weights.
     Compute(compute::ValidatorArgs),
+    /// Reward-pipeline validator (openvalidators): prompt chains to the inference miners,
+    /// reward functions and masks, moving-average scores, weights.
+    Reward(reward::ValidatorArgs),
 }

@@ -1,0 +1,8 @@
+//! The integration tests of `ganglion-evaluation`, as one test binary.
+#![allow(clippy::unwrap_used)]
+
+mod interop_taoverse;
+mod loss;
+mod model_check;
+mod round;
+mod store;

@@ -1,0 +1,53 @@
+//! The DPO reward on the engine's SmolLM2: the −11 rules, and without the penalty the exact
+//! mean of the engine's own teacher-forced log-probabilities (`Engine::score_sequence`, an
+//! independent code path); the penalty hurts a repetitive completion far more than a varied one.
+
+use ganglion_reward::dpo::{Dpo, LOWEST};
+
+use crate::common::engine;
+
+#[test]
+fn dpo_rules_and_values() {
+    let engine = engine();
+    let dpo = Dpo::new(engine.clone());
+    for bad in ["", "     ", "short", "\n\t\n\t\n\t"] {
+        assert_eq!(
+            dpo.reward("Tell me about bees.", bad).unwrap(),
+            LOWEST,
+            "{bad:?}"
+        );
+    }
+    let long_prompt = "bees ".repeat(engine.context_length() + 10);
+    assert_eq!(dpo.reward(&long_prompt, " a fine answer").unwrap(), LOWEST);
+
+    let prompt = "The capital of France is";
+    let completion = " Paris, a city known for the Eiffel Tower and its museums.";
+    let plain = Dpo::with_penalty(engine.clone(), 1.0)
+        .reward(prompt, completion)
+        .unwrap();
+    let tokens = engine.tokenizer().encode(&format!("{prompt}{completion}"));
+    let p = engine.tokenizer().encode(prompt).len();
+    let scores = engine.score_sequence(&tokens, 0).unwrap();
+    let want: f64 = scores[p - 1..]
+        .iter()
+        .map(|s| f64::from(s.logprob))
+        .sum::<f64>()
+        / (tokens.len() - p) as f64;
+    assert!((plain - want).abs() < 1e-4, "dpo {plain} vs engine {want}");
+    assert!(plain < 0.0 && plain > LOWEST);
+
+    // Without repeats the penalty only moves the normalisation a little (earlier tokens'
+    // logits shrink), never the way a repeat does.
+    let penalised = dpo.reward(prompt, completion).unwrap();
+    assert!((penalised - plain).abs() < 0.5, "{penalised} vs {plain}");
+    // A repetitive completion is predictable without the penalty and much less so with it.
+    let repetitive = " Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris";
+    let rep_plain = Dpo::with_penalty(engine.clone(), 1.0)
+        .reward(prompt, repetitive)
+        .unwrap();
+    let rep_penalised = dpo.reward(prompt, repetitive).unwrap();
+    assert!(
+        rep_penalised < rep_plain - 1.0,
+        "penalised {rep_penalised} vs plain {rep_plain}"
+    );
+}
