@@ -330,6 +330,14 @@ fn save_json<T: Serialize>(dir: &Path, file: &str, value: &T) -> Result<()> {
     })
 }
 
+/// Replaces `slot` with the state saved in `dir/file`, if there is one.
+fn load_into<T: serde::de::DeserializeOwned>(dir: &Path, file: &str, slot: &mut T) -> Result<()> {
+    if let Some(value) = load_json(dir, file)? {
+        *slot = value;
+    }
+    Ok(())
+}
+
 fn load_json<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<Option<T>> {
     let path = dir.join(file);
     if !path.exists() {
@@ -375,10 +383,7 @@ impl RewardModel for DpoReward {
         save_json(dir, "reward-dpo.json", &self.norm)
     }
     fn load(&mut self, dir: &Path) -> Result<()> {
-        if let Some(norm) = load_json(dir, "reward-dpo.json")? {
-            self.norm = norm;
-        }
-        Ok(())
+        load_into(dir, "reward-dpo.json", &mut self.norm)
     }
 }
 
@@ -412,10 +417,7 @@ impl RewardModel for JudgeReward {
         save_json(dir, "reward-judge.json", &self.norm)
     }
     fn load(&mut self, dir: &Path) -> Result<()> {
-        if let Some(norm) = load_json(dir, "reward-judge.json")? {
-            self.norm = norm;
-        }
-        Ok(())
+        load_into(dir, "reward-judge.json", &mut self.norm)
     }
 }
 
@@ -451,10 +453,7 @@ impl RewardModel for BlacklistMask {
         save_json(dir, "reward-blacklist.json", &self.blacklist)
     }
     fn load(&mut self, dir: &Path) -> Result<()> {
-        if let Some(blacklist) = load_json(dir, "reward-blacklist.json")? {
-            self.blacklist = blacklist;
-        }
-        Ok(())
+        load_into(dir, "reward-blacklist.json", &mut self.blacklist)
     }
 }
 

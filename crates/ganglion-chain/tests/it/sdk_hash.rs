@@ -18,26 +18,9 @@ use ganglion_core::keys::PublicKey;
 #[path = "../../../../tests/support/python.rs"]
 mod support;
 
-/// A small deterministic generator (splitmix64): no dependency for a test's random cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn u16s(&mut self, len: usize) -> Vec<u16> {
-        (0..len).map(|_| self.next() as u16).collect()
-    }
-}
+#[path = "../../../../tests/support/splitmix.rs"]
+mod splitmix;
+use splitmix::Rng;
 
 #[derive(Debug, Clone)]
 struct Case {

@@ -18,27 +18,9 @@ use serde_json::{Value, json};
 #[path = "../../../../tests/support/python.rs"]
 mod support;
 
-/// splitmix64: deterministic cases without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick(&mut self, alphabet: &[u8], len: usize) -> String {
-        (0..len).map(|_| alphabet[self.below(alphabet.len() as u64) as usize] as char).collect()
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
+#[path = "../../../../tests/support/splitmix.rs"]
+mod splitmix;
+use splitmix::Rng;
 
 const NAME: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
 const HEX: &[u8] = b"0123456789abcdef";

@@ -222,7 +222,7 @@ async fn cheap_strategies_earn_nothing_against_the_real_validator() {
 ///
 /// Measured on this machine (2026-12-03, pace 8): cached 0.28 and 0.28, selective-refusal
 /// 0.08 and 0.09 (served 4 of 11, 6 of 13), sybil 0.83 and 0.85, other-model 0, go-dark in
-/// its last epoch 0. At pace 15 the CPU was the bottleneck (sybil 1.00, and over 1.1 once in
+/// its last epoch 0 (sybil's whole-run share 0.89 and 1.02). At pace 15 the CPU was the bottleneck (sybil 1.00, and over 1.1 once in
 /// CI), so every engine's share depended on the scheduler rather than on its pace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn working_strategies_earn_no_more_than_their_work() {
@@ -263,7 +263,21 @@ async fn working_strategies_earn_no_more_than_their_work() {
         final_share("selective-refusal"),
         served + spread + 0.05,
     );
-    check(&mut failures, "sybil, three hotkeys together (final epoch)", final_share("sybil"), 1.1);
+    // The Sybil's claim (its hotkeys together earn no more than one honest miner) is checked
+    // over the whole run; its final epoch alone holds a few of the run's requests, so that
+    // one gets on top the two-sigma spread of a share measured on the run's request count
+    // (smaller than the final epoch's own; the 1.83× that serving in turn once paid stays
+    // far outside it). CI once measured 1.16 in the final epoch of a
+    // run whose whole share was 1.02.
+    let sybil = support::row(&report, "sybil");
+    check(&mut failures, "sybil, three hotkeys together (whole run)", support::share(sybil, "share_of_honest"), 1.1);
+    let sybil_requests = sybil["requests"].as_f64().unwrap_or(1.0).max(1.0);
+    check(
+        &mut failures,
+        &format!("sybil, three hotkeys together (final epoch; {sybil_requests} requests)"),
+        final_share("sybil"),
+        1.1 + 2.0 * (0.25 / sybil_requests).sqrt(),
+    );
     let dark = support::row(&report, "go-dark");
     assert!(dark["verified"].as_u64().is_some_and(|v| v > 0), "go-dark worked before it went dark: {dark}");
     let other = support::row(&report, "other-model");
