@@ -3,8 +3,8 @@
 //! adversary (`--adversaries random-tokens`, a `ganglion-redteam` process), must end with the
 //! honest inference miners holding nearly all the miner incentive and the adversary about
 //! none; and, on the compute subnet, both miners
-//! solving challenges and scored (their scores separate only after the difficulty has
-//! climbed, which takes longer than this test runs).
+//! solving challenges and scored (the capped one's difficulty climbs until it mostly times
+//! out, so it solves fewer).
 
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -73,11 +73,14 @@ async fn localnet_rewards_the_honest_and_fast_and_not_the_cheat() {
     let fast = by_name(uids, "honest-1");
     assert!(fast["mean_tps"].as_f64().is_some_and(|t| t > 0.0), "{fast}");
 
-    for name in ["compute-fast", "compute-slow"] {
+    // The capped miner's difficulty climbs after its first solves until it mostly times out
+    // (`no_answer`): how many of its rounds fall before that depends on how many rounds the
+    // two epochs hold (their spacing is random), so it must solve some, the fast one most.
+    for (name, solved_over) in [("compute-fast", 0.5), ("compute-slow", 0.0)] {
         let miner = by_name(uids, name);
         assert_eq!(miner["subnet"], "compute", "{miner}");
         assert!(miner["score"].as_f64().is_some_and(|s| s > 0.0), "{name} is scored: {miner}");
-        assert!(miner["verified_fraction"].as_f64().is_some_and(|s| s > 0.5), "{name} solves its challenges: {miner}");
+        assert!(miner["verified_fraction"].as_f64().is_some_and(|s| s > solved_over), "{name} solves its challenges: {miner}");
         assert!(miner["mean_solve_s"].as_f64().is_some_and(|s| s > 0.0), "{miner}");
     }
     let compute = incentive(by_name(uids, "compute-fast")) + incentive(by_name(uids, "compute-slow"));
