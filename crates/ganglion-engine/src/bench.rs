@@ -425,9 +425,15 @@ fn run_llama_perplexity(model: &Path, text: &str, opts: &BenchOptions) -> Result
 }
 
 /// Tokens/s of llama-perplexity's log: `ctx × chunks` tokens over the time between its
-/// "calculating perplexity over N chunks, n_ctx=C" line and its "Final estimate" line (log
-/// lines start with a `minutes.seconds.millis.micros` timestamp), or a `prompt eval time =
-/// X ms / N tokens` perf line when it prints one.
+/// "calculating perplexity over N chunks, n_ctx=C" message and its "Final estimate" message
+/// (each message starts with a `minutes.seconds.millis.micros` timestamp), or a `prompt eval
+/// time = X ms / N tokens` perf line when it prints one.
+///
+/// The timestamp is the one right before the message, not the one the line starts with: when
+/// stderr is not a terminal, llama-perplexity prints the end of its "ETA … minutes" message
+/// on stdout, so its stderr has "<t1> I perplexity: 6.12 seconds per pass - ETA <t2> I Final
+/// estimate…" on one line. Reading t1 (the end of the first window) as the end made the
+/// figure `chunks` times too high (881 tok/s against llama-bench's 311 pp in one run).
 fn parse_prompt_eval(log: &str) -> Option<f64> {
     if let Some(line) = log.lines().find(|l| l.contains("prompt eval time")) {
         let after = line.split('=').nth(1)?;
@@ -435,16 +441,23 @@ fn parse_prompt_eval(log: &str) -> Option<f64> {
         let tokens: f64 = after.split('/').nth(1)?.split_whitespace().next()?.parse().ok()?;
         return (ms > 0.0).then_some(tokens / (ms / 1000.0));
     }
-    let stamp = |line: &str| -> Option<f64> {
-        let parts: Vec<f64> = line.split_whitespace().next()?.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let stamp = |token: &str| -> Option<f64> {
+        let parts: Vec<f64> = token.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
         let &[m, s, ms, us] = parts.as_slice() else { return None };
         Some(m * 60.0 + s + ms / 1e3 + us / 1e6)
     };
-    let start = log.lines().find(|l| l.contains("calculating perplexity over"))?;
-    let end = log.lines().find(|l| l.contains("Final estimate"))?;
-    let number_after = |key: &str| -> Option<f64> { start.split(key).nth(1)?.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok() };
-    let (chunks, ctx) = (number_after("over")?, number_after("n_ctx=")?);
-    let secs = stamp(end)? - stamp(start)?;
+    // The last timestamp before `marker` on the line that has it.
+    let stamp_of = |marker: &str| -> Option<(f64, &str)> {
+        let line = log.lines().find(|l| l.contains(marker))?;
+        let (before, after) = line.split_once(marker)?;
+        let t = before.split_whitespace().rev().find_map(stamp)?;
+        Some((t, after))
+    };
+    let (started, start) = stamp_of("calculating perplexity over")?;
+    let (ended, _) = stamp_of("Final estimate")?;
+    let leading_number = |text: &str| -> Option<f64> { text.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok() };
+    let (chunks, ctx) = (leading_number(start)?, leading_number(start.split("n_ctx=").nth(1)?)?);
+    let secs = ended - started;
     (secs > 0.0).then_some(chunks * ctx / secs)
 }
 
@@ -648,6 +661,11 @@ mod tests {
         assert_eq!(parse_prompt_eval(log), Some(2048.0));
         let log = "0.03.281.592 I perplexity: calculating perplexity over 2 chunks, n_ctx=512, batch_size=512, n_seq=1\n[1]1.0278,[2]1.0291,\n0.05.281.592 I Final estimate: PPL = 1.0291 +/- 0.00553\n";
         assert!(parse_prompt_eval(log).is_some_and(|v| (v - 512.0).abs() < 1e-6));
+        // stderr when it is not a terminal: the ETA's end went to stdout, so the final
+        // message shares the line of the first window's.
+        let log = "0.01.840.425 I perplexity: calculating perplexity over 4 chunks, n_ctx=512, batch_size=512, n_seq=1\n0.07.960.157 I perplexity: 6.12 seconds per pass - ETA 0.27.445.311 I Final estimate: PPL = 1.1255 +/- 0.01581\n";
+        let want = 4.0 * 512.0 / (27.445_311 - 1.840_425);
+        assert!(parse_prompt_eval(log).is_some_and(|v| (v - want).abs() < 1e-6), "{:?} vs {want}", parse_prompt_eval(log));
         assert_eq!(parse_prompt_eval("nothing"), None);
         let sse = "HTTP/1.1 200 OK\r\n\r\ndata: {\"choices\":[{\"text\":\"a\",\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"text\":\"b\",\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n";
         assert_eq!(count_streamed_tokens(sse), 2);

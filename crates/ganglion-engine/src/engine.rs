@@ -249,13 +249,9 @@ impl Generation {
         match self.req.prompt_logprobs {
             Some(k) => {
                 let logits = engine.model.forward(chunk, &mut self.cache, Logits::All)?;
-                let rows = model::log_softmax_rows(&logits)?;
                 // Row i predicts prompt[prefilled + i + 1].
-                for (i, row) in rows.iter().enumerate() {
-                    if let Some(&next) = self.req.prompt.get(self.prefilled + i + 1) {
-                        self.prompt_scores.push(score_row(row, next, k));
-                    }
-                }
+                let scores = score_chunk(&logits, &self.req.prompt[self.prefilled + 1..], k)?;
+                self.prompt_scores.extend(scores);
                 if last_chunk {
                     let raw = logits.narrow(0, chunk.len() - 1, 1)?;
                     self.next_logits = Some(first_row(&raw)?);
@@ -327,6 +323,84 @@ pub fn score_row(logprobs: &[f32], token: u32, k: usize) -> TokenScore {
         }
     }
     TokenScore { token, logprob: lp, rank, top }
+}
+
+/// Lanes of candle's f32 sum ([`score_logits`] adds in its order): four 8-float vectors.
+const SUM_LANES: usize = 32;
+
+/// `Σ row` in the order candle's AVX `vec_sum` adds (what its `sum_keepdim` over a contiguous
+/// last dimension runs): 32 running lane sums over 32-float steps, folded as
+/// `((v0+v1)+(v2+v3))` per 8-lane vector, the halves of that vector, two horizontal adds,
+/// then the remainder one at a time. Plain f32 additions in a fixed order, so the same bits.
+fn candle_sum(row: impl ExactSizeIterator<Item = f32>) -> f32 {
+    let len = row.len();
+    let full = len - len % SUM_LANES;
+    let mut lanes = [0.0f32; SUM_LANES];
+    let mut row = row;
+    for _ in (0..full).step_by(SUM_LANES) {
+        for lane in &mut lanes {
+            *lane += row.next().unwrap_or(0.0);
+        }
+    }
+    let v: [f32; 8] = std::array::from_fn(|l| (lanes[l] + lanes[8 + l]) + (lanes[16 + l] + lanes[24 + l]));
+    let t0: [f32; 4] = std::array::from_fn(|l| v[l] + v[l + 4]);
+    let mut sum = (t0[0] + t0[1]) + (t0[2] + t0[3]);
+    for x in row {
+        sum += x;
+    }
+    sum
+}
+
+/// [`score_row`] of the log-softmax of a row of raw logits, without materializing the
+/// logprobs: the same numbers as `score_row` over candle's `log_softmax` (max, `l − max`,
+/// `exp`, candle's summation order, `ln`, `(l − max) − ln Σ`), each logprob recomputed where
+/// it is compared. Teacher-forced scoring runs this on every position; the tensor route
+/// allocated and swept each chunk of logits five times.
+pub fn score_logits(logits: &[f32], token: u32, k: usize) -> TokenScore {
+    let Some(&first) = logits.first() else {
+        return TokenScore { token, logprob: f32::NEG_INFINITY, rank: 1, top: Vec::new() };
+    };
+    let max = logits[1..].iter().fold(first, |m, &l| m.max(l));
+    let lse = candle_sum(logits.iter().map(|&l| (l - max).exp())).ln();
+    let lp_of = |l: f32| (l - max) - lse;
+    let lp = logits.get(token as usize).map_or(f32::NEG_INFINITY, |&l| lp_of(l));
+    let mut rank = 1u32;
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    for (i, &l) in logits.iter().enumerate() {
+        let v = lp_of(l);
+        if v > lp || (v == lp && (i as u32) < token) {
+            rank += 1;
+        }
+        if k > 0 && (top.len() < k || top.last().is_some_and(|&(_, w)| v > w)) {
+            let at = top.partition_point(|&(_, w)| w >= v);
+            top.insert(at, (i as u32, v));
+            top.truncate(k);
+        }
+    }
+    TokenScore { token, logprob: lp, rank, top }
+}
+
+/// [`score_logits`] of each `(rows, vocab)` row of `logits` against the token it predicts,
+/// rows split across the engine's threads (each row is scored alone, so the split changes
+/// nothing but the time).
+fn score_chunk(logits: &candle_core::Tensor, targets: &[u32], top_k: usize) -> EngineResult<Vec<TokenScore>> {
+    model::with_rows(logits, |rows, vocab| {
+        let rows: Vec<&[f32]> = rows.chunks_exact(vocab).zip(targets).map(|(r, _)| r).collect();
+        let targets = &targets[..rows.len()];
+        let threads = candle_core::utils::get_num_threads().clamp(1, rows.len().max(1));
+        let per = rows.len().div_ceil(threads).max(1);
+        if threads == 1 {
+            return rows.iter().zip(targets).map(|(r, &t)| score_logits(r, t, top_k)).collect();
+        }
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = rows
+                .chunks(per)
+                .zip(targets.chunks(per))
+                .map(|(rows, targets)| scope.spawn(move || rows.iter().zip(targets).map(|(r, &t)| score_logits(r, t, top_k)).collect::<Vec<_>>()))
+                .collect();
+            parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        })
+    })
 }
 
 impl Engine {
@@ -495,8 +569,7 @@ impl Engine {
         let mut scores = Vec::with_capacity(tokens.len() - 1);
         // Chunks of rows, so a large vocabulary's logits are never all in memory at once.
         self.model.forward_chunked(&tokens[..tokens.len() - 1], &mut cache, |first, logits| {
-            let rows = model::log_softmax_rows(logits)?;
-            scores.extend(rows.iter().zip(&tokens[first + 1..]).map(|(row, &t)| score_row(row, t, top_k)));
+            scores.extend(score_chunk(logits, &tokens[first + 1..], top_k)?);
             Ok(())
         })?;
         Ok(scores)
@@ -528,21 +601,17 @@ impl Engine {
             return Err(EngineError::ContextOverflow { limit, requested: prompt.len() + c.len(), prompt: prompt.len() });
         }
         let mut prefix = self.model.new_cache();
-        let (mut prompt_scores, mut last_row, mut last_raw) = (Vec::with_capacity(prompt.len()), None, None);
+        let (mut prompt_scores, mut last_raw) = (Vec::with_capacity(prompt.len()), None);
         // Chunks of rows, so a large vocabulary's logits are never all in memory at once.
         self.model.forward_chunked(prompt, &mut prefix, |first, logits| {
-            let rows = model::log_softmax_rows(logits)?;
-            let end = first + rows.len();
-            prompt_scores.extend(rows.iter().zip(&prompt[first + 1..]).map(|(row, &t)| score_row(row, t, top_k)));
-            if end == prompt.len() {
-                if placing.is_some() {
-                    last_raw = model::logit_rows(logits)?.pop();
-                }
-                last_row = rows.into_iter().last();
+            let rows = logits.dim(0)?;
+            prompt_scores.extend(score_chunk(logits, &prompt[first + 1..], top_k)?);
+            if first + rows == prompt.len() {
+                last_raw = Some(logits.get(rows - 1)?.to_vec1::<f32>()?);
             }
             Ok(())
         })?;
-        let Some(last_row) = last_row else {
+        let Some(last_raw) = last_raw else {
             return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
         };
         let place = |raw: &[f32], completion: &[u32], at: usize| -> Vec<Placement> {
@@ -565,16 +634,15 @@ impl Engine {
                 placed.push(places);
                 continue;
             };
-            tokens.push(score_row(&last_row, first, top_k));
-            if let Some(raw) = &last_raw {
-                places.push(place(raw, completion, 0));
+            tokens.push(score_logits(&last_raw, first, top_k));
+            if placing.is_some() {
+                places.push(place(&last_raw, completion, 0));
             }
             if completion.len() > 1 {
                 let mut cache = prefix.clone();
                 // The last completion token predicts nothing we score, so it is not run.
                 self.model.forward_chunked(&completion[..completion.len() - 1], &mut cache, |first, logits| {
-                    let rows = model::log_softmax_rows(logits)?;
-                    tokens.extend(rows.iter().zip(&completion[first + 1..]).map(|(row, &t)| score_row(row, t, top_k)));
+                    tokens.extend(score_chunk(logits, &completion[first + 1..], top_k)?);
                     if placing.is_some() {
                         for (i, raw) in model::logit_rows(logits)?.iter().enumerate() {
                             places.push(place(raw, completion, first + i + 1));
@@ -622,6 +690,34 @@ mod tests {
         assert_eq!(score_row(&lp, 3, 0).rank, 2, "ties rank the lower id first");
         let total: f64 = lp.iter().map(|&l| f64::from(l).exp()).sum();
         assert!((total - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fused_scores_are_bit_identical_to_candles_log_softmax() {
+        // Odd widths exercise the remainder after candle's 32-float steps.
+        for (width, seed) in [(49_157usize, 1u64), (31, 2), (64, 3), (1, 4)] {
+            let mut state = seed;
+            let rows: Vec<f32> = (0..3 * width)
+                .map(|_| {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0
+                })
+                .collect();
+            let logits = candle_core::Tensor::from_vec(rows.clone(), (3, width), &candle_core::Device::Cpu).unwrap();
+            let lp = model::log_softmax_rows(&logits).unwrap();
+            for (i, (raw, lp)) in rows.chunks_exact(width).zip(&lp).enumerate() {
+                for token in [0, (width / 2) as u32, (width - 1) as u32] {
+                    let want = score_row(lp, token, 5);
+                    let got = score_logits(raw, token, 5);
+                    assert_eq!(got.logprob.to_bits(), want.logprob.to_bits(), "row {i} token {token} width {width}");
+                    assert_eq!(got, want, "row {i} token {token} width {width}");
+                }
+            }
+            let targets: Vec<u32> = vec![0, 1 % width as u32, (width - 1) as u32];
+            let chunk = score_chunk(&logits, &targets, 3).unwrap();
+            let single: Vec<TokenScore> = lp.iter().zip(&targets).map(|(lp, &t)| score_row(lp, t, 3)).collect();
+            assert_eq!(chunk, single);
+        }
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //!   count, Frobenius norms of q/k/v/o/up/down per layer);
 //! - [`loss`]: teacher-forced cross-entropy over response tokens on the engine;
 //! - [`round`]: one competition round: duplicates, checks, losses, win rates;
-//! - [`store`]: the model store trait, miner-served (Epistula HTTP) and Hugging Face Hub.
+//! - [`store`]: the model store trait, miner-served (Epistula HTTP) and Hugging Face Hub;
+//! - [`miner`]: publish (hash + commit) and serve a model directory on the axon;
+//! - [`validator`]: the validator on the neuron runtime (sync commitments, fetch, round,
+//!   weights, records, state).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod commitment;
@@ -20,6 +23,8 @@ pub mod data;
 pub mod dirhash;
 pub mod gguf;
 pub mod loss;
+pub mod miner;
 pub mod round;
 pub mod scoring;
 pub mod store;
+pub mod validator;

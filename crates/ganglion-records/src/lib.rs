@@ -15,6 +15,7 @@
 //! - [`query`]: the hub's index- and rollup-backed aggregates, series and feeds; the window
 //!   aggregates equal the raw rows' (tests/it/rollup.rs compares them).
 //! - [`reward`]: the reward-pipeline validator's step events (its own table, V3).
+//! - [`evaluation`]: the model-evaluation validator's per-uid evaluations (its own table, V4).
 //! - [`synthetic`]: deterministic pretend-subnet records for tests, demos and benchmarks.
 //! - `migrations`: the versioned schema ([`SCHEMA_VERSION`]).
 //!
@@ -30,6 +31,7 @@
 //! being killed (kill -9); each insert call is one transaction, so a batch is all or nothing.
 
 pub mod error;
+pub mod evaluation;
 mod migrations;
 pub mod query;
 pub mod read;
@@ -46,5 +48,6 @@ pub use query::{
     ModelStats, SeriesPoint, SubnetRecords, ValidatorStats,
 };
 pub use store::{Backend, Records, create_postgres_schema, drop_postgres_schema, now_ms};
+pub use evaluation::ModelEvaluationRecord;
 pub use reward::RewardEventRecord;
 pub use types::{AllocationRecord, ChallengeRecord, InferenceRecord, NeuronSnapshot, ScoreRecord, SpecsRecord};

@@ -21,9 +21,9 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4];
 
 const V1: Migration = Migration {
     version: 1,
@@ -248,6 +248,40 @@ const V3: Migration = Migration {
             functions TEXT NOT NULL
         )",
         "CREATE INDEX IF NOT EXISTS reward_event_by_netuid ON reward_event (netuid, seq)",
+    ],
+};
+
+/// Version 4: the model-evaluation validator's evaluations (`crate::evaluation`), one row per
+/// uid per step: evaluated (loss, win rate, weight), a duplicate, or rejected with its cause.
+const V4: Migration = Migration {
+    version: 4,
+    name: "model evaluations",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS model_evaluation (
+            seq {seq},
+            id TEXT NOT NULL UNIQUE,
+            created_at_ms BIGINT NOT NULL,
+            netuid BIGINT NOT NULL,
+            block BIGINT NOT NULL,
+            validator_hotkey TEXT NOT NULL,
+            step BIGINT NOT NULL,
+            competition TEXT NOT NULL,
+            uid BIGINT NOT NULL,
+            miner_hotkey TEXT NOT NULL,
+            commitment TEXT NOT NULL,
+            commit_block BIGINT NOT NULL,
+            model_hash TEXT,
+            status TEXT NOT NULL,
+            reason TEXT,
+            mean_loss DOUBLE PRECISION,
+            win_rate DOUBLE PRECISION,
+            wins BIGINT NOT NULL,
+            matches BIGINT NOT NULL,
+            weight DOUBLE PRECISION NOT NULL,
+            samples BIGINT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS model_evaluation_by_netuid ON model_evaluation (netuid, seq)",
+        "CREATE INDEX IF NOT EXISTS model_evaluation_by_uid ON model_evaluation (netuid, uid, seq)",
     ],
 };
 

@@ -17,8 +17,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::sync::Mutex;
+
 use ganglion_engine::Engine;
-use ganglion_engine::model;
+use ganglion_engine::model::{self, KvCache};
 
 use crate::error::Result;
 
@@ -32,7 +34,13 @@ pub const LOWEST: f64 = -11.0;
 pub struct Dpo {
     engine: Arc<Engine>,
     penalty: f64,
+    /// The last prompt prefix run and the cache it left: every completion of a step shares
+    /// the prompt, so its prefill runs once per step, not once per completion.
+    prefix: PrefixMemo,
 }
+
+/// The last prompt prefix run (its tokens) and the cache after it.
+type PrefixMemo = Arc<Mutex<Option<(Vec<u32>, KvCache)>>>;
 
 impl Dpo {
     /// With the original's penalty of 1.2.
@@ -40,12 +48,17 @@ impl Dpo {
         Dpo {
             engine,
             penalty: REPETITION_PENALTY,
+            prefix: Arc::default(),
         }
     }
 
     /// With another penalty (1.0: none).
     pub fn with_penalty(engine: Arc<Engine>, penalty: f64) -> Self {
-        Dpo { engine, penalty }
+        Dpo {
+            engine,
+            penalty,
+            prefix: Arc::default(),
+        }
     }
 
     /// The reward of one completion.
@@ -73,15 +86,19 @@ impl Dpo {
     fn mean_logprob(&self, combined: &[u32], prompt_len: usize) -> Result<f64> {
         let first_row = prompt_len.saturating_sub(1);
         let inputs = &combined[..combined.len() - 1];
-        let mut cache = self.engine.model().new_cache();
         let (mut sum, mut n) = (0.0f64, 0usize);
         let penalty = self.penalty;
-        self.engine
-            .model()
-            .forward_chunked(inputs, &mut cache, |first, logits| {
+        // The prompt's positions before the first scored one only fill the cache: their
+        // logits (a vocabulary-wide product per position, most of the cost on a long
+        // prompt) are never read, and the same prefix (a step's prompt) runs once.
+        let mut cache = self.prefix_cache(&inputs[..first_row])?;
+        self.engine.model().forward_chunked(
+            &inputs[first_row..],
+            &mut cache,
+            |first, logits| {
                 let rows = model::logit_rows(logits)?;
                 for (offset, mut row) in rows.into_iter().enumerate() {
-                    let i = first + offset;
+                    let i = first_row + first + offset;
                     if i < first_row {
                         continue;
                     }
@@ -93,9 +110,30 @@ impl Dpo {
                     n += 1;
                 }
                 Ok(())
-            })?;
+            },
+        )?;
         let reward = sum / n as f64;
         Ok(if reward.is_finite() { reward } else { LOWEST })
+    }
+}
+
+impl Dpo {
+    /// The cache after `prefix`: the memo's copy when it ran last, else run now (and kept).
+    fn prefix_cache(&self, prefix: &[u32]) -> Result<KvCache> {
+        let mut memo = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((tokens, cache)) = memo.as_ref()
+            && tokens.as_slice() == prefix
+        {
+            return Ok(cache.clone());
+        }
+        let mut cache = self.engine.model().new_cache();
+        if !prefix.is_empty() {
+            self.engine
+                .model()
+                .forward(prefix, &mut cache, model::Logits::Last)?;
+        }
+        *memo = Some((prefix.to_vec(), cache.clone()));
+        Ok(cache)
     }
 }
 

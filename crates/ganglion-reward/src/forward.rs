@@ -322,6 +322,15 @@ impl Forward<'_> {
             score()?
         };
         let scoring_seconds = scoring.elapsed().as_secs_f64();
+        tracing::info!(
+            target: "reward::forward",
+            step = name,
+            asked = answers.len(),
+            answered = responses.iter().filter(|r| r.is_some()).count(),
+            query_seconds = (scoring - started).as_secs_f64(),
+            scoring_seconds,
+            "step scored"
+        );
         let best = responses
             .get(scored.best)
             .cloned()

@@ -17,6 +17,8 @@
 //! - [`normalize`]: running normalisation and the moving average.
 //! - [`embed`]: sentence embeddings (all-MiniLM-L6-v2, BERT in candle), checked against
 //!   sentence-transformers.
+//! - [`bench`]: the figures of `ganglion bench reward` (embedding throughput, one full
+//!   forward's scoring time against an in-process querier).
 //! - [`error`]: the typed error.
 //!
 //! **Architecture invariant:** the reward functions ([`pipeline`], [`dpo`], [`masks`],
@@ -25,6 +27,7 @@
 //! touches the metagraph, and only through the runtime.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bench;
 pub mod dpo;
 pub mod embed;
 pub mod error;

@@ -58,12 +58,15 @@ pub struct Blacklist {
 
 impl Blacklist {
     /// 0 for a blacklisted phrase, an earlier best question or answer, or a copy of the
-    /// prompt (exact string equality, as the original), else 1.
+    /// prompt (exact string equality, as the original, with the prompt also taken stripped as
+    /// completions are: the augment prompt ends in two newlines, so the original's check
+    /// never caught a copy of it, however exact), else 1.
     pub fn reward(&self, prompt: &str, completion: &str) -> f64 {
         if BLACKLISTED_PHRASES.contains(&completion)
             || self.questions.iter().any(|q| q == completion)
             || self.answers.iter().any(|a| a == completion)
             || completion == prompt
+            || completion == prompt.trim()
         {
             return 0.0;
         }
@@ -85,5 +88,19 @@ fn push_bounded(list: &mut VecDeque<String>, item: &str) {
     list.push_back(item.to_owned());
     while list.len() > BLACKLIST_MEMORY {
         list.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stripped_copy_of_a_prompt_with_trailing_newlines_is_a_copy() {
+        let blacklist = Blacklist::default();
+        let prompt = "Bees dance.\n\nSummarize the preceding context in 4 sentences.\n\n";
+        // The pipeline strips completions before the masks see them.
+        assert_eq!(blacklist.reward(prompt, prompt.trim()), 0.0);
+        assert_eq!(blacklist.reward(prompt, "Bees dance to show the way."), 1.0);
     }
 }

@@ -5,6 +5,10 @@
 //! average (α = 0.05) that becomes weights (the runtime L1-normalises them and runs
 //! `process_weights_for_netuid`).
 //!
+//! The status (`/status`) carries, per uid, the mean of each function's normalised value and
+//! of the combined reward over the steps it was asked in since the process started
+//! ([`UidTally`]): which mask or reward holds a miner down.
+//!
 //! State (saved atomically after every step): the scores by uid with their hotkeys
 //! (`reward-scores.json`, the runtime's [`StateFile`]) and each function's state — running
 //! statistics, blacklist memory, diversity history — next to it ([`Pipeline::save`]).
@@ -169,6 +173,50 @@ impl Querier for MinerQuerier {
     }
 }
 
+/// One uid's figures over the steps it was asked in (since the process started).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UidTally {
+    /// Steps it was asked in.
+    pub steps: u64,
+    /// Steps it answered.
+    pub answered: u64,
+    /// Sum of its combined rewards.
+    pub reward_sum: f64,
+    /// Sum of each function's normalised value (0 for failed answers), by function name.
+    pub functions: std::collections::BTreeMap<String, f64>,
+}
+
+impl UidTally {
+    /// Folds in a step event's figures for the uid at `index` of the event.
+    pub fn add(&mut self, event: &StepEvent, index: usize) {
+        self.steps += 1;
+        if event.failures.get(index).is_some_and(Option::is_none) {
+            self.answered += 1;
+        }
+        self.reward_sum += event.rewards.get(index).copied().unwrap_or(0.0);
+        for function in &event.functions {
+            *self.functions.entry(function.name.clone()).or_default() +=
+                function.normalized.get(index).copied().unwrap_or(0.0);
+        }
+    }
+
+    /// Means per step: `{"steps", "answered", "reward", "functions": {name: mean}}`.
+    pub fn means(&self) -> serde_json::Value {
+        let n = self.steps.max(1) as f64;
+        let functions: serde_json::Map<String, serde_json::Value> = self
+            .functions
+            .iter()
+            .map(|(name, sum)| (name.clone(), serde_json::json!(sum / n)))
+            .collect();
+        serde_json::json!({
+            "steps": self.steps,
+            "answered": self.answered,
+            "reward": self.reward_sum / n,
+            "functions": functions,
+        })
+    }
+}
+
 /// Where a forward's events go (the records store, a test's memory).
 #[async_trait]
 pub trait EventSink: Send + Sync {
@@ -212,6 +260,7 @@ pub struct RewardValidator {
     rng: StdRng,
     state: StateFile,
     last: Vec<StepSummary>,
+    tallies: HashMap<u16, UidTally>,
 }
 
 impl std::fmt::Debug for RewardValidator {
@@ -274,12 +323,18 @@ impl RewardValidator {
             rng,
             state,
             last: Vec::new(),
+            tallies: HashMap::new(),
         })
     }
 
     /// The moving-average scores by uid.
     pub fn raw_scores(&self) -> &[f64] {
         &self.scores
+    }
+
+    /// Each uid's figures since the process started.
+    pub fn tallies(&self) -> &HashMap<u16, UidTally> {
+        &self.tallies
     }
 
     /// Runs one forward against `metagraph` (all but `own_uid`) and folds it into the scores.
@@ -322,6 +377,9 @@ impl RewardValidator {
                 &event.rewards,
                 MOVING_AVERAGE_ALPHA,
             );
+            for (index, uid) in event.uids.iter().enumerate() {
+                self.tallies.entry(*uid).or_default().add(event, index);
+            }
         }
         self.forwards += 1;
         self.last = events
@@ -371,6 +429,7 @@ impl Validator for RewardValidator {
         if let Some(score) = self.scores.get_mut(usize::from(change.uid)) {
             *score = 0.0;
         }
+        self.tallies.remove(&change.uid);
     }
 
     fn status(
@@ -390,7 +449,10 @@ impl Validator for RewardValidator {
                 verified_share: None,
                 last_failure: None,
                 speed: None,
-                details: serde_json::Value::Null,
+                details: self
+                    .tallies
+                    .get(&n.uid)
+                    .map_or(serde_json::Value::Null, UidTally::means),
             })
             .collect();
         let details = serde_json::json!({
@@ -496,4 +558,76 @@ pub async fn run(
         .await
         .map_err(|e| RewardError::Config(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::FunctionRewards;
+
+    fn event(
+        uids: Vec<u16>,
+        rewards: Vec<f64>,
+        mask: Vec<f64>,
+        failures: Vec<Option<String>>,
+    ) -> StepEvent {
+        StepEvent {
+            name: "augment".into(),
+            prompt: String::new(),
+            base_prompt: String::new(),
+            completions: vec![String::new(); uids.len()],
+            completion_times: vec![0.0; uids.len()],
+            failures,
+            rewards,
+            functions: vec![FunctionRewards {
+                name: "task_validator_filter".into(),
+                raw: mask.iter().map(|m| Some(*m)).collect(),
+                normalized: mask,
+            }],
+            best: String::new(),
+            step_length: 0.0,
+            scoring_seconds: 0.0,
+            uids,
+        }
+    }
+
+    #[test]
+    fn tallies_are_means_over_the_steps_a_uid_was_asked_in() {
+        let mut tallies: HashMap<u16, UidTally> = HashMap::new();
+        let steps = [
+            event(vec![1, 2], vec![0.6, 0.0], vec![1.0, 0.0], vec![None, None]),
+            event(
+                vec![2, 1],
+                vec![0.0, 0.2],
+                vec![0.0, 1.0],
+                vec![Some("timeout".into()), None],
+            ),
+            event(vec![1], vec![0.4], vec![0.0], vec![None]),
+        ];
+        for e in &steps {
+            for (i, uid) in e.uids.iter().enumerate() {
+                tallies.entry(*uid).or_default().add(e, i);
+            }
+        }
+        let one = tallies[&1].means();
+        assert_eq!(one["steps"], 3);
+        assert_eq!(one["answered"], 3);
+        assert!(
+            (one["reward"].as_f64().unwrap() - 0.4).abs() < 1e-12,
+            "{one}"
+        );
+        assert!(
+            (one["functions"]["task_validator_filter"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12,
+            "{one}"
+        );
+        let two = tallies[&2].means();
+        assert_eq!(
+            (two["steps"].as_u64(), two["answered"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(
+            two["functions"]["task_validator_filter"].as_f64(),
+            Some(0.0)
+        );
+    }
 }

@@ -94,10 +94,10 @@ enum Command {
     Metagraph(cmd::chain::MetagraphArgs),
     /// Fund the wallet's coldkey from the local chain's dev faucet.
     Faucet(cmd::chain::FaucetArgs),
-    /// Run a miner (`miner inference`, `miner compute`).
+    /// Run a miner (`miner inference`, `miner compute`, `miner model publish|serve`).
     #[command(subcommand)]
     Miner(cmd::MinerCommand),
-    /// Run a validator (`validator inference`, `validator compute`, `validator reward`).
+    /// Run a validator (`validator inference`, `validator compute`, `validator reward`, `validator model`).
     #[command(subcommand)]
     Validator(cmd::ValidatorCommand),
     /// Rent compute: allocate, deallocate, status and list of compute-subnet machines.
@@ -146,6 +146,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validator(cmd::ValidatorCommand::Inference(args)) => cmd::inference::run_validator(args),
         Command::Validator(cmd::ValidatorCommand::Compute(args)) => cmd::compute::run_validator(args),
         Command::Validator(cmd::ValidatorCommand::Reward(args)) => cmd::reward::run_validator(args),
+        Command::Validator(cmd::ValidatorCommand::Model(args)) => cmd::model::run_validator(args),
+        Command::Miner(cmd::MinerCommand::Model(cmd::model::MinerModelCommand::Publish(args))) => cmd::model::run_publish(args),
+        Command::Miner(cmd::MinerCommand::Model(cmd::model::MinerModelCommand::Serve(args))) => cmd::model::run_serve(args),
         Command::Export(command) => cmd::reward::run_export(command),
         Command::Compute(command) => cmd::compute::run(command),
         Command::Hub(args) => cmd::hub::run(args),

@@ -6,3 +6,4 @@ mod loss;
 mod model_check;
 mod round;
 mod store;
+mod validator_e2e;

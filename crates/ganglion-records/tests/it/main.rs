@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod common;
+mod evaluation;
 mod feed;
 mod open;
 mod rollup;

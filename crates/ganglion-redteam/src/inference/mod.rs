@@ -20,6 +20,16 @@
 //! | `ttft-fake` | an empty chunk at once, then the honest tokens slowly |
 //! | `early-eos` | stops early calling it a natural stop (`--eos.mode stop`) or pads past its end (`pad`) |
 //! | `relay` | signs its own Epistula requests to another miner's axon and streams its answers back |
+//!
+//! Prompting strategies, against the reward-pipeline validator (`ganglion validator reward`,
+//! `ganglion localnet --reward`), each aimed at the mask or reward that should hold it down:
+//!
+//! | strategy | what it does | what should catch it |
+//! |---|---|---|
+//! | `prompt-echo` | answers with the prompt | blacklist (a copy of the prompt), task validator (the echoed base text carries `Question:`/`Answer:`) |
+//! | `off-topic` | sentences of another context (random corpus senses) | relevance |
+//! | `duplicate` | one honest answer per prompt, the same text from each of its hotkeys | diversity (nearest other completion at distance 0) |
+//! | `rule-breaker` | the honest answer as a `Question: … Answer: …` transcript | task validator |
 
 pub mod fixture;
 pub mod sse;
@@ -69,6 +79,14 @@ pub enum Strategy {
     EarlyEos,
     /// Relays another miner's answers.
     Relay,
+    /// Prompting: answers with the prompt.
+    PromptEcho,
+    /// Prompting: answers with another context.
+    OffTopic,
+    /// Prompting: one answer returned by several hotkeys.
+    Duplicate,
+    /// Prompting: answers that break the task validator's rules.
+    RuleBreaker,
 }
 
 impl Strategy {
@@ -86,6 +104,9 @@ impl Strategy {
         Strategy::Relay,
     ];
 
+    /// The strategies against the reward-pipeline (prompting) validator.
+    pub const PROMPTING: [Strategy; 4] = [Strategy::PromptEcho, Strategy::OffTopic, Strategy::Duplicate, Strategy::RuleBreaker];
+
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
@@ -100,17 +121,31 @@ impl Strategy {
             Strategy::TtftFake => "ttft-fake",
             Strategy::EarlyEos => "early-eos",
             Strategy::Relay => "relay",
+            Strategy::PromptEcho => "prompt-echo",
+            Strategy::OffTopic => "off-topic",
+            Strategy::Duplicate => "duplicate",
+            Strategy::RuleBreaker => "rule-breaker",
         }
     }
 
     /// Parses a command-line name.
     pub fn parse(name: &str) -> Option<Strategy> {
-        std::iter::once(Strategy::Honest).chain(Strategy::DISHONEST).find(|s| s.name() == name.trim())
+        std::iter::once(Strategy::Honest).chain(Strategy::DISHONEST).chain(Strategy::PROMPTING).find(|s| s.name() == name.trim())
     }
 
-    /// Hotkeys the strategy runs (a Sybil several, everyone else one).
+    /// Hotkeys the strategy runs (a Sybil several, a duplicate at least two, everyone else
+    /// one).
     pub fn hotkeys(self, sybils: usize) -> usize {
-        if self == Strategy::Sybil { sybils.max(1) } else { 1 }
+        match self {
+            Strategy::Sybil => sybils.max(1),
+            Strategy::Duplicate => sybils.max(2),
+            _ => 1,
+        }
+    }
+
+    /// Runs several hotkeys.
+    fn multi_hotkey(self) -> bool {
+        matches!(self, Strategy::Sybil | Strategy::Duplicate)
     }
 }
 
@@ -123,7 +158,7 @@ pub struct InferenceArgs {
     /// Wallets directory.
     #[arg(long = "wallet.path", default_value = "~/.bittensor/wallets")]
     pub wallet_path: PathBuf,
-    /// Wallet name(s); `sybil` takes one per hotkey (comma-separated).
+    /// Wallet name(s); `sybil` and `duplicate` take one per hotkey (comma-separated).
     #[arg(long = "wallet.name", value_delimiter = ',', required = true)]
     pub wallet_names: Vec<String>,
     /// Hotkey name inside each wallet.
@@ -186,6 +221,9 @@ pub struct InferenceArgs {
     /// relay: the hotkey (SS58) of the miner whose answers are relayed.
     #[arg(long = "relay.victim")]
     pub relay_victim: Option<String>,
+    /// off-topic: sentences per answer.
+    #[arg(long = "off-topic.sentences", default_value_t = 3)]
+    pub off_topic_sentences: usize,
     /// At most this many engine turns (a prompt chunk or a token) per second: a device of
     /// that speed however many miners share this machine's CPU (unset: as fast as it can).
     #[arg(long = "engine.pace")]
@@ -223,8 +261,11 @@ pub async fn run(args: InferenceArgs) -> anyhow::Result<()> {
         .iter()
         .map(|name| load_hotkey(&wallets, name, &args.wallet_hotkey))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if args.strategy != Strategy::Sybil && hotkeys.len() != 1 {
+    if !args.strategy.multi_hotkey() && hotkeys.len() != 1 {
         anyhow::bail!("--strategy {} runs one hotkey; give one --wallet.name", args.strategy.name());
+    }
+    if args.strategy == Strategy::Duplicate && hotkeys.len() < 2 {
+        anyhow::bail!("--strategy duplicate returns one answer from several hotkeys; give at least two --wallet.name");
     }
     let chain: Arc<dyn Chain> = Arc::new(LocalChain::new(&args.network)?);
     let models = ganglion_engine::store::models_dir()?;
@@ -250,6 +291,13 @@ pub async fn run(args: InferenceArgs) -> anyhow::Result<()> {
         Strategy::UsageLies => Some(Behaviour::UsageLies { factor: args.usage_factor }),
         Strategy::TtftFake => Some(Behaviour::TtftFake { factor: args.ttft_factor }),
         Strategy::EarlyEos => Some(Behaviour::EarlyEos { mode: args.eos_mode, fraction: args.eos_fraction }),
+        Strategy::PromptEcho => Some(Behaviour::PromptEcho),
+        Strategy::OffTopic => {
+            let corpus = tokio::task::spawn_blocking(ganglion_corpus::Corpus::locate).await?.context("loading the corpus (scripts/install-corpus)")?;
+            Some(Behaviour::OffTopic { corpus: Arc::new(corpus), sentences: args.off_topic_sentences })
+        }
+        Strategy::Duplicate => Some(Behaviour::Duplicate),
+        Strategy::RuleBreaker => Some(Behaviour::RuleBreaker),
         Strategy::Relay => {
             let victim = args.relay_victim.as_deref().context("--strategy relay needs --relay.victim SS58")?;
             let victim: PublicKey = victim.parse().map_err(|e| anyhow::anyhow!("--relay.victim {victim}: {e}"))?;
@@ -315,7 +363,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in std::iter::once(Strategy::Honest).chain(Strategy::DISHONEST) {
+        for s in std::iter::once(Strategy::Honest).chain(Strategy::DISHONEST).chain(Strategy::PROMPTING) {
             assert_eq!(Strategy::parse(s.name()), Some(s));
             let value = <Strategy as clap::ValueEnum>::to_possible_value(&s).map(|v| v.get_name().to_string());
             assert_eq!(value.as_deref(), Some(s.name()), "clap and the runner agree on names");
@@ -333,5 +381,6 @@ mod tests {
         assert_eq!(axon_address(Strategy::Honest, base, 9, 3), SocketAddr::new(base, 9));
         assert_eq!(Strategy::Sybil.hotkeys(3), 3);
         assert_eq!(Strategy::Relay.hotkeys(3), 1);
+        assert_eq!(Strategy::Duplicate.hotkeys(1), 2);
     }
 }

@@ -7,6 +7,11 @@
 //!  validator ──Epistula──▶ production miner ──▶ dishonest upstream ──▶ engine server (honest work)
 //!                                                      │ relay: Epistula-signed ──▶ another miner's axon
 //! ```
+//!
+//! The prompting strategies (against the reward-pipeline validator, `ganglion validator
+//! reward`) answer in the shape asked for (a JSON body, or an SSE stream when `stream` is
+//! set) with text made by [`prompting_text`]: the prompt itself, another context, the one
+//! honest answer shared by several hotkeys, or an honest answer in another task's format.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -90,6 +95,23 @@ pub enum Behaviour {
         /// Share of `max_tokens` generated in `stop` mode.
         fraction: f64,
     },
+    /// `prompt-echo`: the prompt (the last user message, or the completion prompt) as the
+    /// answer.
+    PromptEcho,
+    /// `off-topic`: fluent text of another context (sentences of random corpus senses),
+    /// unrelated to the prompt.
+    OffTopic {
+        /// Where the other contexts come from.
+        corpus: Arc<ganglion_corpus::Corpus>,
+        /// Sentences per answer.
+        sentences: usize,
+    },
+    /// `duplicate`: one honest answer per prompt, the same text returned to every hotkey
+    /// that is asked it (each hotkey's output is another's).
+    Duplicate,
+    /// `rule-breaker`: the honest answer in a transcript format whose keywords belong to
+    /// other tasks (`Question: … Answer: …`), which the task validator forbids in every step.
+    RuleBreaker,
     /// Another miner's answers: Epistula-signed requests (with this miner's hotkey) to the
     /// victim's axon, streamed back.
     Relay {
@@ -116,6 +138,10 @@ impl std::fmt::Debug for Behaviour {
             Behaviour::TtftFake { .. } => "TtftFake",
             Behaviour::EarlyEos { .. } => "EarlyEos",
             Behaviour::Relay { .. } => "Relay",
+            Behaviour::PromptEcho => "PromptEcho",
+            Behaviour::OffTopic { .. } => "OffTopic",
+            Behaviour::Duplicate => "Duplicate",
+            Behaviour::RuleBreaker => "RuleBreaker",
         };
         f.write_str(name)
     }
@@ -131,8 +157,12 @@ struct Cached {
 /// One answer shared by the requests with the same body.
 type SharedAnswer = Arc<tokio::sync::OnceCell<std::result::Result<Answer, String>>>;
 
+/// One honest text shared by the requests with the same prompt (`duplicate`).
+type SharedText = Arc<tokio::sync::OnceCell<std::result::Result<String, String>>>;
+
 struct Upstream {
     fanout: tokio::sync::Mutex<HashMap<Bytes, (Instant, SharedAnswer)>>,
+    texts: tokio::sync::Mutex<HashMap<String, (Instant, SharedText)>>,
     honest: String,
     model: String,
     behaviour: Behaviour,
@@ -149,6 +179,7 @@ pub async fn start(honest: String, model: String, behaviour: Behaviour, shutdown
     let http = ganglion_tls::ClientTls::system().http_builder().connect_timeout(Duration::from_secs(5)).build().map_err(|e| RedteamError::Http(e.to_string()))?;
     let state = Arc::new(Upstream {
         fanout: tokio::sync::Mutex::new(HashMap::new()),
+        texts: tokio::sync::Mutex::new(HashMap::new()),
         honest,
         model,
         behaviour,
@@ -286,7 +317,138 @@ async fn complete(State(up): State<Shared>, uri: Uri, body: Bytes) -> Response {
             }
         }
         Behaviour::Relay { hotkey, chain, netuid, victim } => relay(&up, hotkey, chain.as_ref(), *netuid, victim, endpoint, &body).await,
+        Behaviour::PromptEcho | Behaviour::OffTopic { .. } | Behaviour::Duplicate | Behaviour::RuleBreaker => {
+            let stream = value.get("stream").and_then(Value::as_bool).unwrap_or(false);
+            match prompting_answer(&up, endpoint, &value).await {
+                Ok(text) => text_response(endpoint, &up.model, &text, stream),
+                Err(response) => response,
+            }
+        }
     }
+}
+
+/// The text a prompting strategy answers `body` with.
+async fn prompting_answer(up: &Upstream, endpoint: Endpoint, body: &Value) -> std::result::Result<String, Response> {
+    let prompt = prompt_text(endpoint, body);
+    match &up.behaviour {
+        Behaviour::OffTopic { corpus, sentences } => Ok(off_topic(corpus, *sentences, &mut rand::thread_rng())),
+        Behaviour::Duplicate => {
+            let max_tokens = body.get("max_tokens").cloned().unwrap_or(Value::Null);
+            let key = format!("{}:{max_tokens}:{prompt}", endpoint.path());
+            let cell = {
+                let mut table = up.texts.lock().await;
+                // Validators ask every sampled uid the same prompt within seconds.
+                table.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(120));
+                table.entry(key).or_insert_with(|| (Instant::now(), Arc::new(tokio::sync::OnceCell::new()))).1.clone()
+            };
+            let text = cell.get_or_init(|| async { honest_text(up, endpoint, body).await.map_err(|r| r.status().to_string()) }).await;
+            text.clone().map_err(|status| error(StatusCode::BAD_GATEWAY, "upstream", status))
+        }
+        Behaviour::RuleBreaker => Ok(prompting_text(&up.behaviour, &prompt, &honest_text(up, endpoint, body).await?)),
+        _ => Ok(prompting_text(&up.behaviour, &prompt, "")),
+    }
+}
+
+/// What a prompting strategy makes of the `prompt` and the `honest` answer (the text
+/// strategies that need neither the corpus nor the engine; the others give the honest text).
+pub fn prompting_text(behaviour: &Behaviour, prompt: &str, honest: &str) -> String {
+    match behaviour {
+        Behaviour::PromptEcho => prompt.to_string(),
+        Behaviour::RuleBreaker => {
+            // The prompt's last line is the task; restating it as the "question" and the
+            // honest text as the "answer" is a transcript, the format the task rules forbid.
+            let task = prompt.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            format!("Question: {task}\nAnswer: {}", honest.trim())
+        }
+        _ => honest.to_string(),
+    }
+}
+
+/// `off-topic`: `sentences` sentences of random corpus senses (definitions and examples, no
+/// headwords, so no colons), a text about nothing the prompt asked.
+pub fn off_topic(corpus: &ganglion_corpus::Corpus, sentences: usize, rng: &mut impl rand::Rng) -> String {
+    let mut out: Vec<String> = Vec::new();
+    while out.len() < sentences.max(1) {
+        let entry = corpus.draw(rng);
+        let mut gloss = entry.gloss.replace(':', ",");
+        if let Some(first) = gloss.get(..1) {
+            gloss = first.to_uppercase() + &gloss[1..];
+        }
+        out.push(format!("{gloss}."));
+        if let Some(example) = entry.examples.first() {
+            out.push(format!("{}.", example.replace(':', ",")));
+        }
+    }
+    out.truncate(sentences.max(1));
+    out.join(" ")
+}
+
+/// The prompt of a request: the last user message of a chat (its text parts), or the
+/// completion prompt.
+pub fn prompt_text(endpoint: Endpoint, body: &Value) -> String {
+    let text = |content: &Value| match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""),
+        _ => String::new(),
+    };
+    match endpoint {
+        Endpoint::Chat => body
+            .get("messages")
+            .and_then(Value::as_array)
+            .and_then(|m| m.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")))
+            .and_then(|m| m.get("content"))
+            .map(text)
+            .unwrap_or_default(),
+        Endpoint::Completion => body.get("prompt").map(text).unwrap_or_default(),
+    }
+}
+
+/// The honest engine's whole answer text to `body` (asked without streaming).
+async fn honest_text(up: &Upstream, endpoint: Endpoint, body: &Value) -> std::result::Result<String, Response> {
+    let mut body = body.clone();
+    body["stream"] = json!(false);
+    if let Some(map) = body.as_object_mut() {
+        map.remove("stream_options");
+    }
+    let response = forward(up, endpoint, &body).await?;
+    let value: Value = response.json().await.map_err(|e| error(StatusCode::BAD_GATEWAY, "upstream_broke", e.to_string()))?;
+    let choice = value.get("choices").and_then(|c| c.get(0));
+    let text = match endpoint {
+        Endpoint::Chat => choice.and_then(|c| c.get("message")).and_then(|m| m.get("content")).and_then(Value::as_str),
+        Endpoint::Completion => choice.and_then(|c| c.get("text")).and_then(Value::as_str),
+    };
+    text.map(str::to_string).ok_or_else(|| error(StatusCode::BAD_GATEWAY, "upstream_broke", "the engine's answer has no text"))
+}
+
+/// `text` as an OpenAI answer of `endpoint`: a JSON body, or (when `stream`) one content
+/// chunk, a stop chunk and `[DONE]`.
+pub fn text_response(endpoint: Endpoint, model: &str, text: &str, stream: bool) -> Response {
+    let id = format!("redteam-{}", uuid::Uuid::new_v4().simple());
+    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let usage = json!({"prompt_tokens": 0, "completion_tokens": text.split_whitespace().count(), "total_tokens": text.split_whitespace().count()});
+    let (object, choice, chunk_object, content_choice, stop_choice) = match endpoint {
+        Endpoint::Chat => (
+            "chat.completion",
+            json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}),
+            "chat.completion.chunk",
+            json!({"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}),
+            json!({"index": 0, "delta": {}, "finish_reason": "stop"}),
+        ),
+        Endpoint::Completion => (
+            "text_completion",
+            json!({"index": 0, "text": text, "finish_reason": "stop"}),
+            "text_completion",
+            json!({"index": 0, "text": text, "finish_reason": null}),
+            json!({"index": 0, "text": "", "finish_reason": "stop"}),
+        ),
+    };
+    if !stream {
+        return Json(json!({"id": id, "object": object, "created": created, "model": model, "choices": [choice], "usage": usage})).into_response();
+    }
+    let chunk = |choice: Value| json!({"id": id, "object": chunk_object, "created": created, "model": model, "choices": [choice]});
+    let mut events = vec![sse::event(&chunk(content_choice)), sse::event(&chunk(stop_choice))];
+    events.push(Bytes::from_static(sse::DONE));
+    sse_response(Body::from_stream(futures::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>))))
 }
 
 /// Posts `body` to the honest engine.
@@ -430,5 +592,34 @@ async fn relay(up: &Upstream, hotkey: &Keypair, chain: &dyn Chain, netuid: u16, 
             out
         }
         Err(e) => error(StatusCode::BAD_GATEWAY, "relay_unreachable", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_is_the_last_user_message_or_the_completion_prompt() {
+        let chat = json!({"messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": "Summarize "}, {"type": "text", "text": "this."}]}
+        ]});
+        assert_eq!(prompt_text(Endpoint::Chat, &chat), "Summarize this.");
+        assert_eq!(prompt_text(Endpoint::Completion, &json!({"prompt": "Once upon"})), "Once upon");
+        assert_eq!(prompt_text(Endpoint::Chat, &json!({"messages": []})), "");
+    }
+
+    #[test]
+    fn prompting_texts_do_what_their_names_say() {
+        let prompt = "Some context.\n\nAsk a single relevant and insightful question about the preceding context:";
+        assert_eq!(prompting_text(&Behaviour::PromptEcho, prompt, "ignored"), prompt);
+        let broken = prompting_text(&Behaviour::RuleBreaker, prompt, "  What is it?  ");
+        assert_eq!(broken, "Question: Ask a single relevant and insightful question about the preceding context:\nAnswer: What is it?");
+        // Keywords of both other tasks, whatever the step (the task validator's rules).
+        assert!(broken.contains("Question:") && broken.contains("Answer:"));
+        assert_eq!(prompting_text(&Behaviour::Duplicate, prompt, "same"), "same");
     }
 }

@@ -40,6 +40,21 @@ fn dpo_rules_and_values() {
     // logits shrink), never the way a repeat does.
     let penalised = dpo.reward(prompt, completion).unwrap();
     assert!((penalised - plain).abs() < 0.5, "{penalised} vs {plain}");
+    // The prompt's prefill is run once and reused for the next completion of the same
+    // prompt (and replaced for another prompt): the values are a fresh instance's.
+    let lyon = " Lyon, a city on the Rhone.";
+    assert_eq!(
+        dpo.reward(prompt, lyon).unwrap(),
+        Dpo::new(engine.clone()).reward(prompt, lyon).unwrap()
+    );
+    assert_eq!(dpo.reward(prompt, completion).unwrap(), penalised);
+    let bees = dpo.reward("Bees make", " honey in their hives.").unwrap();
+    assert_eq!(
+        bees,
+        Dpo::new(engine.clone())
+            .reward("Bees make", " honey in their hives.")
+            .unwrap()
+    );
     // A repetitive completion is predictable without the penalty and much less so with it.
     let repetitive = " Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris";
     let rep_plain = Dpo::with_penalty(engine.clone(), 1.0)

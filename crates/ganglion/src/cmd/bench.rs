@@ -22,6 +22,9 @@ pub(crate) enum BenchCommand {
     /// Verification: false-positive rate on an honest server (built-in engine or llama.cpp),
     /// or power on a dishonest one, over thousands of the validator's own requests.
     Verify(super::bench_verify::VerifyBenchArgs),
+    /// Reward validator: sentence-embedding throughput against PyTorch sentence-transformers
+    /// (same texts, same threads), and one full forward's scoring time.
+    Reward(super::bench_reward::RewardBenchArgs),
 }
 
 pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -34,5 +37,6 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Compute(args) => super::compute::run_bench(args),
         BenchCommand::Hub(args) => super::hub::run_bench(args),
         BenchCommand::Verify(args) => super::bench_verify::run(args),
+        BenchCommand::Reward(args) => super::bench_reward::run(args),
     }
 }

@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod bench_engine;
 pub(crate) mod bench_verify;
+pub(crate) mod bench_reward;
 pub(crate) mod bench_epistula;
 pub(crate) mod bench_load;
 pub(crate) mod bench_yuma;
@@ -12,6 +13,7 @@ pub(crate) mod engine;
 pub(crate) mod hub;
 pub(crate) mod inference;
 pub(crate) mod localnet;
+pub(crate) mod model;
 pub(crate) mod redteam;
 pub(crate) mod reward;
 pub(crate) mod wallet;
@@ -108,6 +110,9 @@ pub(crate) enum MinerCommand {
     Inference(inference::MinerArgs),
     /// Compute miner: hardware specs, hash challenges and sandboxed allocations.
     Compute(compute::MinerArgs),
+    /// Model-evaluation miner: publish a model directory on chain, serve its files.
+    #[command(subcommand)]
+    Model(model::MinerModelCommand),
 }
 
 /// `ganglion validator …`: one subcommand per subnet kind.
@@ -120,4 +125,7 @@ pub(crate) enum ValidatorCommand {
     /// Reward-pipeline validator (openvalidators): prompt chains to the inference miners,
     /// reward functions and masks, moving-average scores, weights.
     Reward(reward::ValidatorArgs),
+    /// Model-evaluation validator (finetuning/pretraining subnets): download committed
+    /// models, measure their loss on fresh data, reward the best by win rate.
+    Model(model::ValidatorArgs),
 }

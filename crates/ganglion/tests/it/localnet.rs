@@ -139,3 +139,70 @@ async fn one_validator_verifies_two_models() {
         assert_eq!(exit["exit"], "clean", "{exit} (logs in {})", data_dir.join("logs").display());
     }
 }
+
+/// A reward component's mean for a miner of the reward subnet (`reward_components` of the
+/// summary: the reward validator's mean normalised value per step it asked the miner in).
+fn component(row: &Value, name: &str) -> f64 {
+    row["reward_components"]["functions"][name].as_f64().unwrap_or_else(|| panic!("no {name} in {row}"))
+}
+
+/// `ganglion localnet --reward`: the prompting subnet with the reward-pipeline validator
+/// (DPO on SmolLM2 and the four masks, no judge), a good miner on its own engine and the red
+/// team's four prompting adversaries. The good miner must hold the largest incentive and
+/// each adversary be held down by the mask aimed at it: the task validator for the
+/// rule-breaker (its transcript format breaks every step's rules) and the prompt-echo (the
+/// echoed follow-up prompts end in "a summary:", the answer prompts carry "Question:"; the
+/// echo of the augment prompt is caught by the blacklist), relevance for the off-topic miner,
+/// diversity for the two hotkeys of the duplicate.
+///
+/// Not in CI's run: it is not reliable yet. What it measured (2026-12-03, 2 cores shared with
+/// two other sessions' builds and tests, load 3–9; `--epochs 1 --no-compute --reward
+/// --reward.rounds 2`, the first forward refused because the miners have not yet seen the
+/// validator's permit):
+/// - with `--max-tokens 32`, passed in 92 s under nextest (101 s wall with the build
+///   check); a second run by hand (89 s) ended with the duplicates holding all the incentive
+///   (good: relevance 1 of 10 steps, reward 0.000; duplicates' diversity 0.014);
+/// - with `--max-tokens 64` by hand (125 s): good 0.878, duplicates 0.061 each, the others 0;
+///   means over 10 steps — good dpo 0.189, task 0.5, relevance 0.1; prompt-echo task 0.0;
+///   off-topic relevance 0.0; duplicates diversity 0.011; rule-breaker task 0.0.
+///
+/// Every adversary is masked as intended in every run; what fails is the good miner:
+/// SmolLM2-135M's summaries of the contexts (15–30 unrelated WordNet senses, not the
+/// original's coherent web documents) are mostly unrelated text, so MiniLM's |cos| ≥ 0.3
+/// relevance mask takes nearly all of its answers too (rightly), and the step's best answer
+/// (argmax of zeros: the first uid) becomes the base text of the rest of the forward. It
+/// needs coherent contexts (or a larger model). Run it with `cargo nextest run -p ganglion
+/// --test it --run-ignored all reward_subnet_puts_the_good_miner_first`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the good miner (SmolLM2-135M) leads in about 2 of 3 runs; see the doc comment"]
+async fn reward_subnet_puts_the_good_miner_first_and_masks_each_bad_one() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let data_dir = dir.path().join("localnet");
+    let args = ["--epochs", "1", "--no-compute", "--reward", "--reward.rounds", "2", "--max-tokens", "64"];
+    let summary = run_localnet(&args, &data_dir, Duration::from_secs(540)).await;
+    let uids = summary["uids"].as_array().unwrap_or_else(|| panic!("no uids: {summary}"));
+    let reward: Vec<&Value> = uids.iter().filter(|u| u["subnet"] == "reward" && u["role"] != "validator").collect();
+    assert_eq!(reward.len(), 6, "good, prompt-echo, off-topic, duplicate ×2, rule-breaker: {summary}");
+    let good = by_name(uids, "prompt-good");
+    assert!(good["reward_components"]["answered"].as_u64().is_some_and(|n| n > 0), "the good miner answered: {good}");
+    assert!(component(good, "dpo_reward_model") > 0.0, "{good}");
+    for bad in ["prompt-echo", "off-topic", "duplicate-1", "duplicate-2", "rule-breaker"] {
+        let row = by_name(uids, bad);
+        assert!(row["reward_components"]["answered"].as_u64().is_some_and(|n| n > 0), "{bad} answered: {row}");
+        assert!(incentive(good) > incentive(row), "the good miner leads {bad}: {summary}");
+        let reward = row["reward_components"]["reward"].as_f64().unwrap_or(f64::NAN);
+        assert!(reward < good["reward_components"]["reward"].as_f64().unwrap_or(0.0), "{bad}'s mean reward is below the good miner's: {summary}");
+    }
+    let miners: f64 = reward.iter().map(|r| incentive(r)).sum();
+    assert!(incentive(good) > 0.5 * miners, "the good miner holds most of the incentive: {summary}");
+    let (echo, off, rule) = (by_name(uids, "prompt-echo"), by_name(uids, "off-topic"), by_name(uids, "rule-breaker"));
+    assert!(component(rule, "task_validator_filter") == 0.0, "the task validator masks every rule-breaking answer: {rule}");
+    // With two rounds (5 steps) the echo can pass in augment and followup0 only.
+    assert!(component(echo, "task_validator_filter") <= 2.0 / 5.0 + 1e-9, "the task validator masks the echo from round 1 on: {echo}");
+    assert!(component(off, "relevance_filter") < 0.1, "relevance masks off-topic answers: {off}");
+    for name in ["duplicate-1", "duplicate-2"] {
+        let dup = by_name(uids, name);
+        assert!(component(dup, "diversity_reward_model") < 0.1, "diversity masks identical answers: {dup}");
+        assert!(component(dup, "diversity_reward_model") < component(good, "diversity_reward_model"), "{summary}");
+    }
+}

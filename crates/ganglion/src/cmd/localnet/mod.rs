@@ -6,6 +6,9 @@
 //!     ─► inference: 1 validator verifying every model of `--models` + 2 honest miners per model
 //!        (+ `--adversaries a,b`: red-team strategies, `ganglion-redteam` processes, per model)
 //!     ─► compute:   1 validator + 2 miners (fast, slow)
+//!     ─► reward (`--reward`): the reward-pipeline validator, a good prompting miner (its own
+//!        engine of the first model) and four bad ones (`ganglion-redteam` processes): prompt-echo,
+//!        off-topic, duplicate (two hotkeys, one answer), rule-breaker
 //!     ─► hub ─► every epoch: a table from the metagraph and the validators' status
 //! ```
 //!
@@ -73,7 +76,21 @@ pub(crate) struct LocalnetArgs {
     /// first); one validator verifies them all, each request against its model's reference.
     #[arg(long, value_delimiter = ',', default_value = "smollm2")]
     models: Vec<String>,
+    /// Also run a prompting subnet with the reward-pipeline validator (`ganglion validator
+    /// reward`: DPO on the first model, the four masks; no LLM judge), a good miner on its
+    /// own engine of the first model and the red team's prompting adversaries (prompt-echo, off-topic,
+    /// duplicate ×2, rule-breaker); the table then shows each reward component per miner.
+    #[arg(long)]
+    reward: bool,
+    /// Follow-up/answer rounds per forward of the reward validator (the original's 4: nine
+    /// steps).
+    #[arg(long = "reward.rounds", default_value_t = 4)]
+    reward_rounds: usize,
 }
+
+/// The prompting adversaries of `--reward` (`ganglion-redteam inference --strategy …`) and
+/// the hotkeys each runs.
+const PROMPTING_ADVERSARIES: &[(&str, usize)] = &[("prompt-echo", 1), ("off-topic", 1), ("duplicate", 2), ("rule-breaker", 1)];
 
 /// The models asked for: known names, each once, at least one.
 fn models(asked: &[String]) -> anyhow::Result<Vec<String>> {
@@ -129,7 +146,7 @@ const MARKER: &str = ".ganglion-localnet";
 
 pub(crate) fn run(args: LocalnetArgs) -> anyhow::Result<ExitCode> {
     let strategies = adversaries(&args.adversaries)?;
-    if !strategies.is_empty() {
+    if !strategies.is_empty() || args.reward {
         crate::cmd::redteam::executable()?;
     }
     let models = models(&args.models)?;
@@ -229,6 +246,7 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     let inference_netuid = setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?;
     let compute_netuid =
         if args.no_compute { None } else { Some(setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?) };
+    let reward_netuid = if args.reward { Some(setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?) } else { None };
     let models = models(&args.models)?;
     let first = models[0].as_str();
     let mut plan: Vec<(String, Role, u16, Option<String>)> = vec![(s("inference-validator"), Role::Validator, inference_netuid, None)];
@@ -250,6 +268,17 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         plan.push((s("compute-fast"), Role::ComputeFast, netuid, None));
         plan.push((s("compute-slow"), Role::ComputeSlow, netuid, None));
     }
+    if let Some(netuid) = reward_netuid {
+        plan.push((s("reward-validator"), Role::Validator, netuid, None));
+        plan.push((s("prompt-good"), Role::Honest, netuid, Some(first.to_string())));
+        for &(strategy, hotkeys) in PROMPTING_ADVERSARIES {
+            if hotkeys == 1 {
+                plan.push((s(strategy), Role::Adversary(strategy), netuid, Some(first.to_string())));
+            } else {
+                plan.extend((1..=hotkeys).map(|i| (format!("{strategy}-{i}"), Role::Adversary(strategy), netuid, Some(first.to_string()))));
+            }
+        }
+    }
     let mut neurons = Vec::new();
     for (name, role, netuid, model) in plan {
         let name = name.as_str();
@@ -258,8 +287,9 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     }
     setup::register_all(&chain, &mut neurons).await?;
     say(format!(
-        "subnets: inference {inference_netuid}{}; {} wallets under {}",
+        "subnets: inference {inference_netuid}{}{}; {} wallets under {}",
         compute_netuid.map(|n| format!(", compute {n}")).unwrap_or_default(),
+        reward_netuid.map(|n| format!(", reward {n}")).unwrap_or_default(),
         neurons.len() + 1,
         wallets.display()
     ));
@@ -272,6 +302,16 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         engine_urls.insert(model.clone(), format!("http://127.0.0.1:{engine_port}"));
         supervisor.spawn(&for_model(first, model, "engine"), &me, &[s("engine"), s("serve"), s("--model"), model.clone(), s("--port"), engine_port.to_string()])?;
     }
+
+    // The good prompting miner's own engine: the inference subnet's validator keeps the
+    // honest miners' engine busy, and a prompt chain waits for its slowest answer.
+    let reward_engine = if reward_netuid.is_some() {
+        let port = free_port()?;
+        supervisor.spawn("reward-engine", &me, &[s("engine"), s("serve"), s("--model"), first.to_string(), s("--port"), port.to_string()])?;
+        Some(format!("http://127.0.0.1:{port}"))
+    } else {
+        None
+    };
 
     // Subnet processes.
     let common = |neuron: &Neuron| {
@@ -306,6 +346,10 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         }
         let port = free_port()?;
         let mut argv = match (neuron.role, neuron.netuid == inference_netuid) {
+            (Role::Validator, false) if Some(neuron.netuid) == reward_netuid => {
+                status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
+                processes::reward_validator(port, args.tempo, args.max_tokens, args.reward_rounds, &records_url, &data_dir.join("state").join(&neuron.name))
+            }
             (Role::Validator, true) => {
                 status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
                 processes::inference_validator(port, args.tempo, args.max_tokens, &models, &records_url, &data_dir.join("state").join(&neuron.name))
@@ -322,7 +366,10 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
             ),
             (Role::Honest, _) | (Role::Adversary(_), _) => {
                 let model = neuron.model.as_deref().unwrap_or(first);
-                let upstream = engine_urls.get(model).with_context(|| format!("no engine for {model}"))?;
+                let upstream = match &reward_engine {
+                    Some(url) if Some(neuron.netuid) == reward_netuid => url,
+                    _ => engine_urls.get(model).with_context(|| format!("no engine for {model}"))?,
+                };
                 processes::inference_miner(port, upstream)
             }
         };
@@ -347,7 +394,10 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     let hub_url = format!("http://127.0.0.1:{}/", args.hub_port);
     say(format!("hub: {hub_url}   (logs: {})", data_dir.join("logs").display()));
 
-    let outcome = watch(&args, chain.as_ref(), &mut supervisor, &neurons, inference_netuid, compute_netuid, &status_urls).await;
+    let mut subnets = vec![(inference_netuid, "inference")];
+    subnets.extend(compute_netuid.map(|n| (n, "compute")));
+    subnets.extend(reward_netuid.map(|n| (n, "reward")));
+    let outcome = watch(&args, chain.as_ref(), &mut supervisor, &neurons, &subnets, &status_urls).await;
     let exits = supervisor.shutdown().await;
     let mut summary = outcome?;
     summary.exits = exits;
@@ -366,10 +416,10 @@ async fn watch(
     chain: &dyn Chain,
     supervisor: &mut Supervisor,
     neurons: &[Neuron],
-    inference_netuid: u16,
-    compute_netuid: Option<u16>,
+    subnets: &[(u16, &'static str)],
     status_urls: &[(u16, String)],
 ) -> anyhow::Result<Summary> {
+    let inference_netuid = subnets[0].0;
     let http = ganglion_tls::ClientTls::system().http_builder().timeout(Duration::from_secs(2)).build()?;
     let mut blocks = chain.subscribe_blocks().await.context("subscribing to blocks")?;
     let mut scored_epochs = 0u32;
@@ -391,8 +441,11 @@ async fn watch(
                 if !header.epochs.contains(&inference_netuid) {
                     continue;
                 }
-                let rows = table::collect(chain, &http, neurons, inference_netuid, compute_netuid, status_urls).await?;
-                let weights_in = rows.iter().any(|r| r.netuid == inference_netuid && r.role != Role::Validator && r.incentive > 0.0);
+                let rows = table::collect(chain, &http, neurons, subnets, status_urls).await?;
+                // An epoch counts once the inference subnet (and the reward subnet, when it
+                // runs: its first forward takes a while) has weights in.
+                let has_weights = |netuid: u16| rows.iter().any(|r| r.netuid == netuid && r.role != Role::Validator && r.incentive > 0.0);
+                let weights_in = subnets.iter().filter(|(_, name)| *name != "compute").all(|(netuid, _)| has_weights(*netuid));
                 if weights_in {
                     scored_epochs += 1;
                 }
@@ -438,6 +491,32 @@ mod processes {
             format!("{}s", 3 * u64::from(tempo)),
             // The run's own score state, not the user's (~/.ganglion/inference/…).
             s("--neuron.data_dir"),
+            state_dir.display().to_string(),
+            s("--database.url"),
+            records_url.to_string(),
+        ]
+    }
+
+    /// The reward-pipeline validator: DPO on the first model (the default), the masks, no
+    /// judge; 20 s per query (a CPU engine shared by every miner of the run, the original's
+    /// 10 s assumes GPUs), a forward as soon as the last one ends.
+    pub(super) fn reward_validator(port: u16, tempo: u16, max_tokens: u32, rounds: usize, records_url: &str, state_dir: &Path) -> Vec<String> {
+        vec![
+            s("validator"),
+            s("reward"),
+            s("--metrics.port"),
+            port.to_string(),
+            s("--neuron.epoch_length"),
+            tempo.to_string(),
+            s("--validator.max_tokens"),
+            max_tokens.to_string(),
+            s("--validator.rounds"),
+            rounds.to_string(),
+            s("--validator.timeout"),
+            s("20"),
+            s("--validator.step_interval"),
+            s("1"),
+            s("--data-dir"),
             state_dir.display().to_string(),
             s("--database.url"),
             records_url.to_string(),

@@ -1,7 +1,9 @@
 //! The live table of `ganglion localnet`: the chain's view (incentive, emission) joined with
 //! each validator's own view of the miners (speed, verified share, score, last failure), read
 //! from the validator's `GET /status` in the runtime's one schema
-//! ([`ganglion_neuron::status::NodeStatus`]), whatever the subnet.
+//! ([`ganglion_neuron::status::NodeStatus`]), whatever the subnet. The reward subnet's rows
+//! also carry the reward validator's per-uid means of each reward function and mask
+//! ([`RewardMeans`], from the status' `details`), printed as a second table.
 
 use std::collections::HashMap;
 
@@ -38,7 +40,34 @@ impl Row {
     fn last_cause(&self) -> Option<&str> {
         self.seen.as_ref().and_then(|s| s.last_failure.as_ref()).map(|f| f.cause.as_str())
     }
+
+    /// The reward validator's means for this uid (reward subnet only, once asked).
+    pub(crate) fn reward_means(&self) -> Option<RewardMeans> {
+        let details = &self.seen.as_ref()?.details;
+        serde_json::from_value(details.clone()).ok()
+    }
 }
+
+/// A uid's means over the steps the reward validator asked it in (its status `details`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub(crate) struct RewardMeans {
+    pub(crate) steps: u64,
+    pub(crate) answered: u64,
+    /// Mean combined reward.
+    pub(crate) reward: f64,
+    /// Mean normalised value of each function, by name.
+    pub(crate) functions: std::collections::BTreeMap<String, f64>,
+}
+
+/// The reward functions' columns: (status name, column title).
+const REWARD_COLUMNS: &[(&str, &str)] = &[
+    ("dpo_reward_model", "dpo"),
+    ("rlhf_reward_model", "judge"),
+    ("blacklist_filter", "blacklist"),
+    ("task_validator_filter", "task"),
+    ("relevance_filter", "relevance"),
+    ("diversity_reward_model", "diversity"),
+];
 
 /// The miner rows of a status document, by uid; a document in another shape gives nothing
 /// (the table then shows only the chain's view).
@@ -51,12 +80,11 @@ pub(crate) async fn collect(
     chain: &dyn Chain,
     http: &reqwest::Client,
     neurons: &[Neuron],
-    inference_netuid: u16,
-    compute_netuid: Option<u16>,
+    subnets: &[(u16, &'static str)],
     status_urls: &[(u16, String)],
 ) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for netuid in std::iter::once(inference_netuid).chain(compute_netuid) {
+    for &(netuid, subnet) in subnets {
         let metagraph = Metagraph::fetch(chain, netuid).await?;
         let mut seen = HashMap::new();
         for (_, url) in status_urls.iter().filter(|(n, _)| *n == netuid) {
@@ -72,7 +100,7 @@ pub(crate) async fn collect(
             let figures = if neuron.role == Role::Validator { None } else { seen.remove(&info.uid) };
             rows.push(Row {
                 netuid,
-                subnet: if netuid == inference_netuid { "inference" } else { "compute" },
+                subnet,
                 uid: info.uid,
                 name: neuron.name.clone(),
                 hotkey: info.hotkey.to_ss58(),
@@ -116,6 +144,37 @@ pub(crate) fn render(block: u64, epochs: u32, rows: &[Row]) -> String {
             r.last_cause().unwrap_or(""),
         ));
     }
+    out.push_str(&render_rewards(rows));
+    out
+}
+
+/// The reward subnet's components: each function's mean normalised value per miner over the
+/// steps it was asked in (a mask's mean is the share of its answers it let through), the mean
+/// combined reward, and the incentive. Empty without a reward subnet.
+pub(crate) fn render_rewards(rows: &[Row]) -> String {
+    let miners: Vec<&Row> = rows.iter().filter(|r| r.subnet == "reward" && r.role != Role::Validator).collect();
+    if miners.is_empty() {
+        return String::new();
+    }
+    let present: Vec<(&str, &str)> = REWARD_COLUMNS
+        .iter()
+        .copied()
+        .filter(|(name, _)| miners.iter().any(|r| r.reward_means().is_some_and(|m| m.functions.contains_key(*name))))
+        .collect();
+    let mut out = format!("reward components (mean normalised value per step asked)\n{:<20} {:>6}", "name", "asked");
+    for (_, title) in &present {
+        out.push_str(&format!(" {title:>9}"));
+    }
+    out.push_str(&format!(" {:>9} {:>10}\n", "reward", "incentive"));
+    for r in miners {
+        let means = r.reward_means();
+        let asked = means.as_ref().map_or_else(|| "-".into(), |m| format!("{}/{}", m.answered, m.steps));
+        out.push_str(&format!("{:<20} {asked:>6}", r.name));
+        for (name, _) in &present {
+            out.push_str(&format!(" {}", opt(means.as_ref().and_then(|m| m.functions.get(*name).copied()), 9, 3)));
+        }
+        out.push_str(&format!(" {} {:>10.4}\n", opt(means.as_ref().map(|m| m.reward), 9, 3), r.incentive));
+    }
     out
 }
 
@@ -140,7 +199,7 @@ impl Summary {
                     "role": r.role.label(), "incentive": r.incentive, "emission_tao": r.emission_tao,
                     "speed": r.speed(), "mean_tps": r.speed_in("tok/s"), "mean_solve_s": r.speed_in("s"),
                     "verified_fraction": r.seen.as_ref().and_then(|s| s.verified_share), "score": r.seen.as_ref().map(|s| s.score),
-                    "last_failure": r.last_cause(),
+                    "last_failure": r.last_cause(), "reward_components": r.reward_means(),
                 })
             })
             .collect();
@@ -161,16 +220,25 @@ impl Summary {
             self.block,
             share("inference", Role::Honest),
         );
-        let mut adversaries: Vec<&'static str> = Vec::new();
-        for row in &self.rows {
-            if let Role::Adversary(strategy) = row.role
-                && !adversaries.contains(&strategy)
-            {
-                adversaries.push(strategy);
+        let adversaries = |subnet: &str| {
+            let mut out: Vec<&'static str> = Vec::new();
+            for row in self.rows.iter().filter(|r| r.subnet == subnet) {
+                if let Role::Adversary(strategy) = row.role
+                    && !out.contains(&strategy)
+                {
+                    out.push(strategy);
+                }
             }
-        }
-        for strategy in adversaries {
+            out
+        };
+        for strategy in adversaries("inference") {
             line.push_str(&format!(", {strategy} {:.1}%", share("inference", Role::Adversary(strategy))));
+        }
+        if self.rows.iter().any(|r| r.subnet == "reward") {
+            line.push_str(&format!("; reward: good {:.1}%", share("reward", Role::Honest)));
+            for strategy in adversaries("reward") {
+                line.push_str(&format!(", {strategy} {:.1}%", share("reward", Role::Adversary(strategy))));
+            }
         }
         if self.rows.iter().any(|r| r.subnet == "compute") {
             line.push_str(&format!(
@@ -210,5 +278,26 @@ mod tests {
         assert_eq!(row.speed_in("tok/s"), None);
         assert_eq!(row.last_cause(), Some("timeout"));
         assert!(parse_status(json!({"unexpected": true})).is_empty());
+        assert_eq!(row.reward_means(), None);
+        assert_eq!(render_rewards(&[row]), "", "no reward subnet, no second table");
+    }
+
+    #[test]
+    fn reward_components_come_from_the_status_details() {
+        let mut status = NodeStatus::new("reward", ganglion_neuron::status::Role::Validator, 3, "5V".into());
+        status.miners.push(MinerStatus {
+            uid: 2,
+            score: 0.1,
+            details: json!({"steps": 9, "answered": 9, "reward": 0.05, "functions": {"dpo_reward_model": 0.4, "relevance_filter": 0.25}}),
+            ..MinerStatus::default()
+        });
+        let seen = parse_status(serde_json::to_value(&status).unwrap_or_default());
+        let row = Row { netuid: 3, subnet: "reward", uid: 2, name: "off-topic".into(), hotkey: "5M".into(), role: Role::Adversary("off-topic"), incentive: 0.01, emission_tao: 0.0, seen: seen.get(&2).cloned() };
+        let means = row.reward_means().unwrap_or_else(|| panic!("no means in {row:?}"));
+        assert_eq!((means.steps, means.answered), (9, 9));
+        assert_eq!(means.functions.get("relevance_filter"), Some(&0.25));
+        let table = render_rewards(std::slice::from_ref(&row));
+        assert!(table.contains("relevance") && table.contains("dpo") && !table.contains("judge"), "{table}");
+        assert!(table.contains("off-topic") && table.contains("9/9") && table.contains("0.250"), "{table}");
     }
 }
