@@ -1068,7 +1068,9 @@ pub async fn spawn(config: &ComputeConfig, hotkey: Keypair, chain: Arc<dyn Chain
         NodeStatus::new("compute", Role::Validator, config.netuid, hotkey.public().to_ss58()),
         Some(config.data_dir().join("status.json")),
     ));
-    let weights = WeightSetter::new(config.netuid, hotkey.clone(), config.neuron.epoch_length, config.neuron.version_key, Box::new(PlainWeights), metrics.clone());
+    // Pending commit-reveal commits survive a restart (even `kill -9`) and are still revealed.
+    let weights = WeightSetter::new(config.netuid, hotkey.clone(), config.neuron.epoch_length, config.neuron.version_key, Box::new(PlainWeights), metrics.clone())
+        .with_state_file(config.data_dir().join("weight_commits.json"));
     let poll = validator.config.block_poll;
     let stop_limit = validator.config.challenge_timeout + Duration::from_secs(15);
     tracing::info!(target: "compute::validator", netuid = config.netuid, records = %validator.records.display_url(), "compute validator starting");

@@ -305,6 +305,93 @@ impl<V: Validator + 'static> ValidatorTask<V> {
     }
 }
 
+/// How a validator process runs around its [`Validator`]: what [`run_node`] needs.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// The subnet's name in the status (`"reward"`, `"evaluation"` …).
+    pub subnet: &'static str,
+    /// Subnet.
+    pub netuid: u16,
+    /// Blocks between weight settings.
+    pub epoch_length: u64,
+    /// `version_key` sent with weights (`None`: this build's).
+    pub version_key: Option<u64>,
+    /// Where `/status` and `/metrics` are served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Shortest time between the starts of two steps.
+    pub step_interval: Duration,
+    /// Wait after a failed sync or while unregistered.
+    pub idle_interval: Duration,
+    /// `status.json` and the pending weight commits (`weight_commits.json`) go here.
+    pub data_dir: std::path::PathBuf,
+}
+
+/// Why [`run_node`] stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The status server could not bind.
+    #[error("binding the status server on {addr}: {reason}")]
+    Bind {
+        /// Where.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The loop crashed.
+    #[error(transparent)]
+    Crashed(#[from] ValidatorCrashed),
+}
+
+/// Runs `validator` as a whole node until `shutdown`: the runtime's loop ([`run_validator`]:
+/// metagraph sync, steps, weights through a [`WeightSetter`] that picks plain or
+/// commit-reveal from the chain and keeps pending reveals in `weight_commits.json` across
+/// restarts), its status in `status.json`, and `/status` and `/metrics` when asked. Returns
+/// the validator once it has stopped and saved.
+pub async fn run_node<V: Validator + 'static>(
+    node: NodeSettings,
+    hotkey: Keypair,
+    chain: Arc<dyn Chain>,
+    validator: V,
+    shutdown: Shutdown,
+) -> Result<V, NodeError> {
+    use crate::status::{NodeStatus, Role};
+    use crate::weights::PlainWeights;
+    let metrics = Arc::new(Metrics::new());
+    let board = Arc::new(StatusBoard::new(
+        NodeStatus::new(node.subnet, Role::Validator, node.netuid, hotkey.public().to_ss58()),
+        Some(node.data_dir.join("status.json")),
+    ));
+    let weights = WeightSetter::new(node.netuid, hotkey.clone(), node.epoch_length, node.version_key, Box::new(PlainWeights), metrics.clone())
+        .with_state_file(node.data_dir.join("weight_commits.json"));
+    let runtime_node = ValidatorNode {
+        chain,
+        netuid: node.netuid,
+        hotkey,
+        metrics: metrics.clone(),
+        board: board.clone(),
+        weights,
+        settings: LoopSettings { step_interval: node.step_interval, idle_interval: node.idle_interval },
+    };
+    let task = ValidatorTask::spawn(runtime_node, validator, Some(shutdown));
+    let _server = match node.metrics_listen {
+        Some(listen) => {
+            let router = crate::server::routes(board, metrics);
+            match crate::server::serve(listen, router, task.token()).await {
+                Ok((addr, server)) => {
+                    tracing::info!(target: "ganglion::neuron", subnet = node.subnet, %addr, "status at /status, metrics at /metrics");
+                    Some(server)
+                }
+                Err(e) => {
+                    let _ = task.stop(Duration::from_secs(30)).await;
+                    return Err(NodeError::Bind { addr: listen, reason: e.to_string() });
+                }
+            }
+        }
+        None => None,
+    };
+    Ok(task.wait().await?)
+}
+
 fn crashed(e: tokio::task::JoinError) -> ValidatorCrashed {
     let reason = if e.is_panic() {
         let payload = e.into_panic();

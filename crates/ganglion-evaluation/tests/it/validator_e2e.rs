@@ -31,7 +31,8 @@ use ganglion_core::keys::Keypair;
 use ganglion_evaluation::miner::{self, Publication, PublishTarget, ServeSettings};
 use ganglion_evaluation::round::Competition;
 use ganglion_evaluation::store::{FetchLimits, MinerStore, ModelStore};
-use ganglion_evaluation::validator::{self, DataSource, EvaluationSettings, ModelValidator, NodeSettings};
+use ganglion_evaluation::validator::{DataSource, EvaluationSettings, ModelValidator};
+use ganglion_neuron::validator::{NodeSettings, run_node};
 use ganglion_neuron::config::AxonConfig;
 use ganglion_neuron::signals::Shutdown;
 use ganglion_protocol::policy::PolicyConfig;
@@ -200,9 +201,9 @@ async fn the_base_model_wins_copies_and_bad_models_get_nothing() {
     let make = |records: Option<Records>| {
         ModelValidator::new(settings.clone(), vhot.public().to_ss58(), DataSource::Corpus(corpus.clone()), store.clone(), None, records).unwrap()
     };
-    let node = NodeSettings { netuid, epoch_length: 2, version_key: None, metrics_listen: None, step_interval: Duration::from_millis(200), data_dir: data_dir.clone() };
+    let node = NodeSettings { subnet: "evaluation", netuid, epoch_length: 2, version_key: None, metrics_listen: None, step_interval: Duration::from_millis(200), idle_interval: Duration::from_secs(1), data_dir: data_dir.clone() };
     let (stop_validator, token) = Shutdown::new();
-    let running = tokio::spawn(validator::run(node, vhot.clone(), chain.clone(), make(Some(records.clone())), token));
+    let running = tokio::spawn(run_node(node, vhot.clone(), chain.clone(), make(Some(records.clone())), token));
 
     // Until the validator's weights are on chain.
     let vuid = subnet.uid("//EvalVHot");

@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use ganglion_evaluation::miner::{Publication, PublishTarget, ServeSettings};
 use ganglion_evaluation::round::Competition;
 use ganglion_evaluation::store::{FetchLimits, HubStore, MinerStore, ModelStore};
-use ganglion_evaluation::validator::{DataSource, EvaluationSettings, ModelValidator, NodeSettings};
+use ganglion_evaluation::validator::{DataSource, EvaluationSettings, ModelValidator};
+use ganglion_neuron::validator::NodeSettings;
 use ganglion_neuron::Shutdown;
 use ganglion_records::Records;
 
@@ -161,11 +162,13 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let node = NodeSettings {
+        subnet: "evaluation",
         netuid: args.netuid,
         epoch_length: args.epoch_length,
         version_key: args.version_key,
         metrics_listen: args.metrics_port.map(|port| SocketAddr::new(args.metrics_ip, port)),
         step_interval,
+        idle_interval: Duration::from_secs(1),
         data_dir: data_dir.clone(),
     };
     runtime()?.block_on(async move {
@@ -185,7 +188,7 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
             validator.steps(),
             data_dir.join("status.json").display()
         );
-        ganglion_evaluation::validator::run(node, hotkey, chain, validator, Shutdown::on_signal()).await?;
+        ganglion_neuron::validator::run_node(node, hotkey, chain, validator, Shutdown::on_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

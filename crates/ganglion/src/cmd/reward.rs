@@ -17,9 +17,8 @@ use ganglion_reward::forward::{FOLLOWUP_ROUNDS, QUERY_TIMEOUT, Rater, SAMPLE_SIZ
 use ganglion_reward::judge::{Judge, JudgeConfig};
 use ganglion_reward::pipeline::Pipeline;
 use ganglion_reward::similarity::Relevance;
-use ganglion_reward::validator::{
-    EventSink, MinerQuerier, NodeSettings, RewardSettings, RewardValidator,
-};
+use ganglion_neuron::validator::NodeSettings;
+use ganglion_reward::validator::{EventSink, MinerQuerier, RewardSettings, RewardValidator};
 
 use crate::cmd::chain::NetArgs;
 use crate::cmd::runtime;
@@ -180,6 +179,7 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     };
     let node = NodeSettings {
+        subnet: "reward",
         netuid: args.netuid,
         epoch_length: args.epoch_length,
         version_key: args.version_key,
@@ -187,6 +187,7 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
             .metrics_port
             .map(|port| SocketAddr::new(args.metrics_ip, port)),
         step_interval,
+        idle_interval: Duration::from_secs(2),
         data_dir: data_dir.clone(),
     };
     runtime()?.block_on(async move {
@@ -214,7 +215,7 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
             validator_names(&validator),
             data_dir.join("status.json").display()
         );
-        ganglion_reward::validator::run(node, hotkey, chain, validator, Shutdown::on_signal())
+        ganglion_neuron::validator::run_node(node, hotkey, chain, validator, Shutdown::on_signal())
             .await?;
         Ok(ExitCode::SUCCESS)
     })
