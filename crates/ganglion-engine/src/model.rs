@@ -942,12 +942,41 @@ impl Llama {
     /// some matrix lacks a block form.
     fn forward_rows(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> EngineResult<Tensor> {
         let (t, pos) = (tokens.len(), cache.len());
+        let x = self.residual_rows(tokens, cache, self.blocks.len())?;
+        cache.set_len(pos + t);
+        let x = match logits {
+            Logits::Last => x.narrow(0, t - 1, 1)?,
+            Logits::All => x,
+        };
+        Ok(candle_nn::ops::rms_norm(&x, &self.norm, self.cfg.rms_eps as f32)?)
+    }
+
+    /// The residual stream entering block `layer` (`layer == n_layer`: the input of the final
+    /// norm), `(tokens, n_embd)` f32, for every position of `tokens` run from an empty
+    /// context, computed exactly as [`Llama::forward`] computes it (llama only). For training
+    /// the last blocks on activations of the frozen ones computed once.
+    pub fn residual_stream(&self, tokens: &[u32], layer: usize) -> EngineResult<Tensor> {
+        if self.cfg.architecture != Architecture::Llama {
+            return Err(EngineError::Unsupported(format!("the residual stream of a {} model", self.cfg.architecture.gguf_name())));
+        }
+        if layer > self.cfg.n_layer {
+            return Err(EngineError::InvalidInput(format!("layer {layer} of a {}-layer model", self.cfg.n_layer)));
+        }
+        let mut cache = self.new_cache();
+        self.check_input(tokens, &cache)?;
+        self.residual_rows(tokens, &mut cache, layer)
+    }
+
+    /// Runs blocks `0..upto` over `tokens` after `cache` (appending their keys and values,
+    /// but not moving the cache's length) and returns the residual stream after them.
+    fn residual_rows(&self, tokens: &[u32], cache: &mut KvCache, upto: usize) -> EngineResult<Tensor> {
+        let (t, pos) = (tokens.len(), cache.len());
         let rope = self.rope()?;
         let mut x = Tensor::from_vec(self.tok_embd.rows(tokens)?, (t, self.cfg.n_embd), &Device::Cpu)?;
         let cos = rope.cos.narrow(0, pos, t)?;
         let sin = rope.sin.narrow(0, pos, t)?;
         let mask = if t > 1 { Some(causal_mask(t, pos)?) } else { None };
-        for (block, layer) in self.blocks.iter().zip(cache.layers_mut()) {
+        for (block, layer) in self.blocks.iter().zip(cache.layers_mut()).take(upto) {
             let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, self.cfg.rms_eps as f32)?;
             let attn = self.attention(block, &h, &cos, &sin, mask.as_ref(), layer)?;
             x = (x + attn)?;
@@ -956,12 +985,7 @@ impl Llama {
             let up = block.w_up.forward(&h)?;
             x = (x + block.w_down.forward(&(gate * up)?)?)?;
         }
-        cache.set_len(pos + t);
-        let x = match logits {
-            Logits::Last => x.narrow(0, t - 1, 1)?,
-            Logits::All => x,
-        };
-        Ok(candle_nn::ops::rms_norm(&x, &self.norm, self.cfg.rms_eps as f32)?)
+        Ok(x)
     }
 
     /// One token after `cache`, on plain slices: the decode step.
@@ -1359,6 +1383,22 @@ pub(crate) mod tests {
 
     fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn the_residual_stream_is_the_forward_before_its_final_norm() {
+        let (_dir, path) = tiny_model();
+        let model = load_gguf(&path).unwrap().model;
+        let tokens = [5u32, 70, 71, 72, 100, 3, 200, 9, 11, 12];
+        let logits = model.forward(&tokens, &mut model.new_cache(), Logits::All).unwrap().to_vec2::<f32>().unwrap();
+        let n = model.config().n_layer;
+        let x = model.residual_stream(&tokens, n).unwrap();
+        let h = candle_nn::ops::rms_norm(&x, &model.norm, model.cfg.rms_eps as f32).unwrap();
+        assert_eq!(model.output.forward(&h).unwrap().to_vec2::<f32>().unwrap(), logits);
+        // Layer 0 is the embedding rows; past the last block is an error.
+        assert_eq!(model.residual_stream(&tokens, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), model.tok_embd.rows(&tokens).unwrap());
+        assert!(matches!(model.residual_stream(&tokens, n + 1), Err(EngineError::InvalidInput(_))));
+        assert!(model.residual_stream(&[], n).is_err());
     }
 
     #[test]

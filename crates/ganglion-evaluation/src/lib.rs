@@ -14,12 +14,17 @@
 //! - [`round`]: one competition round: duplicates, checks, losses, win rates;
 //! - [`store`]: the model store trait, miner-served (Epistula HTTP) and Hugging Face Hub;
 //! - [`miner`]: publish (hash + commit) and serve a model directory on the axon;
+//! - [`train`]: the reference miner's work: fine-tune the last blocks on the evaluation
+//!   domain and write a publishable model directory;
 //! - [`validator`]: the validator on the neuron runtime (sync commitments, fetch, round,
-//!   weights, records, state).
+//!   weights, records, state);
+//! - [`demo`]: demo fixtures (a degraded copy of a model, a model directory) for
+//!   `ganglion localnet --model-eval` and the tests.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod commitment;
 pub mod data;
+pub mod demo;
 pub mod dirhash;
 pub mod gguf;
 pub mod loss;
@@ -27,4 +32,5 @@ pub mod miner;
 pub mod round;
 pub mod scoring;
 pub mod store;
+pub mod train;
 pub mod validator;

@@ -636,10 +636,13 @@ impl Validator for ModelValidator {
             .map(|n| {
                 let model = self.saved.models.get(&n.uid);
                 let last = self.saved.last.get(&n.uid);
-                let last_failure = match model.map(|m| &m.state) {
-                    Some(ModelState::Rejected { cause, .. }) => Some(Failure { cause: "rejected".into(), detail: cause.clone() }),
+                let rejected = match model.map(|m| &m.state) {
+                    Some(ModelState::Rejected { cause, .. }) => Some(cause.clone()),
                     _ => None,
                 };
+                let last_failure = rejected.clone().map(|cause| Failure { cause: "rejected".into(), detail: cause });
+                // Why the uid has no weight: its rejection, or the earlier commit it copies.
+                let reason = rejected.or_else(|| last.filter(|l| l.status != "evaluated").and_then(|l| l.reason.clone()));
                 MinerStatus {
                     uid: n.uid,
                     hotkey: n.hotkey.to_ss58(),
@@ -650,10 +653,13 @@ impl Validator for ModelValidator {
                     speed: None,
                     details: serde_json::json!({
                         "commitment": model.map(|m| m.commitment.clone()),
+                        "commit_block": model.map(|m| m.block),
                         "competition": model.and_then(|m| m.competition.clone()),
+                        "step": last.map(|l| l.step),
                         "status": last.map(|l| l.status.clone()),
                         "mean_loss": last.and_then(|l| l.mean_loss),
                         "win_rate": last.and_then(|l| l.win_rate),
+                        "reason": reason,
                     }),
                 }
             })

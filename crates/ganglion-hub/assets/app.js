@@ -152,6 +152,59 @@ function chartCard(title, series, opts) {
   return h('div', { class: 'card' }, h('h2', {}, title), lineChart(series, opts));
 }
 
+// Hand-drawn SVG bar chart. bars: [{label, tip, n}] (histogram bins, or one bar per uid);
+// opts: {color, yFormat, label, axis: [left, right] labels under the first and last bar}.
+function barChart(bars, opts = {}) {
+  const W = 640, H = opts.height || 200, L = 52, R = 12, T = 10, B = 24;
+  const wrap = h('div', { class: 'chart-wrap' });
+  if (bars.length === 0 || bars.every(b => !b.n)) {
+    wrap.appendChild(h('div', { class: 'empty' }, opts.empty || 'No data in this window yet.'));
+    return wrap;
+  }
+  const max = Math.max(...bars.map(b => b.n));
+  const yt = niceTicks(0, max, 4);
+  const y1 = Math.max(max, yt[yt.length - 1]);
+  const Y = v => T + (1 - v / y1) * (H - T - B);
+  const bw = (W - L - R) / bars.length;
+  const yFormat = opts.yFormat || (v => fmt.num(v, max < 5 ? 2 : 0));
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': opts.label || 'bar chart' });
+  for (const v of yt) {
+    if (v > y1 + 1e-9) continue;
+    svg.appendChild(s('line', { x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: 'grid-line' }));
+    svg.appendChild(s('text', { x: L - 6, y: Y(v) + 3, 'text-anchor': 'end', class: 'axis' }, yFormat(v)));
+  }
+  bars.forEach((b, i) => {
+    const x = L + i * bw;
+    const rect = s('rect', { x: (x + 1).toFixed(1), y: Y(b.n).toFixed(1), width: Math.max(1, bw - 2).toFixed(1), height: Math.max(0, Y(0) - Y(b.n)).toFixed(1),
+      class: 'bar', fill: opts.color || COLORS[0], 'data-n': b.n });
+    rect.addEventListener('mousemove', ev => {
+      tip.textContent = `${b.tip || b.label}\n${yFormat(b.n)}`;
+      tip.hidden = false; tip.style.left = (ev.clientX + 12) + 'px'; tip.style.top = (ev.clientY + 12) + 'px';
+    });
+    rect.addEventListener('mouseleave', () => { tip.hidden = true; });
+    svg.appendChild(rect);
+    if (!opts.axis && (bars.length <= 16 || i % Math.ceil(bars.length / 8) === 0)) {
+      svg.appendChild(s('text', { x: x + bw / 2, y: H - 6, 'text-anchor': 'middle', class: 'axis' }, b.label));
+    }
+  });
+  if (opts.axis) {
+    svg.appendChild(s('text', { x: L, y: H - 6, 'text-anchor': 'start', class: 'axis' }, opts.axis[0]));
+    svg.appendChild(s('text', { x: W - R, y: H - 6, 'text-anchor': 'end', class: 'axis' }, opts.axis[1]));
+  }
+  wrap.appendChild(svg);
+  return wrap;
+}
+
+// A histogram from the API ({name, n, min, max, mean, bins: [{lo, hi, n}]}).
+function histogramCard(hist, color) {
+  const d = Math.abs(hist.max - hist.min) < 10 ? 3 : 1;
+  const bars = hist.bins.map(b => ({ label: fmt.num(b.lo, d), tip: `${fmt.num(b.lo, d)} – ${fmt.num(b.hi, d)}`, n: b.n }));
+  return h('div', { class: 'card histogram', 'data-name': hist.name },
+    h('h2', {}, hist.name === 'total' ? 'Combined reward' : hist.name),
+    h('div', { class: 'muted' }, `${fmt.num(hist.n)} values · mean ${fmt.num(hist.mean, 3)} · min ${fmt.num(hist.min, 3)} · max ${fmt.num(hist.max, 3)}`),
+    barChart(bars, { color, label: `distribution of ${hist.name}`, axis: hist.bins.length ? [fmt.num(hist.min, d), fmt.num(hist.max, d)] : null }));
+}
+
 // ---------- Tables: sortable, filterable ----------
 
 // columns: [{key, label, value(row) -> sortable value, render(row) -> node|text, num}]
@@ -295,18 +348,20 @@ async function refreshNav(activeNetuid) {
 }
 function views(netuid) {
   const sn = subnetsCache && subnetsCache.subnets.find(x => x.netuid === netuid);
-  return sn ? sn.views : { inference: true, compute: false };
+  return sn ? sn.views : { inference: true, compute: false, reward: false, evaluation: false };
 }
 function subnetTabs(netuid, active) {
   const v = views(netuid);
+  const tab = (key, label, path) => v[key] || active === key
+    ? h('button', { class: active === key ? 'on' : '', onclick: () => { location.hash = `#/s/${netuid}${path}`; } }, label) : null;
   return h('div', { class: 'seg' },
-    h('button', { class: active === 'inference' ? 'on' : '', onclick: () => { location.hash = `#/s/${netuid}`; } }, 'Inference'),
-    v.compute || active === 'compute' ? h('button', { class: active === 'compute' ? 'on' : '', onclick: () => { location.hash = `#/s/${netuid}/compute`; } }, 'Compute') : null);
+    v.inference || active === 'inference' || (!v.compute && !v.reward && !v.evaluation) ? h('button', { class: active === 'inference' ? 'on' : '', onclick: () => { location.hash = `#/s/${netuid}`; } }, 'Inference') : null,
+    tab('compute', 'Compute', '/compute'), tab('reward', 'Rewards', '/reward'), tab('evaluation', 'Models', '/evaluation'));
 }
 
 // ---------- Pages ----------
 
-const ui = { window: '1h', computeWindow: '24h', overviewTable: { sort: 'uid', dir: 'asc' }, filter: '', role: 'all', failedOnly: false };
+const ui = { window: '1h', computeWindow: '24h', rewardWindow: '24h', evaluationWindow: '7d', overviewTable: { sort: 'uid', dir: 'asc' }, filter: '', role: 'all', failedOnly: false };
 
 async function pageSubnets(main) {
   await refreshNav(null);
@@ -317,14 +372,19 @@ async function pageSubnets(main) {
       h('div', { class: 'subnets' }, list.map(sn => h('a', { href: `#/s/${sn.netuid}`, class: 'card' },
         h('h2', {}, `Subnet ${sn.netuid}`),
         h('div', {}, sn.views.inference ? pill('inference', 'v') : null, ' ', sn.views.compute ? pill('compute', 'm') : null,
-          !sn.views.inference && !sn.views.compute ? h('span', { class: 'muted' }, 'no records yet') : null),
+          ' ', sn.views.reward ? pill('rewards', 'ok') : null, ' ', sn.views.evaluation ? pill('models', 'cause') : null,
+          !sn.views.inference && !sn.views.compute && !sn.views.reward && !sn.views.evaluation ? h('span', { class: 'muted' }, 'no records yet') : null),
         h('div', { class: 'muted' }, sn.records ? `${fmt.num(sn.records.inference_n)} requests, ${fmt.num(sn.records.challenge_n)} challenges` : '',
           sn.neurons !== null && sn.neurons !== undefined ? ` · ${sn.neurons} neurons` : '')))));
 }
 
 async function pageOverview(main, netuid) {
   await refreshNav(netuid);
-  if (views(netuid).compute && !views(netuid).inference) { location.replace(`#/s/${netuid}/compute`); return; }
+  const v0 = views(netuid);
+  if (!v0.inference) {
+    const other = v0.compute ? 'compute' : v0.reward ? 'reward' : v0.evaluation ? 'evaluation' : null;
+    if (other) { location.replace(`#/s/${netuid}/${other}`); return; }
+  }
   const banner = h('div'), tiles = h('div', { class: 'tiles' }), plots = h('div', { class: 'grid section' });
   const tableBox = h('div'), unreg = h('div'), feedBox = h('tbody');
   const filter = h('input', { type: 'search', placeholder: 'Filter by uid, hotkey or cause', value: ui.filter, 'aria-label': 'Filter neurons' });
@@ -697,6 +757,155 @@ async function pageComputeMiner(main, netuid, hotkey) {
   return live.on((kind, data) => { if (kind === 'challenge' && data.miner_hotkey === hotkey) again(); });
 }
 
+// ---------- Reward subnet ----------
+
+const FUNCTION_COLORS = ['#cf222e', '#1a7f37', '#8250df', '#bf8700', '#0a7ea4', '#57606a'];
+
+async function pageReward(main, netuid) {
+  await refreshNav(netuid);
+  const tiles = h('div', { class: 'tiles' }), hists = h('div', { class: 'grid section', id: 'reward-histograms' });
+  const uids = h('div', { class: 'card', id: 'reward-uids' }), recent = h('div', { class: 'card' }), note = h('div');
+  clear(main,
+    h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Subnets'), ' › ', `Subnet ${netuid}`, ' › ', 'Rewards'),
+    h('h1', {}, `Subnet ${netuid}`, subnetTabs(netuid, 'reward'), windowPicker(ui.rewardWindow, w => { ui.rewardWindow = w; route(); }, ['1h', '6h', '24h', '7d', '30d'])),
+    note, tiles, hists, uids, recent);
+  const refresh = async () => {
+    const d = await api(`/api/subnets/${netuid}/reward?window=${ui.rewardWindow}`);
+    const dist = d.distribution, total = dist.histograms[0];
+    clear(note, dist.truncated ? h('div', { class: 'banner warn' }, `More than ${fmt.num(d.max_samples)} rewards in this window: the distributions are of the newest ${fmt.num(d.max_samples)}.`) : null);
+    clear(tiles, tile('Rewards', fmt.num(dist.samples), `one per uid per step, last ${d.window}`), tile('Uids', fmt.num(dist.uids.length)),
+      tile('Mean reward', total && total.n ? fmt.num(total.mean, 3) : '–'), tile('Last step', fmt.ago(dist.last_ms)));
+    clear(hists, dist.histograms.map((hist, i) => histogramCard(hist, i === 0 ? COLORS[0] : FUNCTION_COLORS[(i - 1) % FUNCTION_COLORS.length])));
+    clear(uids, h('h2', {}, 'Uids'), table([
+      { key: 'uid', label: 'UID', num: true, render: r => h('a', { href: `#/s/${netuid}/reward/${r.uid}` }, String(r.uid)) },
+      { key: 'n', label: 'Rewards', num: true, render: r => fmt.num(r.n) },
+      { key: 'mean_reward', label: 'Mean reward', num: true, render: r => fmt.num(r.mean_reward, 4) },
+      { key: 'last_ms', label: 'Last', render: r => fmt.ago(r.last_ms) },
+    ], dist.uids, { state: { sort: 'mean_reward', dir: 'desc' }, empty: 'No rewards in this window.', onRow: r => { location.hash = `#/s/${netuid}/reward/${r.uid}`; } }));
+    clear(recent, h('h2', {}, 'Latest steps'), table([
+      { key: 'created_at_ms', label: 'Time', render: r => fmt.time(r.created_at_ms) },
+      { key: 'forward_index', label: 'Forward', num: true },
+      { key: 'step', label: 'Step' },
+      { key: 'prompt', label: 'Prompt', sortable: false, render: r => h('span', { class: 'clip', title: r.prompt }, r.prompt) },
+      { key: 'best', label: 'Best completion', sortable: false, render: r => h('span', { class: 'clip', title: r.best }, r.best) },
+      { key: 'step_length_s', label: 'Step time', num: true, render: r => fmt.num(r.step_length_s, 2) + ' s' },
+      { key: 'scoring_s', label: 'Scoring', num: true, render: r => fmt.num(r.scoring_s, 2) + ' s' },
+    ], d.recent, { state: { sort: 'created_at_ms', dir: 'desc' }, empty: 'No steps recorded.' }));
+  };
+  await refresh();
+  const again = throttledRefresh(refresh);
+  live.connect(netuid);
+  return live.on(kind => { if (kind === 'chain') again(); });
+}
+
+async function pageRewardUid(main, netuid, uid) {
+  await refreshNav(netuid);
+  const body = h('div');
+  clear(main,
+    h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Subnets'), ' › ', h('a', { href: `#/s/${netuid}/reward` }, `Subnet ${netuid} rewards`), ' › ', `uid ${uid}`),
+    h('h1', {}, `Rewards of uid ${uid}`, windowPicker(ui.rewardWindow, w => { ui.rewardWindow = w; route(); }, ['1h', '6h', '24h', '7d', '30d'])), body);
+  const refresh = async () => {
+    const d = await api(`/api/subnets/${netuid}/reward/uids/${uid}?window=${ui.rewardWindow}`);
+    const pts = d.history;
+    const rewards = pts.map(p => p.reward).filter(v => v !== null);
+    const mean = rewards.length ? rewards.reduce((a, b) => a + b, 0) / rewards.length : null;
+    clear(body,
+      h('div', { class: 'tiles' }, tile('Rewards', fmt.num(pts.length), pts.length === d.limit ? `the newest ${d.limit} in ${d.window}` : `last ${d.window}`),
+        tile('Mean reward', fmt.num(mean, 4)), tile('Last', pts.length ? fmt.num(pts[pts.length - 1].reward, 4) : '–', pts.length ? fmt.ago(pts[pts.length - 1].t_ms) : null)),
+      h('div', { class: 'grid section' },
+        chartCard('Combined reward', [{ name: 'reward', points: pts.map(p => [p.t_ms, p.reward]) }], { legend: true }),
+        chartCard('Reward functions (normalised)', d.functions.map((f, i) => ({ name: f, color: FUNCTION_COLORS[i % FUNCTION_COLORS.length], points: pts.map(p => [p.t_ms, p.functions[f] === undefined ? null : p.functions[f]]) })), { legend: true })),
+      h('div', { class: 'card' }, h('h2', {}, 'History'), table([
+        { key: 't_ms', label: 'Time', render: r => fmt.time(r.t_ms) },
+        { key: 'step', label: 'Step' },
+        { key: 'reward', label: 'Reward', num: true, render: r => fmt.num(r.reward, 4) },
+        ...d.functions.map(f => ({ key: 'f:' + f, label: f, num: true, value: r => r.functions[f], render: r => fmt.num(r.functions[f], 4) })),
+      ], pts, { state: { sort: 't_ms', dir: 'desc' }, empty: 'No rewards for this uid in this window.' })));
+  };
+  await refresh();
+  const again = throttledRefresh(refresh);
+  live.connect(netuid);
+  return live.on(kind => { if (kind === 'chain') again(); });
+}
+
+// ---------- Model-evaluation subnet ----------
+
+function evalStatus(r) {
+  return r.status === 'evaluated' ? pill('evaluated', 'ok') : r.status === 'duplicate' ? pill('duplicate', 'm') : pill('rejected', 'fail');
+}
+
+async function pageEvaluation(main, netuid) {
+  await refreshNav(netuid);
+  const head = h('div'), plots = h('div', { class: 'grid section' }), round = h('div', { class: 'card', id: 'evaluation-round' });
+  clear(main,
+    h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Subnets'), ' › ', `Subnet ${netuid}`, ' › ', 'Models'),
+    h('h1', {}, `Subnet ${netuid}`, subnetTabs(netuid, 'evaluation')), head, plots, round);
+  const refresh = async () => {
+    const d = await api(`/api/subnets/${netuid}/evaluation`);
+    const r0 = d.round;
+    const evaluated = d.rows.filter(r => r.status === 'evaluated');
+    clear(head, h('div', { class: 'tiles' },
+      tile('Latest round', r0 ? `step ${r0.step}` : '–', r0 ? `block ${r0.block} · ${fmt.ago(r0.created_at_ms)}` : 'no evaluations yet'),
+      tile('Validator', r0 ? h('span', { class: 'mono', title: r0.validator_hotkey }, fmt.key(r0.validator_hotkey)) : '–', r0 ? `competition ${r0.competition}` : null),
+      tile('Evaluated', fmt.num(evaluated.length), `of ${d.rows.length} uids`),
+      tile('Rejected', fmt.num(d.rows.filter(r => r.status === 'rejected').length), null, d.rows.some(r => r.status === 'rejected') ? 'bad' : '')));
+    const bars = key => d.rows.map(r => ({ label: String(r.uid), tip: `uid ${r.uid}`, n: r[key] === null ? 0 : r[key] }));
+    clear(plots,
+      h('div', { class: 'card' }, h('h2', {}, 'Weight by uid'), barChart(bars('weight'), { color: '#8250df', yFormat: v => fmt.num(v, 3), label: 'weight by uid', empty: 'No weights in the latest round.' })),
+      h('div', { class: 'card' }, h('h2', {}, 'Mean loss by uid'), barChart(bars('mean_loss'), { color: '#cf222e', yFormat: v => fmt.num(v, 3), label: 'loss by uid', empty: 'No losses in the latest round.' })));
+    clear(round, h('h2', {}, 'Latest round'), table([
+      { key: 'uid', label: 'UID', num: true, render: r => h('a', { href: `#/s/${netuid}/evaluation/${r.uid}` }, String(r.uid)) },
+      { key: 'miner_hotkey', label: 'Hotkey', render: r => h('span', { class: 'mono', title: r.miner_hotkey }, fmt.key(r.miner_hotkey)) },
+      { key: 'mean_loss', label: 'Loss', num: true, render: r => fmt.num(r.mean_loss, 4) },
+      { key: 'win_rate', label: 'Win rate', num: true, render: r => fmt.pct(r.win_rate) },
+      { key: 'weight', label: 'Weight', num: true, render: r => fmt.num(r.weight, 4) },
+      { key: 'status', label: 'Status', render: r => evalStatus(r) },
+      { key: 'reason', label: 'Cause', sortable: false, render: r => r.reason ? h('span', { class: 'clip', title: r.reason }, r.reason) : '' },
+    ], d.rows, { state: { sort: 'uid', dir: 'asc' }, empty: 'No evaluations recorded.', onRow: r => { location.hash = `#/s/${netuid}/evaluation/${r.uid}`; } }));
+  };
+  await refresh();
+  const again = throttledRefresh(refresh);
+  live.connect(netuid);
+  return live.on(kind => { if (kind === 'chain') again(); });
+}
+
+async function pageEvaluationUid(main, netuid, uid) {
+  await refreshNav(netuid);
+  const body = h('div');
+  clear(main,
+    h('div', { class: 'crumbs' }, h('a', { href: '#/' }, 'Subnets'), ' › ', h('a', { href: `#/s/${netuid}/evaluation` }, `Subnet ${netuid} models`), ' › ', `uid ${uid}`),
+    h('h1', {}, `Model of uid ${uid}`, windowPicker(ui.evaluationWindow, w => { ui.evaluationWindow = w; route(); }, ['1h', '6h', '24h', '7d', '30d'])), body);
+  const refresh = async () => {
+    const d = await api(`/api/subnets/${netuid}/evaluation/uids/${uid}?window=${ui.evaluationWindow}`);
+    const pts = d.history, last = pts[pts.length - 1];
+    clear(body,
+      h('div', { class: 'tiles' },
+        tile('Evaluations', fmt.num(pts.length), pts.length === d.limit ? `the newest ${d.limit} in ${d.window}` : `last ${d.window}`),
+        tile('Loss', last ? fmt.num(last.mean_loss, 4) : '–', last ? fmt.ago(last.created_at_ms) : null),
+        tile('Win rate', last ? fmt.pct(last.win_rate) : '–'), tile('Weight', last ? fmt.num(last.weight, 4) : '–'),
+        last ? tile('Status', evalStatus(last), last.reason, last.status === 'rejected' ? 'bad' : '') : null),
+      h('div', { class: 'grid section' },
+        chartCard('Mean loss', [{ name: 'loss', color: '#cf222e', points: pts.map(p => [p.created_at_ms, p.mean_loss]) }], { legend: true }),
+        chartCard('Win rate', [{ name: 'win rate', color: '#1a7f37', points: pts.map(p => [p.created_at_ms, p.win_rate]) }], { legend: true, yMin: 0, yMax: 1, yFormat: v => fmt.pct(v) }),
+        chartCard('Weight', [{ name: 'weight', color: '#8250df', points: pts.map(p => [p.created_at_ms, p.weight]) }], { legend: true, yMin: 0 })),
+      h('div', { class: 'card' }, h('h2', {}, 'History'), table([
+        { key: 'created_at_ms', label: 'Time', render: r => fmt.time(r.created_at_ms) },
+        { key: 'step', label: 'Step', num: true },
+        { key: 'block', label: 'Block', num: true },
+        { key: 'mean_loss', label: 'Loss', num: true, render: r => fmt.num(r.mean_loss, 4) },
+        { key: 'win_rate', label: 'Win rate', num: true, render: r => fmt.pct(r.win_rate) },
+        { key: 'weight', label: 'Weight', num: true, render: r => fmt.num(r.weight, 4) },
+        { key: 'status', label: 'Status', render: r => evalStatus(r) },
+        { key: 'reason', label: 'Cause', sortable: false, render: r => r.reason || '' },
+        { key: 'validator_hotkey', label: 'Validator', render: r => h('span', { class: 'mono', title: r.validator_hotkey }, fmt.key(r.validator_hotkey)) },
+      ], pts, { state: { sort: 'created_at_ms', dir: 'desc' }, empty: 'No evaluations of this uid in this window.' })));
+  };
+  await refresh();
+  const again = throttledRefresh(refresh);
+  live.connect(netuid);
+  return live.on(kind => { if (kind === 'chain') again(); });
+}
+
 // ---------- Router ----------
 
 let unsubscribe = null;
@@ -717,6 +926,10 @@ async function route() {
       else if (parts[2] === 'm' && parts[3]) off = await pageMiner(main, netuid, parts[3]);
       else if (parts[2] === 'v' && parts[3]) off = await pageValidator(main, netuid, parts[3]);
       else if (parts[2] === 'c' && parts[3]) off = await pageComputeMiner(main, netuid, parts[3]);
+      else if (parts[2] === 'reward' && !parts[3]) off = await pageReward(main, netuid);
+      else if (parts[2] === 'reward' && /^\d+$/.test(parts[3])) off = await pageRewardUid(main, netuid, Number(parts[3]));
+      else if (parts[2] === 'evaluation' && !parts[3]) off = await pageEvaluation(main, netuid);
+      else if (parts[2] === 'evaluation' && /^\d+$/.test(parts[3])) off = await pageEvaluationUid(main, netuid, Number(parts[3]));
       else throw new Error('unknown page');
     } else throw new Error('unknown page');
     unsubscribe = off || null;

@@ -150,9 +150,16 @@ pub(crate) async fn status(State(state): State<HubState>, params: Params) -> Api
 /// `GET /api/subnets`: netuids with records or on the chain, and which views they have.
 pub(crate) async fn subnets(State(state): State<HubState>, params: Params) -> ApiResult {
     params.only(&[])?;
-    let records = state.records().subnets().await?;
+    let store = state.records();
+    let (records, reward, evaluation) = futures::try_join!(store.subnets(), store.reward_netuids(), store.evaluation_netuids())?;
     let chain = state.chain_status();
-    let mut netuids: Vec<u16> = records.iter().map(|r| r.netuid).chain(chain.netuids.iter().copied()).collect();
+    let mut netuids: Vec<u16> = records
+        .iter()
+        .map(|r| r.netuid)
+        .chain(chain.netuids.iter().copied())
+        .chain(reward.iter().copied())
+        .chain(evaluation.iter().copied())
+        .collect();
     netuids.sort_unstable();
     netuids.dedup();
     let by_netuid: HashMap<u16, &ganglion_records::SubnetRecords> = records.iter().map(|r| (r.netuid, r)).collect();
@@ -167,7 +174,12 @@ pub(crate) async fn subnets(State(state): State<HubState>, params: Params) -> Ap
                 "netuid": netuid,
                 "on_chain": chain.netuids.contains(&netuid),
                 "neurons": state.metagraph(netuid).map(|m| m.n()),
-                "views": {"inference": inference, "compute": compute},
+                "views": {
+                    "inference": inference,
+                    "compute": compute,
+                    "reward": reward.contains(&netuid),
+                    "evaluation": evaluation.contains(&netuid),
+                },
                 "records": rec,
             })
         })
@@ -415,6 +427,93 @@ pub(crate) async fn compute_miner(
         "scores": scores,
         "incentive": incentive,
         "allocations": allocations.into_iter().filter(|a| a.miner_hotkey == hotkey).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /api/subnets/{netuid}/reward?window=&bins=`: the reward subnet's distributions
+/// (combined reward and each function's normalised value) over the window, per-uid figures
+/// and the latest steps.
+pub(crate) async fn reward(State(state): State<HubState>, Path(netuid): Path<String>, params: Params) -> ApiResult {
+    params.only(&["window", "bins"])?;
+    let netuid = shown(&state, &netuid)?;
+    let window = params.window(Window::DAY)?;
+    let bins = params.limit_named("bins", 20, ganglion_records::reward::MAX_BINS)?;
+    let now = now_ms();
+    let records = state.records();
+    let (distribution, recent) =
+        futures::try_join!(records.reward_distribution(netuid, window.since(now), bins), records.recent_reward_events(netuid, 50))?;
+    Ok(Json(json!({
+        "netuid": netuid,
+        "now_ms": now,
+        "window": window.name,
+        "max_samples": ganglion_records::reward::MAX_DISTRIBUTION_SAMPLES,
+        "distribution": distribution,
+        "recent": recent,
+    })))
+}
+
+/// `GET /api/subnets/{netuid}/reward/uids/{uid}?window=&limit=`: one uid's rewards over time.
+pub(crate) async fn reward_uid(State(state): State<HubState>, Path((netuid, uid)): Path<(String, String)>, params: Params) -> ApiResult {
+    params.only(&["window", "limit"])?;
+    let netuid = shown(&state, &netuid)?;
+    let uid = params::uid(&uid)?;
+    let window = params.window(Window::DAY)?;
+    let limit = params.limit(500, 1000)?;
+    let now = now_ms();
+    let history = state.records().reward_uid_history(netuid, uid, window.since(now), limit).await?;
+    let functions: std::collections::BTreeSet<&str> = history.iter().flat_map(|s| s.functions.keys().map(String::as_str)).collect();
+    Ok(Json(json!({
+        "netuid": netuid,
+        "uid": uid,
+        "now_ms": now,
+        "window": window.name,
+        "limit": limit,
+        "functions": functions,
+        "history": history,
+    })))
+}
+
+/// `GET /api/subnets/{netuid}/evaluation`: the latest evaluation round, one row per uid.
+pub(crate) async fn evaluation(State(state): State<HubState>, Path(netuid): Path<String>, params: Params) -> ApiResult {
+    params.only(&[])?;
+    let netuid = shown(&state, &netuid)?;
+    let round = state.records().latest_evaluation_round(netuid).await?;
+    let first = round.first().map(|(_, e)| e);
+    Ok(Json(json!({
+        "netuid": netuid,
+        "now_ms": now_ms(),
+        "round": first.map(|e| json!({
+            "validator_hotkey": e.validator_hotkey,
+            "step": e.step,
+            "block": e.block,
+            "created_at_ms": e.created_at_ms,
+            "competition": e.competition,
+        })),
+        "rows": round.iter().map(|(_, e)| e).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /api/subnets/{netuid}/evaluation/uids/{uid}?window=&limit=`: one uid's loss, win
+/// rate and weight over time (every validator's rows).
+pub(crate) async fn evaluation_uid(
+    State(state): State<HubState>,
+    Path((netuid, uid)): Path<(String, String)>,
+    params: Params,
+) -> ApiResult {
+    params.only(&["window", "limit"])?;
+    let netuid = shown(&state, &netuid)?;
+    let uid = params::uid(&uid)?;
+    let window = params.window(params::WINDOWS[4])?;
+    let limit = params.limit(500, 1000)?;
+    let now = now_ms();
+    let history = state.records().evaluation_history(netuid, uid, window.since(now), limit).await?;
+    Ok(Json(json!({
+        "netuid": netuid,
+        "uid": uid,
+        "now_ms": now,
+        "window": window.name,
+        "limit": limit,
+        "history": history.iter().map(|(_, e)| e).collect::<Vec<_>>(),
     })))
 }
 

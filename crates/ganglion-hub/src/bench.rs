@@ -1,6 +1,8 @@
 //! `ganglion bench hub`: seed a store with a pretend subnet's records (1 million inference
-//! rows and 1 million compute challenges by default, in batches, as validators write them),
-//! then time every hub page through the router and report the ingest rates.
+//! rows and 1 million compute challenges by default, in batches, as validators write them;
+//! and, on the next two netuids, 62 500 reward steps of 16 uids — a million per-uid rewards —
+//! and a million model evaluations), then time every hub page through the router and report
+//! the ingest rates.
 //!
 //! The metagraph comes from recorded snapshots (no chain), which is the slower path: with a
 //! chain the overview reads it from memory.
@@ -25,6 +27,10 @@ pub struct BenchConfig {
     pub rows: u64,
     /// Compute challenges to seed (same subnet, same span).
     pub challenges: u64,
+    /// Reward-subnet step events to seed on `netuid + 1`, 16 uids each.
+    pub reward_events: u64,
+    /// Model evaluations to seed on `netuid + 2`, one per miner per round.
+    pub evaluations: u64,
     /// Miners in the pretend subnet.
     pub miners: u16,
     /// Validators in the pretend subnet.
@@ -44,6 +50,8 @@ impl Default for BenchConfig {
         BenchConfig {
             rows: 1_000_000,
             challenges: 1_000_000,
+            reward_events: 62_500,
+            evaluations: 1_000_000,
             miners: 256,
             validators: 8,
             batch: 1000,
@@ -145,6 +153,8 @@ pub async fn run(records: Records, config: &BenchConfig, progress: &(dyn Fn(Prog
     for uid in subnet.miner_uids() {
         records.upsert_specs(&subnet.specs(uid, now)).await?;
     }
+    seed_reward_events(&records, config, now, span_ms).await?;
+    seed_evaluations(&records, config, now, span_ms).await?;
     let seed_s = started.elapsed().as_secs_f64();
 
     progress(Progress::Timing);
@@ -180,6 +190,23 @@ pub async fn run(records: Records, config: &BenchConfig, progress: &(dyn Fn(Prog
         ("compute 7d", format!("/api/subnets/{n}/compute?window=7d")),
         ("compute miner", format!("/api/subnets/{n}/compute/miners/{miner}")),
     ];
+    let (rn, en) = (n.wrapping_add(1), n.wrapping_add(2));
+    let mut pages = pages.to_vec();
+    if config.reward_events > 0 {
+        pages.extend([
+            ("rewards 1h", format!("/api/subnets/{rn}/reward?window=1h")),
+            ("rewards 24h", format!("/api/subnets/{rn}/reward?window=24h")),
+            ("rewards 7d", format!("/api/subnets/{rn}/reward?window=7d")),
+            ("reward uid 7d", format!("/api/subnets/{rn}/reward/uids/3?window=7d")),
+        ]);
+    }
+    if config.evaluations > 0 {
+        pages.extend([
+            ("models", format!("/api/subnets/{en}/evaluation")),
+            ("model uid 7d", format!("/api/subnets/{en}/evaluation/uids/3?window=7d")),
+            ("model uid 30d", format!("/api/subnets/{en}/evaluation/uids/3?window=30d&limit=1000")),
+        ]);
+    }
     let mut timings = Vec::new();
     for (page, path) in pages {
         timings.push(time_page(&app, page, &path, config.iterations.max(1)).await?);
@@ -221,6 +248,97 @@ async fn seed_challenges(
         progress(Progress::Rows { done: config.rows + done, total: config.rows + config.challenges });
     }
     Ok(insert_time)
+}
+
+/// Reward steps on `netuid + 1` over the span: 16 uids each (of `miners`), four functions.
+async fn seed_reward_events(records: &Records, config: &BenchConfig, now: i64, span_ms: i64) -> HubResult<()> {
+    let total = config.reward_events;
+    let step_ms = (span_ms / i64::try_from(total.max(1)).unwrap_or(i64::MAX)).max(1);
+    let miners = u64::from(config.miners.max(1));
+    let batch = (config.batch.max(1) as u64 / 16).max(1);
+    let mut done = 0;
+    while done < total {
+        let end = (done + batch).min(total);
+        let rows: Vec<ganglion_records::RewardEventRecord> = (done..end)
+            .map(|i| {
+                let uids: Vec<u64> = (0..16).map(|k| (i * 16 + k) % miners).collect();
+                let value = |k: u64, f: u64| ((i.wrapping_mul(2_654_435_761) ^ (k * 97 + f * 31)) % 1000) as f64 / 1000.0;
+                let functions: Vec<serde_json::Value> = ["rlhf_reward_model", "reciprocate", "relevance_filter", "dpo"]
+                    .iter()
+                    .enumerate()
+                    .map(|(f, name)| {
+                        let values: Vec<f64> = (0..16).map(|k| value(k, f as u64)).collect();
+                        serde_json::json!({"name": name, "raw": values, "normalized": values})
+                    })
+                    .collect();
+                ganglion_records::RewardEventRecord {
+                    id: format!("bench-reward-{i}"),
+                    created_at_ms: now - span_ms + i64::try_from(i).unwrap_or(0) * step_ms,
+                    netuid: config.netuid.wrapping_add(1),
+                    block: i,
+                    validator_hotkey: "5BenchRewardValidator".into(),
+                    forward_index: i / 4,
+                    step: ["augment", "followup0", "answer0", "followup1"][(i % 4) as usize].into(),
+                    prompt: format!("Bench prompt {i}: summarise the following passage in two sentences."),
+                    base_prompt: "Bench base prompt".into(),
+                    best: format!("Bench answer {i}"),
+                    step_length_s: 3.0,
+                    scoring_s: 0.5,
+                    completions: serde_json::json!((0..16).map(|k| format!("answer {k} to {i}")).collect::<Vec<_>>()),
+                    completion_times: serde_json::json!(vec![1.5; 16]),
+                    rewards: serde_json::json!((0..16).map(|k| value(k, 9)).collect::<Vec<_>>()),
+                    uids: serde_json::json!(uids),
+                    functions: serde_json::Value::Array(functions),
+                }
+            })
+            .collect();
+        records.insert_reward_events(&rows).await?;
+        done = end;
+    }
+    Ok(())
+}
+
+/// Model evaluations on `netuid + 2` over the span: rounds of one row per miner.
+async fn seed_evaluations(records: &Records, config: &BenchConfig, now: i64, span_ms: i64) -> HubResult<()> {
+    let miners = u64::from(config.miners.max(1));
+    let rounds = config.evaluations.div_ceil(miners);
+    let step_ms = (span_ms / i64::try_from(rounds.max(1)).unwrap_or(i64::MAX)).max(1);
+    let batch = config.batch.max(1) as u64;
+    let mut done = 0;
+    while done < config.evaluations {
+        let end = (done + batch).min(config.evaluations);
+        let rows: Vec<ganglion_records::ModelEvaluationRecord> = (done..end)
+            .map(|i| {
+                let (round, uid) = (i / miners, (i % miners) as u16);
+                let rejected = uid % 7 == 6;
+                ganglion_records::ModelEvaluationRecord {
+                    id: format!("bench-eval-{i}"),
+                    created_at_ms: now - span_ms + i64::try_from(round).unwrap_or(0) * step_ms,
+                    netuid: config.netuid.wrapping_add(2),
+                    block: round * 10,
+                    validator_hotkey: "5BenchEvalValidator".into(),
+                    step: round,
+                    competition: "g1".into(),
+                    uid,
+                    miner_hotkey: format!("5BenchMiner{uid}"),
+                    commitment: format!("org/model-{uid}:rev:hash"),
+                    commit_block: 1,
+                    model_hash: (!rejected).then(|| format!("hash-{uid}")),
+                    status: if rejected { "rejected".into() } else { "evaluated".into() },
+                    reason: rejected.then(|| "the files hash to x, which does not match the commitment".into()),
+                    mean_loss: (!rejected).then(|| 3.0 + f64::from(uid) / 100.0),
+                    win_rate: (!rejected).then(|| 1.0 - f64::from(uid) / f64::from(config.miners.max(1))),
+                    wins: 0,
+                    matches: miners - 1,
+                    weight: if uid == 0 { 1.0 } else { 0.0 },
+                    samples: 64,
+                }
+            })
+            .collect();
+        records.insert_model_evaluations(&rows).await?;
+        done = end;
+    }
+    Ok(())
 }
 
 async fn time_page(app: &axum::Router, page: &str, path: &str, iterations: usize) -> HubResult<PageTiming> {

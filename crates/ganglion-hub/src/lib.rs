@@ -13,7 +13,9 @@
 //! - [`config`]: [`ServeConfig`], the TOML configuration of `ganglion hub`.
 //! - [`server`]: [`router`] (test it with `oneshot`), [`serve`]/[`bind`] → [`HubHandle`].
 //! - [`state`]: [`HubConfig`], [`HubState`], [`ChainStatus`].
-//! - [`api`]: JSON handlers; [`params`]: validated, bounded parameters.
+//! - [`api`]: JSON handlers (inference, compute, reward distributions and per-uid rewards,
+//!   the latest model-evaluation round and per-uid evaluations); [`params`]: validated,
+//!   bounded parameters.
 //! - [`feed`]: the live feed (SSE, bounded per client, capped clients).
 //! - [`chain_watch`]: metagraph cache, chain status, [`ganglion_records::NeuronSnapshot`]s.
 //! - [`openapi`]: the document at `/api/openapi.json`, in sync with the routes.

@@ -39,12 +39,22 @@ const WINDOW: ParamDoc = ParamDoc {
     description: "Time window ending now: 15m, 1h, 6h, 24h, 7d or 30d. Windows up to 6h use minute buckets, longer ones hour buckets.",
 };
 
+const UID: ParamDoc = ParamDoc { name: "uid", location: "path", schema: "integer", description: "Uid (0–65535)." };
+const WINDOW_DAY: ParamDoc = ParamDoc {
+    name: "window",
+    location: "query",
+    schema: "string",
+    description: "Time window ending now: 15m, 1h, 6h, 24h (default), 7d or 30d.",
+};
+const HISTORY_LIMIT: ParamDoc =
+    ParamDoc { name: "limit", location: "query", schema: "integer", description: "The newest rows in the window, 1–1000 (default 500)." };
+
 /// Every API route, documented.
 pub const ROUTES: &[RouteDoc] = &[
     RouteDoc { path: "/api/status", summary: "Hub version, store backend and chain status.", params: &[], media_type: "application/json" },
     RouteDoc {
         path: "/api/subnets",
-        summary: "Netuids with records or on the chain, and which views (inference, compute) each has.",
+        summary: "Netuids with records or on the chain, and which views (inference, compute, reward, evaluation) each has.",
         params: &[],
         media_type: "application/json",
     },
@@ -100,6 +110,35 @@ pub const ROUTES: &[RouteDoc] = &[
             NETUID,
             HOTKEY,
             ParamDoc { name: "limit", location: "query", schema: "integer", description: "Challenges, 1–1000 (default 200)." },
+        ],
+        media_type: "application/json",
+    },
+    RouteDoc {
+        path: "/api/subnets/{netuid}/reward",
+        summary: "Reward subnet: histograms of the combined reward and of each reward function's normalised value over the window (the newest 10 000 per-uid samples at most; `truncated` says when there were more), per-uid figures and the latest 50 steps.",
+        params: &[NETUID, WINDOW_DAY, ParamDoc { name: "bins", location: "query", schema: "integer", description: "Histogram bins, 1–100 (default 20)." }],
+        media_type: "application/json",
+    },
+    RouteDoc {
+        path: "/api/subnets/{netuid}/reward/uids/{uid}",
+        summary: "One uid's rewards over time, oldest first: the combined reward and each function's normalised value per step.",
+        params: &[NETUID, UID, WINDOW_DAY, HISTORY_LIMIT],
+        media_type: "application/json",
+    },
+    RouteDoc {
+        path: "/api/subnets/{netuid}/evaluation",
+        summary: "Model evaluation: the latest round (the newest evaluation's validator and step), one row per uid with loss, win rate, weight and status or cause.",
+        params: &[NETUID],
+        media_type: "application/json",
+    },
+    RouteDoc {
+        path: "/api/subnets/{netuid}/evaluation/uids/{uid}",
+        summary: "One uid's evaluations over time, oldest first (every validator's): loss, win rate, weight, status and cause.",
+        params: &[
+            NETUID,
+            UID,
+            ParamDoc { name: "window", location: "query", schema: "string", description: "Time window ending now: 15m, 1h, 6h, 24h, 7d (default) or 30d." },
+            HISTORY_LIMIT,
         ],
         media_type: "application/json",
     },

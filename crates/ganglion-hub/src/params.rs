@@ -50,11 +50,16 @@ impl Params {
 
     /// `limit` in 1..=`max` (default `default`).
     pub fn limit(&self, default: u32, max: u32) -> Result<u32, ApiError> {
-        match self.get("limit") {
+        self.limit_named("limit", default, max)
+    }
+
+    /// An integer parameter `key` in 1..=`max` (default `default`).
+    pub fn limit_named(&self, key: &'static str, default: u32, max: u32) -> Result<u32, ApiError> {
+        match self.get(key) {
             None => Ok(default),
             Some(text) => match text.parse::<u32>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(ApiError::bad_request(format!("limit must be an integer from 1 to {max}, got `{text}`"))),
+                _ => Err(ApiError::bad_request(format!("{key} must be an integer from 1 to {max}, got `{text}`"))),
             },
         }
     }
@@ -104,6 +109,11 @@ impl Params {
 /// A netuid path segment.
 pub fn netuid(text: &str) -> Result<u16, ApiError> {
     text.parse::<u16>().map_err(|_| ApiError::bad_request(format!("netuid must be an integer from 0 to 65535, got `{text}`")))
+}
+
+/// A uid path segment (0–65535).
+pub fn uid(text: &str) -> Result<u16, ApiError> {
+    text.parse::<u16>().map_err(|_| ApiError::bad_request(format!("uid must be an integer from 0 to 65535, got `{}`", truncate(text, 40))))
 }
 
 /// A hotkey path segment: an SS58 address (base58 characters, at most 64).

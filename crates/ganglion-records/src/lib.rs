@@ -14,8 +14,10 @@
 //! - [`read`]: whole-record reads.
 //! - [`query`]: the hub's index- and rollup-backed aggregates, series and feeds; the window
 //!   aggregates equal the raw rows' (tests/it/rollup.rs compares them).
-//! - [`reward`]: the reward-pipeline validator's step events (its own table, V3).
-//! - [`evaluation`]: the model-evaluation validator's per-uid evaluations (its own table, V4).
+//! - [`reward`]: the reward-pipeline validator's step events (its own table, V3) and their
+//!   per-uid split for the hub's distribution and history pages (V5).
+//! - [`evaluation`]: the model-evaluation validator's per-uid evaluations (its own table, V4);
+//!   a uid's history and the latest round (indexes V5).
 //! - [`synthetic`]: deterministic pretend-subnet records for tests, demos and benchmarks.
 //! - `migrations`: the versioned schema ([`SCHEMA_VERSION`]).
 //!
@@ -49,5 +51,5 @@ pub use query::{
 };
 pub use store::{Backend, Records, create_postgres_schema, drop_postgres_schema, now_ms};
 pub use evaluation::ModelEvaluationRecord;
-pub use reward::RewardEventRecord;
+pub use reward::{Histogram, HistogramBin, RewardDistribution, RewardEventRecord, RewardEventSummary, RewardSample, RewardUidSummary};
 pub use types::{AllocationRecord, ChallengeRecord, InferenceRecord, NeuronSnapshot, ScoreRecord, SpecsRecord};

@@ -21,9 +21,9 @@ pub(crate) struct Migration {
 }
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4, V5];
 
 const V1: Migration = Migration {
     version: 1,
@@ -285,6 +285,34 @@ const V4: Migration = Migration {
     ],
 };
 
+/// Version 5: the hub's reward and evaluation pages. `reward_score` splits each reward
+/// event into one row per uid (combined reward, each function's normalised value) so the
+/// distribution over a window and a uid's history are index ranges (`crate::reward`); its
+/// rows for the events already stored are backfilled in Rust after these statements
+/// ([`migrate`]), since the JSON arrays cannot be split by SQL both backends share. The
+/// evaluation indexes serve a uid's history over a window and the latest round's rows.
+const V5: Migration = Migration {
+    version: 5,
+    name: "reward scores, evaluation page indexes",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS reward_score (
+            event_id TEXT NOT NULL,
+            pos BIGINT NOT NULL,
+            netuid BIGINT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            uid BIGINT NOT NULL,
+            step TEXT NOT NULL,
+            reward DOUBLE PRECISION,
+            functions TEXT NOT NULL,
+            PRIMARY KEY (event_id, pos)
+        )",
+        "CREATE INDEX IF NOT EXISTS reward_score_by_time ON reward_score (netuid, created_at_ms)",
+        "CREATE INDEX IF NOT EXISTS reward_score_by_uid ON reward_score (netuid, uid, created_at_ms)",
+        "CREATE INDEX IF NOT EXISTS model_evaluation_by_uid_time ON model_evaluation (netuid, uid, created_at_ms)",
+        "CREATE INDEX IF NOT EXISTS model_evaluation_by_round ON model_evaluation (netuid, validator_hotkey, step, block)",
+    ],
+};
+
 /// The challenge rollup of one bucket width from the raw rows: what `insert_challenges`
 /// maintains incrementally. The bucket start is a floor division that is also right for
 /// negative times (`%` truncates towards zero in both SQLite and PostgreSQL).
@@ -349,6 +377,9 @@ pub(crate) async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Recor
         };
         for statement in migration.statements {
             sqlx::query(AssertSqlSafe(render(statement, backend))).execute(&mut *tx).await.map_err(fail)?;
+        }
+        if migration.version == 5 {
+            crate::reward::backfill_scores(&mut tx).await.map_err(fail)?;
         }
         sqlx::query("INSERT INTO ganglion_records_schema (version, name, applied_at_ms) VALUES ($1, $2, $3)")
             .bind(migration.version)

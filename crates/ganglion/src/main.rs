@@ -149,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validator(cmd::ValidatorCommand::Model(args)) => cmd::model::run_validator(args),
         Command::Miner(cmd::MinerCommand::Model(cmd::model::MinerModelCommand::Publish(args))) => cmd::model::run_publish(args),
         Command::Miner(cmd::MinerCommand::Model(cmd::model::MinerModelCommand::Serve(args))) => cmd::model::run_serve(args),
+        Command::Miner(cmd::MinerCommand::Model(cmd::model::MinerModelCommand::Train(args))) => cmd::model::run_train(args),
         Command::Export(command) => cmd::reward::run_export(command),
         Command::Compute(command) => cmd::compute::run(command),
         Command::Hub(args) => cmd::hub::run(args),

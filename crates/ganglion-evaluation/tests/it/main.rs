@@ -6,4 +6,5 @@ mod loss;
 mod model_check;
 mod round;
 mod store;
+mod train;
 mod validator_e2e;

@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use candle_core::quantized::{QTensor, gguf_file};
-use candle_core::{Device, Tensor};
 use ganglion_chain::HyperparamUpdate;
 use ganglion_chain_node::testkit::{Neuron, SubnetBuilder};
 use ganglion_core::keys::Keypair;
@@ -37,7 +35,6 @@ use ganglion_neuron::config::AxonConfig;
 use ganglion_neuron::signals::Shutdown;
 use ganglion_protocol::policy::PolicyConfig;
 use ganglion_records::Records;
-use rand::{Rng, SeedableRng};
 
 /// SmolLM2 from the model cache; `None` (skip) unless `GANGLION_REQUIRE_ALL=1`.
 fn smollm2() -> Option<PathBuf> {
@@ -49,50 +46,9 @@ fn smollm2() -> Option<PathBuf> {
     found
 }
 
-/// A copy of `source` with seeded Gaussian noise (`noise` × each matrix's RMS) added to every
-/// layer's attention output and FFN down projection, re-quantised to the same type.
-fn noised_copy(source: &Path, dest: &Path, noise: f32, seed: u64) {
-    let mut file = std::fs::File::open(source).unwrap();
-    let content = gguf_file::Content::read(&mut file).unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let mut tensors = Vec::new();
-    for name in names {
-        let t = content.tensor(&mut file, name, &Device::Cpu).unwrap();
-        let t = if name.ends_with("ffn_down.weight") || name.ends_with("attn_output.weight") {
-            let dense = t.dequantize(&Device::Cpu).unwrap();
-            let values: Vec<f32> = dense.flatten_all().unwrap().to_vec1().unwrap();
-            let rms = (values.iter().map(|v| v * v).sum::<f32>() / values.len() as f32).sqrt();
-            let noisy: Vec<f32> = values
-                .iter()
-                .map(|v| {
-                    // Box–Muller.
-                    let (u1, u2): (f32, f32) = (rng.gen_range(f32::MIN_POSITIVE..1.0), rng.r#gen());
-                    v + noise * rms * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-                })
-                .collect();
-            QTensor::quantize(&Tensor::from_vec(noisy, dense.shape(), &Device::Cpu).unwrap(), t.dtype()).unwrap()
-        } else {
-            t
-        };
-        tensors.push((name.clone(), t));
-    }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut out = std::fs::File::create(dest).unwrap();
-    gguf_file::write(&mut out, &metadata, &refs).unwrap();
-}
-
 /// A model directory: the GGUF (hard-linked, or copied across devices) and a config file.
 fn model_dir(dir: &Path, gguf: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let dest = dir.join("model.gguf");
-    if std::fs::hard_link(gguf, &dest).is_err() {
-        std::fs::copy(gguf, &dest).unwrap();
-    }
-    std::fs::write(dir.join("config.json"), br#"{"architectures":["LlamaForCausalLM"],"model_type":"llama"}"#).unwrap();
-    dir.to_path_buf()
+    ganglion_evaluation::demo::model_dir(dir, gguf).unwrap()
 }
 
 fn weight_of(row: &[(u16, u16)], uid: u16) -> u16 {
@@ -108,7 +64,7 @@ async fn the_base_model_wins_copies_and_bad_models_get_nothing() {
 
     // The models.
     let degraded_gguf = work.path().join("degraded.gguf");
-    noised_copy(&smol, &degraded_gguf, 0.2, 11);
+    ganglion_evaluation::demo::noised_copy(&smol, &degraded_gguf, 0.2, 11).unwrap();
     let base_dir = model_dir(&work.path().join("base"), &smol);
     let copier_dir = model_dir(&work.path().join("copier"), &smol);
     let degraded_dir = model_dir(&work.path().join("degraded"), &degraded_gguf);

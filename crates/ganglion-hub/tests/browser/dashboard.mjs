@@ -2,7 +2,8 @@
 // browser download). Invoked by crates/ganglion-hub/tests/browser.rs, which seeds a store,
 // starts the hub and passes:
 //   HUB_URL          the hub's base URL (http://127.0.0.1:PORT/)
-//   EXPECT           JSON: {netuid, miners: [hotkey…], bad_miner, request_id, live_id, compute_netuid}
+//   EXPECT           JSON: {netuid, miners: [hotkey…], bad_miner, request_id, live_id, compute_netuid,
+//                    reward_netuid, evaluation_netuid}
 //   SCREENSHOT_DIR   where to write hub-*.png
 //   CHROMIUM         the browser binary (default /usr/bin/chromium)
 //   USER_DATA_DIR    a fresh profile directory
@@ -107,6 +108,34 @@ try {
   const computePaths = await pathLengths();
   check(computePaths.some(n => n > 20), 'compute plots have data');
   await page.screenshot({ path: join(shots, 'hub-compute.png'), fullPage: true });
+
+  // Reward subnet: a histogram per series with bars, the uid list, and a uid's history plots.
+  await page.goto(`${hub}#/s/${expect.reward_netuid}/reward`);
+  await ready();
+  await page.waitForSelector('#reward-uids tbody tr.clickable');
+  const histograms = await page.$$eval('#reward-histograms .histogram', cards => cards.map(c => c.querySelectorAll('rect.bar').length));
+  check(histograms.length >= 2 && histograms.every(n => n > 0), `reward histograms have bars (${histograms})`);
+  await page.screenshot({ path: join(shots, 'hub-reward.png'), fullPage: true });
+  await page.click('#reward-uids tbody tr.clickable >> nth=0');
+  await page.waitForFunction(() => location.hash.includes('/reward/') && document.body.dataset.ready === 'true');
+  const rewardPaths = await pathLengths();
+  check(rewardPaths.filter(n => n > 20).length >= 2, `reward uid plots have data (lengths ${rewardPaths})`);
+  await page.screenshot({ path: join(shots, 'hub-reward-uid.png'), fullPage: true });
+
+  // Model evaluation: the latest round's table (a rejected uid with its cause) and a uid's plots.
+  await page.goto(`${hub}#/s/${expect.evaluation_netuid}/evaluation`);
+  await ready();
+  await page.waitForSelector('#evaluation-round tbody tr.clickable');
+  const round = await page.textContent('#evaluation-round');
+  check(round.includes('rejected') && round.includes('does not match'), 'the latest round shows the rejected uid and its cause');
+  const weightBars = await page.$$eval('rect.bar', rs => rs.length);
+  check(weightBars > 0, 'the weight and loss bar charts have bars');
+  await page.screenshot({ path: join(shots, 'hub-evaluation.png'), fullPage: true });
+  await page.goto(`${hub}#/s/${expect.evaluation_netuid}/evaluation/0`);
+  await ready();
+  const evalPaths = await pathLengths();
+  check(evalPaths.filter(n => n > 20).length >= 3, `loss, win rate and weight plots have data (lengths ${evalPaths})`);
+  await page.screenshot({ path: join(shots, 'hub-evaluation-uid.png'), fullPage: true });
 
   check(foreign.length === 0, `no requests outside the hub (got ${foreign.join(', ')})`);
   check(consoleErrors.length === 0, `no console errors (got ${consoleErrors.join(' | ')})`);

@@ -24,8 +24,8 @@ async fn subnets_list_both_views() {
     let subnets = body["subnets"].as_array().expect("list");
     assert_eq!(subnets.len(), 2);
     assert_eq!(subnets[0]["netuid"], INFERENCE);
-    assert_eq!(subnets[0]["views"], serde_json::json!({"inference": true, "compute": false}));
-    assert_eq!(subnets[1]["views"], serde_json::json!({"inference": false, "compute": true}));
+    assert_eq!(subnets[0]["views"], serde_json::json!({"inference": true, "compute": false, "reward": false, "evaluation": false}));
+    assert_eq!(subnets[1]["views"], serde_json::json!({"inference": false, "compute": true, "reward": false, "evaluation": false}));
     assert_eq!(subnets[0]["records"]["inference_n"], ROWS);
     assert_eq!(body["chain"]["configured"], false);
 }
@@ -217,4 +217,85 @@ async fn dashboard_assets_metrics_and_openapi_are_served() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/api/subnets/{netuid}/overview"]["get"]["parameters"].is_array());
+}
+
+#[tokio::test]
+async fn reward_and_evaluation_pages() {
+    use common::{EVALUATION, EVALUATION_ROUNDS, REWARD, REWARD_STEPS};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let records = seeded_sqlite(dir.path()).await;
+    common::seed_pages(&records).await;
+    let app = router(HubState::new(HubConfig::new(records, None, "none")));
+
+    let (_, list) = get_json(&app, "/api/subnets").await;
+    let views: Vec<(u64, Value)> =
+        list["subnets"].as_array().expect("list").iter().map(|s| (s["netuid"].as_u64().unwrap_or(0), s["views"].clone())).collect();
+    assert_eq!(views.len(), 4, "{views:?}");
+    assert_eq!(views[2], (u64::from(REWARD), serde_json::json!({"inference": false, "compute": false, "reward": true, "evaluation": false})));
+    assert_eq!(views[3], (u64::from(EVALUATION), serde_json::json!({"inference": false, "compute": false, "reward": false, "evaluation": true})));
+
+    // Distribution: combined reward and both functions; every step's three uids.
+    let (status, body) = get_json(&app, "/api/subnets/3/reward?window=24h&bins=10").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let d = &body["distribution"];
+    assert_eq!(d["samples"], REWARD_STEPS * 3);
+    assert_eq!(d["truncated"], false);
+    let names: Vec<&str> = d["histograms"].as_array().expect("histograms").iter().filter_map(|h| h["name"].as_str()).collect();
+    assert_eq!(names, ["total", "relevance_filter", "rlhf_reward_model"]);
+    let total = &d["histograms"][0];
+    assert_eq!(total["bins"].as_array().expect("bins").len(), 10);
+    assert_eq!(total["bins"].as_array().expect("bins").iter().map(|b| b["n"].as_u64().unwrap_or(0)).sum::<u64>(), REWARD_STEPS as u64 * 3);
+    assert_eq!(d["uids"].as_array().expect("uids").len(), 3);
+    assert_eq!(body["recent"].as_array().expect("recent").len(), 40);
+    // A shorter window sees fewer samples.
+    let (_, short) = get_json(&app, "/api/subnets/3/reward?window=15m").await;
+    assert!(short["distribution"]["samples"].as_u64().expect("n") < REWARD_STEPS as u64 * 3);
+
+    // A uid's history: oldest first, rising, with each function.
+    let (status, body) = get_json(&app, "/api/subnets/3/reward/uids/1?limit=10").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let history = body["history"].as_array().expect("history");
+    assert_eq!(history.len(), 10);
+    let rewards: Vec<f64> = history.iter().filter_map(|p| p["reward"].as_f64()).collect();
+    assert!(rewards.windows(2).all(|w| w[0] < w[1]), "{rewards:?}");
+    assert_eq!(body["functions"], serde_json::json!(["relevance_filter", "rlhf_reward_model"]));
+    assert!(history[0]["functions"]["rlhf_reward_model"].is_number());
+
+    // The latest round: one row per uid, the rejected one with its cause.
+    let (status, body) = get_json(&app, "/api/subnets/4/evaluation").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["round"]["step"], EVALUATION_ROUNDS - 1);
+    let rows = body["rows"].as_array().expect("rows");
+    assert_eq!(rows.iter().filter_map(|r| r["uid"].as_u64()).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert_eq!(rows[3]["status"], "rejected");
+    assert!(rows[3]["reason"].as_str().expect("cause").contains("does not match"));
+    assert_eq!(rows[0]["win_rate"], 1.0);
+
+    // A uid's evaluations over time: falling loss, steady weight.
+    let (status, body) = get_json(&app, "/api/subnets/4/evaluation/uids/0?window=24h").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let history = body["history"].as_array().expect("history");
+    assert_eq!(history.len() as u64, EVALUATION_ROUNDS);
+    let losses: Vec<f64> = history.iter().filter_map(|p| p["mean_loss"].as_f64()).collect();
+    assert!(losses.windows(2).all(|w| w[0] > w[1]), "{losses:?}");
+    assert!(history.iter().all(|p| p["weight"] == 0.8));
+
+    // Empty subnets answer empty pages; bad parameters are 400s.
+    let (status, body) = get_json(&app, "/api/subnets/1/evaluation").await;
+    assert_eq!((status, body["rows"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    let (_, body) = get_json(&app, "/api/subnets/1/reward").await;
+    assert_eq!(body["distribution"]["samples"], 0);
+    for bad in [
+        "/api/subnets/3/reward?bins=0",
+        "/api/subnets/3/reward?bins=101",
+        "/api/subnets/3/reward?window=2y",
+        "/api/subnets/3/reward?uid=1",
+        "/api/subnets/3/reward/uids/70000",
+        "/api/subnets/3/reward/uids/1?limit=1001",
+        "/api/subnets/4/evaluation/uids/x",
+        "/api/subnets/4/evaluation?window=1h",
+    ] {
+        let (status, body) = get_json(&app, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
 }

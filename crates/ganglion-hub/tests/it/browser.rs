@@ -1,7 +1,7 @@
 //! End to end in headless Chromium: seeds a store, starts the hub on loopback and runs
 //! `browser/dashboard.mjs` (playwright-core driving Debian's /usr/bin/chromium): the overview
 //! lists the seeded miners, plots render, a record inserted while the page is open appears
-//! live, and the miner, request and compute pages show their parts. Screenshots go to
+//! live, and the miner, request, compute, reward and model-evaluation pages show their parts. Screenshots go to
 //! `target/tmp/hub-screenshots/`. Needs `scripts/install-chromium`; without it the test is
 //! skipped, unless GANGLION_REQUIRE_ALL=1.
 
@@ -45,6 +45,7 @@ async fn dashboard_in_headless_chromium() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let records = common::seeded_sqlite(dir.path()).await;
+    common::seed_pages(&records).await;
     let mut config = HubConfig::new(records.clone(), None, "none");
     config.feed_poll = Duration::from_millis(200);
     let hub = bind(config, SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("hub");
@@ -62,6 +63,8 @@ async fn dashboard_in_headless_chromium() {
         "request_seed": s.inference(7).seed.map(|v| v.to_string()),
         "live_id": live.id,
         "compute_netuid": common::COMPUTE,
+        "reward_netuid": common::REWARD,
+        "evaluation_netuid": common::EVALUATION,
     });
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hub-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
@@ -104,7 +107,8 @@ async fn dashboard_in_headless_chromium() {
     let errors = stderr_task.await.unwrap_or_default();
     assert!(status.success(), "dashboard.mjs failed ({status}):\n{}\n{errors}", out.join("\n"));
     assert!(out.iter().any(|l| l.contains("\"ok\":true")), "{}", out.join("\n"));
-    for name in ["hub-overview.png", "hub-overview-live.png", "hub-miner.png", "hub-request.png", "hub-compute.png"] {
+    for name in ["hub-overview.png", "hub-overview-live.png", "hub-miner.png", "hub-request.png", "hub-compute.png", "hub-reward.png", "hub-reward-uid.png",
+        "hub-evaluation.png", "hub-evaluation-uid.png"] {
         let png = std::fs::read(shots.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"), "{name} is not a real screenshot");
     }

@@ -5,6 +5,7 @@ mod common;
 mod evaluation;
 mod feed;
 mod open;
+mod pages;
 mod rollup;
 mod store;
 mod tls;

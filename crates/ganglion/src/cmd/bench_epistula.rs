@@ -8,6 +8,12 @@
 //!    Requests are signed before timing starts: signing is the client's cost, not the layer's.
 //!    `--clients 1,4,16` repeats the comparison at several client counts; `--verification`
 //!    picks how the layer checks signatures (inline, the layer's default, or batched).
+//!    By default each client sends its next request as soon as the last one is answered
+//!    (closed loop: the two cores are saturated and a request's latency includes its share of
+//!    everyone's CPU). `--rate R` paces the clients instead (open loop: together R requests a
+//!    second to each server, evenly spread, each timed from its send), which shows what the layer
+//!    adds to one request when the machine is not saturated; the process's CPU use is printed
+//!    with it.
 //! 4. the layer's verification throughput with concurrent requests and no HTTP around it,
 //!    inline and batched, to show what batching saves in CPU.
 
@@ -20,6 +26,8 @@ use axum::routing::post;
 use ganglion_core::keys::Keypair;
 use ganglion_protocol::epistula::{self, BatchConfig, Driver, SignedHeaders, Verifier, VerifierConfig};
 use serde_json::json;
+
+use super::bench::{cpu_seconds, percentile};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EpistulaBenchArgs {
@@ -46,6 +54,10 @@ pub(crate) struct EpistulaBenchArgs {
     /// Tasks verifying batches in parallel with `--verification task` (default: one per core).
     #[arg(long)]
     verifiers: Option<usize>,
+    /// Pace the clients: together this many requests a second to each server (0: closed loop,
+    /// each client sending as soon as its last request is answered).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Requests per server in the latency comparison.
     #[arg(long, default_value_t = 4000)]
     requests: usize,
@@ -95,14 +107,6 @@ fn measure(seconds: f64, mut op: impl FnMut(u64)) -> Rate {
     }
     let elapsed = start.elapsed().as_secs_f64();
     Rate { per_second: done as f64 / elapsed, micros_each: elapsed * 1e6 / done as f64 }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 pub(crate) fn run(args: EpistulaBenchArgs) -> anyhow::Result<ExitCode> {
@@ -216,10 +220,15 @@ pub(crate) fn run(args: EpistulaBenchArgs) -> anyhow::Result<ExitCode> {
     let at = |row: &serde_json::Value, key: &str| row[key].as_f64().unwrap_or(f64::NAN);
     for run in &runs {
         println!();
+        let pacing = match run["rate_per_server"].as_f64() {
+            Some(rate) => format!("paced at {rate:.0} req/s per server (open loop)"),
+            None => "closed loop".to_string(),
+        };
         println!(
-            "Loopback echo, {} concurrent clients, {} requests per server, interleaved (verification: {}):",
+            "Loopback echo, {} concurrent clients, {} requests per server, interleaved, {pacing}, process CPU {:.2} cores (verification: {}):",
             run["concurrency"],
             run["requests_per_server"],
+            at(run, "process_cpu_cores"),
             args.verification.name()
         );
         println!("{:<20} {:>10} {:>10} {:>10} {:>12}", "server", "p50 µs", "p99 µs", "p99.9 µs", "req/s");
@@ -355,20 +364,33 @@ async fn compare_latency(
         });
         futures::future::join_all(warm).await;
     }
+    // With `--rate`, each client sends one request every `interval` (to the plain server and
+    // the protected one in turn), the clients' schedules staggered across one interval.
+    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(concurrency as f64 / (2.0 * args.rate)));
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let mut tasks = Vec::new();
-    for headers_list in signed {
+    for (client_index, headers_list) in signed.into_iter().enumerate() {
         let client = client.clone();
         let (plain_url, protected_url, body) = (plain_url.clone(), protected_url.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let mut plain = Vec::with_capacity(headers_list.len());
             let mut protected = Vec::with_capacity(headers_list.len());
+            let mut next = interval.map(|i| tokio::time::Instant::now() + i.mul_f64(client_index as f64 / concurrency as f64));
+            let mut pace = async || {
+                if let (Some(at), Some(interval)) = (next.as_mut(), interval) {
+                    tokio::time::sleep_until(*at).await;
+                    *at += interval;
+                }
+            };
             for headers in headers_list {
+                pace().await;
                 let start = Instant::now();
                 let response = client.post(&plain_url).body(body.clone()).send().await?;
                 response.bytes().await?;
                 plain.push(start.elapsed().as_secs_f64() * 1e6);
 
+                pace().await;
                 let start = Instant::now();
                 let response = client.post(&protected_url).headers(headers).body(body.clone()).send().await?;
                 anyhow::ensure!(response.status().is_success(), "protected echo refused a request: {}", response.status());
@@ -386,6 +408,7 @@ async fn compare_latency(
         protected.extend(q);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_cores = (cpu_seconds() - cpu_before) / elapsed.max(1e-9);
     plain.sort_by(f64::total_cmp);
     protected.sort_by(f64::total_cmp);
     let row = |samples: &[f64]| {
@@ -412,5 +435,8 @@ async fn compare_latency(
         })),
         "concurrency": concurrency,
         "requests_per_server": plain.len(),
+        "rate_per_server": (args.rate > 0.0).then_some(args.rate),
+        "process_cpu_cores": cpu_cores,
     }))
 }
+

@@ -12,6 +12,19 @@
 //!    driven straight at the upstream (signed too, so that the clients' own work is the
 //!    same), in alternating rounds, so both targets are measured side by side in one run.
 //!
+//! The miner's own cost is also measured request by request: every request carries an id
+//! (`"user": "bench-N"`), the fake upstream notes when it received that request and when it
+//! produced its last chunk, and the request's *overhead* is the client's whole latency less
+//! that span (the way there plus the way back of the last chunk). Direct requests have an
+//! overhead too (client, loopback, scheduling); the miner's added overhead is the difference of
+//! the two distributions' quantiles. Unlike the difference of whole latencies, this does not
+//! carry the upstream's timer jitter, which at hundreds of streams is larger than the miner.
+//!
+//! `--target engine` drives the built-in engine's OpenAI server (`ganglion engine serve`) with a
+//! real model instead (`--model`, default SmolLM2): no chain, no miner, unsigned requests; its
+//! 503 `server_busy` answers (more than 256 requests in flight) are its back-pressure and are
+//! counted as `busy`, not as errors, and a client that got one waits 100 ms before its next.
+//!
 //! A 429 from the miner's per-caller limit is counted as `limited`, not as an error. Each
 //! stream's first request in a round opens its connection and is left out of the latency
 //! figures (its errors still count). Memory is the whole process's (clients, upstream,
@@ -34,10 +47,20 @@ use ganglion_chain::{Chain, ChainError, HyperparamUpdate, LocalChain, Metagraph,
 use ganglion_core::keys::{Keypair, PublicKey};
 use ganglion_inference::miner::{self, MinerConfig, UpstreamConfig};
 use ganglion_protocol::epistula::SignedHeaders;
+
+use super::bench::{cpu_seconds, percentile};
 use serde_json::json;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct LoadBenchArgs {
+    /// What to load: the inference miner in front of a fake upstream (side by side with the
+    /// upstream alone), or the built-in engine's OpenAI server with a real model.
+    #[arg(long, value_enum, default_value_t = LoadTarget::Miner)]
+    target: LoadTarget,
+    /// The engine's model with `--target engine`: a name from `ganglion model list`, a path, or
+    /// `hf:REPO[@REV]`.
+    #[arg(long, default_value = "smollm2")]
+    model: String,
     /// Concurrent streams (clients each sending one request after another).
     #[arg(long, default_value_t = 1000)]
     streams: usize,
@@ -76,6 +99,15 @@ pub(crate) struct LoadBenchArgs {
     json: bool,
 }
 
+/// What `ganglion bench load` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LoadTarget {
+    /// The inference miner in front of a fast fake upstream, and the upstream alone.
+    Miner,
+    /// The built-in engine's OpenAI server (`ganglion engine serve`) with a real model.
+    Engine,
+}
+
 /// The model the fake upstream serves.
 const MODEL: &str = "bench";
 /// The miner's own default (`[miner] per_caller_concurrency`).
@@ -101,8 +133,12 @@ impl Target {
 struct Tally {
     latency_us: Vec<f64>,
     ttfb_us: Vec<f64>,
+    /// Latency less the upstream's own span for the same request (see the module docs).
+    overhead_us: Vec<f64>,
     ok: u64,
     limited: u64,
+    /// 503 `server_busy` from the engine server's bounded queue.
+    busy: u64,
     errors: BTreeMap<String, u64>,
     seconds: f64,
     cpu_seconds: f64,
@@ -116,8 +152,10 @@ impl Tally {
     fn merge(&mut self, other: Tally) {
         self.latency_us.extend(other.latency_us);
         self.ttfb_us.extend(other.ttfb_us);
+        self.overhead_us.extend(other.overhead_us);
         self.ok += other.ok;
         self.limited += other.limited;
+        self.busy += other.busy;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
         }
@@ -135,14 +173,6 @@ impl Tally {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 /// `VmHWM` and `VmRSS` of this process, in KiB.
 fn memory_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -155,17 +185,6 @@ fn memory_kib() -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// CPU time (user + system) this process has used, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at `state` (field 3);
-    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Resets `VmHWM` to the current RSS (Linux ≥ 4.0); false where that is not possible.
@@ -182,9 +201,14 @@ pub(crate) fn run(args: LoadBenchArgs) -> anyhow::Result<ExitCode> {
         runtime.worker_threads(args.threads);
     }
     let runtime = runtime.enable_all().build()?;
-    let report = runtime.block_on(bench(&args))?;
+    let report = match args.target {
+        LoadTarget::Miner => runtime.block_on(bench(&args))?,
+        LoadTarget::Engine => runtime.block_on(bench_engine(&args))?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if args.target == LoadTarget::Engine {
+        print_engine_table(&report);
     } else {
         print_table(&report);
     }
@@ -198,25 +222,80 @@ fn chunk(i: usize) -> Bytes {
 
 const TAIL: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n";
 
+/// When the fake upstream received each request and produced its last chunk, by request id.
+#[derive(Default)]
+struct Spans(std::sync::Mutex<std::collections::HashMap<u64, (Instant, Option<Instant>)>>);
+
+impl Spans {
+    fn start(&self, id: u64) {
+        if let Ok(mut spans) = self.0.lock() {
+            spans.insert(id, (Instant::now(), None));
+        }
+    }
+
+    fn end(&self, id: u64) {
+        if let Ok(mut spans) = self.0.lock()
+            && let Some(span) = spans.get_mut(&id)
+        {
+            span.1 = Some(Instant::now());
+        }
+    }
+
+    /// The upstream's span for request `id` (forgotten once taken), if it completed.
+    fn take(&self, id: u64) -> Option<Duration> {
+        let (start, end) = self.0.lock().ok()?.remove(&id)?;
+        Some(end?.saturating_duration_since(start))
+    }
+
+    fn clear(&self) {
+        if let Ok(mut spans) = self.0.lock() {
+            spans.clear();
+        }
+    }
+}
+
+/// The request id in a body made by [`request_body`].
+fn request_id(body: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"user\":\"bench-";
+    let at = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&body[at..at + digits]).ok()?.parse().ok()
+}
+
 /// The fake upstream: every completion is `tokens` chunks, `delay` apart, then `[DONE]`.
-/// Also returns the count of connections it accepted.
-async fn spawn_upstream(tokens: usize, delay: Duration) -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>)> {
-    let handler = move || async move {
-        let body = futures::stream::unfold(0usize, move |i| async move {
-            if i > tokens {
-                return None;
+/// Also returns the count of connections it accepted, and the spans it noted.
+async fn spawn_upstream(tokens: usize, delay: Duration) -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>, Arc<Spans>)> {
+    let spans = Arc::new(Spans::default());
+    let noted = spans.clone();
+    let handler = move |body: Bytes| {
+        let spans = noted.clone();
+        async move {
+            let id = request_id(&body);
+            if let Some(id) = id {
+                spans.start(id);
             }
-            if i == tokens {
-                return Some((Ok::<_, std::io::Error>(Bytes::from_static(TAIL.as_bytes())), i + 1));
-            }
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            Some((Ok(chunk(i)), i + 1))
-        });
-        let mut response = Response::new(Body::from_stream(body));
-        response.headers_mut().insert("content-type", "text/event-stream".parse().expect("static header"));
-        response
+            let body = futures::stream::unfold(0usize, move |i| {
+                let spans = spans.clone();
+                async move {
+                    if i > tokens {
+                        return None;
+                    }
+                    if i == tokens {
+                        if let Some(id) = id {
+                            spans.end(id);
+                        }
+                        return Some((Ok::<_, std::io::Error>(Bytes::from_static(TAIL.as_bytes())), i + 1));
+                    }
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Some((Ok(chunk(i)), i + 1))
+                }
+            });
+            let mut response = Response::new(Body::from_stream(body));
+            response.headers_mut().insert("content-type", "text/event-stream".parse().expect("static header"));
+            response
+        }
     };
     let router = axum::Router::new().route("/v1/chat/completions", post(handler));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the upstream")?;
@@ -231,7 +310,7 @@ async fn spawn_upstream(tokens: usize, delay: Duration) -> anyhow::Result<(Socke
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
-    Ok((addr, accepted))
+    Ok((addr, accepted, spans))
 }
 
 /// Registers `n` validators (funded, 2,000 TAO staked) on a fresh subnet and waits until
@@ -291,15 +370,30 @@ async fn set_up_validators(chain: &Arc<dyn Chain>, n: usize) -> anyhow::Result<(
 }
 
 struct Setup {
+    /// Validator hotkeys signing the requests (none: unsigned requests).
     keys: Arc<Vec<Keypair>>,
     miner_key: PublicKey,
-    body: Bytes,
+    model: String,
+    tokens: usize,
+    /// Time each stream's first request too (its connection's opening is noise next to the
+    /// engine's generation time, and at the engine's pace a stream makes few requests).
+    time_first: bool,
+    /// Request ids, unique over the run.
+    next_id: AtomicUsize,
+    spans: Arc<Spans>,
+}
+
+/// The body of request `id`: a streaming chat completion whose `user` field carries the id.
+fn request_body(model: &str, id: u64, tokens: usize) -> Bytes {
+    Bytes::from(format!(
+        "{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Say something.\"}}],\"stream\":true,\"max_tokens\":{tokens},\"user\":\"bench-{id}\"}}"
+    ))
 }
 
 async fn bench(args: &LoadBenchArgs) -> anyhow::Result<serde_json::Value> {
     let hotkeys = if args.hotkeys > 0 { args.hotkeys } else { args.streams.div_ceil(PER_CALLER).max(64) };
     let (_, rss_at_start) = memory_kib();
-    let (upstream, upstream_connections) = spawn_upstream(args.tokens, Duration::from_secs_f64(args.token_delay_ms.max(0.0) / 1000.0)).await?;
+    let (upstream, upstream_connections, spans) = spawn_upstream(args.tokens, Duration::from_secs_f64(args.token_delay_ms.max(0.0) / 1000.0)).await?;
 
     let data_dir = std::env::temp_dir().join(format!("ganglion-bench-load-{}", std::process::id()));
     let setup_started = Instant::now();
@@ -339,13 +433,7 @@ async fn bench(args: &LoadBenchArgs) -> anyhow::Result<serde_json::Value> {
     let miner_url = format!("http://{}/v1/chat/completions", handle.addr());
     let direct_url = format!("http://{upstream}/v1/chat/completions");
 
-    let body = json!({
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Say something."}],
-        "stream": true,
-        "max_tokens": args.tokens,
-    });
-    let setup = Arc::new(Setup { keys: Arc::new(keys), miner_key: miner_key.public(), body: Bytes::from(serde_json::to_vec(&body)?) });
+    let setup = Arc::new(Setup { keys: Arc::new(keys), miner_key: miner_key.public(), model: MODEL.into(), tokens: args.tokens, time_first: false, next_id: AtomicUsize::new(0), spans });
     let client = |_: Target| {
         ganglion_tls::ClientTls::system()
             .http_builder()
@@ -371,6 +459,7 @@ async fn bench(args: &LoadBenchArgs) -> anyhow::Result<serde_json::Value> {
             reset_peak_rss();
             let cpu_before = cpu_seconds();
             let connections_before = upstream_connections.load(Ordering::Relaxed);
+            setup.spans.clear();
             let mut tally = drive(args, &setup, http, url, slice, budget).await;
             tally.cpu_seconds = cpu_seconds() - cpu_before;
             tally.upstream_connections = (upstream_connections.load(Ordering::Relaxed) - connections_before) as u64;
@@ -394,6 +483,7 @@ async fn bench(args: &LoadBenchArgs) -> anyhow::Result<serde_json::Value> {
     let row = |t: &mut Tally| {
         t.latency_us.sort_by(f64::total_cmp);
         t.ttfb_us.sort_by(f64::total_cmp);
+        t.overhead_us.sort_by(f64::total_cmp);
         let errors: u64 = t.errors.values().sum();
         json!({
             "requests_ok": t.ok,
@@ -404,6 +494,10 @@ async fn bench(args: &LoadBenchArgs) -> anyhow::Result<serde_json::Value> {
             "ttfb_p50_ms": percentile(&t.ttfb_us, 50.0) / 1e3,
             "ttfb_p99_ms": percentile(&t.ttfb_us, 99.0) / 1e3,
             "ttfb_p999_ms": percentile(&t.ttfb_us, 99.9) / 1e3,
+            "overhead_p50_ms": percentile(&t.overhead_us, 50.0) / 1e3,
+            "overhead_p99_ms": percentile(&t.overhead_us, 99.0) / 1e3,
+            "overhead_p999_ms": percentile(&t.overhead_us, 99.9) / 1e3,
+            "overhead_samples": t.overhead_us.len(),
             "timed_samples": t.latency_us.len(),
             "upstream_connections_opened": t.upstream_connections,
             "process_cpu_cores": t.cpu_seconds / t.seconds.max(1e-9),
@@ -437,6 +531,9 @@ async fn bench(args: &LoadBenchArgs) -> anyhow::Result<serde_json::Value> {
         "added_latency_p99_ms": added("latency_p99_ms"),
         "added_latency_p999_ms": added("latency_p999_ms"),
         "added_ttfb_p99_ms": added("ttfb_p99_ms"),
+        "added_overhead_p50_ms": added("overhead_p50_ms"),
+        "added_overhead_p99_ms": added("overhead_p99_ms"),
+        "added_overhead_p999_ms": added("overhead_p999_ms"),
         "memory": {
             "scope": "whole process: clients, fake upstream, local chain and miner share it",
             "peak_reset_per_round": can_reset,
@@ -452,6 +549,124 @@ async fn bench(args: &LoadBenchArgs) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
+/// `--target engine`: the built-in engine's OpenAI server with a real model, `--rounds` rounds
+/// of `--streams` concurrent unsigned streaming requests.
+async fn bench_engine(args: &LoadBenchArgs) -> anyhow::Result<serde_json::Value> {
+    let path = super::engine::resolve_model(&args.model)?;
+    let loaded = Instant::now();
+    let engine = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || ganglion_engine::Engine::load(&path)
+    })
+    .await
+    .context("loading the model")??;
+    let load_seconds = loaded.elapsed().as_secs_f64();
+    let model = "bench-engine".to_string();
+    let config = ganglion_engine::server::ServerConfig { model_id: model.clone(), api_key: None };
+    let server = ganglion_engine::server::Server::start(Arc::new(engine), config).context("starting the engine worker thread")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the engine server")?;
+    let url = format!("http://{}/v1/chat/completions", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let setup = Arc::new(Setup {
+        keys: Arc::new(Vec::new()),
+        miner_key: Keypair::from_uri("//BenchLoadMiner")?.public(),
+        model,
+        tokens: args.tokens,
+        time_first: true,
+        next_id: AtomicUsize::new(0),
+        spans: Arc::new(Spans::default()),
+    });
+    let http = ganglion_tls::ClientTls::system()
+        .http_builder()
+        .pool_max_idle_per_host(args.streams)
+        .timeout(Duration::from_secs_f64(args.timeout))
+        .build()?;
+    let (_, baseline_rss) = memory_kib();
+    let can_reset = reset_peak_rss();
+    let mut total = Tally::default();
+    let slice = args.seconds / args.rounds as f64;
+    let budget = args.requests.div_ceil(args.rounds);
+    for _ in 0..args.rounds {
+        let cpu_before = cpu_seconds();
+        let mut tally = drive(args, &setup, &http, &url, slice, budget).await;
+        tally.cpu_seconds = cpu_seconds() - cpu_before;
+        tally.peak_rss_kib = memory_kib().0;
+        total.merge(tally);
+    }
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(30), serving).await;
+    total.latency_us.sort_by(f64::total_cmp);
+    total.ttfb_us.sort_by(f64::total_cmp);
+    let errors: u64 = total.errors.values().sum();
+    Ok(json!({
+        "target": "engine",
+        "model": path.display().to_string(),
+        "model_load_seconds": load_seconds,
+        "streams": args.streams,
+        "tokens": args.tokens,
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "worker_threads": if args.threads > 0 { args.threads } else { std::thread::available_parallelism().map_or(1, usize::from) },
+        "engine": {
+            "requests_ok": total.ok,
+            "requests_per_second": total.ok as f64 / total.seconds.max(1e-9),
+            "latency_p50_ms": percentile(&total.latency_us, 50.0) / 1e3,
+            "latency_p99_ms": percentile(&total.latency_us, 99.0) / 1e3,
+            "latency_p999_ms": percentile(&total.latency_us, 99.9) / 1e3,
+            "ttfb_p50_ms": percentile(&total.ttfb_us, 50.0) / 1e3,
+            "ttfb_p99_ms": percentile(&total.ttfb_us, 99.0) / 1e3,
+            "timed_samples": total.latency_us.len(),
+            "busy_503": total.busy,
+            "errors": errors,
+            "errors_by_kind": total.errors,
+            "process_cpu_cores": total.cpu_seconds / total.seconds.max(1e-9),
+        },
+        "memory": {
+            "scope": "whole process: clients and the engine server (the model's weights included)",
+            "peak_reset_per_round": can_reset,
+            "rss_baseline_mib": baseline_rss as f64 / 1024.0,
+            "peak_mib": total.peak_rss_kib as f64 / 1024.0,
+            "per_stream_kib": (total.peak_rss_kib.saturating_sub(baseline_rss) as f64) / args.streams as f64,
+        },
+    }))
+}
+
+fn print_engine_table(report: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let e = &report["engine"];
+    println!(
+        "Load on the engine server: {} concurrent streams, {} tokens each, {} s in {} rounds, {} worker threads; model {} (loaded in {:.1} s)",
+        report["streams"], report["tokens"], report["seconds"], report["rounds"], report["worker_threads"], report["model"].as_str().unwrap_or("?"), f(&report["model_load_seconds"])
+    );
+    println!(
+        "ok {}  req/s {:.2}  latency p50 {:.1} / p99 {:.1} / p999 {:.1} ms  ttfb p50 {:.1} / p99 {:.1} ms  busy (503 server_busy) {}  errors {}  cores {:.2}",
+        e["requests_ok"].as_u64().unwrap_or(0),
+        f(&e["requests_per_second"]),
+        f(&e["latency_p50_ms"]),
+        f(&e["latency_p99_ms"]),
+        f(&e["latency_p999_ms"]),
+        f(&e["ttfb_p50_ms"]),
+        f(&e["ttfb_p99_ms"]),
+        e["busy_503"].as_u64().unwrap_or(0),
+        e["errors"].as_u64().unwrap_or(0),
+        f(&e["process_cpu_cores"])
+    );
+    if let Some(kinds) = e["errors_by_kind"].as_object().filter(|k| !k.is_empty()) {
+        let list: Vec<String> = kinds.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        println!("errors: {}", list.join(", "));
+    }
+    let m = &report["memory"];
+    println!(
+        "memory (whole process, weights included): baseline {:.0} MiB, peak {:.0} MiB, (peak - baseline) / streams {:.1} KiB",
+        f(&m["rss_baseline_mib"]),
+        f(&m["peak_mib"]),
+        f(&m["per_stream_kib"])
+    );
+}
+
 /// `streams` concurrent clients against `url` for `seconds` (and at most `budget`
 /// requests in all, when non-zero).
 async fn drive(args: &LoadBenchArgs, setup: &Arc<Setup>, http: &reqwest::Client, url: &str, seconds: f64, budget: usize) -> Tally {
@@ -463,7 +678,7 @@ async fn drive(args: &LoadBenchArgs, setup: &Arc<Setup>, http: &reqwest::Client,
     for stream in 0..args.streams {
         let (setup, http, url, issued) = (setup.clone(), http.clone(), url.to_string(), issued.clone());
         tasks.push(tokio::spawn(async move {
-            let key = &setup.keys[stream % setup.keys.len()];
+            let key = setup.keys.get(stream % setup.keys.len().max(1));
             let mut tally = Tally::default();
             let mut first = true;
             loop {
@@ -473,7 +688,7 @@ async fn drive(args: &LoadBenchArgs, setup: &Arc<Setup>, http: &reqwest::Client,
                 if budget > 0 && issued.fetch_add(1, Ordering::Relaxed) >= budget {
                     break;
                 }
-                one_request(&http, &url, key, &setup, &mut tally, !first).await;
+                one_request(&http, &url, key, &setup, &mut tally, !first || setup.time_first).await;
                 first = false;
             }
             tally
@@ -492,11 +707,15 @@ async fn drive(args: &LoadBenchArgs, setup: &Arc<Setup>, http: &reqwest::Client,
 }
 
 /// One signed streaming request, read to the end; recorded in `tally` (timed if `timed`).
-async fn one_request(http: &reqwest::Client, url: &str, key: &Keypair, setup: &Setup, tally: &mut Tally, timed: bool) {
+async fn one_request(http: &reqwest::Client, url: &str, key: Option<&Keypair>, setup: &Setup, tally: &mut Tally, timed: bool) {
+    let id = setup.next_id.fetch_add(1, Ordering::Relaxed) as u64;
+    let body = request_body(&setup.model, id, setup.tokens);
     let mut headers = http::HeaderMap::new();
-    SignedHeaders::sign(key, &setup.body, Some(&setup.miner_key)).apply(&mut headers);
+    if let Some(key) = key {
+        SignedHeaders::sign(key, &body, Some(&setup.miner_key)).apply(&mut headers);
+    }
     let start = Instant::now();
-    let response = match http.post(url).headers(headers).header("content-type", "application/json").body(setup.body.clone()).send().await {
+    let response = match http.post(url).headers(headers).header("content-type", "application/json").body(body).send().await {
         Ok(r) => r,
         Err(e) => {
             tally.error(if e.is_connect() {
@@ -513,6 +732,16 @@ async fn one_request(http: &reqwest::Client, url: &str, key: &Keypair, setup: &S
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         tally.limited += 1;
         let _ = response.bytes().await;
+        return;
+    }
+    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        let body = response.bytes().await.unwrap_or_default();
+        if String::from_utf8_lossy(&body).contains("server_busy") {
+            tally.busy += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        } else {
+            tally.error("http 503");
+        }
         return;
     }
     if !status.is_success() {
@@ -546,9 +775,13 @@ async fn one_request(http: &reqwest::Client, url: &str, key: &Keypair, setup: &S
         return;
     }
     tally.ok += 1;
+    let span = setup.spans.take(id);
     if timed {
         tally.latency_us.push(elapsed.as_secs_f64() * 1e6);
         tally.ttfb_us.push(ttfb.unwrap_or(elapsed).as_secs_f64() * 1e6);
+        if let Some(span) = span {
+            tally.overhead_us.push(elapsed.saturating_sub(span).as_secs_f64() * 1e6);
+        }
     }
 }
 
@@ -589,6 +822,18 @@ fn print_table(report: &serde_json::Value) {
         f(&report["added_latency_p999_ms"]),
         f(&report["added_ttfb_p99_ms"])
     );
+    println!(
+        "overhead (latency less the upstream's own span, same request): direct p50 {:.3} / p99 {:.3} / p999 {:.3} ms, miner p50 {:.3} / p99 {:.3} / p999 {:.3} ms; added by the miner p50 {:.3}, p99 {:.3}, p999 {:.3} ms",
+        f(&report["direct"]["overhead_p50_ms"]),
+        f(&report["direct"]["overhead_p99_ms"]),
+        f(&report["direct"]["overhead_p999_ms"]),
+        f(&report["miner"]["overhead_p50_ms"]),
+        f(&report["miner"]["overhead_p99_ms"]),
+        f(&report["miner"]["overhead_p999_ms"]),
+        f(&report["added_overhead_p50_ms"]),
+        f(&report["added_overhead_p99_ms"]),
+        f(&report["added_overhead_p999_ms"])
+    );
     for name in ["direct", "miner"] {
         if let Some(kinds) = report[name]["errors_by_kind"].as_object().filter(|k| !k.is_empty()) {
             let list: Vec<String> = kinds.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -625,5 +870,21 @@ fn print_table(report: &serde_json::Value) {
         println!("chain setup (validators registered, staked, permitted): {:.1} s", f(&report["chain_setup_seconds"]));
     } else {
         println!("no chain (--no-chain): the miner admitted every correctly signed caller");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_reads_back_the_request_id() {
+        assert_eq!(request_id(&request_body(MODEL, 0, 32)), Some(0));
+        assert_eq!(request_id(&request_body(MODEL, 123_456_789, 8)), Some(123_456_789));
+        assert_eq!(request_id(b"{\"model\":\"bench\"}"), None);
+        let body: serde_json::Value = serde_json::from_slice(&request_body("some-model", 7, 16)).expect("valid JSON");
+        assert_eq!(body["model"], "some-model");
+        assert_eq!(body["user"], "bench-7");
+        assert_eq!(body["max_tokens"], 16);
     }
 }

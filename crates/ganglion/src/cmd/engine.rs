@@ -62,8 +62,8 @@ pub(crate) enum EngineCommand {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// TOML config file whose keys are the flag names without `--`, `-` written `_`
-    /// (`model`, `served_model_name`, `host`, `port`, `api_key`); flags and environment
-    /// variables override it.
+    /// (`model`, `served_model_name`, `host`, `port`, `api_key`, `max_num_seqs`, `max_queued`);
+    /// flags and environment variables override it.
     #[arg(long, env = "GANGLION_ENGINE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Model name (`smollm2`), path to a llama GGUF file, or `hf:OWNER/REPO[@REVISION][:FILE]`
@@ -82,6 +82,14 @@ pub(crate) struct ServeArgs {
     /// Name clients use in the `model` field (default: the `--model` value).
     #[arg(long)]
     served_model_name: Option<String>,
+    /// Sequences decoded together by continuous batching, 1–256 (vLLM's `--max-num-seqs`,
+    /// llama-server's `-np`) [default: 16].
+    #[arg(long)]
+    max_num_seqs: Option<usize>,
+    /// Requests queued or running at once; more are refused with 503 `server_busy` at once
+    /// rather than waiting behind a queue they would time out in [default: 256].
+    #[arg(long)]
+    max_queued: Option<usize>,
 }
 
 impl ServeArgs {
@@ -92,7 +100,9 @@ impl ServeArgs {
             .set("host", self.host.map(|h| h.to_string()))
             .set("port", self.port.map(i64::from))
             .set("api_key", self.api_key.clone())
-            .set("served_model_name", self.served_model_name.clone());
+            .set("served_model_name", self.served_model_name.clone())
+            .set("max_num_seqs", self.max_num_seqs.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+            .set("max_queued", self.max_queued.map(|n| i64::try_from(n).unwrap_or(i64::MAX)));
         o
     }
 
@@ -289,7 +299,8 @@ pub(crate) fn run_engine(command: EngineCommand) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr().context("reading the bound address")?;
         eprintln!("serving {} on http://{local}/v1", config.model_id);
-        let server = ganglion_engine::server::Server::start(Arc::new(engine), config).context("starting the engine worker thread")?;
+        let server = ganglion_engine::server::Server::start_with(Arc::new(engine), config, serve.worker_options())
+            .context("starting the engine worker thread")?;
         server
             .serve(listener, async {
                 let signal = ganglion_neuron::signals::wait_for_signal().await;

@@ -86,6 +86,12 @@ pub(crate) struct BenchArgs {
     /// Compute challenges to seed (for the compute pages; 0 skips them).
     #[arg(long, default_value_t = 1_000_000)]
     challenges: u64,
+    /// Reward-subnet step events to seed, 16 uids each (for the reward pages; 0 skips them).
+    #[arg(long, default_value_t = 62_500)]
+    reward_events: u64,
+    /// Model evaluations to seed, one per uid per round (for the model pages; 0 skips them).
+    #[arg(long, default_value_t = 1_000_000)]
+    evaluations: u64,
     /// Miners in the pretend subnet.
     #[arg(long, default_value_t = 256)]
     miners: u16,
@@ -156,6 +162,8 @@ pub(crate) fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let config = BenchConfig {
         rows: args.rows,
         challenges: args.challenges,
+        reward_events: args.reward_events,
+        evaluations: args.evaluations,
         miners: args.miners.max(1),
         validators: args.validators.max(1),
         batch: args.batch.max(1),

@@ -205,6 +205,11 @@ pub(crate) enum MinerModelCommand {
     /// files by manifest path), Epistula-signed requests only, callers judged by the subnet's
     /// policy (registered validators with a permit by default).
     Serve(ServeArgs),
+    /// Fine-tune a base model (a llama GGUF such as SmolLM2) on CPU on data of the evaluation
+    /// domain and write a model directory `miner model publish` takes: the last blocks and the
+    /// output norm are trained (AdamW) on the validator's response loss over corpus samples,
+    /// the rest frozen; the output's held-out loss is measured against the base model's.
+    Train(TrainArgs),
 }
 
 /// `ganglion miner model publish` flags.
@@ -317,4 +322,128 @@ pub(crate) fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         serving.wait().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `ganglion miner model train` flags.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Draws prompt/response pairs from the corpus exactly as the \
+validator does (a seed of its own; the held-out pairs share no response with the training \
+ones), runs the frozen blocks once per training pair, trains the last --layers blocks and the \
+output norm in f32 with AdamW on the mean cross-entropy of the response tokens, and writes \
+DIR/model.gguf (trained matrices as Q8_0, norms as F32, everything else as in the base), \
+DIR/config.json and DIR/training.json. The result must pass the validator's model checks; \
+then the base and the trained model's losses on the held-out pairs are computed with the \
+validator's own loss code. Progress goes to stderr; with --json one object goes to stdout: \
+{\"out\", \"base_loss\", \"trained_loss\", \"eval_samples\", \"seconds\", ...}.\n\n\
+Example: ganglion miner model train --base ~/.ganglion/models/SmolLM2-135M-Instruct.Q4_1.gguf \
+--out ./trained --json && ganglion miner model publish --dir ./trained --wallet.name m")]
+pub(crate) struct TrainArgs {
+    /// The base model: a llama GGUF file, or a name from the model cache (`smollm2`).
+    #[arg(long)]
+    base: String,
+    /// The output model directory (created; it must hold no other .gguf file).
+    #[arg(long)]
+    out: PathBuf,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = ganglion_evaluation::train::defaults::STEPS)]
+    steps: usize,
+    /// Training samples (prompt/response pairs from the corpus).
+    #[arg(long, default_value_t = ganglion_evaluation::train::defaults::SAMPLES)]
+    samples: usize,
+    /// Held-out samples the base and trained losses are measured on.
+    #[arg(long = "eval-samples", default_value_t = ganglion_evaluation::train::defaults::EVAL_SAMPLES)]
+    eval_samples: usize,
+    /// Samples per optimizer step.
+    #[arg(long, default_value_t = ganglion_evaluation::train::defaults::BATCH)]
+    batch: usize,
+    /// Trainable blocks, counted from the last (plus the output norm).
+    #[arg(long, default_value_t = ganglion_evaluation::train::defaults::LAYERS)]
+    layers: usize,
+    /// Peak learning rate (AdamW, warm-up then cosine decay).
+    #[arg(long = "lr", default_value_t = ganglion_evaluation::train::defaults::LEARNING_RATE)]
+    learning_rate: f64,
+    /// Seed of the data draws and the shuffling.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Threads of the matrix products (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Tokens per sample (the competition's sequence_length).
+    #[arg(long = "sequence-length", default_value_t = ganglion_evaluation::scoring::finetuning::SEQUENCE_LENGTH)]
+    sequence_length: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run_train(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    use ganglion_evaluation::train::{Progress, TrainSettings};
+    let base = {
+        let path = PathBuf::from(&args.base);
+        if path.is_file() {
+            path
+        } else {
+            let dir = ganglion_engine::store::models_dir()?;
+            ganglion_engine::store::resolve_model(&args.base, &dir).with_context(|| format!("--base {}: not a file nor a cached model", args.base))?
+        }
+    };
+    let corpus = ganglion_evaluation::train::locate_corpus()?;
+    let settings = TrainSettings {
+        steps: args.steps,
+        samples: args.samples,
+        eval_samples: args.eval_samples,
+        batch: args.batch,
+        layers: args.layers,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        threads: args.threads,
+        max_len: args.sequence_length,
+        ..TrainSettings::new(base.clone(), args.out.clone())
+    };
+    eprintln!("training {} into {}", base.display(), args.out.display());
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut progress = |p: Progress| match p {
+        Progress::Start { phase, total } => {
+            let b = indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} ({elapsed}, eta {eta}) {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(phase.label());
+            bar = Some(b);
+        }
+        Progress::Advance { done, loss } => {
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+                if let Some(l) = loss {
+                    b.set_message(format!("loss {l:.4}"));
+                }
+            }
+        }
+        Progress::Finish => {
+            if let Some(b) = bar.take() {
+                b.finish();
+            }
+        }
+    };
+    let report = ganglion_evaluation::train::train(&settings, &corpus, &mut progress)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "wrote {} ({} steps of {} samples, {} trainable parameters, {:.0} s on {} threads)\nheld-out loss over {} samples: base {:.4}, trained {:.4} ({:+.1}%)",
+            report.out.display(),
+            report.steps,
+            report.batch,
+            report.trainable_parameters,
+            report.seconds,
+            report.threads,
+            report.eval_samples,
+            report.base_loss,
+            report.trained_loss,
+            100.0 * (report.trained_loss / report.base_loss - 1.0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ use ganglion_neuron::Shutdown;
 use ganglion_records::Records;
 use ganglion_reward::dpo::Dpo;
 use ganglion_reward::embed::SentenceEmbedder;
-use ganglion_reward::events::{ExportFormat, RecordsSink, export_events};
+use ganglion_reward::events::{ExportFormat, RecordsSink, export_events, export_events_to_file};
 use ganglion_reward::forward::{FOLLOWUP_ROUNDS, QUERY_TIMEOUT, Rater, SAMPLE_SIZE};
 use ganglion_reward::judge::{Judge, JudgeConfig};
 use ganglion_reward::pipeline::Pipeline;
@@ -236,8 +236,9 @@ pub(crate) enum ExportCommand {
 /// `ganglion export events` flags.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ExportArgs {
-    /// jsonl (one step event per line) or csv (one row per completion).
-    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+    /// jsonl (one step event per line), csv (one row per completion) or parquet (the csv's
+    /// rows with typed columns; needs --output).
+    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv", "parquet"])]
     format: String,
     /// The records store (default sqlite in ~/.ganglion/reward).
     #[arg(long = "database.url", env = "GANGLION_DATABASE_URL")]
@@ -245,7 +246,7 @@ pub(crate) struct ExportArgs {
     /// Only this subnet's events.
     #[arg(long)]
     netuid: Option<u16>,
-    /// Write here instead of stdout.
+    /// Write here instead of stdout (atomically: a temporary file renamed into place).
     #[arg(long, short)]
     output: Option<PathBuf>,
 }
@@ -253,6 +254,9 @@ pub(crate) struct ExportArgs {
 pub(crate) fn run_export(command: ExportCommand) -> anyhow::Result<ExitCode> {
     let ExportCommand::Events(args) = command;
     let format: ExportFormat = args.format.parse()?;
+    if format == ExportFormat::Parquet && args.output.is_none() {
+        anyhow::bail!("--format parquet writes a file: give --output PATH");
+    }
     runtime()?.block_on(async move {
         let url = args
             .database_url
@@ -265,20 +269,14 @@ pub(crate) fn run_export(command: ExportCommand) -> anyhow::Result<ExitCode> {
             )
         })?;
         let written = match &args.output {
-            Some(path) => {
-                let mut file = std::io::BufWriter::new(
-                    std::fs::File::create(path)
-                        .with_context(|| format!("creating {}", path.display()))?,
-                );
-                export_events(&records, args.netuid, format, &mut file).await?
-            }
+            Some(path) => export_events_to_file(&records, args.netuid, format, path).await?,
             None => {
                 export_events(&records, args.netuid, format, &mut std::io::stdout().lock()).await?
             }
         };
         eprintln!(
             "exported {written} {}",
-            if format == ExportFormat::Csv {
+            if format != ExportFormat::Jsonl {
                 "rows"
             } else {
                 "events"

@@ -206,3 +206,63 @@ async fn reward_subnet_puts_the_good_miner_first_and_masks_each_bad_one() {
         assert!(component(dup, "diversity_reward_model") < component(good, "diversity_reward_model"), "{summary}");
     }
 }
+
+/// A miner's last evaluation by the model validator (`model_evaluation` of the summary).
+fn evaluation<'a>(row: &'a Value, field: &str) -> &'a Value {
+    &row["model_evaluation"][field]
+}
+
+/// `ganglion localnet --model-eval`: the model-evaluation subnet beside the inference one,
+/// every node a process of the real binary (`validator model`, `miner model publish` and
+/// `serve`): the base model (SmolLM2), a degraded copy (noised weights) committed first, a
+/// copier re-committing the base files later, an oversized model and a miner serving other
+/// files than it committed. After one epoch the base model holds the subnet's top incentive
+/// (it beats the earlier degraded copy by more than epsilon), the copier is a duplicate of
+/// the base's commit, and the oversized and mismatched models are rejected with their causes
+/// and get nothing.
+///
+/// The trained miner is left out (`--model-eval.no-train`: its training would take most of
+/// the test's budget); with it the trained model must lead instead of the base, which is
+/// checked when the summary has it. Inference runs with short completions (it cannot be
+/// turned off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localnet_model_eval_ranks_the_best_model_first_and_rejects_the_bad_ones() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let data_dir = dir.path().join("localnet");
+    let args = [
+        "--epochs", "1", "--no-compute", "--max-tokens", "16",
+        "--model-eval", "--model-eval.no-train", "--model-eval.samples", "4",
+    ];
+    let summary = run_localnet(&args, &data_dir, Duration::from_secs(300)).await;
+    assert_eq!(summary["epochs"], 1, "{summary}");
+    let uids = summary["uids"].as_array().unwrap_or_else(|| panic!("no uids: {summary}"));
+    let miners: Vec<&Value> = uids.iter().filter(|u| u["subnet"] == "model-eval" && u["role"] != "validator").collect();
+    let trained = miners.iter().any(|m| m["name"] == "model-trained");
+    assert_eq!(miners.len(), if trained { 6 } else { 5 }, "base, degraded, copier, oversized, mismatch (+ trained): {summary}");
+    let leader = by_name(uids, if trained { "model-trained" } else { "model-base" });
+    let top = miners.iter().map(|m| incentive(m)).fold(0.0, f64::max);
+    assert!(incentive(leader) > 0.0 && incentive(leader) >= top, "{} holds the top incentive: {summary}", leader["name"]);
+    assert_eq!(evaluation(leader, "status"), "evaluated", "{leader}");
+
+    let (base, degraded, copier) = (by_name(uids, "model-base"), by_name(uids, "model-degraded"), by_name(uids, "model-copier"));
+    for below in [degraded, copier] {
+        assert!(incentive(below) < incentive(leader), "{} is below {}: {summary}", below["name"], leader["name"]);
+    }
+    assert_eq!(evaluation(degraded, "status"), "evaluated", "{degraded}");
+    let loss = |row: &Value| evaluation(row, "mean_loss").as_f64().unwrap_or_else(|| panic!("no mean loss: {row}"));
+    assert!(loss(base) < loss(degraded), "the noised weights lose: {summary}");
+    assert!(evaluation(base, "win_rate").as_f64() > evaluation(degraded, "win_rate").as_f64(), "{summary}");
+    assert_eq!(evaluation(copier, "status"), "duplicate", "{copier}");
+    assert_eq!(evaluation(copier, "reason").as_str(), Some(format!("a copy of uid {}'s earlier commit", base["uid"]).as_str()), "{copier}");
+
+    for (name, cause) in [("model-oversized", "bytes"), ("model-mismatch", "does not match the commitment")] {
+        let row = by_name(uids, name);
+        assert_eq!(evaluation(row, "status"), "rejected", "{row}");
+        assert!(evaluation(row, "reason").as_str().is_some_and(|r| r.contains(cause)), "{name}'s cause names `{cause}`: {row}");
+        assert_eq!(incentive(row), 0.0, "{row}");
+    }
+    assert_eq!(summary["model_eval"]["commits"].as_array().map(Vec::len), Some(miners.len()), "{summary}");
+    for exit in summary["shutdown"].as_array().unwrap_or_else(|| panic!("no shutdown report: {summary}")) {
+        assert_eq!(exit["exit"], "clean", "{exit} (logs in {})", data_dir.join("logs").display());
+    }
+}

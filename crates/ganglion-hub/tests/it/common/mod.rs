@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ganglion_records::synthetic::SyntheticSubnet;
-use ganglion_records::{AllocationRecord, Records, now_ms};
+use ganglion_records::{AllocationRecord, ModelEvaluationRecord, Records, RewardEventRecord, now_ms};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -14,6 +14,15 @@ use tower::ServiceExt;
 pub const INFERENCE: u16 = 1;
 /// Compute netuid of the seed.
 pub const COMPUTE: u16 = 2;
+/// Reward-subnet netuid of [`seed_pages`].
+pub const REWARD: u16 = 3;
+/// Model-evaluation netuid of [`seed_pages`].
+pub const EVALUATION: u16 = 4;
+/// Reward steps [`seed_pages`] writes (3 uids each), one a minute ending now.
+pub const REWARD_STEPS: i64 = 40;
+/// Evaluation rounds [`seed_pages`] writes (4 uids each), one every 5 minutes ending now.
+pub const EVALUATION_ROUNDS: u64 = 12;
+
 /// Inference rows seeded.
 pub const ROWS: u64 = 600;
 
@@ -68,6 +77,74 @@ pub async fn seed(records: &Records) {
         })
         .await
         .expect("seed allocation");
+}
+
+/// Seeds a reward subnet ([`REWARD`]: steps whose uid 1 improves over time, uid 2 fails,
+/// uid 3 scores 1) and a model-evaluation subnet ([`EVALUATION`]: uid 0 wins with a falling
+/// loss, uid 3 is rejected).
+pub async fn seed_pages(records: &Records) {
+    let now = seed_now();
+    let events: Vec<RewardEventRecord> = (0..REWARD_STEPS)
+        .map(|i| {
+            let r1 = i as f64 / REWARD_STEPS as f64;
+            RewardEventRecord {
+                id: format!("reward-seed-{i}"),
+                created_at_ms: now - (REWARD_STEPS - 1 - i) * 60_000,
+                netuid: REWARD,
+                block: 100 + i as u64,
+                validator_hotkey: "5RewardValidator".into(),
+                forward_index: i as u64 / 2,
+                step: if i % 2 == 0 { "augment".into() } else { "answer0".into() },
+                prompt: format!("Summarise item {i}"),
+                base_prompt: "base".into(),
+                best: format!("A summary of item {i}"),
+                step_length_s: 2.0,
+                scoring_s: 0.5,
+                uids: serde_json::json!([1, 2, 3]),
+                completions: serde_json::json!([format!("answer {i}"), "", "perfect"]),
+                completion_times: serde_json::json!([0.5, 9.0, 0.25]),
+                rewards: serde_json::json!([r1, 0.0, 1.0]),
+                functions: serde_json::json!([
+                    {"name": "rlhf_reward_model", "raw": [r1, null, 2.0], "normalized": [r1, 0.0, 1.0]},
+                    {"name": "relevance_filter", "raw": [1.0, null, 1.0], "normalized": [1.0, 0.0, 1.0]},
+                ]),
+            }
+        })
+        .collect();
+    records.insert_reward_events(&events).await.expect("seed reward events");
+    let mut rows = Vec::new();
+    for step in 0..EVALUATION_ROUNDS {
+        for uid in 0..4u16 {
+            let evaluated = uid != 3;
+            rows.push(ModelEvaluationRecord {
+                id: format!("evaluation-seed-{step}-{uid}"),
+                created_at_ms: now - (EVALUATION_ROUNDS - 1 - step) as i64 * 300_000,
+                netuid: EVALUATION,
+                block: 1000 + step * 10,
+                validator_hotkey: "5EvalValidator".into(),
+                step,
+                competition: "g1".into(),
+                uid,
+                miner_hotkey: format!("5EvalMiner{uid}"),
+                commitment: format!("m{uid}:rev:hash"),
+                commit_block: 900,
+                model_hash: evaluated.then(|| format!("hash{uid}")),
+                status: if evaluated { "evaluated".into() } else { "rejected".into() },
+                reason: (!evaluated).then(|| "the files hash to x, which does not match the commitment".into()),
+                mean_loss: evaluated.then_some(3.0 + f64::from(uid) - step as f64 * 0.05),
+                win_rate: evaluated.then_some(if uid == 0 { 1.0 } else { 0.5 - f64::from(uid) * 0.2 }),
+                wins: if uid == 0 { 2 } else { 0 },
+                matches: 2,
+                weight: match uid {
+                    0 => 0.8,
+                    1 => 0.2,
+                    _ => 0.0,
+                },
+                samples: 16,
+            });
+        }
+    }
+    records.insert_model_evaluations(&rows).await.expect("seed evaluations");
 }
 
 /// A fresh SQLite store in `dir`, seeded.

@@ -9,6 +9,11 @@
 //!     ─► reward (`--reward`): the reward-pipeline validator, a good prompting miner (its own
 //!        engine of the first model) and four bad ones (`ganglion-redteam` processes): prompt-echo,
 //!        off-topic, duplicate (two hotkeys, one answer), rule-breaker
+//!     ─► model evaluation (`--model-eval`): `ganglion validator model` and six model miners
+//!        (`miner model publish` + `serve`): the first model (base), a copy trained by `miner
+//!        model train` (trained), a noised copy committed first (degraded), the base files
+//!        committed later (copier), one over the byte cap (oversized) and one serving other
+//!        files than it committed (mismatch); see [`model_eval`]
 //!     ─► hub ─► every epoch: a table from the metagraph and the validators' status
 //! ```
 //!
@@ -17,6 +22,7 @@
 //! `<data-dir>/logs/<name>.log`; the driver talks to them only as a user would, through the
 //! chain and their HTTP endpoints. By default each run starts from a fresh data directory.
 
+mod model_eval;
 mod setup;
 mod table;
 
@@ -86,6 +92,23 @@ pub(crate) struct LocalnetArgs {
     /// steps).
     #[arg(long = "reward.rounds", default_value_t = 4)]
     reward_rounds: usize,
+    /// Also run the model-evaluation subnet (`ganglion validator model`) with six model
+    /// miners of the first model (`ganglion miner model publish` + `serve`): the base model, a
+    /// copy trained by `ganglion miner model train` first, a degraded copy (noised weights,
+    /// committed first), a copier (the base files committed later: a duplicate), an oversized
+    /// model (over the competition's byte cap) and a miner serving other files than it
+    /// committed; the table then shows each one's loss, win rate, incentive and rejection cause.
+    #[arg(long = "model-eval")]
+    model_eval: bool,
+    /// Training steps of the trained miner (`miner model train --steps`; default: its own).
+    #[arg(long = "model-eval.steps", requires = "model_eval")]
+    model_eval_steps: Option<u32>,
+    /// Samples the model validator scores every model on per step.
+    #[arg(long = "model-eval.samples", default_value_t = 8, requires = "model_eval")]
+    model_eval_samples: usize,
+    /// Leave the trained miner out (no training before the start).
+    #[arg(long = "model-eval.no-train", requires = "model_eval")]
+    model_eval_no_train: bool,
 }
 
 /// The prompting adversaries of `--reward` (`ganglion-redteam inference --strategy …`) and
@@ -155,8 +178,30 @@ pub(crate) fn run(args: LocalnetArgs) -> anyhow::Result<ExitCode> {
     for model in &models {
         ensure_model(model, args.json)?;
     }
+    // The model-evaluation cast's base model (the first of --models), trained from before
+    // anything else starts (the training has the CPU to itself).
+    let model_start = if args.model_eval {
+        let dir = ganglion_engine::store::models_dir().context("locating the model cache")?;
+        let base = ganglion_engine::store::resolve_model(&models[0], &dir).with_context(|| format!("locating {}", models[0]))?;
+        let training = if args.model_eval_no_train {
+            None
+        } else {
+            let me = std::env::current_exe().context("cannot find the ganglion executable")?;
+            let out = data_dir.join("model-eval").join("trained");
+            Some(model_eval::train(&me, &base, &out, args.model_eval_steps, args.json)?)
+        };
+        Some(ModelEvalStart { base, training })
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(drive(args, data_dir))
+    runtime.block_on(drive(args, data_dir, model_start))
+}
+
+/// What `--model-eval` starts from: the base model's GGUF and the training's report.
+struct ModelEvalStart {
+    base: PathBuf,
+    training: Option<serde_json::Value>,
 }
 
 fn prepare_data_dir(dir: &Path, keep: bool) -> anyhow::Result<()> {
@@ -203,8 +248,15 @@ fn s(text: impl Into<String>) -> String {
     text.into()
 }
 
-async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
+async fn drive(args: LocalnetArgs, data_dir: PathBuf, model_start: Option<ModelEvalStart>) -> anyhow::Result<ExitCode> {
     let wallets = data_dir.join("wallets");
+    // The model miners' files (the degraded copy takes seconds), made while the chain starts.
+    let fixtures_task = model_start.as_ref().map(|start| {
+        let base = start.base.clone();
+        let dir = data_dir.join("model-eval");
+        let trained = start.training.as_ref().map(|report| model_eval::trained_dir(report, &dir.join("trained")));
+        tokio::task::spawn_blocking(move || model_eval::prepare(&base, trained.as_deref(), &dir))
+    });
     let records_url = ganglion_records::Records::default_url(&data_dir);
     let mut supervisor = Supervisor::new(&data_dir.join("logs"), "GANGLION_LOCALNET_LOG")?;
     // Every node is this same binary with a subcommand (adversaries: `ganglion-redteam`).
@@ -247,6 +299,7 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     let compute_netuid =
         if args.no_compute { None } else { Some(setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?) };
     let reward_netuid = if args.reward { Some(setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?) } else { None };
+    let model_netuid = if model_start.is_some() { Some(setup::create_subnet(chain.as_ref(), &owner, args.tempo).await?) } else { None };
     let models = models(&args.models)?;
     let first = models[0].as_str();
     let mut plan: Vec<(String, Role, u16, Option<String>)> = vec![(s("inference-validator"), Role::Validator, inference_netuid, None)];
@@ -279,6 +332,13 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
             }
         }
     }
+    if let Some(netuid) = model_netuid {
+        plan.push((s(model_eval::VALIDATOR), Role::Validator, netuid, None));
+        let trained = model_start.as_ref().is_some_and(|m| m.training.is_some());
+        for &part in model_eval::CAST.iter().filter(|part| **part != "trained" || trained) {
+            plan.push((model_eval::wallet_name(part), Role::Model(part), netuid, Some(first.to_string())));
+        }
+    }
     let mut neurons = Vec::new();
     for (name, role, netuid, model) in plan {
         let name = name.as_str();
@@ -287,9 +347,10 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     }
     setup::register_all(&chain, &mut neurons).await?;
     say(format!(
-        "subnets: inference {inference_netuid}{}{}; {} wallets under {}",
+        "subnets: inference {inference_netuid}{}{}{}; {} wallets under {}",
         compute_netuid.map(|n| format!(", compute {n}")).unwrap_or_default(),
         reward_netuid.map(|n| format!(", reward {n}")).unwrap_or_default(),
+        model_netuid.map(|n| format!(", model evaluation {n}")).unwrap_or_default(),
         neurons.len() + 1,
         wallets.display()
     ));
@@ -326,6 +387,10 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
             chain_url.clone(),
         ]
     };
+    let fixtures = match fixtures_task {
+        Some(task) => Some(task.await.context("the model fixtures' task failed")??),
+        None => None,
+    };
     let mut status_urls = Vec::new();
     let mut adversaries_started: Vec<(&'static str, String)> = Vec::new();
     for neuron in &neurons {
@@ -346,6 +411,12 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         }
         let port = free_port()?;
         let mut argv = match (neuron.role, neuron.netuid == inference_netuid) {
+            // Started once every model is committed (below), so that its first round sees them all.
+            (Role::Validator, false) if Some(neuron.netuid) == model_netuid => continue,
+            (Role::Model(part), _) => {
+                let entry = fixtures.as_ref().and_then(|f| f.entry(part)).with_context(|| format!("no files for the {part} model miner"))?;
+                processes::model_miner(port, &entry.serve)
+            }
             (Role::Validator, false) if Some(neuron.netuid) == reward_netuid => {
                 status_urls.push((neuron.netuid, format!("http://127.0.0.1:{port}/status")));
                 processes::reward_validator(port, args.tempo, args.max_tokens, args.reward_rounds, &records_url, &data_dir.join("state").join(&neuron.name))
@@ -377,6 +448,34 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
         supervisor.spawn(&neuron.name, &me, &argv)?;
     }
 
+    // Model evaluation: the miners' axons on chain, their commitments in order, then the
+    // validator.
+    let mut commits = Vec::new();
+    if let (Some(netuid), Some(fixtures)) = (model_netuid, &fixtures) {
+        let miners: Vec<&Neuron> = neurons.iter().filter(|n| matches!(n.role, Role::Model(_))).collect();
+        model_eval::wait_for_axons(chain.as_ref(), netuid, &miners, Duration::from_secs(120))
+            .await
+            .with_context(|| format!("logs in {}", data_dir.join("logs").display()))?;
+        commits = model_eval::publish_all(&me, chain.as_ref(), fixtures, &neurons, &common).await?;
+        for commit in &commits {
+            say(format!("model-eval: {} committed {} at block {}", commit.name, commit.commitment, commit.block));
+        }
+        let validator = neurons.iter().find(|n| n.name == model_eval::VALIDATOR).context("no model validator wallet")?;
+        let port = free_port()?;
+        status_urls.push((netuid, format!("http://127.0.0.1:{port}/status")));
+        let mut argv = processes::model_validator(
+            port,
+            args.tempo,
+            args.block_time * u32::from(args.tempo),
+            args.model_eval_samples,
+            &fixtures.config,
+            &records_url,
+            &data_dir.join("state").join(&validator.name),
+        );
+        argv.extend(common(validator));
+        supervisor.spawn(&validator.name, &me, &argv)?;
+    }
+
     // The hub.
     supervisor.spawn(
         "hub",
@@ -397,10 +496,18 @@ async fn drive(args: LocalnetArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode
     let mut subnets = vec![(inference_netuid, "inference")];
     subnets.extend(compute_netuid.map(|n| (n, "compute")));
     subnets.extend(reward_netuid.map(|n| (n, "reward")));
+    subnets.extend(model_netuid.map(|n| (n, "model-eval")));
     let outcome = watch(&args, chain.as_ref(), &mut supervisor, &neurons, &subnets, &status_urls).await;
     let exits = supervisor.shutdown().await;
     let mut summary = outcome?;
     summary.exits = exits;
+    if let Some(fixtures) = &fixtures {
+        summary.model_eval = Some(serde_json::json!({
+            "training": model_start.as_ref().and_then(|m| m.training.clone()),
+            "max_bytes": fixtures.max_bytes,
+            "commits": commits.iter().map(|c| serde_json::json!({"name": c.name, "commitment": c.commitment, "block": c.block})).collect::<Vec<_>>(),
+        }));
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary.to_json(&hub_url))?);
     } else {
@@ -442,8 +549,8 @@ async fn watch(
                     continue;
                 }
                 let rows = table::collect(chain, &http, neurons, subnets, status_urls).await?;
-                // An epoch counts once the inference subnet (and the reward subnet, when it
-                // runs: its first forward takes a while) has weights in.
+                // An epoch counts once the inference subnet (and the reward and model-evaluation
+                // subnets, when they run: their first steps take a while) has weights in.
                 let has_weights = |netuid: u16| rows.iter().any(|r| r.netuid == netuid && r.role != Role::Validator && r.incentive > 0.0);
                 let weights_in = subnets.iter().filter(|(_, name)| *name != "compute").all(|(netuid, _)| has_weights(*netuid));
                 if weights_in {
@@ -452,7 +559,7 @@ async fn watch(
                 if !args.json {
                     println!("{}", table::render(header.number, scored_epochs, &rows));
                 }
-                summary = Summary { block: header.number, epochs: scored_epochs, rows, exits: Vec::new() };
+                summary = Summary { block: header.number, epochs: scored_epochs, rows, ..Summary::default() };
                 if args.epochs.is_some_and(|n| scored_epochs >= n) {
                     return Ok(summary);
                 }
@@ -464,6 +571,7 @@ async fn watch(
 /// The command lines of the subnet processes: the one place that knows their flags.
 mod processes {
     use std::path::Path;
+    use std::time::Duration;
 
     use super::s;
 
@@ -520,6 +628,52 @@ mod processes {
             state_dir.display().to_string(),
             s("--database.url"),
             records_url.to_string(),
+        ]
+    }
+
+    /// The model-evaluation validator: the localnet's competition file, `samples` per step,
+    /// at most a step per epoch (`epoch`: tempo × block time; a round over the cast takes a
+    /// core for tens of seconds, which back to back would starve the inference subnet's
+    /// engine), weights every epoch.
+    pub(super) fn model_validator(port: u16, tempo: u16, epoch: Duration, samples: usize, config: &Path, records_url: &str, state_dir: &Path) -> Vec<String> {
+        vec![
+            s("validator"),
+            s("model"),
+            s("--metrics.port"),
+            port.to_string(),
+            s("--neuron.epoch_length"),
+            tempo.to_string(),
+            s("--config"),
+            config.display().to_string(),
+            s("--eval.samples"),
+            samples.to_string(),
+            s("--eval.download_timeout"),
+            s("120"),
+            s("--validator.step_interval"),
+            format!("{:.3}", epoch.as_secs_f64().max(2.0)),
+            s("--data-dir"),
+            state_dir.display().to_string(),
+            s("--database.url"),
+            records_url.to_string(),
+        ]
+    }
+
+    /// A model miner serving `dir` on loopback. Any registered, signed caller may download
+    /// (`--allow-non-validators`): a miner refreshes its view of the permits every 12 s, so
+    /// the validator's fresh permit would race its first downloads and a round would see only
+    /// part of the cast.
+    pub(super) fn model_miner(port: u16, dir: &Path) -> Vec<String> {
+        vec![
+            s("miner"),
+            s("model"),
+            s("serve"),
+            s("--axon.ip"),
+            s("127.0.0.1"),
+            s("--axon.port"),
+            port.to_string(),
+            s("--dir"),
+            dir.display().to_string(),
+            s("--allow-non-validators"),
         ]
     }
 

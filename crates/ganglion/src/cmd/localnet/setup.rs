@@ -24,6 +24,9 @@ pub(crate) enum Role {
     ComputeFast,
     /// A compute miner with a capped hash rate.
     ComputeSlow,
+    /// A model-evaluation miner (`--model-eval`), by its part in the cast: base, trained,
+    /// degraded, copier, oversized, mismatch (`ganglion miner model publish` + `serve`).
+    Model(&'static str),
 }
 
 impl Role {
@@ -34,6 +37,7 @@ impl Role {
             Role::Adversary(strategy) => strategy,
             Role::ComputeFast => "fast",
             Role::ComputeSlow => "slow",
+            Role::Model(part) => part,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! from the validator's `GET /status` in the runtime's one schema
 //! ([`ganglion_neuron::status::NodeStatus`]), whatever the subnet. The reward subnet's rows
 //! also carry the reward validator's per-uid means of each reward function and mask
-//! ([`RewardMeans`], from the status' `details`), printed as a second table.
+//! ([`RewardMeans`], from the status' `details`), printed as a second table; the
+//! model-evaluation subnet's rows carry the model validator's last evaluation of each uid
+//! ([`ModelEvaluation`]: status, mean loss, win rate, rejection cause), printed as a third.
 
 use std::collections::HashMap;
 
@@ -43,9 +45,42 @@ impl Row {
 
     /// The reward validator's means for this uid (reward subnet only, once asked).
     pub(crate) fn reward_means(&self) -> Option<RewardMeans> {
+        if self.subnet != "reward" {
+            return None;
+        }
         let details = &self.seen.as_ref()?.details;
         serde_json::from_value(details.clone()).ok()
     }
+
+    /// The model validator's last evaluation of this uid (model-evaluation subnet only, once
+    /// it has a commitment).
+    pub(crate) fn model_evaluation(&self) -> Option<ModelEvaluation> {
+        if self.subnet != "model-eval" {
+            return None;
+        }
+        let details = &self.seen.as_ref()?.details;
+        serde_json::from_value::<ModelEvaluation>(details.clone()).ok().filter(|m| m.commitment.is_some())
+    }
+}
+
+/// A uid's last evaluation by the model validator (its status `details`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub(crate) struct ModelEvaluation {
+    /// What it committed.
+    pub(crate) commitment: Option<String>,
+    /// The block of the commitment.
+    pub(crate) commit_block: Option<u64>,
+    /// The validator step of the evaluation.
+    pub(crate) step: Option<u64>,
+    /// `evaluated`, `duplicate` or `rejected` (none before its first round).
+    pub(crate) status: Option<String>,
+    /// Mean loss over the step's samples.
+    pub(crate) mean_loss: Option<f64>,
+    /// Share of the comparisons it won (epsilon applied).
+    pub(crate) win_rate: Option<f64>,
+    /// Why it has no weight: the rejection's cause, or the earlier commit it copies.
+    pub(crate) reason: Option<String>,
 }
 
 /// A uid's means over the steps the reward validator asked it in (its status `details`).
@@ -145,6 +180,36 @@ pub(crate) fn render(block: u64, epochs: u32, rows: &[Row]) -> String {
         ));
     }
     out.push_str(&render_rewards(rows));
+    out.push_str(&render_models(rows));
+    out
+}
+
+/// The model-evaluation subnet: each miner's last evaluation (status, mean loss over the
+/// step's samples, win rate), incentive, and why a model has no weight. Empty without that
+/// subnet.
+pub(crate) fn render_models(rows: &[Row]) -> String {
+    let miners: Vec<&Row> = rows.iter().filter(|r| r.subnet == "model-eval" && r.role != Role::Validator).collect();
+    if miners.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "model evaluation (last step)\n{:>4}  {:<16} {:<10} {:<10} {:>9} {:>9} {:>10}  {}\n",
+        "uid", "name", "role", "status", "loss", "win rate", "incentive", "cause"
+    );
+    for r in miners {
+        let m = r.model_evaluation().unwrap_or_default();
+        out.push_str(&format!(
+            "{:>4}  {:<16} {:<10} {:<10} {} {} {:>10.4}  {}\n",
+            r.uid,
+            r.name,
+            r.role.label(),
+            m.status.as_deref().unwrap_or("-"),
+            opt(m.mean_loss, 9, 4),
+            m.win_rate.map_or_else(|| format!("{:>9}", "-"), |w| format!("{:>8.0}%", w * 100.0)),
+            r.incentive,
+            m.reason.as_deref().unwrap_or(""),
+        ));
+    }
     out
 }
 
@@ -186,6 +251,8 @@ pub(crate) struct Summary {
     pub(crate) rows: Vec<Row>,
     /// How each child ended on SIGTERM.
     pub(crate) exits: Vec<ganglion_neuron::supervisor::ChildExit>,
+    /// `--model-eval`: the training report, the byte cap and the commitments made.
+    pub(crate) model_eval: Option<Value>,
 }
 
 impl Summary {
@@ -200,10 +267,15 @@ impl Summary {
                     "speed": r.speed(), "mean_tps": r.speed_in("tok/s"), "mean_solve_s": r.speed_in("s"),
                     "verified_fraction": r.seen.as_ref().and_then(|s| s.verified_share), "score": r.seen.as_ref().map(|s| s.score),
                     "last_failure": r.last_cause(), "reward_components": r.reward_means(),
+                    "model_evaluation": r.model_evaluation(),
                 })
             })
             .collect();
-        json!({ "block": self.block, "epochs": self.epochs, "hub": hub_url, "uids": uids, "shutdown": self.exits })
+        let mut out = json!({ "block": self.block, "epochs": self.epochs, "hub": hub_url, "uids": uids, "shutdown": self.exits });
+        if let Some(model_eval) = &self.model_eval {
+            out["model_eval"] = model_eval.clone();
+        }
+        out
     }
 
     /// The closing line (the last epoch's table was printed just before it).
@@ -239,6 +311,18 @@ impl Summary {
             for strategy in adversaries("reward") {
                 line.push_str(&format!(", {strategy} {:.1}%", share("reward", Role::Adversary(strategy))));
             }
+        }
+        let parts: Vec<&'static str> = self
+            .rows
+            .iter()
+            .filter_map(|r| match r.role {
+                Role::Model(part) if r.subnet == "model-eval" => Some(part),
+                _ => None,
+            })
+            .collect();
+        if !parts.is_empty() {
+            let shares: Vec<String> = parts.iter().map(|part| format!("{part} {:.1}%", share("model-eval", Role::Model(part)))).collect();
+            line.push_str(&format!("; model evaluation: {}", shares.join(", ")));
         }
         if self.rows.iter().any(|r| r.subnet == "compute") {
             line.push_str(&format!(
@@ -299,5 +383,44 @@ mod tests {
         let table = render_rewards(std::slice::from_ref(&row));
         assert!(table.contains("relevance") && table.contains("dpo") && !table.contains("judge"), "{table}");
         assert!(table.contains("off-topic") && table.contains("9/9") && table.contains("0.250"), "{table}");
+    }
+
+    #[test]
+    fn model_evaluations_come_from_the_status_details() {
+        let mut status = NodeStatus::new("evaluation", ganglion_neuron::status::Role::Validator, 4, "5V".into());
+        status.miners.push(MinerStatus {
+            uid: 3,
+            details: json!({"commitment": "axon:copier:None:h:g1", "commit_block": 40, "step": 2, "status": "duplicate", "mean_loss": null, "win_rate": null, "reason": "a copy of uid 2's earlier commit"}),
+            ..MinerStatus::default()
+        });
+        status.miners.push(MinerStatus {
+            uid: 2,
+            details: json!({"commitment": "axon:base:None:h:g1", "commit_block": 39, "step": 2, "status": "evaluated", "mean_loss": 3.0379, "win_rate": 1.0, "reason": null}),
+            ..MinerStatus::default()
+        });
+        // The validator's own row: no commitment, no evaluation.
+        status.miners.push(MinerStatus { uid: 0, details: json!({"commitment": null, "status": null}), ..MinerStatus::default() });
+        let seen = parse_status(serde_json::to_value(&status).unwrap_or_default());
+        let row = |uid: u16, part: &'static str, incentive: f64| Row {
+            netuid: 4,
+            subnet: "model-eval",
+            uid,
+            name: format!("model-{part}"),
+            hotkey: "5M".into(),
+            role: Role::Model(part),
+            incentive,
+            emission_tao: 0.0,
+            seen: seen.get(&uid).cloned(),
+        };
+        let (base, copier, unseen) = (row(2, "base", 1.0), row(3, "copier", 0.0), row(0, "oversized", 0.0));
+        let m = base.model_evaluation().unwrap_or_else(|| panic!("no evaluation in {base:?}"));
+        assert_eq!((m.status.as_deref(), m.mean_loss, m.win_rate), (Some("evaluated"), Some(3.0379), Some(1.0)));
+        assert_eq!(copier.model_evaluation().and_then(|m| m.reason).as_deref(), Some("a copy of uid 2's earlier commit"));
+        assert_eq!(unseen.model_evaluation(), None, "no commitment, no evaluation");
+        assert_eq!(base.reward_means(), None);
+        let table = render_models(&[base, copier, unseen]);
+        assert!(table.contains("model-base") && table.contains("evaluated") && table.contains("3.0379") && table.contains("100%"), "{table}");
+        assert!(table.contains("duplicate") && table.contains("a copy of uid 2's earlier commit"), "{table}");
+        assert!(render_models(&[]).is_empty());
     }
 }
