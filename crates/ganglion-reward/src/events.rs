@@ -162,31 +162,54 @@ pub async fn export_events(
     Ok(written)
 }
 
+/// One completion of a reward event, as the exports flatten it (one row each).
+struct CompletionRow<'a> {
+    uid: &'a Value,
+    completion: &'a str,
+    time: Option<&'a Value>,
+    reward: Option<&'a Value>,
+    /// Whether this completion was the step's best.
+    best: bool,
+    /// `{"function": [raw, normalized], …}` as JSON text.
+    per_function: String,
+}
+
+/// The completions of `event`, in uid order, with each reward function's values for them.
+fn completion_rows(event: &RewardEventRecord) -> impl Iterator<Item = CompletionRow<'_>> {
+    fn field(value: &Value) -> &[Value] {
+        value.as_array().map(Vec::as_slice).unwrap_or_default()
+    }
+    let (uids, completions, times, rewards, functions) = (
+        field(&event.uids),
+        field(&event.completions),
+        field(&event.completion_times),
+        field(&event.rewards),
+        field(&event.functions),
+    );
+    uids.iter().enumerate().map(move |(i, uid)| {
+        let completion = completions.get(i).and_then(Value::as_str).unwrap_or_default();
+        let per_function: serde_json::Map<String, Value> = functions
+            .iter()
+            .filter_map(|f| {
+                let name = f.get("name")?.as_str()?.to_owned();
+                Some((name, json!([f.get("raw")?.get(i), f.get("normalized")?.get(i)])))
+            })
+            .collect();
+        CompletionRow {
+            uid,
+            completion,
+            time: times.get(i),
+            reward: rewards.get(i),
+            best: !completion.is_empty() && completion.trim() == event.best,
+            per_function: Value::Object(per_function).to_string(),
+        }
+    })
+}
+
 /// One CSV row per completion of `event`.
 pub fn csv_rows(seq: i64, event: &RewardEventRecord) -> Vec<String> {
-    let empty = Vec::new();
-    let uids = event.uids.as_array().unwrap_or(&empty);
-    let completions = event.completions.as_array().unwrap_or(&empty);
-    let times = event.completion_times.as_array().unwrap_or(&empty);
-    let rewards = event.rewards.as_array().unwrap_or(&empty);
-    let functions = event.functions.as_array().unwrap_or(&empty);
-    uids.iter()
-        .enumerate()
-        .map(|(i, uid)| {
-            let completion = completions
-                .get(i)
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let per_function: serde_json::Map<String, Value> = functions
-                .iter()
-                .filter_map(|f| {
-                    let name = f.get("name")?.as_str()?.to_owned();
-                    Some((
-                        name,
-                        json!([f.get("raw")?.get(i), f.get("normalized")?.get(i)]),
-                    ))
-                })
-                .collect();
+    completion_rows(event)
+        .map(|row| {
             [
                 seq.to_string(),
                 event.created_at_ms.to_string(),
@@ -195,13 +218,13 @@ pub fn csv_rows(seq: i64, event: &RewardEventRecord) -> Vec<String> {
                 quote(&event.validator_hotkey),
                 event.forward_index.to_string(),
                 quote(&event.step),
-                uid.to_string(),
+                row.uid.to_string(),
                 quote(&event.prompt),
-                quote(completion),
-                times.get(i).map(Value::to_string).unwrap_or_default(),
-                rewards.get(i).map(Value::to_string).unwrap_or_default(),
-                u8::from(!completion.is_empty() && completion.trim() == event.best).to_string(),
-                quote(&Value::Object(per_function).to_string()),
+                quote(row.completion),
+                row.time.map(Value::to_string).unwrap_or_default(),
+                row.reward.map(Value::to_string).unwrap_or_default(),
+                u8::from(row.best).to_string(),
+                quote(&row.per_function),
             ]
             .join(",")
         })
@@ -339,28 +362,7 @@ fn optional(column: &mut (Vec<f64>, Vec<i16>), value: Option<f64>) {
 
 impl ParquetColumns {
     fn push_event(&mut self, seq: i64, event: &RewardEventRecord) {
-        let empty = Vec::new();
-        let uids = event.uids.as_array().unwrap_or(&empty);
-        let completions = event.completions.as_array().unwrap_or(&empty);
-        let times = event.completion_times.as_array().unwrap_or(&empty);
-        let rewards = event.rewards.as_array().unwrap_or(&empty);
-        let functions = event.functions.as_array().unwrap_or(&empty);
-        for (i, uid) in uids.iter().enumerate() {
-            let completion = completions
-                .get(i)
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let per_function: serde_json::Map<String, Value> = functions
-                .iter()
-                .filter_map(|f| {
-                    let name = f.get("name")?.as_str()?.to_owned();
-                    Some((
-                        name,
-                        json!([f.get("raw")?.get(i), f.get("normalized")?.get(i)]),
-                    ))
-                })
-                .collect();
-            let per_function = Value::Object(per_function).to_string();
+        for CompletionRow { uid, completion, time, reward, best, per_function } in completion_rows(event) {
             self.bytes += event.prompt.len()
                 + event.base_prompt.len()
                 + completion.len()
@@ -383,10 +385,9 @@ impl ParquetColumns {
             self.prompt.push(text(&event.prompt));
             self.base_prompt.push(text(&event.base_prompt));
             self.completion.push(text(completion));
-            optional(&mut self.completion_time, times.get(i).and_then(Value::as_f64));
-            optional(&mut self.reward, rewards.get(i).and_then(Value::as_f64));
-            self.best
-                .push(!completion.is_empty() && completion.trim() == event.best);
+            optional(&mut self.completion_time, time.and_then(Value::as_f64));
+            optional(&mut self.reward, reward.and_then(Value::as_f64));
+            self.best.push(best);
             self.step_length_s.push(event.step_length_s);
             self.scoring_s.push(event.scoring_s);
             self.functions.push(ByteArray::from(per_function.into_bytes()));

@@ -3,7 +3,6 @@
 //! the output must be a model directory the validator takes (one GGUF passing the model
 //! checks, loadable by the engine, hashable for a commitment).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use ganglion_engine::Engine;
@@ -11,15 +10,7 @@ use ganglion_evaluation::loss::chat_loss;
 use ganglion_evaluation::round::Competition;
 use ganglion_evaluation::train::{self, MODEL_FILE, Phase, Progress, TrainError, TrainSettings};
 
-/// SmolLM2 from the model cache; `None` (skip) unless `GANGLION_REQUIRE_ALL=1`.
-fn smollm2() -> Option<PathBuf> {
-    let found = ganglion_engine::store::models_dir().ok().and_then(|d| ganglion_engine::store::resolve_model("smollm2", &d).ok()).filter(|p| p.is_file());
-    if found.is_none() {
-        assert!(std::env::var("GANGLION_REQUIRE_ALL").as_deref() != Ok("1"), "GANGLION_REQUIRE_ALL=1 but SmolLM2 is not in the model cache: ganglion model pull smollm2");
-        eprintln!("skipped: SmolLM2 is not in the model cache (ganglion model pull smollm2)");
-    }
-    found
-}
+use crate::smollm2;
 
 #[test]
 fn a_short_fine_tune_beats_the_base_model_on_held_out_samples() {

@@ -36,15 +36,7 @@ use ganglion_neuron::signals::Shutdown;
 use ganglion_protocol::policy::PolicyConfig;
 use ganglion_records::Records;
 
-/// SmolLM2 from the model cache; `None` (skip) unless `GANGLION_REQUIRE_ALL=1`.
-fn smollm2() -> Option<PathBuf> {
-    let found = ganglion_engine::store::models_dir().ok().and_then(|d| ganglion_engine::store::resolve_model("smollm2", &d).ok()).filter(|p| p.is_file());
-    if found.is_none() {
-        assert!(std::env::var("GANGLION_REQUIRE_ALL").as_deref() != Ok("1"), "GANGLION_REQUIRE_ALL=1 but SmolLM2 is not in the model cache: ganglion model pull smollm2");
-        eprintln!("skipped: SmolLM2 is not in the model cache (ganglion model pull smollm2)");
-    }
-    found
-}
+use crate::smollm2;
 
 /// A model directory: the GGUF (hard-linked, or copied across devices) and a config file.
 fn model_dir(dir: &Path, gguf: &Path) -> PathBuf {
