@@ -401,19 +401,37 @@ fn score_windows(engine: &Engine, text: &str, opts: &BenchOptions) -> EngineResu
 }
 
 fn run_llama_perplexity(model: &Path, text: &str, opts: &BenchOptions) -> Result<f64, String> {
+    llama_perplexity(model, text, opts.ppl_ctx, opts.ppl_chunks)
+}
+
+/// Threads the engine computes with (and the llama.cpp tools are given).
+pub fn threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+/// Tokens llama-perplexity scores of each `ctx`-token window: the positions after the first
+/// half (its `first = n_ctx/2`, then `n_ctx - 1 - first` predictions per window).
+pub fn llama_perplexity_scored_per_window(ctx: usize) -> usize {
+    ctx.saturating_sub(1 + ctx / 2)
+}
+
+/// Runs llama.cpp's `llama-perplexity` on `text` (`chunks` windows of `ctx` tokens, batch =
+/// `ctx`, the engine's thread count) and returns the tokens it processed per second
+/// (`ctx × chunks` over its time from the first window to its final estimate).
+pub fn llama_perplexity(model: &Path, text: &str, ctx: usize, chunks: usize) -> Result<f64, String> {
     let bin = find_llama_tool("llama-perplexity")?;
     let dir = crate::store::ganglion_home().map_err(|e| e.to_string())?.join("tools");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let file = dir.join(format!("bench-ppl-{}.txt", std::process::id()));
     std::fs::write(&file, text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     let threads = candle_core::utils::get_num_threads().to_string();
-    let ctx = opts.ppl_ctx.to_string();
+    let ctx = ctx.to_string();
     let output = Command::new(&bin)
         .arg("-m")
         .arg(model)
         .arg("-f")
         .arg(&file)
-        .args(["-c", &ctx, "-b", &ctx, "-t", &threads, "--chunks", &opts.ppl_chunks.to_string()])
+        .args(["-c", &ctx, "-b", &ctx, "-t", &threads, "--chunks", &chunks.to_string()])
         .output();
     let _ = std::fs::remove_file(&file);
     let output = output.map_err(|e| format!("cannot run {}: {e}", bin.display()))?;

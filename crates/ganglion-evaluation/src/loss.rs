@@ -69,13 +69,7 @@ pub fn mean_loss_from(engine: &Engine, ids: &[u32], first: usize) -> Result<f64,
     }
     let scores = engine.score_sequence(ids, 0)?;
     // scores[i] is position i + 1.
-    let targets = &scores[first - 1..];
-    let total: f64 = targets.iter().map(|s| -f64::from(s.logprob)).sum();
-    let loss = total / targets.len() as f64;
-    if !loss.is_finite() {
-        return Err(LossError::NotFinite);
-    }
-    Ok(loss)
+    mean_over(first, ids.len(), |p| scores[p - 1].logprob)
 }
 
 /// The chat loss of one sample (response tokens only), truncated to `min(max_len, context)`.
@@ -83,6 +77,70 @@ pub fn chat_loss(engine: &Engine, sample: &Sample, max_len: usize) -> Result<f64
     let max_len = max_len.min(engine.context_length());
     let t = tokenize_sample(engine.tokenizer(), sample, max_len)?;
     mean_loss_from(engine, &t.ids, t.prompt_len)
+}
+
+/// Fewest shared leading tokens worth running once for a batch of samples.
+const MIN_SHARED_PREFIX: usize = 4;
+
+/// The mean loss of positions `first..` of a sequence whose position `p ≥ 1` has the score
+/// `score(p)`.
+fn mean_over(first: usize, len: usize, score: impl Fn(usize) -> f32) -> Result<f64, LossError> {
+    let first = first.max(1);
+    if len <= first {
+        return Err(LossError::NoResponseTokens(len));
+    }
+    let total: f64 = (first..len).map(|p| -f64::from(score(p))).sum();
+    let loss = total / (len - first) as f64;
+    if !loss.is_finite() {
+        return Err(LossError::NotFinite);
+    }
+    Ok(loss)
+}
+
+/// [`chat_loss`] of every sample, with the tokens all samples begin with (the chat
+/// template's system preamble and the user turn's header: ~25 of SmolLM2's tokens) run once
+/// instead of once per sample. Each sample's remaining tokens run on a copy of that prefix's
+/// KV cache ([`Engine::score`]), so every position's score is the one a whole-sequence pass
+/// computes, up to float rounding (a test holds the two to 1e-4).
+pub fn chat_losses(engine: &Engine, samples: &[Sample], max_len: usize) -> Vec<Result<f64, LossError>> {
+    let max_len = max_len.min(engine.context_length());
+    let tokenized: Vec<Result<TokenizedSample, LossError>> = samples.iter().map(|s| tokenize_sample(engine.tokenizer(), s, max_len)).collect();
+    let ok: Vec<&TokenizedSample> = tokenized.iter().filter_map(|t| t.as_ref().ok()).collect();
+    // The longest prefix every sample shares, leaving each at least one token of its own.
+    let shared = match ok.split_first() {
+        Some((head, rest)) if !rest.is_empty() => {
+            let mut n = ok.iter().map(|t| t.ids.len().saturating_sub(1)).min().unwrap_or(0);
+            for t in rest {
+                n = n.min(head.ids.iter().zip(&t.ids).take_while(|(a, b)| a == b).count());
+            }
+            n
+        }
+        _ => 0,
+    };
+    let batched = (shared >= MIN_SHARED_PREFIX).then(|| {
+        let prefix = &ok[0].ids[..shared];
+        let rests: Vec<Vec<u32>> = ok.iter().map(|t| t.ids[shared..].to_vec()).collect();
+        engine.score(prefix, &rests, 0)
+    });
+    match batched {
+        Some(Ok(report)) => {
+            let mut completions = report.completions.iter();
+            tokenized
+                .into_iter()
+                .map(|t| {
+                    let t = t?;
+                    let Some(own) = completions.next() else {
+                        return Err(LossError::Engine(EngineError::InvalidInput("a scored completion is missing".into())));
+                    };
+                    // Position p < shared is prompt score p - 1; p ≥ shared is the own tokens' p - shared.
+                    mean_over(t.prompt_len, t.ids.len(), |p| if p < shared { report.prompt[p - 1].logprob } else { own.tokens[p - shared].logprob })
+                })
+                .collect()
+        }
+        // Nothing shared worth reusing, or the batch failed as a whole: one pass per sample,
+        // so each failure is its own sample's.
+        _ => tokenized.into_iter().map(|t| t.and_then(|t| mean_loss_from(engine, &t.ids, t.prompt_len))).collect(),
+    }
 }
 
 /// Packs documents into rows of `seq_len` tokens, one EOS after each document (no BOS, as

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use ganglion_engine::Engine;
 
 use crate::gguf::{ModelLimits, check_model};
-use crate::loss::{Sample, chat_loss};
+use crate::loss::{DegeneracyCheck, Sample, chat_losses, degenerate, mean_loss_from, pack_documents};
 use crate::scoring::{self, Contender, Epsilon, Submission, WinRecord};
 
 /// A competition: what models it takes and how they are compared.
@@ -27,6 +27,27 @@ pub struct Competition {
     pub sequence_length: usize,
     /// Softmax temperature over win rates.
     pub temperature: f64,
+    /// What models are scored on (default: the chat loss).
+    #[serde(default)]
+    pub task: Task,
+}
+
+/// What a competition scores models on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Task {
+    /// Finetuning's chat loss (spec A5): each sample rendered with the model's chat template,
+    /// the loss over the response's tokens; one loss per sample.
+    #[default]
+    Chat,
+    /// Pretraining's text loss (spec A6): the samples' responses as documents, packed with
+    /// one EOS each into rows of the sequence length; one loss per row.
+    Text {
+        /// Fail a model whose greedy continuations of the first two documents are
+        /// degenerate ([`crate::loss::DegeneracyCheck`]'s defaults) before scoring it.
+        #[serde(default)]
+        degeneracy_check: bool,
+    },
 }
 
 impl Competition {
@@ -46,6 +67,7 @@ impl Competition {
             epsilon: Epsilon::Fixed { epsilon: scoring::finetuning::TIMESTAMP_EPSILON },
             sequence_length: scoring::finetuning::SEQUENCE_LENGTH,
             temperature: scoring::finetuning::TEMPERATURE,
+            task: Task::Chat,
         }]
     }
 }
@@ -74,7 +96,7 @@ pub struct RoundOutcome {
     pub duplicates: Vec<u16>,
     /// Uids rejected by the checks or unloadable, with the reason.
     pub rejected: BTreeMap<u16, String>,
-    /// Tokens scored.
+    /// Samples (chat task) or packed rows (text task) scored, over all models.
     pub scored_samples: usize,
 }
 
@@ -87,14 +109,71 @@ impl RoundOutcome {
     }
 }
 
-/// Evaluates `candidates` on `samples` at `current_block`; `stop` is polled between samples
-/// (a stopping node ends the round early with what it has).
+/// Which of a competition's ready models a step evaluates, the originals' bound on a step's
+/// work: the models `kept` from the last step (the leaders a newcomer has to beat) first,
+/// then the rest that are not `settled` (new in their commitment, or worth a retry by
+/// [`scoring::should_retry`]), earliest commit first; `max` in all. Copies of an earlier
+/// commit (by hash, over all of `ready`, so a copy is caught even when its original is not
+/// evaluated this step) are returned apart, never selected. Returns `(selected, copies)`.
+pub fn select_candidates(ready: &[Candidate], kept: &[u16], settled: &dyn Fn(u16) -> bool, max: usize) -> (Vec<Candidate>, Vec<u16>) {
+    let subs: Vec<Submission> = ready.iter().map(|c| Submission { uid: c.uid, block: c.block, hash: c.hash.clone() }).collect();
+    let copies = scoring::duplicates(&subs);
+    let originals: Vec<&Candidate> = ready.iter().filter(|c| !copies.contains(&c.uid)).collect();
+    let mut selected: Vec<Candidate> = kept.iter().filter_map(|u| originals.iter().find(|c| c.uid == *u)).map(|c| (*c).clone()).collect();
+    let mut pending: Vec<&Candidate> = originals.iter().copied().filter(|c| !settled(c.uid) && !kept.contains(&c.uid)).collect();
+    pending.sort_by_key(|c| (c.block, c.uid));
+    selected.extend(pending.into_iter().cloned());
+    selected.truncate(max);
+    (selected, copies)
+}
+
+/// Tokens of each of the two documents the degeneracy check continues (pretraining's 100).
+const DEGENERACY_PROMPT_TOKENS: usize = 100;
+
+/// Why `engine` fails the degeneracy check on the first two documents, if it does (`None`
+/// also when there are fewer than two non-empty documents to prompt it with).
+fn degeneracy(engine: &Engine, documents: &[String]) -> Option<String> {
+    let prompts: Vec<Vec<u32>> = documents
+        .iter()
+        .map(|d| engine.tokenizer().encode_plain(d).into_iter().take(DEGENERACY_PROMPT_TOKENS).collect::<Vec<u32>>())
+        .filter(|p| !p.is_empty())
+        .take(2)
+        .collect();
+    let [a, b] = prompts.as_slice() else { return None };
+    let check = DegeneracyCheck::default();
+    match degenerate(engine, a, b, &check) {
+        Ok(false) => None,
+        Ok(true) => Some(format!(
+            "degenerate: its greedy continuations of two documents agree at {} or more of {} positions, or both repeat one token more than {} times",
+            check.max_agreeing, check.new_tokens, check.max_repeats
+        )),
+        Err(e) => Some(format!("the degeneracy check failed: {e}")),
+    }
+}
+
+/// Samples scored between two polls of `stop` (one shared-prefix batch, [`chat_losses`]).
+const SAMPLES_PER_BATCH: usize = 32;
+
+/// Evaluates `candidates` on `samples` at `current_block`; `stop` is polled between batches
+/// of samples (a stopping node ends the round early with what it has).
 pub fn evaluate(
     competition: &Competition,
     candidates: &[Candidate],
     samples: &[Sample],
     current_block: u64,
     stop: &dyn Fn() -> bool,
+) -> RoundOutcome {
+    evaluate_with_progress(competition, candidates, samples, current_block, stop, &|_, _| {})
+}
+
+/// [`evaluate`], calling `progress(uid, samples scored for it)` after each batch of samples.
+pub fn evaluate_with_progress(
+    competition: &Competition,
+    candidates: &[Candidate],
+    samples: &[Sample],
+    current_block: u64,
+    stop: &dyn Fn() -> bool,
+    progress: &dyn Fn(u16, usize),
 ) -> RoundOutcome {
     let mut out = RoundOutcome::default();
     let subs: Vec<Submission> = candidates.iter().map(|c| Submission { uid: c.uid, block: c.block, hash: c.hash.clone() }).collect();
@@ -116,12 +195,33 @@ pub fn evaluate(
             }
         };
         let mut losses = Vec::with_capacity(samples.len());
-        for s in samples {
-            if stop() {
-                break;
+        match competition.task {
+            Task::Chat => {
+                for batch in samples.chunks(SAMPLES_PER_BATCH) {
+                    if stop() {
+                        break;
+                    }
+                    losses.extend(chat_losses(&engine, batch, competition.sequence_length).into_iter().map(|l| l.unwrap_or(f64::INFINITY)));
+                    out.scored_samples += batch.len();
+                    progress(c.uid, losses.len());
+                }
             }
-            losses.push(chat_loss(&engine, s, competition.sequence_length).unwrap_or(f64::INFINITY));
-            out.scored_samples += 1;
+            Task::Text { degeneracy_check } => {
+                let documents: Vec<String> = samples.iter().map(|s| s.response.clone()).collect();
+                if degeneracy_check && let Some(why) = degeneracy(&engine, &documents) {
+                    out.rejected.insert(c.uid, why);
+                    continue;
+                }
+                let rows = pack_documents(engine.tokenizer(), &documents, competition.sequence_length.min(engine.context_length()));
+                for row in &rows {
+                    if stop() {
+                        break;
+                    }
+                    losses.push(mean_loss_from(&engine, row, 1).unwrap_or(f64::INFINITY));
+                    out.scored_samples += 1;
+                    progress(c.uid, losses.len());
+                }
+            }
         }
         contenders.push(Contender { uid: c.uid, block: c.block, losses: losses.clone() });
         out.losses.insert(c.uid, losses);

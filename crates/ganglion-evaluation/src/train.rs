@@ -23,7 +23,7 @@
 //!   trained norms in F32, written atomically as `DIR/model.gguf` with a `config.json`, then
 //!   checked with the validator's model checks ([`crate::gguf::check_model`]);
 //! - **measured**: the base and the trained model's losses on the held-out samples through
-//!   the validator's code path ([`crate::loss::chat_loss`] on a freshly loaded engine).
+//!   the validator's code path ([`crate::loss::chat_losses`] on a freshly loaded engine).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::gguf::{ModelCheckError, ModelLimits};
-use crate::loss::{LossError, Sample, chat_loss, tokenize_sample};
+use crate::loss::{LossError, Sample, chat_losses, tokenize_sample};
 
 /// The file name of the trained model inside the output directory.
 pub const MODEL_FILE: &str = "model.gguf";
@@ -305,9 +305,9 @@ pub fn locate_corpus() -> Result<ganglion_corpus::Corpus, TrainError> {
 /// validator scores one).
 fn losses(engine: &Engine, samples: &[Sample], max_len: usize, progress: &mut (dyn FnMut(Progress) + Send)) -> Vec<f64> {
     let mut out = Vec::with_capacity(samples.len());
-    for (i, s) in samples.iter().enumerate() {
-        out.push(chat_loss(engine, s, max_len).unwrap_or(f64::INFINITY));
-        progress(Progress::Advance { done: i + 1, loss: None });
+    for batch in samples.chunks(8) {
+        out.extend(chat_losses(engine, batch, max_len).into_iter().map(|l| l.unwrap_or(f64::INFINITY)));
+        progress(Progress::Advance { done: out.len(), loss: None });
     }
     out
 }

@@ -38,8 +38,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::commitment::ModelCommitment;
 use crate::loss::Sample;
-use crate::round::{Candidate, Competition, RoundOutcome, evaluate};
-use crate::scoring::{CompetitionTracker, softmax};
+use crate::round::{Candidate, Competition, RoundOutcome, evaluate, select_candidates};
+use crate::scoring::{CompetitionTracker, EvalResult, should_retry, softmax, top_by_win_rate};
 use crate::store::{FetchLimits, FetchRequest, ModelStore, StoreError, is_miner_served};
 
 /// Deadline of one commitment read.
@@ -110,6 +110,9 @@ impl DataSource {
     }
 }
 
+/// Evaluations kept per model for the retry rule.
+pub const MAX_HISTORY: usize = 8;
+
 /// Settings of the validator.
 #[derive(Debug, Clone)]
 pub struct EvaluationSettings {
@@ -127,9 +130,19 @@ pub struct EvaluationSettings {
     pub fetch: FetchLimits,
     /// Seed of the data draws (`None`: from the OS).
     pub seed: Option<u64>,
+    /// Models kept for the next step, the best by win rate (finetuning's top 5).
+    pub keep: usize,
+    /// Most models one step evaluates: the kept ones, then those new in their commitment or
+    /// worth a retry ([`should_retry`]), earliest commit first (pretraining's cap: 25).
+    pub max_models: usize,
 }
 
 impl EvaluationSettings {
+    /// The originals' `sample_min`.
+    pub const DEFAULT_KEEP: usize = 5;
+    /// Pretraining's `updated_models_limit` (5·3 + 10).
+    pub const DEFAULT_MAX_MODELS: usize = 25;
+
     fn check(&self) -> Result<(), ValidatorError> {
         if self.competitions.is_empty() {
             return Err(ValidatorError::Config("no competitions".into()));
@@ -151,6 +164,9 @@ impl EvaluationSettings {
         }
         if self.samples == 0 {
             return Err(ValidatorError::Config("samples must be at least 1".into()));
+        }
+        if self.max_models == 0 || self.keep > self.max_models {
+            return Err(ValidatorError::Config(format!("need 1 ≤ max_models and keep ≤ max_models, got keep {} and max_models {}", self.keep, self.max_models)));
         }
         Ok(())
     }
@@ -195,6 +211,11 @@ pub struct TrackedModel {
     pub competition: Option<String>,
     /// The model.
     pub state: ModelState,
+    /// Its evaluations since this commitment was fetched, the last [`MAX_HISTORY`]: a model
+    /// that is neither kept nor worth a retry by them ([`should_retry`]) is not evaluated
+    /// again until it changes.
+    #[serde(default)]
+    pub history: Vec<EvalResult>,
 }
 
 /// One uid's last evaluation, for the status.
@@ -219,6 +240,9 @@ struct Saved {
     models: BTreeMap<u16, TrackedModel>,
     #[serde(default)]
     last: BTreeMap<u16, LastEvaluation>,
+    /// The uids each competition keeps for its next step.
+    #[serde(default)]
+    kept: BTreeMap<String, Vec<u16>>,
 }
 
 /// The summary of the last step (status, tests).
@@ -345,6 +369,9 @@ impl ModelValidator {
         self.saved.tracker.forget(uid);
         self.saved.models.remove(&uid);
         self.saved.last.remove(&uid);
+        for kept in self.saved.kept.values_mut() {
+            kept.retain(|&u| u != uid);
+        }
         let dir = self.model_dir(uid);
         if dir.exists()
             && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -415,6 +442,7 @@ impl ModelValidator {
             block,
             competition: None,
             state: ModelState::Rejected { cause: String::new(), hash: None, retry: false },
+            history: Vec::new(),
         };
         let reject = |cause: String, retry: bool| ModelState::Rejected { cause, hash: None, retry };
         let parsed = match ModelCommitment::parse(data) {
@@ -477,7 +505,7 @@ impl ModelValidator {
         if samples.is_empty() {
             return Err("no evaluation data: the source gave no usable samples".into());
         }
-        let candidates: Vec<Candidate> = self
+        let ready: Vec<Candidate> = self
             .saved
             .models
             .iter()
@@ -487,6 +515,18 @@ impl ModelValidator {
                 ModelState::Rejected { .. } => None,
             })
             .collect();
+        let kept = self.saved.kept.get(&competition.id).cloned().unwrap_or_default();
+        let models = &self.saved.models;
+        let settled = |uid: u16| models.get(&uid).is_some_and(|m| !should_retry(&competition.epsilon, block, &m.history));
+        let (candidates, copies) = select_candidates(&ready, &kept, &settled, self.settings.max_models);
+        if candidates.len() < ready.len() - copies.len() {
+            tracing::info!(
+                target: "evaluation::validator",
+                selected = candidates.len(),
+                ready = ready.len() - copies.len(),
+                "evaluating the kept models and the new ones; the rest keep their standing until they change"
+            );
+        }
         let round_started = Instant::now();
         let outcome: RoundOutcome = {
             let (comp, cands, samples, stop) = (competition.clone(), candidates.clone(), samples.clone(), shutdown.clone());
@@ -498,6 +538,23 @@ impl ModelValidator {
         if shutdown.is_set() {
             // A partial round would compare models on different sample counts: drop it.
             return Err("stopped during the round; its results are dropped".into());
+        }
+        let mut outcome = outcome;
+        outcome.duplicates.extend(copies);
+        outcome.duplicates.sort_unstable();
+        outcome.duplicates.dedup();
+        // Each evaluated model's result against the round's winner (the best win rate), for
+        // the retry rule.
+        let winner = outcome.wins.iter().max_by(|a, b| a.1.win_rate.total_cmp(&b.1.win_rate).then(b.0.cmp(a.0))).map(|(&uid, _)| uid);
+        let winner_block = winner.and_then(|u| candidates.iter().find(|c| c.uid == u)).map_or(block, |c| c.block);
+        let winner_score = winner.and_then(|u| outcome.mean_loss(u)).unwrap_or(f64::INFINITY);
+        for &uid in outcome.losses.keys() {
+            let score = outcome.mean_loss(uid).unwrap_or(f64::INFINITY);
+            if let Some(m) = self.saved.models.get_mut(&uid) {
+                m.history.push(EvalResult { block, score, winning_model_block: winner_block, winning_model_score: winner_score });
+                let excess = m.history.len().saturating_sub(MAX_HISTORY);
+                m.history.drain(..excess);
+            }
         }
         // Models the checks refused are not loaded again until they change.
         for (uid, cause) in &outcome.rejected {
@@ -514,6 +571,7 @@ impl ModelValidator {
         let soft = softmax(&rates, competition.temperature);
         let fresh: BTreeMap<u16, f64> = uids.into_iter().zip(soft).collect();
         self.saved.tracker.record(&competition.id, &fresh, self.settings.alpha);
+        self.saved.kept.insert(competition.id.clone(), top_by_win_rate(&outcome.wins, self.settings.keep));
         self.saved.step += 1;
         let weights = self.weights();
         self.record(&competition, &outcome, metagraph, block, &weights).await;

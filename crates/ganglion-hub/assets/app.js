@@ -913,6 +913,10 @@ async function route() {
   if (unsubscribe) { unsubscribe(); unsubscribe = null; }
   tip.hidden = true;
   document.body.dataset.ready = 'loading';
+  // The hash this render is for: tests (and anything else waiting on `ready`) check that
+  // `ready` belongs to the current page, not to the one before a click changed the hash.
+  const hash = location.hash;
+  document.body.dataset.route = hash;
   const main = document.getElementById('main');
   const parts = (location.hash.replace(/^#\/?/, '') || '').split('/').filter(Boolean).map(decodeURIComponent);
   try {
@@ -932,9 +936,13 @@ async function route() {
       else if (parts[2] === 'evaluation' && /^\d+$/.test(parts[3])) off = await pageEvaluationUid(main, netuid, Number(parts[3]));
       else throw new Error('unknown page');
     } else throw new Error('unknown page');
+    // A newer navigation started while this page loaded: drop this page's live
+    // subscription and leave `unsubscribe` and `ready` to that one.
+    if (location.hash !== hash) { if (off) off(); return; }
     unsubscribe = off || null;
     document.body.dataset.ready = 'true';
   } catch (e) {
+    if (location.hash !== hash) return;
     clear(main, h('div', { class: 'card' }, h('h2', { class: 'error' }, 'Could not load this page'), h('p', {}, e.message), h('a', { href: '#/' }, 'Back to subnets')));
     document.body.dataset.ready = 'error';
   }

@@ -6,7 +6,7 @@
 
 use ganglion_engine::Engine;
 use ganglion_engine::model::{Logits, log_softmax_rows};
-use ganglion_evaluation::loss::{LossError, Sample, chat_loss, pack_documents, text_loss, tokenize_sample};
+use ganglion_evaluation::loss::{LossError, Sample, chat_loss, chat_losses, pack_documents, text_loss, tokenize_sample};
 
 fn engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
@@ -51,6 +51,35 @@ fn chat_loss_is_over_response_tokens_only() {
     let cut = t.prompt_len + 4;
     let short = chat_loss(&engine, &sample, cut).unwrap();
     assert!((short - direct(&engine, &t.ids[..cut], t.prompt_len)).abs() < 1e-4);
+}
+
+#[test]
+fn batched_chat_losses_equal_one_pass_per_sample() {
+    let (_dir, engine) = engine();
+    let ask = "Please tell me, in a few words, what this means: ";
+    let mut samples: Vec<Sample> = ["lexicon", "gloss", "hypernym", "synset"]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Sample { prompt: format!("{ask}{w}"), response: format!("answer {i}: {}", "a word about words ".repeat(i + 1)) })
+        .collect();
+    // Its prompt alone is longer than the cut: no response tokens, for this sample only.
+    samples.push(Sample { prompt: format!("{ask}{}", "very long ".repeat(60)), response: "short".into() });
+    let prefix = tokenize_sample(engine.tokenizer(), &samples[0], 2048).unwrap();
+    let cut = prefix.ids.len() + 40;
+    assert!(tokenize_sample(engine.tokenizer(), &samples[4], cut).unwrap().prompt_len >= cut);
+    let batched = chat_losses(&engine, &samples, cut);
+    assert_eq!(batched.len(), samples.len());
+    for (sample, got) in samples.iter().zip(&batched) {
+        match (chat_loss(&engine, sample, cut), got) {
+            (Ok(want), Ok(got)) => assert!((want - got).abs() < 1e-4, "{want} vs {got}"),
+            (Err(LossError::NoResponseTokens(_)), Err(LossError::NoResponseTokens(_))) => {}
+            (want, got) => panic!("{want:?} vs {got:?}"),
+        }
+    }
+    assert!(batched[..4].iter().all(Result::is_ok) && batched[4].is_err());
+    // One sample alone takes the one-pass route and gives the same number.
+    let alone = chat_losses(&engine, &samples[1..2], cut);
+    assert!((alone[0].as_ref().unwrap() - batched[1].as_ref().unwrap()).abs() < 1e-4);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod interop_taoverse;
+mod data;
 mod loss;
 mod model_check;
 mod round;

@@ -16,8 +16,9 @@
 //!   with the parse error).
 //!
 //! Asserted: the weights the validator set on chain (base > degraded, the others 0), the
-//! records store (one row per uid with its status and cause), and a restart from the saved
-//! state (same step count and weights).
+//! records store (one row per uid with its status and cause), a restart from the saved
+//! state (same step count and weights), and a step after it that evaluates only the kept
+//! leader (keep 1: the degraded model lost and is not retried).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,6 +144,9 @@ async fn the_base_model_wins_copies_and_bad_models_get_nothing() {
         alpha: 0.9,
         fetch: FetchLimits { deadline: Duration::from_secs(60), ..FetchLimits::default() },
         seed: Some(5),
+        // One leader kept: a later step evaluates it alone, the degraded model having lost.
+        keep: 1,
+        max_models: EvaluationSettings::DEFAULT_MAX_MODELS,
     };
     let corpus = Arc::new(ganglion_corpus::Corpus::locate().unwrap());
     let store: Arc<dyn ModelStore> = Arc::new(MinerStore::new(vhot.clone(), &ganglion_tls::ClientTls::system()).unwrap());
@@ -218,5 +222,19 @@ async fn the_base_model_wins_copies_and_bad_models_get_nothing() {
     let again = make(None);
     assert_eq!((again.steps(), again.weights()), (steps, weights));
     assert!(steps >= 1);
+
+    // One more step on the restarted validator (the miners are gone; nothing needs fetching):
+    // the kept leader is evaluated again, the degraded model, which lost and did not change,
+    // is not (pretraining's retry rule), and the copy is still a copy.
+    let mut again = again;
+    let metagraph = ganglion_chain::Metagraph::fetch(chain.as_ref(), netuid).await.unwrap();
+    let block = chain.block_number().await.unwrap();
+    let (_keep_running, token) = Shutdown::new();
+    let step = again.run_step(&chain, &metagraph, Some(vuid), block, token).await.unwrap();
+    assert_eq!(step.evaluated, 1, "{step:?}");
+    let last = again.last_evaluations();
+    assert_eq!((last[&uid("base")].step, last[&uid("base")].status.as_str()), (steps + 1, "evaluated"));
+    assert!(last[&uid("degraded")].step <= steps, "{:?}", last[&uid("degraded")]);
+    assert_eq!((last[&uid("copier")].step, last[&uid("copier")].status.as_str()), (steps + 1, "duplicate"));
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
 }

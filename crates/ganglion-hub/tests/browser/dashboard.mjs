@@ -46,12 +46,17 @@ try {
   page.on('console', msg => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
   page.on('pageerror', err => consoleErrors.push(String(err)));
 
-  const ready = async () => page.waitForFunction(() => document.body.dataset.ready === 'true');
+  // Waits until the page rendered for `url`'s hash is ready: after a same-document
+  // navigation the previous page's `ready` stays 'true' until the hashchange handler runs,
+  // so `route` (the hash the rendered page belongs to) must match too.
+  const visit = async url => {
+    await page.goto(url);
+    await page.waitForFunction(h => document.body.dataset.route === h && document.body.dataset.ready === 'true', new URL(url).hash);
+  };
   const pathLengths = () => page.$$eval('svg.chart path.line', ps => ps.map(p => (p.getAttribute('d') || '').length));
 
   // Overview: the metagraph table lists every seeded miner, and a plot rendered.
-  await page.goto(`${hub}#/s/${expect.netuid}`);
-  await ready();
+  await visit(`${hub}#/s/${expect.netuid}`);
   await page.waitForSelector('#metagraph-table tbody tr');
   const listed = await page.$$eval('#metagraph-table a[title]', as => as.map(a => a.getAttribute('title')));
   for (const hotkey of expect.miners) check(listed.includes(hotkey), `overview lists miner ${hotkey}`);
@@ -80,8 +85,7 @@ try {
   await page.screenshot({ path: join(shots, 'hub-overview-live.png'), fullPage: true });
 
   // Miner page: failure causes front and centre, four plots.
-  await page.goto(`${hub}#/s/${expect.netuid}/m/${expect.bad_miner}`);
-  await ready();
+  await visit(`${hub}#/s/${expect.netuid}/m/${expect.bad_miner}`);
   await page.waitForSelector('.causes li');
   const why = await page.textContent('main');
   check(why.includes('Why this miner scores'), 'miner page explains the score');
@@ -92,8 +96,7 @@ try {
   await page.screenshot({ path: join(shots, 'hub-miner.png'), fullPage: true });
 
   // Request page: prompt, sampling parameters, response, verification detail.
-  await page.goto(`${hub}#/r/${expect.request_id}`);
-  await ready();
+  await visit(`${hub}#/r/${expect.request_id}`);
   const request = await page.textContent('main');
   for (const part of ['Prompt', 'Sampling parameters', 'temperature', 'Response', 'Verification detail', 'Seed']) {
     check(request.includes(part), `request page shows ${part}`);
@@ -102,37 +105,35 @@ try {
   await page.screenshot({ path: join(shots, 'hub-request.png'), fullPage: true });
 
   // Compute view.
-  await page.goto(`${hub}#/s/${expect.compute_netuid}/compute`);
-  await ready();
+  await visit(`${hub}#/s/${expect.compute_netuid}/compute`);
   await page.waitForSelector('table tbody tr.clickable');
   const computePaths = await pathLengths();
   check(computePaths.some(n => n > 20), 'compute plots have data');
   await page.screenshot({ path: join(shots, 'hub-compute.png'), fullPage: true });
 
   // Reward subnet: a histogram per series with bars, the uid list, and a uid's history plots.
-  await page.goto(`${hub}#/s/${expect.reward_netuid}/reward`);
-  await ready();
+  await visit(`${hub}#/s/${expect.reward_netuid}/reward`);
   await page.waitForSelector('#reward-uids tbody tr.clickable');
   const histograms = await page.$$eval('#reward-histograms .histogram', cards => cards.map(c => c.querySelectorAll('rect.bar').length));
   check(histograms.length >= 2 && histograms.every(n => n > 0), `reward histograms have bars (${histograms})`);
   await page.screenshot({ path: join(shots, 'hub-reward.png'), fullPage: true });
   await page.click('#reward-uids tbody tr.clickable >> nth=0');
-  await page.waitForFunction(() => location.hash.includes('/reward/') && document.body.dataset.ready === 'true');
+  // `route` is the hash the rendered page belongs to: after the click the hash changes at
+  // once, but the previous page's `ready` stays 'true' until the hashchange handler runs.
+  await page.waitForFunction(() => (document.body.dataset.route || '').includes('/reward/') && document.body.dataset.ready === 'true');
   const rewardPaths = await pathLengths();
   check(rewardPaths.filter(n => n > 20).length >= 2, `reward uid plots have data (lengths ${rewardPaths})`);
   await page.screenshot({ path: join(shots, 'hub-reward-uid.png'), fullPage: true });
 
   // Model evaluation: the latest round's table (a rejected uid with its cause) and a uid's plots.
-  await page.goto(`${hub}#/s/${expect.evaluation_netuid}/evaluation`);
-  await ready();
+  await visit(`${hub}#/s/${expect.evaluation_netuid}/evaluation`);
   await page.waitForSelector('#evaluation-round tbody tr.clickable');
   const round = await page.textContent('#evaluation-round');
   check(round.includes('rejected') && round.includes('does not match'), 'the latest round shows the rejected uid and its cause');
   const weightBars = await page.$$eval('rect.bar', rs => rs.length);
   check(weightBars > 0, 'the weight and loss bar charts have bars');
   await page.screenshot({ path: join(shots, 'hub-evaluation.png'), fullPage: true });
-  await page.goto(`${hub}#/s/${expect.evaluation_netuid}/evaluation/0`);
-  await ready();
+  await visit(`${hub}#/s/${expect.evaluation_netuid}/evaluation/0`);
   const evalPaths = await pathLengths();
   check(evalPaths.filter(n => n > 20).length >= 3, `loss, win rate and weight plots have data (lengths ${evalPaths})`);
   await page.screenshot({ path: join(shots, 'hub-evaluation-uid.png'), fullPage: true });

@@ -132,8 +132,12 @@ async fn honest_miners_earn_the_incentive_and_the_cheat_none() {
     assert_eq!(served.details["verify_mode"], "logprob");
     let cheat = served.miner(uids[3]).unwrap();
     assert!(detail(cheat, "verified") == 0 && detail(cheat, "failed") > 0 && last_cause(cheat).is_some(), "{cheat:?}");
+    // The fast miner's window holds mostly verified rounds. Not all: on a loaded CI machine a
+    // round can end before its answer (`TIMEOUT`), which scores zero without being a
+    // verification failure; the records below show it was never caught.
     let fast = served.miner(uids[0]).unwrap();
-    assert!(fast.verified_share.unwrap() > 0.9 && fast.speed.as_ref().unwrap().value > 0.0, "{fast:?}");
+    assert!(fast.verified_share.unwrap() > 0.5 && fast.speed.as_ref().unwrap().value > 0.0, "{fast:?}");
+    assert!(matches!(last_cause(fast), None | Some("TIMEOUT")), "{fast:?}");
     assert_eq!(fast.speed.as_ref().unwrap().unit, "tok/s");
     // status.json holds the same document.
     let file = ganglion_neuron::status::read_status_file(&data_dir.join("status.json")).unwrap();
@@ -167,6 +171,8 @@ async fn honest_miners_earn_the_incentive_and_the_cheat_none() {
     assert!(!cheat_rows.is_empty() && cheat_rows.iter().all(|r| !r.verified && r.cause.is_some()), "{cheat_rows:?}");
     let fast_rows = store.recent_inference(&rows(&hotkeys[0])).await.unwrap();
     assert!(fast_rows.iter().any(|r| r.verified && r.tps > 0.0 && r.ttft_ms.is_some()), "{fast_rows:?}");
+    let caught: Vec<_> = fast_rows.iter().filter(|r| !r.verified && r.cause.as_deref() != Some("TIMEOUT")).collect();
+    assert!(caught.is_empty(), "an honest miner failed verification: {caught:?}");
     let board = saved_scores(&data_dir, netuid);
     assert!(board.score(&hotkeys[0].public()) > board.score(&hotkeys[2].public()));
     assert_eq!(board.score(&hotkeys[3].public()), 0.0);

@@ -22,6 +22,9 @@ pub(crate) enum BenchCommand {
     /// Verification: false-positive rate on an honest server (built-in engine or llama.cpp),
     /// or power on a dishonest one, over thousands of the validator's own requests.
     Verify(super::bench_verify::VerifyBenchArgs),
+    /// Model evaluation: one validator step (8 models x 400 samples by default) timed against
+    /// the original's 20-minute step, scored tokens/s beside llama.cpp's llama-perplexity.
+    Evaluation(super::bench_evaluation::EvaluationBenchArgs),
     /// Reward validator: sentence-embedding throughput against PyTorch sentence-transformers
     /// (same texts, same threads), and one full forward's scoring time.
     Reward(super::bench_reward::RewardBenchArgs),
@@ -38,6 +41,7 @@ pub(crate) fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Hub(args) => super::hub::run_bench(args),
         BenchCommand::Verify(args) => super::bench_verify::run(args),
         BenchCommand::Reward(args) => super::bench_reward::run(args),
+        BenchCommand::Evaluation(args) => super::bench_evaluation::run(args),
     }
 }
 

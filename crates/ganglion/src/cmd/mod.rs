@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod bench_engine;
+pub(crate) mod bench_evaluation;
 pub(crate) mod bench_verify;
 pub(crate) mod bench_reward;
 pub(crate) mod bench_epistula;

@@ -52,8 +52,10 @@ pub(crate) struct ValidatorArgs {
     /// A TOML file of competitions (`[[competition]]` tables: id, share, sequence_length,
     /// temperature, epsilon = { kind = "fixed", epsilon = 0.01 } or { kind = "linear_decay",
     /// start, end, decay_blocks }, limits = { max_bytes, architectures, max_parameters,
-    /// min_parameters, norms }). Default: one competition `g1` of llama/Gemma 3 GGUF models up
-    /// to 1e9 parameters and 2 GiB, the finetuning subnet's constants.
+    /// min_parameters, norms }, task = { kind = "chat" } (default) or { kind = "text",
+    /// degeneracy_check = true } for pretraining's packed-text loss). Default: one competition
+    /// `g1` of llama/Gemma 3 GGUF models up to 1e9 parameters and 2 GiB, the finetuning
+    /// subnet's constants.
     #[arg(long, env = "GANGLION_EVALUATION_CONFIG")]
     config: Option<PathBuf>,
     /// Where the validator keeps its state, downloaded models, status.json and the default
@@ -77,6 +79,14 @@ pub(crate) struct ValidatorArgs {
     /// Samples per step (the original: 400).
     #[arg(long = "eval.samples", default_value_t = 400)]
     samples: usize,
+    /// Models kept for the next step, the best by win rate (the originals' `--sample_min`).
+    #[arg(long = "eval.sample_min", default_value_t = EvaluationSettings::DEFAULT_KEEP)]
+    sample_min: usize,
+    /// Most models one step evaluates: the kept ones, then models new in their commitment or
+    /// worth a retry by pretraining's rule, earliest commit first (the rest wait for a later
+    /// step; a model that lost and did not change is not evaluated again).
+    #[arg(long = "eval.sample_max", default_value_t = EvaluationSettings::DEFAULT_MAX_MODELS)]
+    sample_max: usize,
     /// EMA weight of the old weights (finetuning 0.9, pretraining 0.5).
     #[arg(long = "eval.alpha", default_value_t = ganglion_evaluation::scoring::finetuning::ALPHA)]
     alpha: f64,
@@ -152,6 +162,8 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
         alpha: args.alpha,
         fetch: FetchLimits { max_bytes: args.max_bytes, max_files: args.max_files, deadline },
         seed: args.seed,
+        keep: args.sample_min,
+        max_models: args.sample_max,
     };
     let tls = ganglion_tls::ClientTls::system();
     let miner_store: Arc<dyn ModelStore> = Arc::new(MinerStore::new(hotkey.clone(), &tls)?);

@@ -1,6 +1,7 @@
 //! The integration tests of `ganglion`, as one test binary (one link instead of one per file).
 
 mod architecture;
+mod bench_evaluation;
 mod chain_kill;
 mod config_files;
 mod interop_wallet;
