@@ -614,6 +614,12 @@ impl Engine {
         let Some(last_raw) = last_raw else {
             return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
         };
+        if placing.is_none() && self.model.packs() {
+            let from = vec![0; completions.len()];
+            let completions = self.score_packed(&prefix, &last_raw, completions, &from, top_k)?;
+            let completions = completions.into_iter().map(|tokens| ScoredCompletion { tokens }).collect();
+            return Ok((ScoreReport { prompt: prompt_scores, completions }, Vec::new()));
+        }
         let place = |raw: &[f32], completion: &[u32], at: usize| -> Vec<Placement> {
             let Some((processing, margin, ends)) = placing else { return Vec::new() };
             Family::ALL
@@ -655,6 +661,112 @@ impl Engine {
             placed.push(places);
         }
         Ok((ScoreReport { prompt: prompt_scores, completions: out }, placed))
+    }
+}
+
+/// Rows [`Engine::score_packed`] puts in one pass: enough that every weight tile is used
+/// for many rows, few enough that a pass's activations stay a few MB.
+const PACK_ROWS: usize = 1024;
+
+impl Engine {
+    /// Scores many completions of one prompt, only completion `i`'s positions `from[i]..`
+    /// (the others are run, as context, but get no logits): for losses over a response that
+    /// follows a per-sample prompt. `completions[i].tokens` holds the scores of positions
+    /// `from[i]..completions[i].len()` in order; `prompt` as in [`Engine::score`].
+    /// Completions run packed several to a pass ([`Llama::forward_packed`]) where the
+    /// architecture allows, else one pass each.
+    pub fn score_tail(&self, prompt: &[u32], completions: &[Vec<u32>], from: &[usize], top_k: usize) -> EngineResult<ScoreReport> {
+        if from.len() != completions.len() {
+            return Err(EngineError::InvalidInput(format!("{} start positions for {} completions", from.len(), completions.len())));
+        }
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
+        }
+        check_top_k(top_k)?;
+        let limit = self.context_length();
+        if let Some(c) = completions.iter().find(|c| prompt.len() + c.len() > limit) {
+            return Err(EngineError::ContextOverflow { limit, requested: prompt.len() + c.len(), prompt: prompt.len() });
+        }
+        let mut prefix = self.model.new_cache();
+        let (mut prompt_scores, mut last_raw) = (Vec::with_capacity(prompt.len()), None);
+        self.model.forward_chunked(prompt, &mut prefix, |first, logits| {
+            let rows = logits.dim(0)?;
+            prompt_scores.extend(score_chunk(logits, &prompt[first + 1..], top_k)?);
+            if first + rows == prompt.len() {
+                last_raw = Some(logits.get(rows - 1)?.to_vec1::<f32>()?);
+            }
+            Ok(())
+        })?;
+        let Some(last_raw) = last_raw else {
+            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
+        };
+        let completions = if self.model.packs() {
+            self.score_packed(&prefix, &last_raw, completions, from, top_k)?
+        } else {
+            let mut out = Vec::with_capacity(completions.len());
+            for (completion, &from) in completions.iter().zip(from) {
+                let mut tokens = Vec::with_capacity(completion.len());
+                if let Some(&first) = completion.first() {
+                    tokens.push(score_logits(&last_raw, first, top_k));
+                }
+                if completion.len() > 1 {
+                    let mut cache = prefix.clone();
+                    self.model.forward_chunked(&completion[..completion.len() - 1], &mut cache, |first, logits| {
+                        tokens.extend(score_chunk(logits, &completion[first + 1..], top_k)?);
+                        Ok(())
+                    })?;
+                }
+                out.push(tokens.split_off(from.min(tokens.len())));
+            }
+            out
+        };
+        let completions = completions.into_iter().map(|tokens| ScoredCompletion { tokens }).collect();
+        Ok(ScoreReport { prompt: prompt_scores, completions })
+    }
+
+    /// The scores of positions `from[i]..` of each completion after `prefix` (whose last
+    /// logits row is `last_raw`), completions packed up to [`PACK_ROWS`] rows per pass.
+    fn score_packed(&self, prefix: &KvCache, last_raw: &[f32], completions: &[Vec<u32>], from: &[usize], top_k: usize) -> EngineResult<Vec<Vec<TokenScore>>> {
+        let mut out: Vec<Vec<TokenScore>> = completions.iter().zip(from).map(|(c, &f)| Vec::with_capacity(c.len().saturating_sub(f))).collect();
+        // Position 0 is predicted by the prompt's last row; position j ≥ 1 by the
+        // completion's row j − 1, so a completion runs all but its last token.
+        for ((completion, &from), scores) in completions.iter().zip(from).zip(out.iter_mut()) {
+            if let (Some(&first), 0) = (completion.first(), from) {
+                scores.push(score_logits(last_raw, first, top_k));
+            }
+        }
+        let mut next = 0;
+        while next < completions.len() {
+            let mut group = Vec::new();
+            let mut rows = 0;
+            while next < completions.len() && (group.is_empty() || rows + completions[next].len() <= PACK_ROWS) {
+                rows += completions[next].len();
+                group.push(next);
+                next += 1;
+            }
+            // (completion, its first wanted row, wanted rows), in the pass's order.
+            let mut targets: Vec<u32> = Vec::new();
+            let mut owner: Vec<usize> = Vec::new();
+            let mut seqs = Vec::with_capacity(group.len());
+            for &i in &group {
+                let c = &completions[i];
+                if c.len() < 2 {
+                    continue;
+                }
+                let logits_from = (from[i].max(1) - 1).min(c.len() - 1);
+                seqs.push(model::Packed { tokens: &c[..c.len() - 1], logits_from });
+                targets.extend(&c[logits_from + 1..]);
+                owner.extend(std::iter::repeat_n(i, c.len() - 1 - logits_from));
+            }
+            self.model.forward_packed(prefix, &seqs, |first, logits| {
+                let rows = logits.dim(0)?;
+                for (k, score) in score_chunk(logits, &targets[first..first + rows], top_k)?.into_iter().enumerate() {
+                    out[owner[first + k]].push(score);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(out)
     }
 }
 
@@ -799,6 +911,34 @@ mod tests {
         }
         // The same call twice is bit-identical.
         assert_eq!(report, engine.score(&prompt, &completions, 5).unwrap());
+    }
+
+    #[test]
+    fn tail_scores_of_packed_completions_match_one_pass_each() {
+        let (_dir, path) = tiny_model();
+        let engine = Engine::load(&path).unwrap();
+        assert!(engine.model().packs());
+        let prompt: Vec<u32> = vec![1, 100, 101];
+        // Enough rows to fill more than one pass, with every kind of start position.
+        let mut completions: Vec<Vec<u32>> = (0..40u32).map(|i| (0..(30 + i % 7)).map(|j| 40 + (i * 7 + j) % 200).collect()).collect();
+        completions.extend([vec![9], vec![], vec![5, 6]]);
+        let from: Vec<usize> = (0..completions.len()).map(|i| [0, 1, 2, 17, 40][i % 5]).collect();
+        let report = engine.score_tail(&prompt, &completions, &from, 3).unwrap();
+        assert_eq!(report.prompt.len(), prompt.len() - 1);
+        for ((c, &f), scored) in completions.iter().zip(&from).zip(&report.completions) {
+            assert_eq!(scored.tokens.len(), c.len().saturating_sub(f), "{f} of {}", c.len());
+            if scored.tokens.is_empty() {
+                continue;
+            }
+            let full: Vec<u32> = prompt.iter().chain(c).copied().collect();
+            let direct = engine.score_sequence(&full, 3).unwrap();
+            for (a, b) in scored.tokens.iter().zip(&direct[prompt.len() - 1 + f..]) {
+                assert_eq!(a.token, b.token);
+                assert!((a.logprob - b.logprob).abs() < 1e-4, "{a:?} vs {b:?}");
+                assert_eq!(a.top.len(), 3);
+            }
+        }
+        assert!(engine.score_tail(&prompt, &completions, &from[1..], 3).is_err(), "one start per completion");
     }
 
     #[test]

@@ -43,6 +43,10 @@ impl KvCache {
         self.len == 0
     }
 
+    pub(crate) fn layers(&self) -> &[LayerKv] {
+        &self.layers
+    }
+
     pub(crate) fn layers_mut(&mut self) -> &mut [LayerKv] {
         &mut self.layers
     }

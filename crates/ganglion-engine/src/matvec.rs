@@ -36,6 +36,11 @@ pub struct BlockMatrix {
     codes: Codes,
 }
 
+/// Matrices with at least this many weights split one-row products across threads: below it
+/// (SmolLM2's 192 × 576 key and value projections, ~20 µs a product) handing work to the
+/// pool costs about what it saves.
+const PARALLEL_MIN_WEIGHTS: usize = 1 << 18;
+
 #[derive(Debug, Clone)]
 enum Codes {
     /// 4-bit codes in ggml order (byte `j` holds weight `j` low and `j + 16` high) with a
@@ -268,42 +273,113 @@ impl BlockMatrix {
         }
     }
 
-    /// `out = W·x` for one activation row `x` of length `cols`.
+    /// `out = W·x` for one activation row `x` of length `cols`. Matrices of at least
+    /// [`PARALLEL_MIN_WEIGHTS`] weights split their rows across the engine's threads (each
+    /// row is computed alone, so the split changes nothing but the time).
     pub fn matvec(&self, x: &[f32], out: &mut [f32]) {
         assert_eq!(x.len(), self.cols, "activation length");
         assert_eq!(out.len(), self.rows, "output length");
         let (blocks, _) = x.as_chunks::<BLOCK>();
-        match &self.codes {
-            Codes::Nibbles { codes, scales, offsets } => {
-                // Σx per block, shared by every row (the offset term).
-                let block_sums: Vec<f32> = blocks.iter().map(|b| b.iter().sum()).collect();
-                crate::kernels::nibble_matvec(codes, scales, offsets, blocks, &block_sums, out);
+        // Σx per block, shared by every row (the offset term of 4-bit codes).
+        let block_sums: Vec<f32> = match &self.codes {
+            Codes::Nibbles { .. } => blocks.iter().map(|b| b.iter().sum()).collect(),
+            _ => Vec::new(),
+        };
+        match self.rows_per_part() {
+            None => self.matvec_rows(0, blocks, &block_sums, out),
+            Some(per) => {
+                use rayon::prelude::*;
+                out.par_chunks_mut(per).enumerate().for_each(|(i, y)| self.matvec_rows(i * per, blocks, &block_sums, y));
             }
-            Codes::Signed { codes, scales } => crate::kernels::signed_matvec(codes, scales, blocks, out),
-            Codes::SignedPairs { codes, scales } => crate::kernels::signed_pair_matvec(codes, scales, blocks, out),
+        }
+    }
+
+    /// Rows per thread for a one-row product, a multiple of the offset grouping; `None`
+    /// when the matrix is too small for splitting to pay (or there is one thread).
+    fn rows_per_part(&self) -> Option<usize> {
+        let threads = rayon::current_num_threads();
+        (threads > 1 && self.rows * self.cols >= PARALLEL_MIN_WEIGHTS && self.rows >= 2 * crate::kernels::OFFSET_GROUP)
+            .then(|| self.rows.div_ceil(threads).next_multiple_of(crate::kernels::OFFSET_GROUP))
+    }
+
+    /// The codes of rows `first..first + len`.
+    fn row_codes(&self, first: usize, len: usize) -> crate::kernels::RowCodes<'_> {
+        use crate::kernels::RowCodes;
+        let per_row = self.cols / BLOCK;
+        let b = first * per_row..(first + len) * per_row;
+        match &self.codes {
+            Codes::Nibbles { codes, scales, .. } => RowCodes::Nibbles(&codes[b.clone()], &scales[b]),
+            Codes::Signed { codes, scales } => RowCodes::Signed(&codes[b.clone()], &scales[b]),
+            Codes::SignedPairs { codes, scales } => RowCodes::SignedPairs(&codes[b.clone()], &scales[b]),
+        }
+    }
+
+    /// The grouped offsets of rows `first..first + len` (`first` a multiple of the
+    /// grouping); empty for codes without offsets.
+    fn row_offsets(&self, first: usize, len: usize) -> &[[f32; crate::kernels::OFFSET_GROUP]] {
+        use crate::kernels::OFFSET_GROUP;
+        let per_row = self.cols / BLOCK;
+        match &self.codes {
+            Codes::Nibbles { offsets, .. } => &offsets[first / OFFSET_GROUP * per_row..(first + len).div_ceil(OFFSET_GROUP) * per_row],
+            _ => &[],
+        }
+    }
+
+    /// Rows `first..first + out.len()` of `W·x`.
+    fn matvec_rows(&self, first: usize, blocks: &[[f32; BLOCK]], block_sums: &[f32], out: &mut [f32]) {
+        use crate::kernels::RowCodes;
+        match self.row_codes(first, out.len()) {
+            RowCodes::Nibbles(codes, scales) => {
+                crate::kernels::nibble_matvec(codes, scales, self.row_offsets(first, out.len()), blocks, block_sums, out);
+            }
+            RowCodes::Signed(codes, scales) => crate::kernels::signed_matvec(codes, scales, blocks, out),
+            RowCodes::SignedPairs(codes, scales) => crate::kernels::signed_pair_matvec(codes, scales, blocks, out),
         }
     }
 
     /// `out[i·rows..(i + 1)·rows] = W·xᵢ` for the `n` activation rows `x = [x₀ … xₙ₋₁]`
     /// (`n × cols`): a decode step of `n` sequences reading the weights once. Every output is
-    /// bit-identical to [`BlockMatrix::matvec`] on that row alone.
+    /// bit-identical to [`BlockMatrix::matvec`] on that row alone. Rows split across threads
+    /// as in [`BlockMatrix::matvec`].
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         assert_eq!(x.len(), n * self.cols, "activation length");
         assert_eq!(out.len(), n * self.rows, "output length");
         let (blocks, _) = x.as_chunks::<BLOCK>();
         let per_row = self.cols / BLOCK;
-        let codes = match &self.codes {
-            Codes::Nibbles { codes, scales, offsets } => {
-                for (input, y) in blocks.chunks_exact(per_row).zip(out.chunks_exact_mut(self.rows)) {
-                    let block_sums: Vec<f32> = input.iter().map(|b| b.iter().sum()).collect();
-                    crate::kernels::nibble_offsets(offsets, &block_sums, y);
-                }
-                crate::kernels::RowCodes::Nibbles(codes, scales)
-            }
-            Codes::Signed { codes, scales } => crate::kernels::RowCodes::Signed(codes, scales),
-            Codes::SignedPairs { codes, scales } => crate::kernels::RowCodes::SignedPairs(codes, scales),
+        let block_sums: Vec<Vec<f32>> = match &self.codes {
+            Codes::Nibbles { .. } => blocks.chunks_exact(per_row).map(|input| input.iter().map(|b| b.iter().sum()).collect()).collect(),
+            _ => Vec::new(),
         };
-        crate::kernels::rows_times_inputs(codes, blocks, per_row, out);
+        // Rows `first..first + len` for every input, `(n, len)` row-major.
+        let part = |first: usize, len: usize, y: &mut [f32]| {
+            let offsets = self.row_offsets(first, len);
+            // Nibble codes start from the offset terms; `block_sums` is empty for the others.
+            for (sums, y) in block_sums.iter().zip(y.chunks_exact_mut(len)) {
+                crate::kernels::nibble_offsets(offsets, sums, y);
+            }
+            crate::kernels::rows_times_inputs(self.row_codes(first, len), blocks, per_row, y);
+        };
+        match self.rows_per_part() {
+            None => part(0, self.rows, out),
+            Some(per) => {
+                use rayon::prelude::*;
+                let parts: Vec<(usize, Vec<f32>)> = (0..self.rows.div_ceil(per))
+                    .into_par_iter()
+                    .map(|i| {
+                        let (first, len) = (i * per, per.min(self.rows - i * per));
+                        let mut y = vec![0.0f32; n * len];
+                        part(first, len, &mut y);
+                        (first, y)
+                    })
+                    .collect();
+                for (first, y) in parts {
+                    let len = y.len() / n.max(1);
+                    for (i, rows) in y.chunks_exact(len).enumerate() {
+                        out[i * self.rows + first..i * self.rows + first + len].copy_from_slice(rows);
+                    }
+                }
+            }
+        }
     }
 
     /// The stored weights of rows `first..first + out.len() / cols` as f32, row-major.

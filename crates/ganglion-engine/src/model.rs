@@ -101,6 +101,15 @@ pub enum Logits {
 }
 
 pub use crate::kv::KvCache;
+
+/// One sequence of a packed pass ([`Llama::forward_packed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Packed<'a> {
+    /// Its tokens, run after the shared prefix.
+    pub tokens: &'a [u32],
+    /// The first of its rows whose logits are wanted (rows before it only feed attention).
+    pub logits_from: usize,
+}
 use crate::kv::LayerKv;
 
 struct Block {
@@ -125,11 +134,13 @@ pub const LOGIT_CHUNK: usize = 32;
 /// Most rows of logits [`Llama::forward_chunked`] computes at once.
 pub const MAX_LOGIT_CHUNK: usize = 256;
 /// Bytes of logits [`Llama::forward_chunked`] aims at per chunk: each chunk dequantizes the
-/// whole output matrix once ([`tiled_product`]), so chunks are as large as this allows
-/// (SmolLM2's 49,152-token vocabulary: 256 rows, 50 MB; Gemma 3's 262,144: 64 rows, 64 MB).
-/// With 32 rows per chunk, a 512-token window dequantized SmolLM2's output matrix 16 times
-/// and its GEMMs ran on 32-row panels.
-const LOGIT_CHUNK_BYTES: usize = 64 << 20;
+/// whole output matrix once ([`tiled_product`]), so larger chunks dequantize less often,
+/// but a chunk is the largest transient buffer of scoring (SmolLM2's 49,152-token
+/// vocabulary: 85 rows, 16.7 MB; Gemma 3's 262,144: the 32-row floor, 33.5 MB). At 64 MB
+/// (256 SmolLM2 rows) the scoring phase of `bench engine` peaked 47 MB higher (267 vs
+/// 220 MB resident) and scored 4 × 512 tokens no faster (329 vs 331 tok/s, one run each on
+/// 2 threads); at 32 rows a 512-token window dequantized the output matrix 16 times.
+const LOGIT_CHUNK_BYTES: usize = 16 << 20;
 
 /// Rows per chunk of [`Llama::forward_chunked`] for a vocabulary of `vocab` tokens.
 pub fn logit_chunk_rows(vocab: usize) -> usize {
@@ -723,7 +734,7 @@ impl Llama {
         self.check_input(tokens, cache)?;
         let pos = cache.len();
         let result = if self.cfg.architecture == Architecture::Llama && tokens.len() == 1 && self.one_token_path {
-            self.forward_one(tokens[0], cache).and_then(|row| Ok(Tensor::from_vec(row, (1, self.cfg.vocab_size), &Device::Cpu)?))
+            in_pool(|| self.forward_one(tokens[0], cache)).and_then(|row| Ok(Tensor::from_vec(row, (1, self.cfg.vocab_size), &Device::Cpu)?))
         } else {
             self.final_hidden(tokens, cache, logits).and_then(|h| Ok(self.output.forward(&h)?))
         };
@@ -767,6 +778,107 @@ impl Llama {
         Ok(())
     }
 
+    /// Whether [`Llama::forward_packed`] runs on this model (llama; Gemma 3 runs its
+    /// sequences one pass each).
+    pub fn packs(&self) -> bool {
+        self.cfg.architecture == Architecture::Llama && self.rope.is_some()
+    }
+
+    /// Runs several independent sequences, each after the same `prefix` cache (left as it
+    /// was), in one pass: the matrix products take every sequence's rows at once (one
+    /// dequantized tile of each weight matrix serves them all: a 65-token sequence alone
+    /// spent about a third of its pass dequantizing weights), and attention runs per
+    /// sequence over the prefix's keys and its own, at its own positions `prefix.len()…`,
+    /// so each row is the one [`Llama::forward`] computes for that sequence alone, up to
+    /// float rounding (a test holds them together). Logits are computed only for the rows
+    /// `seqs[i].logits_from..` of each sequence, handed to `each` as `(first, (rows, vocab))`
+    /// chunks where `first` counts wanted rows over all sequences in order.
+    pub fn forward_packed(&self, prefix: &KvCache, seqs: &[Packed<'_>], mut each: impl FnMut(usize, &Tensor) -> EngineResult<()>) -> EngineResult<()> {
+        if !self.packs() {
+            return Err(EngineError::Unsupported(format!("packed passes of a {} model", self.cfg.architecture.gguf_name())));
+        }
+        let rope = self.rope()?;
+        let p = prefix.len();
+        let (mut tokens, mut positions, mut wanted, mut bounds) = (Vec::new(), Vec::new(), Vec::new(), Vec::with_capacity(seqs.len()));
+        for seq in seqs {
+            if seq.tokens.is_empty() {
+                continue;
+            }
+            self.check_input(seq.tokens, prefix)?;
+            let start = tokens.len();
+            tokens.extend_from_slice(seq.tokens);
+            positions.extend((0..seq.tokens.len()).map(|i| (p + i) as u32));
+            wanted.extend((start + seq.logits_from.min(seq.tokens.len()))..tokens.len());
+            bounds.push((start, seq.tokens.len()));
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let (t, dev, eps) = (tokens.len(), Device::Cpu, self.cfg.rms_eps as f32);
+        let at = Tensor::from_vec(positions, t, &dev)?;
+        let (cos, sin) = (rope.cos.index_select(&at, 0)?, rope.sin.index_select(&at, 0)?);
+        let mut x = Tensor::from_vec(self.tok_embd.rows(&tokens)?, (t, self.cfg.n_embd), &dev)?;
+        for (block, layer) in self.blocks.iter().zip(prefix.layers()) {
+            let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, eps)?;
+            let attn = self.packed_attention(block, &h, &cos, &sin, &bounds, layer, p)?;
+            x = (x + attn)?;
+            let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, eps)?;
+            let gate = candle_nn::ops::silu(&block.w_gate.forward(&h)?)?;
+            let up = block.w_up.forward(&h)?;
+            x = (x + block.w_down.forward(&(gate * up)?)?)?;
+        }
+        let n = wanted.len();
+        let rows = Tensor::from_vec(wanted.iter().map(|&r| r as u32).collect::<Vec<u32>>(), n, &dev)?;
+        let hidden = candle_nn::ops::rms_norm(&x.index_select(&rows, 0)?, &self.norm, eps)?;
+        let chunk = logit_chunk_rows(self.cfg.vocab_size);
+        let mut first = 0;
+        while first < n {
+            let rows = chunk.min(n - first);
+            each(first, &self.output.forward(&hidden.narrow(0, first, rows)?)?)?;
+            first += rows;
+        }
+        Ok(())
+    }
+
+    /// [`Llama::attention`] for the packed sequences `bounds` (`(first row, rows)`), each
+    /// attending to the prefix's `p` cached positions and its own rows causally.
+    #[allow(clippy::too_many_arguments)]
+    fn packed_attention(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bounds: &[(usize, usize)],
+        layer: &LayerKv,
+        p: usize,
+    ) -> EngineResult<Tensor> {
+        let (t, _) = x.dims2()?;
+        let (nh, nkv, hd) = (self.cfg.n_head, self.cfg.n_kv_head, self.cfg.head_dim());
+        let q = block.wq.forward(x)?.reshape((1, t, nh, hd))?.transpose(1, 2)?.contiguous()?;
+        let k = block.wk.forward(x)?.reshape((1, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let v = block.wv.forward(x)?.reshape((1, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
+        let cached = |rows: &[f32]| -> candle_core::Result<Tensor> {
+            Tensor::from_slice(&rows[..p * nkv * hd], (p, nkv, hd), &Device::Cpu)?.transpose(0, 1)?.contiguous()?.unsqueeze(0)
+        };
+        let prefix = if p > 0 { Some((cached(layer.keys())?, cached(layer.values())?)) } else { None };
+        let (rep, scale) = (nh / nkv, 1.0 / (hd as f64).sqrt());
+        let mut ys = Vec::with_capacity(bounds.len());
+        for &(start, len) in bounds {
+            let qs = q.narrow(2, start, len)?.contiguous()?;
+            let (ks, vs) = (k.narrow(2, start, len)?, v.narrow(2, start, len)?);
+            let (ks, vs) = match &prefix {
+                Some((pk, pv)) => (Tensor::cat(&[pk, &ks], 2)?, Tensor::cat(&[pv, &vs], 2)?),
+                None => (ks.contiguous()?, vs.contiguous()?),
+            };
+            ys.push(causal_attention(&qs, &repeat_kv(&ks, rep)?, &repeat_kv(&vs, rep)?, p, scale)?);
+        }
+        let y = Tensor::cat(&ys, 2)?.transpose(1, 2)?.reshape((t, nh * hd))?;
+        Ok(block.wo.forward(&y)?)
+    }
+
     /// One decode step of several sequences: `tokens[i]` runs after whatever `caches[i]`
     /// holds and is appended to it; returns each sequence's logits row. Every row is
     /// bit-identical to `forward(&[tokens[i]], caches[i], Logits::Last)` alone: the matrix
@@ -803,7 +915,7 @@ impl Llama {
             return Ok(rows);
         }
         let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
-        let result = self.decode_batch_blocks(tokens, caches, &positions);
+        let result = in_pool(|| self.decode_batch_blocks(tokens, caches, &positions));
         if result.is_err() {
             for (cache, &pos) in caches.iter_mut().zip(&positions) {
                 self.rollback(cache, pos);
@@ -975,10 +1087,11 @@ impl Llama {
         let mut x = Tensor::from_vec(self.tok_embd.rows(tokens)?, (t, self.cfg.n_embd), &Device::Cpu)?;
         let cos = rope.cos.narrow(0, pos, t)?;
         let sin = rope.sin.narrow(0, pos, t)?;
-        let mask = if t > 1 { Some(causal_mask(t, pos)?) } else { None };
+        // One token attends to everything cached; more need the causal mask.
+        let causal = t > 1;
         for (block, layer) in self.blocks.iter().zip(cache.layers_mut()).take(upto) {
             let h = candle_nn::ops::rms_norm(&x, &block.attn_norm, self.cfg.rms_eps as f32)?;
-            let attn = self.attention(block, &h, &cos, &sin, mask.as_ref(), layer)?;
+            let attn = self.attention(block, &h, &cos, &sin, causal, layer)?;
             x = (x + attn)?;
             let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, self.cfg.rms_eps as f32)?;
             let gate = candle_nn::ops::silu(&block.w_gate.forward(&h)?)?;
@@ -1123,7 +1236,7 @@ impl Llama {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
+        causal: bool,
         layer: &mut LayerKv,
     ) -> EngineResult<Tensor> {
         let (t, _) = x.dims2()?;
@@ -1144,29 +1257,34 @@ impl Llama {
         let (k, v) = (cached(layer.keys())?, cached(layer.values())?);
         let rep = nh / nkv;
         let scale = 1.0 / (hd as f64).sqrt();
-        let y = match mask {
+        let y = if causal {
+            // Several tokens with a causal mask: expand K/V per query head. (The grouped form
+            // below with a 5-D broadcast mask disagreed with token-by-token decoding on real
+            // weights; tests/reference_forward.rs guards this path.)
+            causal_attention(&q, &repeat_kv(&k, rep)?, &repeat_kv(&v, rep)?, s - t, scale)?
+        } else {
             // Decoding one token: group the query heads that share a KV head so the cache is
             // never copied per head: (1, nh, 1, hd) -> (1, nkv, rep, hd).
-            None => {
-                let q = q.reshape((1, nkv, rep * t, hd))?;
-                let att = (q.matmul(&k.t()?)? * scale)?;
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                att.matmul(&v)?.reshape((1, nh, t, hd))?
-            }
-            // Several tokens with a causal mask: expand K/V per query head. (The grouped form
-            // above with a 5-D broadcast mask disagreed with token-by-token decoding on real
-            // weights; tests/reference_forward.rs guards this path.)
-            Some(m) => {
-                let k = repeat_kv(&k, rep)?;
-                let v = repeat_kv(&v, rep)?;
-                let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(m)?;
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                att.matmul(&v)?
-            }
+            let q = q.reshape((1, nkv, rep * t, hd))?;
+            let att = (q.matmul(&k.t()?)? * scale)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            att.matmul(&v)?.reshape((1, nh, t, hd))?
         };
         let y = y.transpose(1, 2)?.reshape((t, nh * hd))?;
         Ok(block.wo.forward(&y)?)
     }
+}
+
+/// Runs a decode step on one of the engine's pool threads, so the products it splits across
+/// threads ([`crate::matvec::BlockMatrix::matvec`]) hand their other half to a thread that
+/// is still spinning between products. Called from outside the pool, each of the ~200
+/// products of a step put the caller to sleep and woke it again: a perf profile of
+/// generation had ~25% of its time in the scheduler.
+fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
 }
 
 fn matrix(l: &Linear) -> EngineResult<&crate::matvec::BlockMatrix> {
@@ -1254,6 +1372,33 @@ fn repeat_kv(x: &Tensor, rep: usize) -> candle_core::Result<Tensor> {
     }
     let (b, n, s, d) = x.dims4()?;
     Tensor::cat(&vec![x; rep], 2)?.reshape((b, n * rep, s, d))
+}
+
+/// Queries per block of [`causal_attention`]: a 512-token prompt's scores were 9.4 MB per
+/// copy for SmolLM2's 9 heads, several copies alive at once (scaled, masked, softmaxed).
+const QUERY_BLOCK: usize = 128;
+
+/// Softmax attention of the queries `q` `(1, heads, t, d)` at positions `pos..pos + t` over
+/// the keys and values `(1, heads, pos + t, d)` of positions `0..pos + t`, each query seeing
+/// the keys up to its own position. Queries run [`QUERY_BLOCK`] at a time, each block over
+/// only the keys it can see, so the scores never exceed `heads × QUERY_BLOCK × (pos + t)`
+/// and the masked-out half of a prompt's products is not computed (each query's row is the
+/// same as with the whole square: masked keys contribute exact zeros).
+fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, pos: usize, scale: f64) -> candle_core::Result<Tensor> {
+    let t = q.dim(2)?;
+    let mut out = Vec::with_capacity(t.div_ceil(QUERY_BLOCK));
+    for first in (0..t).step_by(QUERY_BLOCK) {
+        let n = QUERY_BLOCK.min(t - first);
+        let seen = pos + first + n;
+        let (qb, kb, vb) = (q.narrow(2, first, n)?.contiguous()?, k.narrow(2, 0, seen)?.contiguous()?, v.narrow(2, 0, seen)?.contiguous()?);
+        let att = (qb.matmul(&kb.t()?)? * scale)?.broadcast_add(&causal_mask(n, pos + first)?)?;
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        out.push(att.matmul(&vb)?);
+    }
+    if out.len() == 1 {
+        return Ok(out.remove(0));
+    }
+    Tensor::cat(&out, 2)
 }
 
 /// `(t, pos + t)` additive mask: query i (absolute position pos + i) sees keys 0..=pos + i.
@@ -1505,8 +1650,9 @@ pub(crate) mod tests {
             })
             .unwrap();
         assert_eq!(starts, vec![0, chunk]);
-        assert_eq!(logit_chunk_rows(262_144), 64, "Gemma 3: 64 MB of logits per chunk");
-        assert_eq!(logit_chunk_rows(49_152), MAX_LOGIT_CHUNK);
+        assert_eq!(logit_chunk_rows(262_144), LOGIT_CHUNK, "Gemma 3: the floor, 32 MB of logits per chunk");
+        assert_eq!(logit_chunk_rows(49_152), 85, "SmolLM2: 16 MB of logits per chunk");
+        assert_eq!(logit_chunk_rows(1), MAX_LOGIT_CHUNK);
         assert_eq!(cache.len(), tokens.len());
         assert!(chunked == all, "chunked logits differ from the all-position ones");
     }

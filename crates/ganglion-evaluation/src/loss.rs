@@ -99,8 +99,9 @@ fn mean_over(first: usize, len: usize, score: impl Fn(usize) -> f32) -> Result<f
 
 /// [`chat_loss`] of every sample, with the tokens all samples begin with (the chat
 /// template's system preamble and the user turn's header: ~25 of SmolLM2's tokens) run once
-/// instead of once per sample. Each sample's remaining tokens run on a copy of that prefix's
-/// KV cache ([`Engine::score`]), so every position's score is the one a whole-sequence pass
+/// instead of once per sample. The samples' remaining tokens run after that prefix's KV
+/// cache, several samples to a pass and logits only for response rows
+/// ([`Engine::score_tail`]), so every position's score is the one a whole-sequence pass
 /// computes, up to float rounding (a test holds the two to 1e-4).
 pub fn chat_losses(engine: &Engine, samples: &[Sample], max_len: usize) -> Vec<Result<f64, LossError>> {
     let max_len = max_len.min(engine.context_length());
@@ -120,20 +121,23 @@ pub fn chat_losses(engine: &Engine, samples: &[Sample], max_len: usize) -> Vec<R
     let batched = (shared >= MIN_SHARED_PREFIX).then(|| {
         let prefix = &ok[0].ids[..shared];
         let rests: Vec<Vec<u32>> = ok.iter().map(|t| t.ids[shared..].to_vec()).collect();
-        engine.score(prefix, &rests, 0)
+        // Only the response positions get logits; the prompt's rows are context.
+        let from: Vec<usize> = ok.iter().map(|t| t.prompt_len.max(1).saturating_sub(shared)).collect();
+        engine.score_tail(prefix, &rests, &from, 0).map(|report| (report, from))
     });
     match batched {
-        Some(Ok(report)) => {
-            let mut completions = report.completions.iter();
+        Some(Ok((report, from))) => {
+            let mut completions = report.completions.iter().zip(from);
             tokenized
                 .into_iter()
                 .map(|t| {
                     let t = t?;
-                    let Some(own) = completions.next() else {
+                    let Some((own, from)) = completions.next() else {
                         return Err(LossError::Engine(EngineError::InvalidInput("a scored completion is missing".into())));
                     };
-                    // Position p < shared is prompt score p - 1; p ≥ shared is the own tokens' p - shared.
-                    mean_over(t.prompt_len, t.ids.len(), |p| if p < shared { report.prompt[p - 1].logprob } else { own.tokens[p - shared].logprob })
+                    // Position p < shared is prompt score p - 1; p ≥ shared is the own tokens'
+                    // p - shared - from (only positions shared + from.. were scored).
+                    mean_over(t.prompt_len, t.ids.len(), |p| if p < shared { report.prompt[p - 1].logprob } else { own.tokens[p - shared - from].logprob })
                 })
                 .collect()
         }

@@ -88,7 +88,17 @@ fn print_table(r: &BenchReport) {
         println!("{:<52} {:>12.1} {:>12} {:>8}", format!("{what}, batched (tok/s)"), row.batched_tok_s, fmt(row.llama_server_tok_s), ratio(row.batched_tok_s, row.llama_server_tok_s));
     }
     println!("{:<52} {:>12.2}", "tokenization, ~1 MB of text (MB/s)", r.tokenize_mb_s);
-    println!("{:<52} {:>12}", "peak RSS (MB)", r.peak_rss_bytes.map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1e6)));
+    let mb = |b: Option<u64>| b.map_or_else(|| "-".into(), |b| format!("{:.1}", b as f64 / 1e6));
+    let of_file = |b: Option<u64>| b.map_or_else(String::new, |b| format!("{:.2}x file", b as f64 / r.file_bytes.max(1) as f64));
+    println!("{:<52} {:>12} {:>12} {:>8}", "peak RSS, whole benchmark (MB)", mb(r.peak_rss_bytes), "", of_file(r.peak_rss_bytes));
+    println!("{:<52} {:>12} {:>12} {:>8}", format!("  model file: {:.1} MB; loaded, idle", r.file_bytes as f64 / 1e6), mb(r.loaded_rss_bytes), "", of_file(r.loaded_rss_bytes));
+    for (phase, bytes) in &r.phase_peak_rss_bytes {
+        println!("{:<52} {:>12} {:>12} {:>8}", format!("  peak in {phase}"), mb(Some(*bytes)), "", of_file(Some(*bytes)));
+    }
+    for row in &r.serving {
+        let what = format!("  peak serving {} streams (ours / llama-server)", row.streams);
+        println!("{:<52} {:>12} {:>12} {:>8}", what, mb(row.peak_rss_bytes), mb(row.llama_server_peak_rss_bytes), of_file(row.peak_rss_bytes));
+    }
     if let Some(note) = &r.llama_cpp_note {
         println!("llama.cpp: {note}");
     }

@@ -56,7 +56,9 @@ struct Report {
     models: usize,
     samples: usize,
     sequence_length: usize,
-    /// Tokens one model runs through (every position but the last of each sample).
+    /// Tokens one model runs through (every position but the last of each sample), counted
+    /// per sample although the chat template's shared preamble runs once per batch: the
+    /// scored rate is the comparable one.
     processed_tokens_per_model: usize,
     /// Response tokens one model is scored on.
     scored_tokens_per_model: usize,

@@ -45,6 +45,7 @@ use axum::routing::post;
 use futures::StreamExt;
 use ganglion_chain::{Chain, ChainError, HyperparamUpdate, LocalChain, Metagraph, RAO_PER_TAO};
 use ganglion_core::keys::{Keypair, PublicKey};
+use ganglion_engine::bench::reset_peak_rss;
 use ganglion_inference::miner::{self, MinerConfig, UpstreamConfig};
 use ganglion_protocol::epistula::SignedHeaders;
 
@@ -173,23 +174,10 @@ impl Tally {
     }
 }
 
-/// `VmHWM` and `VmRSS` of this process, in KiB.
+/// `VmHWM` and `VmRSS` of this process, in KiB (0 where the platform does not say).
 fn memory_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// Resets `VmHWM` to the current RSS (Linux ≥ 4.0); false where that is not possible.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    use ganglion_engine::bench::{peak_rss_bytes, rss_bytes};
+    (peak_rss_bytes().unwrap_or(0) / 1024, rss_bytes().unwrap_or(0) / 1024)
 }
 
 pub(crate) fn run(args: LoadBenchArgs) -> anyhow::Result<ExitCode> {

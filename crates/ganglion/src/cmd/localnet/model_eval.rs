@@ -57,7 +57,7 @@ const CAP_MARGIN: u64 = 1024 * 1024;
 
 /// Runs `ganglion miner model train` in the foreground (its progress on stderr) and returns
 /// its JSON report (`out`, `base_loss`, `trained_loss`, …).
-pub(super) fn train(me: &Path, base: &Path, out: &Path, steps: Option<u32>, quiet: bool) -> anyhow::Result<Value> {
+pub(super) fn train(me: &Path, base: &Path, out: &Path, steps: Option<u32>, samples: Option<u32>, quiet: bool) -> anyhow::Result<Value> {
     // Trained on the competition's sequence length (the command's default is the finetuning
     // subnet's 2048: many times longer).
     let mut argv = vec![
@@ -74,6 +74,9 @@ pub(super) fn train(me: &Path, base: &Path, out: &Path, steps: Option<u32>, quie
     ];
     if let Some(steps) = steps {
         argv.extend([s("--steps"), steps.to_string()]);
+    }
+    if let Some(samples) = samples {
+        argv.extend([s("--samples"), samples.to_string(), s("--eval-samples"), samples.to_string()]);
     }
     if !quiet {
         eprintln!("model-eval: training the trained miner's model (ganglion {})…", argv.join(" "));
