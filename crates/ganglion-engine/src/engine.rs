@@ -575,8 +575,9 @@ impl Engine {
         Ok(scores)
     }
 
-    /// Scores many completions of one prompt. The prompt is run once; each completion then
-    /// runs in one forward pass on a clone of the prompt's KV cache.
+    /// Scores many completions of one prompt. The prompt is run once; the completions then
+    /// run after its KV cache, packed several to a forward pass ([`Llama::forward_packed`])
+    /// where the architecture allows, else one pass each on a clone of the cache.
     pub fn score(&self, prompt: &[u32], completions: &[Vec<u32>], top_k: usize) -> EngineResult<ScoreReport> {
         Ok(self.score_placed(prompt, completions, top_k, None)?.0)
     }
@@ -592,28 +593,7 @@ impl Engine {
         top_k: usize,
         placing: Option<(Processing, f32, &[u32])>,
     ) -> EngineResult<(ScoreReport, Vec<Vec<Vec<Placement>>>)> {
-        if prompt.is_empty() {
-            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
-        }
-        check_top_k(top_k)?;
-        let limit = self.context_length();
-        if let Some(c) = completions.iter().find(|c| prompt.len() + c.len() > limit) {
-            return Err(EngineError::ContextOverflow { limit, requested: prompt.len() + c.len(), prompt: prompt.len() });
-        }
-        let mut prefix = self.model.new_cache();
-        let (mut prompt_scores, mut last_raw) = (Vec::with_capacity(prompt.len()), None);
-        // Chunks of rows, so a large vocabulary's logits are never all in memory at once.
-        self.model.forward_chunked(prompt, &mut prefix, |first, logits| {
-            let rows = logits.dim(0)?;
-            prompt_scores.extend(score_chunk(logits, &prompt[first + 1..], top_k)?);
-            if first + rows == prompt.len() {
-                last_raw = Some(logits.get(rows - 1)?.to_vec1::<f32>()?);
-            }
-            Ok(())
-        })?;
-        let Some(last_raw) = last_raw else {
-            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
-        };
+        let (prefix, prompt_scores, last_raw) = self.run_prompt(prompt, completions, top_k)?;
         if placing.is_none() && self.model.packs() {
             let from = vec![0; completions.len()];
             let completions = self.score_packed(&prefix, &last_raw, completions, &from, top_k)?;
@@ -679,27 +659,7 @@ impl Engine {
         if from.len() != completions.len() {
             return Err(EngineError::InvalidInput(format!("{} start positions for {} completions", from.len(), completions.len())));
         }
-        if prompt.is_empty() {
-            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
-        }
-        check_top_k(top_k)?;
-        let limit = self.context_length();
-        if let Some(c) = completions.iter().find(|c| prompt.len() + c.len() > limit) {
-            return Err(EngineError::ContextOverflow { limit, requested: prompt.len() + c.len(), prompt: prompt.len() });
-        }
-        let mut prefix = self.model.new_cache();
-        let (mut prompt_scores, mut last_raw) = (Vec::with_capacity(prompt.len()), None);
-        self.model.forward_chunked(prompt, &mut prefix, |first, logits| {
-            let rows = logits.dim(0)?;
-            prompt_scores.extend(score_chunk(logits, &prompt[first + 1..], top_k)?);
-            if first + rows == prompt.len() {
-                last_raw = Some(logits.get(rows - 1)?.to_vec1::<f32>()?);
-            }
-            Ok(())
-        })?;
-        let Some(last_raw) = last_raw else {
-            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
-        };
+        let (prefix, prompt_scores, last_raw) = self.run_prompt(prompt, completions, top_k)?;
         let completions = if self.model.packs() {
             self.score_packed(&prefix, &last_raw, completions, from, top_k)?
         } else {
@@ -722,6 +682,35 @@ impl Engine {
         };
         let completions = completions.into_iter().map(|tokens| ScoredCompletion { tokens }).collect();
         Ok(ScoreReport { prompt: prompt_scores, completions })
+    }
+
+    /// Checks a scoring request and runs its prompt: the prompt's KV cache, the scores of its
+    /// positions after the first, and its last row of raw logits (which scores each
+    /// completion's first token).
+    fn run_prompt(&self, prompt: &[u32], completions: &[Vec<u32>], top_k: usize) -> EngineResult<(KvCache, Vec<TokenScore>, Vec<f32>)> {
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
+        }
+        check_top_k(top_k)?;
+        let limit = self.context_length();
+        if let Some(c) = completions.iter().find(|c| prompt.len() + c.len() > limit) {
+            return Err(EngineError::ContextOverflow { limit, requested: prompt.len() + c.len(), prompt: prompt.len() });
+        }
+        let mut prefix = self.model.new_cache();
+        let (mut prompt_scores, mut last_raw) = (Vec::with_capacity(prompt.len()), None);
+        // Chunks of rows, so a large vocabulary's logits are never all in memory at once.
+        self.model.forward_chunked(prompt, &mut prefix, |first, logits| {
+            let rows = logits.dim(0)?;
+            prompt_scores.extend(score_chunk(logits, &prompt[first + 1..], top_k)?);
+            if first + rows == prompt.len() {
+                last_raw = Some(logits.get(rows - 1)?.to_vec1::<f32>()?);
+            }
+            Ok(())
+        })?;
+        let Some(last_raw) = last_raw else {
+            return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
+        };
+        Ok((prefix, prompt_scores, last_raw))
     }
 
     /// The scores of positions `from[i]..` of each completion after `prefix` (whose last
