@@ -733,7 +733,7 @@ impl Engine {
                 group.push(next);
                 next += 1;
             }
-            // (completion, its first wanted row, wanted rows), in the pass's order.
+            // Per wanted row, in the pass's order: the token it predicts and its completion.
             let mut targets: Vec<u32> = Vec::new();
             let mut owner: Vec<usize> = Vec::new();
             let mut seqs = Vec::with_capacity(group.len());
