@@ -786,8 +786,9 @@ impl Llama {
 
     /// Runs several independent sequences, each after the same `prefix` cache (left as it
     /// was), in one pass: the matrix products take every sequence's rows at once (one
-    /// dequantized tile of each weight matrix serves them all: a 65-token sequence alone
-    /// spent about a third of its pass dequantizing weights), and attention runs per
+    /// dequantized tile of each weight matrix serves them all; with 65-token chat samples
+    /// one pass each, `bench evaluation` scored 79.1 response tokens/s, packed 278.5, the
+    /// response-only logits included), and attention runs per
     /// sequence over the prefix's keys and its own, at its own positions `prefix.len()…`,
     /// so each row is the one [`Llama::forward`] computes for that sequence alone, up to
     /// float rounding (a test holds them together). Logits are computed only for the rows
@@ -1276,10 +1277,11 @@ impl Llama {
 }
 
 /// Runs a decode step on one of the engine's pool threads, so the products it splits across
-/// threads ([`crate::matvec::BlockMatrix::matvec`]) hand their other half to a thread that
-/// is still spinning between products. Called from outside the pool, each of the ~200
-/// products of a step put the caller to sleep and woke it again: a perf profile of
-/// generation had ~25% of its time in the scheduler.
+/// threads ([`crate::matvec::BlockMatrix::matvec`]) keep the calling thread working rather
+/// than asleep: called from outside the pool, each of the ~200 products of a step put the
+/// caller to sleep and woke it again (a perf profile of serving had ~25% of its time in
+/// the scheduler). Measured on generation: 45.1 → 46.3 tok/s, within one run's noise; the
+/// products themselves wait on memory.
 fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
