@@ -404,13 +404,25 @@ fn score_chunk(logits: &candle_core::Tensor, targets: &[u32], top_k: usize) -> E
 }
 
 impl Engine {
-    /// Loads a llama GGUF and its tokenizer, weights in [`model::WeightFormat::Fast`].
+    /// Loads a model and its tokenizer: a GGUF file (weights in
+    /// [`model::WeightFormat::Fast`]), a directory holding one, or a Hugging Face llama
+    /// directory ([`crate::hf_model`]).
     pub fn load(path: &Path) -> EngineResult<Self> {
         Self::load_as(path, model::WeightFormat::Fast)
     }
 
-    /// [`Engine::load`] with a choice of in-memory weight format.
+    /// [`Engine::load`] with a choice of in-memory weight format (GGUF only; safetensors
+    /// weights are held as f32 either way).
     pub fn load_as(path: &Path, format: model::WeightFormat) -> EngineResult<Self> {
+        let path = match crate::hf_model::locate(path)? {
+            crate::hf_model::ModelFiles::Gguf(file) => file,
+            crate::hf_model::ModelFiles::Safetensors(dir) => {
+                let loaded = crate::hf_model::load_dir(&dir, format)?;
+                let end_of_generation = loaded.tokenizer.end_of_generation();
+                return Ok(Self { model: loaded.model, tokenizer: loaded.tokenizer, end_of_generation, name: loaded.name });
+            }
+        };
+        let path = path.as_path();
         let loaded = model::load_gguf_as(path, format)?;
         let tokenizer = Tokenizer::from_spec(loaded.vocab)?;
         if tokenizer.vocab_size() != loaded.model.config().vocab_size {

@@ -26,8 +26,17 @@ pub enum EngineError {
         /// What was wrong with it.
         reason: String,
     },
-    /// The GGUF is valid but describes a model this engine cannot run.
-    #[error("unsupported model: {0}; supported are GGUF files of the llama and gemma3 architectures with gpt2 (byte-level BPE) or llama (SentencePiece) tokenizers")]
+    /// A Hugging Face model directory (`config.json`, safetensors, `tokenizer.json`) that is
+    /// incomplete, truncated or inconsistent.
+    #[error("{path} is not a valid Hugging Face model directory ({reason})")]
+    CorruptDirectory {
+        /// The directory, or the file in it that was wrong.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The model is valid but describes one this engine cannot run.
+    #[error("unsupported model: {0}; supported are GGUF files of the llama and gemma3 architectures with gpt2 (byte-level BPE) or llama (SentencePiece) tokenizers, and Hugging Face llama directories (safetensors in f32, f16 or bf16 with a tokenizer.json)")]
     Unsupported(String),
     /// The GGUF's `general.architecture` is not one this engine runs.
     #[error("{path}: architecture `{architecture}` is not supported; this engine runs `llama` and `gemma3` GGUF files")]

@@ -9,6 +9,8 @@
 //! - [`matvec`]: exact one-row products on 32-weight quantized blocks (decoding);
 //! - [`model`]: the llama and Gemma 3 forwards over GGUF quantized weights with all-position logits and a
 //!   reusable KV cache (no tokenizer, no sampling);
+//! - [`hf_model`]: Hugging Face llama directories (safetensors, `config.json`, `tokenizer.json`)
+//!   loaded into the same model, and written from a GGUF (`ganglion model export`);
 //! - [`sampling`]: seeded, deterministic token selection;
 //! - [`engine`]: generation and teacher-forced scoring, the API validators use (no HTTP);
 //! - [`server`]: axum, OpenAI wire types, SSE, metrics; the only module that knows HTTP;
@@ -19,6 +21,7 @@ pub mod bench;
 pub mod distribution;
 pub mod engine;
 pub mod error;
+pub mod hf_model;
 mod kernels;
 mod kv;
 pub mod matvec;

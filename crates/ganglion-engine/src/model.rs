@@ -407,11 +407,11 @@ pub struct LoadedGguf {
     pub name: Option<String>,
 }
 
-fn corrupt(path: &Path, reason: impl std::fmt::Display) -> EngineError {
+pub(crate) fn corrupt(path: &Path, reason: impl std::fmt::Display) -> EngineError {
     EngineError::CorruptModel { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
-struct Meta<'a> {
+pub(crate) struct Meta<'a> {
     content: &'a gguf_file::Content,
     path: &'a Path,
 }
@@ -485,7 +485,7 @@ pub fn load_gguf(path: &Path) -> EngineResult<LoadedGguf> {
 
 /// Opens a GGUF file and checks what every load needs: a known architecture and every tensor
 /// inside the file.
-fn open_gguf(path: &Path) -> EngineResult<(std::fs::File, gguf_file::Content, Architecture)> {
+pub(crate) fn open_gguf(path: &Path) -> EngineResult<(std::fs::File, gguf_file::Content, Architecture)> {
     let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
     let content = gguf_file::Content::read(&mut file).map_err(|e| corrupt(path, e))?;
@@ -507,7 +507,7 @@ fn open_gguf(path: &Path) -> EngineResult<(std::fs::File, gguf_file::Content, Ar
 }
 
 /// The hyper-parameters under `<architecture>.*`.
-fn read_config(meta: &Meta<'_>, arch: Architecture, vocab_size: usize) -> EngineResult<LlamaConfig> {
+pub(crate) fn read_config(meta: &Meta<'_>, arch: Architecture, vocab_size: usize) -> EngineResult<LlamaConfig> {
     let key = |k: &str| format!("{}.{k}", arch.gguf_name());
     let has = |k: &str| meta.content.metadata.contains_key(&key(k));
     let n_embd = meta.usize(&key("embedding_length"))?;
@@ -586,7 +586,7 @@ pub fn load_gguf_as(path: &Path, format: WeightFormat) -> EngineResult<LoadedGgu
     Ok(LoadedGguf { model, vocab, name })
 }
 
-fn validate_config(cfg: &LlamaConfig, path: &Path) -> EngineResult<()> {
+pub(crate) fn validate_config(cfg: &LlamaConfig, path: &Path) -> EngineResult<()> {
     let bad = |what: String| Err(corrupt(path, what));
     if cfg.n_layer == 0 || cfg.vocab_size == 0 || cfg.n_embd == 0 || cfg.n_head == 0 || cfg.n_kv_head == 0 || cfg.n_ff == 0 {
         return bad(format!("zero-sized hyper-parameter in {cfg:?}"));
@@ -641,6 +641,35 @@ fn embedding_blocks<R: Read + Seek>(
     Ok(matrix)
 }
 
+/// Where [`Llama::build`] reads each weight, named as GGUF names it (`blk.3.attn_q.weight`):
+/// a GGUF file, or a Hugging Face safetensors directory ([`crate::hf_model`]).
+pub(crate) trait WeightSource {
+    /// The weight `name`, which must have shape `want` (row-major, candle's order).
+    fn tensor(&mut self, name: &str, want: &[usize]) -> EngineResult<QTensor>;
+    /// Whether the model has the weight `name` (the output projection is optional: tied).
+    fn has(&self, name: &str) -> bool;
+}
+
+struct GgufSource<'a, R> {
+    content: &'a gguf_file::Content,
+    reader: &'a mut R,
+    path: &'a Path,
+}
+
+impl<R: Read + Seek> WeightSource for GgufSource<'_, R> {
+    fn tensor(&mut self, name: &str, want: &[usize]) -> EngineResult<QTensor> {
+        let t = self.content.tensor(self.reader, name, &Device::Cpu).map_err(|e| corrupt(self.path, format!("tensor `{name}`: {e}")))?;
+        if t.shape().dims() != want {
+            return Err(corrupt(self.path, format!("tensor `{name}` has shape {:?}, expected {want:?}", t.shape().dims())));
+        }
+        Ok(t)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+}
+
 impl Llama {
     fn from_gguf<R: Read + Seek>(
         cfg: LlamaConfig,
@@ -649,18 +678,24 @@ impl Llama {
         path: &Path,
         format: WeightFormat,
     ) -> EngineResult<Self> {
-        let dev = Device::Cpu;
         let streamed = match format {
             WeightFormat::Fast => embedding_blocks(content, reader, path, cfg.vocab_size, cfg.n_embd)?,
             WeightFormat::AsStored => None,
         };
-        let mut qtensor = |name: &str, want: &[usize]| -> EngineResult<QTensor> {
-            let t = content.tensor(reader, name, &dev).map_err(|e| corrupt(path, format!("tensor `{name}`: {e}")))?;
-            if t.shape().dims() != want {
-                return Err(corrupt(path, format!("tensor `{name}` has shape {:?}, expected {want:?}", t.shape().dims())));
-            }
-            Ok(t)
-        };
+        Llama::build(cfg, &mut GgufSource { content, reader, path }, streamed, format)
+    }
+
+    /// The model from `source`'s weights; `streamed` is the embedding table's block form when
+    /// the caller has already converted it.
+    pub(crate) fn build(
+        cfg: LlamaConfig,
+        source: &mut dyn WeightSource,
+        streamed: Option<crate::matvec::BlockMatrix>,
+        format: WeightFormat,
+    ) -> EngineResult<Self> {
+        let dev = Device::Cpu;
+        let has_output = source.has("output.weight");
+        let mut qtensor = |name: &str, want: &[usize]| -> EngineResult<QTensor> { source.tensor(name, want) };
         let (e, f, hd) = (cfg.n_embd, cfg.n_ff, cfg.head_dim());
         let (q_width, kv) = (cfg.n_head * hd, cfg.n_kv_head * hd);
         // One block form of the embedding table serves both the lookup and, when the output
@@ -670,7 +705,7 @@ impl Llama {
             Some(blocks) => Embedding::Blocks(Arc::new(blocks)),
             None => Embedding::Candle(qtensor("token_embd.weight", &[cfg.vocab_size, e])?),
         };
-        let output = match (&tok_embd, content.tensor_infos.contains_key("output.weight")) {
+        let output = match (&tok_embd, has_output) {
             (_, true) => Linear::new(qtensor("output.weight", &[cfg.vocab_size, e])?, format)?,
             (Embedding::Blocks(blocks), false) => Linear::from_blocks(Arc::clone(blocks)),
             (Embedding::Candle(_), false) => Linear::new(qtensor("token_embd.weight", &[cfg.vocab_size, e])?, format)?,

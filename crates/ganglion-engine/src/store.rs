@@ -100,7 +100,8 @@ pub fn models_dir() -> EngineResult<PathBuf> {
 /// Resolves `--model`: an existing file path, or a known model name pulled into `dir`.
 pub fn resolve_model(spec: &str, dir: &Path) -> EngineResult<PathBuf> {
     let as_path = Path::new(spec);
-    if as_path.is_file() {
+    // A file, or a model directory (one GGUF, or Hugging Face safetensors files).
+    if as_path.is_file() || as_path.is_dir() {
         return Ok(as_path.to_path_buf());
     }
     if let Some(known) = known_model(spec) {

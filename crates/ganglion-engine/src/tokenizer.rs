@@ -685,6 +685,47 @@ impl Tokenizer {
         self.chat.is_some()
     }
 
+    /// The chat template's source, if the model has one.
+    pub fn chat_template(&self) -> Option<String> {
+        self.chat.as_ref()?.get_template("chat").ok().map(|t| t.source().to_string())
+    }
+
+    /// This tokenizer as a Hugging Face `tokenizer.json` (what [`Tokenizer::from_tokenizer_json`]
+    /// and transformers' `PreTrainedTokenizerFast` read): the BPE model and pre-tokenizer, the
+    /// control and user-defined tokens as added tokens, a byte-level decoder and, when the
+    /// model adds BOS, a post-processor that does. Byte-level vocabularies only (a
+    /// SentencePiece one would also need llama.cpp's `add_space_prefix` rule spelled as
+    /// normalizers).
+    pub fn to_tokenizer_json(&self) -> EngineResult<String> {
+        use tokenizers::processors::template::TemplateProcessing;
+        use tokenizers::AddedToken;
+        if !matches!(self.kind, Kind::ByteLevel | Kind::HuggingFace) {
+            return Err(unsupported("writing a tokenizer.json for a SentencePiece vocabulary (byte-level BPE only)"));
+        }
+        let mut hf = self.hf.clone();
+        if matches!(self.kind, Kind::ByteLevel) {
+            let user: &[u32] = self.user_defined.as_ref().map_or(&[], |(_, ids)| ids.as_slice());
+            let added: Vec<AddedToken> = (0..self.tokens.len())
+                .filter(|&id| self.is_special[id] && !self.tokens[id].is_empty())
+                .map(|id| AddedToken::from(self.tokens[id].clone(), !user.contains(&(id as u32))))
+                .collect();
+            hf.add_special_tokens(added).map_err(|e| unsupported(format!("added tokens: {e}")))?;
+            hf.with_decoder(Some(ByteLevel::default()));
+            if let (true, Some(bos)) = (self.add_bos, self.bos) {
+                let text = self.tokens[bos as usize].clone();
+                let post = TemplateProcessing::builder()
+                    .try_single(format!("{text}:0 $A:0"))
+                    .and_then(|b| b.try_pair(format!("{text}:0 $A:0 {text}:1 $B:1")))
+                    .map_err(|e| unsupported(format!("BOS post-processor: {e}")))?
+                    .special_tokens(vec![(text, bos)])
+                    .build()
+                    .map_err(|e| unsupported(format!("BOS post-processor: {e}")))?;
+                hf.with_post_processor(Some(post));
+            }
+        }
+        hf.to_string(true).map_err(|e| unsupported(format!("serialising tokenizer.json: {e}")))
+    }
+
     fn compile_template(&self, template: String) -> EngineResult<minijinja::Environment<'static>> {
         let mut env = minijinja::Environment::new();
         // transformers renders with an ImmutableSandboxedEnvironment(trim_blocks=True,

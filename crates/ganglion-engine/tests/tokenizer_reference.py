@@ -11,6 +11,10 @@ Every answer comes from a real third-party package, never from code written here
   hf-encode <tokenizer.json>
                           Hugging Face tokenizers: stdin {"texts": [...]} -> {"ids": [...]}
                           (add_special_tokens=True)
+  hf-dir <dir>            transformers' AutoTokenizer.from_pretrained on a model directory:
+                          stdin {"texts": [...], "chats": [[messages], ...]} -> {"ids": [...]
+                          (add_special_tokens=True), "chats": [apply_chat_template(tokenize=False,
+                          add_generation_prompt=True), ...], "bos": str, "eos": str}
   chat <tokenizer.json>   transformers' apply_chat_template (tokenize=False): stdin
                           {"cases": [{"template", "bos", "eos", "messages",
                           "add_generation_prompt"}]} -> {"texts": [...]} (an error as
@@ -93,6 +97,19 @@ def hf_encode(path):
     json.dump({"ids": [tok.encode(t, add_special_tokens=True).ids for t in req["texts"]]}, sys.stdout)
 
 
+def hf_dir(path):
+    from transformers import AutoTokenizer
+
+    req = json.load(sys.stdin)
+    tok = AutoTokenizer.from_pretrained(path)
+    json.dump({
+        "ids": [tok.encode(t, add_special_tokens=True) for t in req["texts"]],
+        "chats": [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in req["chats"]],
+        "bos": tok.bos_token,
+        "eos": tok.eos_token,
+    }, sys.stdout)
+
+
 def chat(path):
     from transformers import PreTrainedTokenizerFast
 
@@ -111,4 +128,4 @@ def chat(path):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"llama-cpp": llama_cpp, "llama-cpp-time": llama_cpp_time, "gguf-to-json": gguf_to_json, "hf-encode": hf_encode, "chat": chat}[cmd](*args)
+    {"llama-cpp": llama_cpp, "llama-cpp-time": llama_cpp_time, "gguf-to-json": gguf_to_json, "hf-encode": hf_encode, "hf-dir": hf_dir, "chat": chat}[cmd](*args)

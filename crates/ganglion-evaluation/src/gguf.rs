@@ -1,11 +1,14 @@
-//! The model checks of spec A3 on a GGUF file, before anything loads it: size, architecture,
-//! parameter count, and the Frobenius norms of each layer's `q/k/v/o` projections and
-//! `up/down` feed-forward matrices (dequantised from the stored blocks).
+//! The model checks of spec A3 on a GGUF file or a Hugging Face safetensors directory, before
+//! anything loads it: size, architecture, parameter count, and the Frobenius norms of each
+//! layer's `q/k/v/o` projections and `up/down` feed-forward matrices (dequantised from the
+//! stored blocks, or widened from f16/bf16).
 //!
-//! A hostile file must fail here with a typed error and bounded memory: the file size is
-//! checked before any read; candle's header reader bounds every string and array by the file
+//! A hostile file must fail here with a typed error and bounded memory: the size is checked
+//! before any read; candle's GGUF header reader bounds every string and array by the file
 //! size; here every tensor's element count is computed with overflow checks, its bytes must
-//! lie inside the file, and a NaN or infinite norm (a poisoned weight) rejects the model.
+//! lie inside the file (safetensors: headers of at most 100 MB, validated by the
+//! `safetensors` crate, ending exactly at the file's end), and a NaN or infinite norm (a
+//! poisoned weight) rejects the model.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -251,9 +254,12 @@ pub fn judge_norms(norms: &LayerNorms, limits: &NormLimits) -> Result<(), ModelC
     Ok(())
 }
 
-/// Every check of spec A3 on one GGUF file, in order of cost: size, header and tensor
-/// placement, architecture, parameter count, norms.
+/// Every check of spec A3 on one model (a GGUF file, or a Hugging Face safetensors directory),
+/// in order of cost: size, header and tensor placement, architecture, parameter count, norms.
 pub fn check_model(path: &Path, limits: &ModelLimits) -> Result<ModelInfo, ModelCheckError> {
+    if path.is_dir() {
+        return check_safetensors(path, limits);
+    }
     let (info, content) = open(path, limits.max_bytes)?;
     if !limits.architectures.iter().any(|a| a == &info.architecture) {
         return Err(ModelCheckError::Architecture { found: info.architecture, allowed: limits.architectures.join(", ") });
@@ -263,6 +269,66 @@ pub fn check_model(path: &Path, limits: &ModelLimits) -> Result<ModelInfo, Model
     }
     if let Some(norm_limits) = &limits.norms {
         let norms = layer_norms(path, &info, &content)?;
+        judge_norms(&norms, norm_limits)?;
+    }
+    Ok(info)
+}
+
+/// The Hugging Face names of [`NORM_TENSORS`], in the same order.
+const HF_NORM_TENSORS: [&str; 6] =
+    ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj"];
+
+/// [`check_model`] on a safetensors directory: the weight files' total size, `config.json`'s
+/// `model_type` as the architecture, the parameters counted from the validated headers, and
+/// the norms (the query/key row order does not change a Frobenius norm).
+fn check_safetensors(dir: &Path, limits: &ModelLimits) -> Result<ModelInfo, ModelCheckError> {
+    use ganglion_engine::hf_model::{HfConfig, SafetensorsFiles};
+    let mut size = 0u64;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))?.take(4096) {
+        let entry = entry.map_err(io(dir))?;
+        if entry.path().extension().is_some_and(|x| x == "safetensors") {
+            size = size.saturating_add(entry.metadata().map_err(io(dir))?.len());
+        }
+    }
+    if size > limits.max_bytes {
+        return Err(ModelCheckError::TooLarge { size, limit: limits.max_bytes });
+    }
+    let config = HfConfig::read(dir).map_err(|e| ModelCheckError::Malformed(e.to_string()))?;
+    if !limits.architectures.iter().any(|a| a == &config.model_type) {
+        return Err(ModelCheckError::Architecture { found: config.model_type, allowed: limits.architectures.join(", ") });
+    }
+    let files = SafetensorsFiles::open(dir).map_err(|e| ModelCheckError::Malformed(e.to_string()))?;
+    let parameters = files.parameters();
+    if parameters > limits.max_parameters || parameters < limits.min_parameters {
+        return Err(ModelCheckError::Parameters { count: parameters, min: limits.min_parameters, max: limits.max_parameters });
+    }
+    let counted = files
+        .tensors()
+        .filter_map(|(n, _, _)| n.strip_prefix("model.layers.")?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |m| m + 1);
+    if counted != config.num_hidden_layers {
+        return Err(ModelCheckError::Malformed(format!("num_hidden_layers is {} but the tensors have {counted} layers", config.num_hidden_layers)));
+    }
+    let info = ModelInfo { architecture: config.model_type, layers: counted, parameters, bytes: size };
+    if let Some(norm_limits) = &limits.norms {
+        let mut norms = Vec::with_capacity(counted);
+        for layer in 0..counted {
+            let mut row = [0.0f64; 6];
+            for (slot, kind) in HF_NORM_TENSORS.iter().enumerate() {
+                let name = format!("model.layers.{layer}.{kind}.weight");
+                let values = files
+                    .read_f32(&name)
+                    .and_then(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?))
+                    .map_err(|e| ModelCheckError::BadTensor { name: name.clone(), reason: e.to_string() })?;
+                let sum: f64 = values.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                if !sum.is_finite() {
+                    return Err(ModelCheckError::NonFinite(name));
+                }
+                row[slot] = sum.sqrt();
+            }
+            norms.push(row);
+        }
         judge_norms(&norms, norm_limits)?;
     }
     Ok(info)

@@ -103,9 +103,11 @@ fn mean_over(first: usize, len: usize, score: impl Fn(usize) -> f32) -> Result<f
 /// cache, several samples to a pass and logits only for response rows
 /// ([`Engine::score_tail`]), so every position's score is the one a whole-sequence pass
 /// computes, up to float rounding (a test holds the two to 1e-4).
-pub fn chat_losses(engine: &Engine, samples: &[Sample], max_len: usize) -> Vec<Result<f64, LossError>> {
+///
+/// `tokenizer` renders and tokenizes the samples: the model's own, or a competition's.
+pub fn chat_losses(engine: &Engine, tokenizer: &Tokenizer, samples: &[Sample], max_len: usize) -> Vec<Result<f64, LossError>> {
     let max_len = max_len.min(engine.context_length());
-    let tokenized: Vec<Result<TokenizedSample, LossError>> = samples.iter().map(|s| tokenize_sample(engine.tokenizer(), s, max_len)).collect();
+    let tokenized: Vec<Result<TokenizedSample, LossError>> = samples.iter().map(|s| tokenize_sample(tokenizer, s, max_len)).collect();
     let ok: Vec<&TokenizedSample> = tokenized.iter().filter_map(|t| t.as_ref().ok()).collect();
     // The longest prefix every sample shares, leaving each at least one token of its own.
     let shared = match ok.split_first() {

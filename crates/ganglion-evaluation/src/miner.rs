@@ -67,7 +67,8 @@ pub enum PublishTarget {
 /// What to publish.
 #[derive(Debug, Clone)]
 pub struct Publication {
-    /// The model directory (one GGUF, tokenizer and config files).
+    /// The model directory: one GGUF (and any config files), or Hugging Face safetensors +
+    /// `config.json` + `tokenizer.json`.
     pub dir: PathBuf,
     /// Where it lives.
     pub target: PublishTarget,
@@ -80,15 +81,8 @@ pub struct Publication {
 
 /// The commitment for `publication` by `hotkey`, and the directory's plain hash.
 pub fn commitment_for(publication: &Publication, hotkey: &Keypair, limits: &HashLimits) -> Result<(ModelCommitment, String), MinerError> {
-    let ggufs = std::fs::read_dir(&publication.dir)
-        .map_err(|e| MinerError::NotAModel(format!("{}: {e}", publication.dir.display())))?
-        .filter_map(Result::ok)
-        .take(1024)
-        .filter(|e| e.path().extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
-        .count();
-    if ggufs != 1 {
-        return Err(MinerError::NotAModel(format!("{} holds {ggufs} .gguf files; a model directory holds exactly one", publication.dir.display())));
-    }
+    // One GGUF, or Hugging Face safetensors + config.json + tokenizer.json: what validators load.
+    ganglion_engine::hf_model::locate(&publication.dir).map_err(|e| MinerError::NotAModel(e.to_string()))?;
     let plain = dirhash::directory_hash(&publication.dir, limits).map_err(|source| MinerError::Hash { path: publication.dir.clone(), source })?;
     let hash = if publication.bind_to_hotkey { dirhash::bind_to_hotkey(&plain, &hotkey.public().to_ss58()) } else { plain.clone() };
     let (namespace, name, commit) = match &publication.target {
@@ -235,6 +229,11 @@ mod tests {
         assert!(matches!(commitment_for(&p(none.path(), "m"), &key, &HashLimits::default()), Err(MinerError::NotAModel(_))));
         let two = dir_with(&[("a.gguf", b"1"), ("b.gguf", b"2")]);
         assert!(matches!(commitment_for(&p(two.path(), "m"), &key, &HashLimits::default()), Err(MinerError::NotAModel(_))));
+        // Hugging Face files without their tokenizer are not a model; with it they are.
+        let no_tokenizer = dir_with(&[("config.json", b"{}"), ("model.safetensors", b"w")]);
+        assert!(matches!(commitment_for(&p(no_tokenizer.path(), "m"), &key, &HashLimits::default()), Err(MinerError::NotAModel(_))));
+        let hf = dir_with(&[("config.json", b"{}"), ("model.safetensors", b"w"), ("tokenizer.json", b"{}")]);
+        commitment_for(&p(hf.path(), "m"), &key, &HashLimits::default()).unwrap();
         let ok = dir_with(&[("a.gguf", b"1")]);
         assert!(matches!(commitment_for(&p(ok.path(), &"x".repeat(80)), &key, &HashLimits::default()), Err(MinerError::Commitment(_))));
         let bad_repo = Publication { target: PublishTarget::Hub { repo: "no-slash".into(), commit: "a".repeat(40) }, ..p(ok.path(), "m") };

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use ganglion_engine::Engine;
+use ganglion_engine::tokenizer::Tokenizer;
 
 use crate::gguf::{ModelLimits, check_model};
 use crate::loss::{DegeneracyCheck, Sample, chat_losses, degenerate, mean_loss_from, pack_documents};
@@ -30,6 +31,13 @@ pub struct Competition {
     /// What models are scored on (default: the chat loss).
     #[serde(default)]
     pub task: Task,
+    /// The competition's tokenizer and chat template, as the original's competitions fix one
+    /// (`Xenova/gpt-4`, Llama-3's): a GGUF, a model directory or a `tokenizer.json` (with its
+    /// `tokenizer_config.json`), or a known model name the CLI resolves (`smollm2`). Every
+    /// model is evaluated on samples it renders; a model whose output has fewer rows than it
+    /// has tokens is rejected. Unset: each model's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
 }
 
 /// What a competition scores models on.
@@ -68,7 +76,16 @@ impl Competition {
             sequence_length: scoring::finetuning::SEQUENCE_LENGTH,
             temperature: scoring::finetuning::TEMPERATURE,
             task: Task::Chat,
+            tokenizer: None,
         }]
+    }
+
+    /// Loads [`Competition::tokenizer`] (a path by now: the CLI resolves names), if set.
+    pub fn load_tokenizer(&self) -> Result<Option<Tokenizer>, String> {
+        let Some(path) = &self.tokenizer else { return Ok(None) };
+        ganglion_engine::hf_model::tokenizer_at(std::path::Path::new(path))
+            .map(Some)
+            .map_err(|e| format!("competition {}: its tokenizer {path}: {e}", self.id))
     }
 }
 
@@ -132,10 +149,10 @@ const DEGENERACY_PROMPT_TOKENS: usize = 100;
 
 /// Why `engine` fails the degeneracy check on the first two documents, if it does (`None`
 /// also when there are fewer than two non-empty documents to prompt it with).
-fn degeneracy(engine: &Engine, documents: &[String]) -> Option<String> {
+fn degeneracy(engine: &Engine, tokenizer: &Tokenizer, documents: &[String]) -> Option<String> {
     let prompts: Vec<Vec<u32>> = documents
         .iter()
-        .map(|d| engine.tokenizer().encode_plain(d).into_iter().take(DEGENERACY_PROMPT_TOKENS).collect::<Vec<u32>>())
+        .map(|d| tokenizer.encode_plain(d).into_iter().take(DEGENERACY_PROMPT_TOKENS).collect::<Vec<u32>>())
         .filter(|p| !p.is_empty())
         .take(2)
         .collect();
@@ -154,21 +171,25 @@ fn degeneracy(engine: &Engine, documents: &[String]) -> Option<String> {
 /// Samples scored between two polls of `stop` (one shared-prefix batch, [`chat_losses`]).
 const SAMPLES_PER_BATCH: usize = 32;
 
-/// Evaluates `candidates` on `samples` at `current_block`; `stop` is polled between batches
-/// of samples (a stopping node ends the round early with what it has).
+/// Evaluates `candidates` on `samples` at `current_block`, rendering and tokenizing the
+/// samples with `tokenizer` (the competition's, [`Competition::load_tokenizer`]) or, when
+/// `None`, each model's own; `stop` is polled between batches of samples (a stopping node
+/// ends the round early with what it has).
 pub fn evaluate(
     competition: &Competition,
+    tokenizer: Option<&Tokenizer>,
     candidates: &[Candidate],
     samples: &[Sample],
     current_block: u64,
     stop: &dyn Fn() -> bool,
 ) -> RoundOutcome {
-    evaluate_with_progress(competition, candidates, samples, current_block, stop, &|_, _| {})
+    evaluate_with_progress(competition, tokenizer, candidates, samples, current_block, stop, &|_, _| {})
 }
 
 /// [`evaluate`], calling `progress(uid, samples scored for it)` after each batch of samples.
 pub fn evaluate_with_progress(
     competition: &Competition,
+    tokenizer: Option<&Tokenizer>,
     candidates: &[Candidate],
     samples: &[Sample],
     current_block: u64,
@@ -194,6 +215,15 @@ pub fn evaluate_with_progress(
                 continue;
             }
         };
+        let tokenizer = tokenizer.unwrap_or_else(|| engine.tokenizer());
+        let rows = engine.model().config().vocab_size;
+        if tokenizer.vocab_size() > rows {
+            out.rejected.insert(
+                c.uid,
+                format!("the competition's tokenizer has {} tokens but the model outputs {rows}", tokenizer.vocab_size()),
+            );
+            continue;
+        }
         let mut losses = Vec::with_capacity(samples.len());
         match competition.task {
             Task::Chat => {
@@ -201,18 +231,18 @@ pub fn evaluate_with_progress(
                     if stop() {
                         break;
                     }
-                    losses.extend(chat_losses(&engine, batch, competition.sequence_length).into_iter().map(|l| l.unwrap_or(f64::INFINITY)));
+                    losses.extend(chat_losses(&engine, tokenizer, batch, competition.sequence_length).into_iter().map(|l| l.unwrap_or(f64::INFINITY)));
                     out.scored_samples += batch.len();
                     progress(c.uid, losses.len());
                 }
             }
             Task::Text { degeneracy_check } => {
                 let documents: Vec<String> = samples.iter().map(|s| s.response.clone()).collect();
-                if degeneracy_check && let Some(why) = degeneracy(&engine, &documents) {
+                if degeneracy_check && let Some(why) = degeneracy(&engine, tokenizer, &documents) {
                     out.rejected.insert(c.uid, why);
                     continue;
                 }
-                let rows = pack_documents(engine.tokenizer(), &documents, competition.sequence_length.min(engine.context_length()));
+                let rows = pack_documents(tokenizer, &documents, competition.sequence_length.min(engine.context_length()));
                 for row in &rows {
                     if stop() {
                         break;

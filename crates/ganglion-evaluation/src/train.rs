@@ -306,7 +306,7 @@ pub fn locate_corpus() -> Result<ganglion_corpus::Corpus, TrainError> {
 fn losses(engine: &Engine, samples: &[Sample], max_len: usize, progress: &mut (dyn FnMut(Progress) + Send)) -> Vec<f64> {
     let mut out = Vec::with_capacity(samples.len());
     for batch in samples.chunks(8) {
-        out.extend(chat_losses(engine, batch, max_len).into_iter().map(|l| l.unwrap_or(f64::INFINITY)));
+        out.extend(chat_losses(engine, engine.tokenizer(), batch, max_len).into_iter().map(|l| l.unwrap_or(f64::INFINITY)));
         progress(Progress::Advance { done: out.len(), loss: None });
     }
     out

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ganglion_chain::{Chain, Metagraph};
+use ganglion_engine::tokenizer::Tokenizer;
 use ganglion_neuron::peer::axon_url;
 use ganglion_neuron::state::{StateError, StateFile};
 use ganglion_neuron::status::{Failure, MinerStatus};
@@ -180,8 +181,10 @@ pub enum ModelState {
     Ready {
         /// The directory.
         dir: PathBuf,
-        /// The GGUF file in it.
-        gguf: PathBuf,
+        /// What the engine loads: the GGUF file in it, or the directory itself for Hugging Face
+        /// safetensors (`gguf` in state files of earlier versions).
+        #[serde(alias = "gguf")]
+        model: PathBuf,
         /// Plain directory hash.
         hash: String,
         /// Bytes.
@@ -278,6 +281,8 @@ pub struct ModelValidator {
     state: StateFile,
     rng: StdRng,
     summary: Option<StepSummary>,
+    /// Each competition's own tokenizer, by id (those that fix one), loaded once.
+    tokenizers: BTreeMap<String, Arc<Tokenizer>>,
 }
 
 impl std::fmt::Debug for ModelValidator {
@@ -290,22 +295,10 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     move |e| ValidatorError::Io { what, path: path.to_path_buf(), reason: e.to_string() }
 }
 
-/// The single `.gguf` file at the top of `dir`.
-fn find_gguf(dir: &Path) -> Result<PathBuf, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut found = Vec::new();
-    for entry in entries.take(1024) {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let path = entry.path();
-        if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")) && path.is_file() {
-            found.push(path);
-        }
-    }
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err("the model directory holds no .gguf file".into()),
-        n => Err(format!("the model directory holds {n} .gguf files; exactly one is evaluated")),
-    }
+/// The model in a downloaded directory: its one `.gguf` file, or the directory itself when it
+/// holds Hugging Face safetensors + `config.json` + `tokenizer.json`.
+fn find_model(dir: &Path) -> Result<PathBuf, String> {
+    ganglion_engine::hf_model::locate(dir).map(|m| m.path().to_path_buf()).map_err(|e| e.to_string())
 }
 
 /// Network trouble is worth another try; a wrong or oversized model is not.
@@ -332,7 +325,13 @@ impl ModelValidator {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
         };
-        Ok(ModelValidator { settings, hotkey, data, miner_store, hub_store, records, saved, state, rng, summary: None })
+        let mut tokenizers = BTreeMap::new();
+        for c in &settings.competitions {
+            if let Some(t) = c.load_tokenizer().map_err(ValidatorError::Config)? {
+                tokenizers.insert(c.id.clone(), Arc::new(t));
+            }
+        }
+        Ok(ModelValidator { settings, hotkey, data, miner_store, hub_store, records, saved, state, rng, summary: None, tokenizers })
     }
 
     /// The tracked models by uid.
@@ -418,7 +417,7 @@ impl ModelValidator {
             if let Some(known) = self.saved.models.get(&neuron.uid) {
                 let same = known.hotkey == hotkey && known.commitment == commitment.data && known.block == commitment.block;
                 let usable = match &known.state {
-                    ModelState::Ready { gguf, .. } => gguf.is_file(),
+                    ModelState::Ready { model, .. } => model.exists(),
                     ModelState::Rejected { retry, .. } => !retry,
                 };
                 if same && usable {
@@ -477,9 +476,9 @@ impl ModelValidator {
             limits,
         };
         tracked.state = match store.fetch(&request).await {
-            Ok(model) => match find_gguf(&model.dir) {
-                Ok(gguf) => ModelState::Ready { dir: model.dir, gguf, hash: model.hash, bytes: model.bytes },
-                Err(cause) => ModelState::Rejected { cause, hash: Some(model.hash), retry: false },
+            Ok(fetched) => match find_model(&fetched.dir) {
+                Ok(model) => ModelState::Ready { dir: fetched.dir, model, hash: fetched.hash, bytes: fetched.bytes },
+                Err(cause) => ModelState::Rejected { cause, hash: Some(fetched.hash), retry: false },
             },
             Err(e) => reject(e.to_string(), retryable(&e)),
         };
@@ -511,7 +510,7 @@ impl ModelValidator {
             .iter()
             .filter(|(_, m)| m.competition.as_deref() == Some(competition.id.as_str()))
             .filter_map(|(&uid, m)| match &m.state {
-                ModelState::Ready { gguf, hash, .. } => Some(Candidate { uid, block: m.block, hash: hash.clone(), model: gguf.clone() }),
+                ModelState::Ready { model, hash, .. } => Some(Candidate { uid, block: m.block, hash: hash.clone(), model: model.clone() }),
                 ModelState::Rejected { .. } => None,
             })
             .collect();
@@ -530,7 +529,8 @@ impl ModelValidator {
         let round_started = Instant::now();
         let outcome: RoundOutcome = {
             let (comp, cands, samples, stop) = (competition.clone(), candidates.clone(), samples.clone(), shutdown.clone());
-            tokio::task::spawn_blocking(move || evaluate(&comp, &cands, &samples, block, &|| stop.is_set()))
+            let tokenizer = self.tokenizers.get(&competition.id).cloned();
+            tokio::task::spawn_blocking(move || evaluate(&comp, tokenizer.as_deref(), &cands, &samples, block, &|| stop.is_set()))
                 .await
                 .map_err(|e| format!("the evaluation task failed: {e}"))?
         };

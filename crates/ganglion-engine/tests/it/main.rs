@@ -2,6 +2,7 @@
 
 mod common;
 mod gemma3;
+mod hf_model;
 mod interop;
 mod reference_forward;
 mod server_http;

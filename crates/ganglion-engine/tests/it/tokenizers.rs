@@ -52,7 +52,7 @@ fn gemma3_path() -> PathBuf {
 }
 
 /// Runs `tests/tokenizer_reference.py <args>` with `python`, JSON in and out.
-fn reference(python: &Path, args: &[&str], input: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn reference(python: &Path, args: &[&str], input: &serde_json::Value) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tokenizer_reference.py");
     let mut child = Command::new(python)
         .arg(&script)
@@ -76,7 +76,7 @@ fn reference(python: &Path, args: &[&str], input: &serde_json::Value) -> serde_j
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn ids_of(v: &serde_json::Value) -> Vec<Vec<u32>> {
+pub(crate) fn ids_of(v: &serde_json::Value) -> Vec<Vec<u32>> {
     v["ids"].as_array().unwrap().iter().map(|ids| ids.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()).collect()
 }
 

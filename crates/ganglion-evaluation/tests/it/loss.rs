@@ -67,7 +67,7 @@ fn batched_chat_losses_equal_one_pass_per_sample() {
     let prefix = tokenize_sample(engine.tokenizer(), &samples[0], 2048).unwrap();
     let cut = prefix.ids.len() + 40;
     assert!(tokenize_sample(engine.tokenizer(), &samples[4], cut).unwrap().prompt_len >= cut);
-    let batched = chat_losses(&engine, &samples, cut);
+    let batched = chat_losses(&engine, engine.tokenizer(), &samples, cut);
     assert_eq!(batched.len(), samples.len());
     for (sample, got) in samples.iter().zip(&batched) {
         match (chat_loss(&engine, sample, cut), got) {
@@ -78,7 +78,7 @@ fn batched_chat_losses_equal_one_pass_per_sample() {
     }
     assert!(batched[..4].iter().all(Result::is_ok) && batched[4].is_err());
     // One sample alone takes the one-pass route and gives the same number.
-    let alone = chat_losses(&engine, &samples[1..2], cut);
+    let alone = chat_losses(&engine, engine.tokenizer(), &samples[1..2], cut);
     assert!((alone[0].as_ref().unwrap() - batched[1].as_ref().unwrap()).abs() < 1e-4);
 }
 

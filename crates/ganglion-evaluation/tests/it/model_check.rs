@@ -160,3 +160,52 @@ fn norms_are_frobenius_and_judged_by_the_originals_rule() {
     constant_model(&nan, 2, |l, k| if l == 1 && k == 5 { f32::NAN } else { 0.1 });
     assert!(matches!(check_model(&nan, &lim), Err(ModelCheckError::NonFinite(name)) if name == "blk.1.ffn_down.weight"));
 }
+
+/// A Hugging Face safetensors directory takes the same checks: the exported tiny llama passes
+/// with the GGUF's parameter count and norms, and the architecture, size, parameter, layer
+/// count and NaN rules each reject a changed copy.
+#[test]
+fn safetensors_directories_take_the_same_checks() {
+    use ganglion_engine::hf_model::{ExportDType, export_gguf};
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tiny(tmp.path());
+    let dir = tmp.path().join("hf");
+    export_gguf(&gguf, &dir, ExportDType::F32).unwrap();
+    let from_gguf = check_model(&gguf, &limits()).unwrap();
+    let info = check_model(&dir, &limits()).unwrap();
+    assert_eq!((info.architecture.as_str(), info.layers, info.parameters), ("llama", 2, from_gguf.parameters));
+    // The norms: the same matrices (dequantised exactly), so the same verdicts on the same limits.
+    let strict = ModelLimits { norms: Some(NormLimits { soft: 0.0, soft_fraction: 0.0, hard: 1e9 }), ..limits() };
+    assert!(matches!(check_model(&dir, &strict), Err(ModelCheckError::SoftNorm { .. })));
+    assert!(matches!(check_model(&gguf, &strict), Err(ModelCheckError::SoftNorm { .. })));
+
+    let other = ModelLimits { architectures: vec!["gemma3".into()], ..limits() };
+    assert!(matches!(check_model(&dir, &other), Err(ModelCheckError::Architecture { .. })));
+    let small = ModelLimits { max_bytes: 1000, ..limits() };
+    assert!(matches!(check_model(&dir, &small), Err(ModelCheckError::TooLarge { .. })));
+    let few = ModelLimits { max_parameters: 1000, ..limits() };
+    assert!(matches!(check_model(&dir, &few), Err(ModelCheckError::Parameters { .. })));
+
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    config["num_hidden_layers"] = 3.into();
+    let three = tmp.path().join("three");
+    std::fs::create_dir(&three).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(dir.join(f), three.join(f)).unwrap();
+    }
+    std::fs::write(three.join("config.json"), config.to_string()).unwrap();
+    assert!(matches!(check_model(&three, &limits()), Err(ModelCheckError::Malformed(_))));
+
+    // A NaN in a value projection: find its bytes through the header and poison one weight.
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&weights[8..8 + n]).unwrap();
+    let start = header["model.layers.1.self_attn.v_proj.weight"]["data_offsets"][0].as_u64().unwrap() as usize;
+    let mut poisoned = weights.clone();
+    poisoned[8 + n + start..8 + n + start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(dir.join("model.safetensors"), poisoned).unwrap();
+    match check_model(&dir, &limits()) {
+        Err(ModelCheckError::NonFinite(name)) => assert_eq!(name, "model.layers.1.self_attn.v_proj.weight"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -56,7 +56,7 @@ fn the_model_that_wrote_the_data_wins_and_copies_are_skipped() {
     ];
     let mut comp = Competition::default_schedule().remove(0);
     comp.sequence_length = 256;
-    let out = evaluate(&comp, &candidates, &samples, 100, &|| false);
+    let out = evaluate(&comp, None, &candidates, &samples, 100, &|| false);
     assert_eq!(out.duplicates, vec![3]);
     assert!(out.rejected[&4].contains("GGUF"), "{:?}", out.rejected);
     assert_eq!(out.losses.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
@@ -100,7 +100,7 @@ fn the_text_task_scores_packed_documents() {
     let mut comp = Competition::default_schedule().remove(0);
     comp.sequence_length = 48;
     comp.task = Task::Text { degeneracy_check: false };
-    let out = evaluate(&comp, &candidates, &samples, 100, &|| false);
+    let out = evaluate(&comp, None, &candidates, &samples, 100, &|| false);
     let documents: Vec<String> = samples.iter().map(|s| s.response.clone()).collect();
     for c in &candidates {
         let engine = Engine::load(&c.model).unwrap();
@@ -117,7 +117,7 @@ fn the_text_task_scores_packed_documents() {
     assert_eq!(out.wins[&1].matches as usize, out.losses[&1].len());
 
     comp.task = Task::Text { degeneracy_check: true };
-    let checked = evaluate(&comp, &candidates, &samples, 100, &|| false);
+    let checked = evaluate(&comp, None, &candidates, &samples, 100, &|| false);
     for uid in [1, 2] {
         match checked.rejected.get(&uid) {
             Some(why) => assert!(why.starts_with("degenerate") && !checked.losses.contains_key(&uid), "{why}"),
@@ -133,6 +133,58 @@ fn the_text_task_scores_packed_documents() {
     assert_eq!(serde_json::from_value::<Competition>(file.clone()).unwrap().task, Task::Chat);
     file["task"] = serde_json::json!({"kind": "text", "degeneracy_check": true});
     assert_eq!(serde_json::from_value::<Competition>(file).unwrap().task, Task::Text { degeneracy_check: true });
+}
+
+/// A competition's own tokenizer and chat template render every model's samples: with the
+/// model's own files it changes nothing; with another template the losses are exactly those
+/// of samples rendered by it; a tokenizer with more tokens than a model outputs rejects the
+/// model with that cause; an unreadable one is an error when the competition is loaded.
+#[test]
+fn a_competition_tokenizer_renders_every_models_samples() {
+    use ganglion_evaluation::loss::chat_losses;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.gguf");
+    ganglion_engine::model::write_random_llama_gguf(&a, 41).unwrap();
+    let samples: Vec<Sample> = ["what is a cat", "name a colour", "say hi"]
+        .iter()
+        .map(|p| Sample { prompt: (*p).into(), response: format!("an answer to {p}, at some length") })
+        .collect();
+    let candidates = vec![Candidate { uid: 1, block: 10, hash: hash_file(&a, u64::MAX).unwrap(), model: a.clone() }];
+    let mut comp = Competition::default_schedule().remove(0);
+    comp.sequence_length = 256;
+    let own = evaluate(&comp, None, &candidates, &samples, 100, &|| false);
+
+    comp.tokenizer = Some(a.display().to_string());
+    let same = comp.load_tokenizer().unwrap().unwrap();
+    assert_eq!(evaluate(&comp, Some(&same), &candidates, &samples, 100, &|| false).losses, own.losses);
+
+    // The same vocabulary with a bare template: other text, so other losses, and exactly the
+    // ones its rendering gives.
+    let hf = dir.path().join("a-hf");
+    ganglion_engine::hf_model::export_gguf(&a, &hf, ganglion_engine::hf_model::ExportDType::F32).unwrap();
+    let config = hf.join("tokenizer_config.json");
+    let mut tc: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    tc["chat_template"] = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}".into();
+    std::fs::write(&config, tc.to_string()).unwrap();
+    comp.tokenizer = Some(hf.join("tokenizer.json").display().to_string());
+    let bare = comp.load_tokenizer().unwrap().unwrap();
+    let out = evaluate(&comp, Some(&bare), &candidates, &samples, 100, &|| false);
+    let engine = Engine::load(&a).unwrap();
+    let want: Vec<f64> = chat_losses(&engine, &bare, &samples, 256).into_iter().map(|l| l.unwrap()).collect();
+    assert_eq!(out.losses[&1], want);
+    assert_ne!(out.losses[&1], own.losses[&1]);
+
+    // SmolLM2's tokenizer (49,152 tokens) on a 265-token model.
+    if let Some(smollm2) = crate::smollm2() {
+        comp.tokenizer = Some(smollm2.display().to_string());
+        let big = comp.load_tokenizer().unwrap().unwrap();
+        let out = evaluate(&comp, Some(&big), &candidates, &samples, 100, &|| false);
+        assert!(out.losses.is_empty(), "{out:?}");
+        assert!(out.rejected[&1].contains("tokenizer has 49152 tokens but the model outputs 265"), "{:?}", out.rejected);
+    }
+
+    comp.tokenizer = Some(dir.path().join("missing.gguf").display().to_string());
+    assert!(comp.load_tokenizer().unwrap_err().contains("missing.gguf"));
 }
 
 /// A step evaluates the kept leaders first, then models not settled (new in their commitment

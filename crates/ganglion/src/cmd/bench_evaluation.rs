@@ -120,7 +120,7 @@ pub(crate) fn run(args: EvaluationBenchArgs) -> anyhow::Result<ExitCode> {
     // Without a terminal the bar does not draw: a line per model instead (unless --json).
     let lines = !args.json && !std::io::stderr().is_terminal();
     let started = Instant::now();
-    let outcome = evaluate_with_progress(&competition, &candidates, &samples, args.models as u64, &|| false, &|uid, done| {
+    let outcome = evaluate_with_progress(&competition, None, &candidates, &samples, args.models as u64, &|| false, &|uid, done| {
         bar.set_position((usize::from(uid) * per_model + done) as u64);
         bar.set_message(format!("model {}/{}", uid + 1, args.models));
         if lines && done == per_model {

@@ -49,6 +49,24 @@ pub(crate) enum ModelCommand {
     },
     /// List the models in `$GANGLION_HOME/models` and the GGUFs in the Hugging Face hub cache.
     List,
+    /// Write a llama GGUF as a Hugging Face model directory (safetensors + config + tokenizer).
+    ///
+    /// The directory holds `config.json` (LlamaForCausalLM), `model.safetensors` (the
+    /// dequantized weights, query/key rows in Hugging Face's order), `tokenizer.json` and
+    /// `tokenizer_config.json` (chat template, BOS/EOS): what transformers, vLLM and
+    /// `ganglion miner model publish` take. Every Ganglion command that takes a model path also
+    /// takes such a directory. Written beside OUT and renamed into place when complete.
+    #[command(verbatim_doc_comment)]
+    Export {
+        /// The GGUF: a path, a known name (`smollm2`) or a pulled `hf:` reference.
+        model: String,
+        /// The directory to create (must not exist).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Weight dtype: `f32` (exact) or `bf16` (half the size).
+        #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+        dtype: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -167,6 +185,14 @@ pub(crate) fn run_model(command: ModelCommand) -> anyhow::Result<ExitCode> {
                 PullOutcome::AlreadyPresent(path) => println!("{name} already present: {}", path.display()),
                 PullOutcome::Downloaded(path) => println!("{name} downloaded and verified: {}", path.display()),
             }
+        }
+        ModelCommand::Export { model, out, dtype } => {
+            let path = resolve_model(&model)?;
+            let dtype = if dtype == "bf16" { ganglion_engine::hf_model::ExportDType::Bf16 } else { ganglion_engine::hf_model::ExportDType::F32 };
+            let started = std::time::Instant::now();
+            ganglion_engine::hf_model::export_gguf(&path, &out, dtype).with_context(|| format!("exporting {} to {}", path.display(), out.display()))?;
+            let bytes: u64 = std::fs::read_dir(&out)?.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum();
+            println!("exported {} to {} ({:.1} MB, {:.1} s)", path.display(), out.display(), bytes as f64 / 1e6, started.elapsed().as_secs_f64());
         }
         ModelCommand::List => {
             let models = store::list_models(&dir)?;

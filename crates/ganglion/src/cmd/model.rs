@@ -25,8 +25,8 @@ use crate::cmd::{AxonArgs, runtime};
 ///
 /// Each step: read every miner's chain commitment (`namespace:name:commit:hash:competition`),
 /// download what is new or changed (from the miner's axon for `axon:` commitments, from the
-/// Hugging Face Hub with --hub), check it (size, directory hash, GGUF architecture,
-/// parameter count, weight norms), draw fresh samples, compute every model's loss over the
+/// Hugging Face Hub with --hub), check it (size, directory hash, architecture, parameter
+/// count, weight norms; a GGUF or safetensors + config.json + tokenizer.json), draw fresh samples, compute every model's loss over the
 /// response tokens, compare models sample by sample (an earlier commit wins ties within
 /// epsilon; copies of an earlier commit get nothing), and turn win rates into weights
 /// (softmax, EMA per competition). Every evaluation goes to the records store.
@@ -34,7 +34,8 @@ use crate::cmd::{AxonArgs, runtime};
 #[command(after_long_help = "Each step: read every miner's chain commitment \
 (namespace:name:commit:hash:competition), download what is new or changed (from the miner's \
 axon for `axon:` commitments, from the Hugging Face Hub with --hub), check it (size, directory \
-hash, GGUF architecture, parameter count, weight norms), draw fresh samples (the corpus, or the \
+hash, architecture, parameter count, weight norms; a model is one GGUF or Hugging Face \
+safetensors + config.json + tokenizer.json), draw fresh samples (the corpus, or the \
 inference subnet's verified records with --data.records_url), compute every model's loss over \
 the response tokens, compare models sample by sample (an earlier commit wins within epsilon; \
 copies of an earlier commit get nothing) and turn win rates into weights (softmax, EMA per \
@@ -53,9 +54,11 @@ pub(crate) struct ValidatorArgs {
     /// temperature, epsilon = { kind = "fixed", epsilon = 0.01 } or { kind = "linear_decay",
     /// start, end, decay_blocks }, limits = { max_bytes, architectures, max_parameters,
     /// min_parameters, norms }, task = { kind = "chat" } (default) or { kind = "text",
-    /// degeneracy_check = true } for pretraining's packed-text loss). Default: one competition
-    /// `g1` of llama/Gemma 3 GGUF models up to 1e9 parameters and 2 GiB, the finetuning
-    /// subnet's constants.
+    /// degeneracy_check = true } for pretraining's packed-text loss), tokenizer = "smollm2" (the
+    /// tokenizer and chat template every model is evaluated with: a known model name, a GGUF, a
+    /// model directory or a tokenizer.json; unset, each model's own). Default: one competition
+    /// `g1` of llama/Gemma 3 models (GGUF or safetensors) up to 1e9 parameters and 2 GiB, each
+    /// with its own tokenizer, the finetuning subnet's constants.
     #[arg(long, env = "GANGLION_EVALUATION_CONFIG")]
     config: Option<PathBuf>,
     /// Where the validator keeps its state, downloaded models, status.json and the default
@@ -151,6 +154,18 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
         }
         None => Competition::default_schedule(),
     };
+    // A competition's tokenizer may be named like a model (`smollm2`, `hf:OWNER/REPO`): the
+    // evaluation crate takes paths.
+    let competitions = competitions
+        .into_iter()
+        .map(|mut c| {
+            if let Some(spec) = &c.tokenizer {
+                let path = super::engine::resolve_model(spec).with_context(|| format!("competition {}: its tokenizer `{spec}`", c.id))?;
+                c.tokenizer = Some(path.display().to_string());
+            }
+            Ok(c)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let step_interval = seconds("--validator.step_interval", args.step_interval, 86_400.0)?;
     let deadline = seconds("--eval.download_timeout", args.download_timeout, 86_400.0)?;
     let window = seconds("--data.window_hours", args.data_window_hours * 3600.0, 365.0 * 86_400.0)?;

@@ -214,7 +214,8 @@ fn evaluation<'a>(row: &'a Value, field: &str) -> &'a Value {
 
 /// `ganglion localnet --model-eval`: the model-evaluation subnet beside the inference one,
 /// every node a process of the real binary (`validator model`, `miner model publish` and
-/// `serve`): the base model (SmolLM2), a degraded copy (noised weights) committed first, a
+/// `serve`): the base model (SmolLM2), a degraded copy (noised weights, published as
+/// safetensors + config + tokenizer) committed first, a
 /// copier re-committing the base files later, an oversized model and a miner serving other
 /// files than it committed, and a miner whose copy of the base was fine-tuned by `miner
 /// model train`. After one epoch the trained model holds the subnet's top incentive with a
@@ -250,6 +251,10 @@ async fn localnet_model_eval_ranks_the_best_model_first_and_rejects_the_bad_ones
         assert!(incentive(below) < incentive(leader), "{} is below {}: {summary}", below["name"], leader["name"]);
     }
     assert_eq!(evaluation(degraded, "status"), "evaluated", "{degraded}");
+    // The degraded copy is published as a Hugging Face directory, so a safetensors model went
+    // through the validator's download, checks and loss.
+    let published = data_dir.join("model-eval/degraded");
+    assert!(published.join("model.safetensors").is_file() && published.join("tokenizer.json").is_file(), "{}", published.display());
     let loss = |row: &Value| evaluation(row, "mean_loss").as_f64().unwrap_or_else(|| panic!("no mean loss: {row}"));
     assert!(loss(base) < loss(degraded), "the noised weights lose: {summary}");
     assert!(loss(leader) < loss(base), "training lowered the loss: {summary}");

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  (before the chain) ganglion miner model train --base <first model> --out <dir>/trained
-//!  fixtures: base dir, a degraded copy (noised weights), the copier's dir (the base files),
+//!  fixtures: base dir, a degraded copy (noised weights, as a Hugging Face safetensors dir:
+//!            config.json, model.safetensors in bf16, tokenizer files), the copier's dir (the base files),
 //!            an oversized dir (base + padding over the competition's cap), the mismatch's
 //!            dir (the degraded files), the competition TOML (the cap, short sequences)
 //!  every miner: ganglion miner model serve --dir …            (supervised children)
@@ -152,7 +153,14 @@ pub(super) fn prepare(base_gguf: &Path, trained: Option<&Path>, dir: &Path) -> a
     let copier = demo::model_dir(&dir.join("copier"), base_gguf).context("the copier's directory")?;
     let degraded_gguf = dir.join("degraded.gguf");
     demo::noised_copy(base_gguf, &degraded_gguf, DEGRADED_NOISE, DEGRADED_SEED).map_err(anyhow::Error::msg).context("making the degraded copy")?;
-    let degraded = demo::model_dir(&dir.join("degraded"), &degraded_gguf).context("the degraded model's directory")?;
+    // Published in the other format validators take: Hugging Face safetensors (bf16) +
+    // config.json + tokenizer.json, so every localnet step also evaluates one.
+    let degraded = dir.join("degraded");
+    if degraded.exists() {
+        std::fs::remove_dir_all(&degraded).with_context(|| format!("removing the last run's {}", degraded.display()))?;
+    }
+    ganglion_engine::hf_model::export_gguf(&degraded_gguf, &degraded, ganglion_engine::hf_model::ExportDType::Bf16)
+        .context("writing the degraded copy as a safetensors directory")?;
     let mismatch = demo::model_dir(&dir.join("mismatch"), &degraded_gguf).context("the mismatch's directory")?;
     let bytes = |d: &Path| demo::dir_bytes(d).with_context(|| format!("sizing {}", d.display()));
     let base_bytes = bytes(&base)?;
@@ -166,7 +174,7 @@ pub(super) fn prepare(base_gguf: &Path, trained: Option<&Path>, dir: &Path) -> a
     let padding = std::fs::File::create(oversized.join("padding.bin")).context("the oversized model's padding")?;
     padding.set_len(max_bytes - base_bytes + CAP_MARGIN).context("the oversized model's padding")?;
     let config = dir.join("competitions.toml");
-    std::fs::write(&config, competition_toml(max_bytes)).with_context(|| format!("writing {}", config.display()))?;
+    std::fs::write(&config, competition_toml(max_bytes, base_gguf)).with_context(|| format!("writing {}", config.display()))?;
     let mut entries = vec![
         Entry { role: "degraded", publish: degraded.clone(), serve: degraded },
         Entry { role: "base", publish: base.clone(), serve: base.clone() },
@@ -184,7 +192,7 @@ pub(super) fn prepare(base_gguf: &Path, trained: Option<&Path>, dir: &Path) -> a
 /// The one competition of the localnet: the default schedule's (architectures, parameter
 /// cap, norm checks, epsilon, temperature) with the byte cap just over the honest models and
 /// short sequences.
-fn competition_toml(max_bytes: u64) -> String {
+fn competition_toml(max_bytes: u64, tokenizer: &Path) -> String {
     let default = ganglion_evaluation::round::Competition::default_schedule().remove(0);
     let epsilon = match default.epsilon {
         ganglion_evaluation::scoring::Epsilon::Fixed { epsilon } => format!("{{ kind = \"fixed\", epsilon = {epsilon:?} }}"),
@@ -200,12 +208,15 @@ fn competition_toml(max_bytes: u64) -> String {
         .unwrap_or_default();
     format!(
         "# ganglion localnet --model-eval: the default competition with a byte cap just over the\n\
-         # honest models (the oversized miner is over it) and short sequences.\n\
+         # honest models (the oversized miner is over it), short sequences, and the base model's\n\
+         # tokenizer and chat template for every model (the degraded copy brings its own files).\n\
          [[competition]]\n\
-         id = {:?}\nshare = 1.0\nsequence_length = {SEQUENCE_LENGTH}\ntemperature = {:?}\nepsilon = {epsilon}\n\
+         id = {:?}\nshare = 1.0\nsequence_length = {SEQUENCE_LENGTH}\ntemperature = {:?}\nepsilon = {epsilon}\ntokenizer = {}\n\
          limits = {{ max_bytes = {max_bytes}, architectures = [{}], max_parameters = {}, min_parameters = {}{norms} }}\n",
         default.id,
         default.temperature,
+        // A JSON string is a valid TOML basic string (same escapes).
+        serde_json::Value::String(tokenizer.display().to_string()),
         architectures.join(", "),
         limits.max_parameters,
         limits.min_parameters,
@@ -299,7 +310,7 @@ mod tests {
 
     #[test]
     fn the_competition_file_is_the_default_with_the_cap_and_short_sequences() {
-        let text = competition_toml(123_456_789);
+        let text = competition_toml(123_456_789, Path::new("/models/base \"quoted\".gguf"));
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("competitions.toml");
         std::fs::write(&path, &text).unwrap_or_else(|e| panic!("{e}"));
@@ -308,6 +319,7 @@ mod tests {
         let mut expected = ganglion_evaluation::round::Competition::default_schedule().remove(0);
         expected.limits.max_bytes = 123_456_789;
         expected.sequence_length = SEQUENCE_LENGTH;
+        expected.tokenizer = Some("/models/base \"quoted\".gguf".into());
         assert_eq!(file.competition, vec![expected]);
     }
 }
