@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::distribution::{self, Family, Placement, Processing};
 use crate::error::{EngineError, EngineResult};
-use crate::model::{self, KvCache, Llama, Logits};
+use crate::model::{self, with_rows, KvCache, Llama, Logits};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -723,6 +723,67 @@ impl Engine {
             return Err(EngineError::InvalidInput("scoring needs a non-empty prompt".into()));
         };
         Ok((prefix, prompt_scores, last_raw))
+    }
+
+    /// Runs each of `seqs` after the cache `prefix` (left as it was) and hands every wanted
+    /// row's raw logits to `each(sequence, k, row)`, `k` counting from the sequence's
+    /// `logits_from`, rows of one sequence in order: for callers that transform logits before
+    /// scoring them (the reward pipeline's repetition penalty). Sequences run packed up to
+    /// [`PACK_ROWS`] rows per pass ([`Llama::forward_packed`]) where the architecture allows,
+    /// else one pass each; each row is what a pass of that sequence alone computes, up to
+    /// float rounding.
+    pub fn packed_logits(
+        &self,
+        prefix: &KvCache,
+        seqs: &[model::Packed<'_>],
+        mut each: impl FnMut(usize, usize, &[f32]) -> EngineResult<()>,
+    ) -> EngineResult<()> {
+        if let Some(bad) = seqs.iter().find(|s| s.logits_from > s.tokens.len()) {
+            return Err(EngineError::InvalidInput(format!("logits from row {} of a {}-token sequence", bad.logits_from, bad.tokens.len())));
+        }
+        let limit = self.context_length();
+        if let Some(long) = seqs.iter().find(|s| prefix.len() + s.tokens.len() > limit) {
+            return Err(EngineError::ContextOverflow { limit, requested: prefix.len() + long.tokens.len(), prompt: prefix.len() });
+        }
+        if !self.model.packs() {
+            for (i, s) in seqs.iter().enumerate() {
+                let mut cache = prefix.clone();
+                self.model.forward_chunked(s.tokens, &mut cache, |first, logits| {
+                    with_rows(logits, |values, vocab| {
+                        for (r, row) in values.chunks_exact(vocab).enumerate() {
+                            if first + r >= s.logits_from {
+                                each(i, first + r - s.logits_from, row)?;
+                            }
+                        }
+                        Ok(())
+                    })?
+                })?;
+            }
+            return Ok(());
+        }
+        let mut next = 0;
+        while next < seqs.len() {
+            let start = next;
+            let mut rows = 0;
+            while next < seqs.len() && (next == start || rows + seqs[next].tokens.len() <= PACK_ROWS) {
+                rows += seqs[next].tokens.len();
+                next += 1;
+            }
+            let group = &seqs[start..next];
+            // Per wanted row, in the pass's order: its sequence and its index there.
+            let owner: Vec<(usize, usize)> =
+                group.iter().enumerate().flat_map(|(j, s)| (0..s.tokens.len() - s.logits_from).map(move |k| (start + j, k))).collect();
+            self.model.forward_packed(prefix, group, |first, logits| {
+                with_rows(logits, |values, vocab| {
+                    for (r, row) in values.chunks_exact(vocab).enumerate() {
+                        let (i, k) = owner[first + r];
+                        each(i, k, row)?;
+                    }
+                    Ok(())
+                })?
+            })?;
+        }
+        Ok(())
     }
 
     /// The scores of positions `from[i]..` of each completion after `prefix` (whose last

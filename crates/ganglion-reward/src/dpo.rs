@@ -61,59 +61,65 @@ impl Dpo {
         }
     }
 
-    /// The reward of one completion.
+    /// The reward of one completion ([`Dpo::rewards`] of one).
     pub fn reward(&self, prompt: &str, completion: &str) -> Result<f64> {
-        if completion.trim().is_empty() || completion.chars().count() <= 5 {
-            return Ok(LOWEST);
-        }
+        Ok(self.rewards(prompt, &[completion])?.pop().unwrap_or(LOWEST))
+    }
+
+    /// The reward of each completion of `prompt`. The completions' tokens run packed several
+    /// to a forward pass after the prompt's shared tokens (run once, and kept for the next
+    /// call with the same prompt), logits only for the scored rows
+    /// ([`Engine::packed_logits`]); each reward is the one a pass of its completion alone
+    /// gives, up to float rounding (a test holds them to 1e-9 of each other's means).
+    pub fn rewards<S: AsRef<str>>(&self, prompt: &str, completions: &[S]) -> Result<Vec<f64>> {
         let tokenizer = self.engine.tokenizer();
         let limit = self.engine.context_length();
         let prompt_len = tokenizer.encode(prompt).len();
-        if limit <= prompt_len {
-            return Ok(LOWEST);
+        let mut out = vec![LOWEST; completions.len()];
+        // (index, combined tokens) of the completions that are scored.
+        let mut scored: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (i, completion) in completions.iter().enumerate() {
+            let completion = completion.as_ref();
+            if completion.trim().is_empty() || completion.chars().count() <= 5 || limit <= prompt_len {
+                continue;
+            }
+            let mut combined = tokenizer.encode(&format!("{prompt}{completion}"));
+            combined.truncate(limit);
+            // Scored positions j in [P−1, L−2]; with L ≤ P there are none: the mean is NaN.
+            if combined.len() < 2 || combined.len() <= prompt_len {
+                continue;
+            }
+            scored.push((i, combined));
         }
-        let mut combined = tokenizer.encode(&format!("{prompt}{completion}"));
-        combined.truncate(limit);
-        let len = combined.len();
-        // Scored positions j in [P−1, L−2]; with L ≤ P there are none: the mean is NaN.
-        if len < 2 || len <= prompt_len {
-            return Ok(LOWEST);
-        }
-        self.mean_logprob(&combined, prompt_len)
-    }
-
-    /// Mean penalised log-probability of tokens `prompt_len..` of `combined` (at least one).
-    fn mean_logprob(&self, combined: &[u32], prompt_len: usize) -> Result<f64> {
+        let Some((_, first)) = scored.first() else { return Ok(out) };
+        // The tokens before the first scored row that every completion shares: the prompt's,
+        // but the last ones may merge with a completion's start.
         let first_row = prompt_len.saturating_sub(1);
-        let inputs = &combined[..combined.len() - 1];
-        let (mut sum, mut n) = (0.0f64, 0usize);
+        let shared = scored.iter().fold(first_row, |n, (_, c)| n.min(first.iter().zip(c).take_while(|(a, b)| a == b).count()));
+        let prefix = self.prefix_cache(&first[..shared])?;
+        let seqs: Vec<model::Packed<'_>> = scored
+            .iter()
+            .map(|(_, c)| model::Packed { tokens: &c[shared..c.len() - 1], logits_from: first_row - shared })
+            .collect();
         let penalty = self.penalty;
-        // The prompt's positions before the first scored one only fill the cache: their
-        // logits (a vocabulary-wide product per position, most of the cost on a long
-        // prompt) are never read, and the same prefix (a step's prompt) runs once.
-        let mut cache = self.prefix_cache(&inputs[..first_row])?;
-        self.engine.model().forward_chunked(
-            &inputs[first_row..],
-            &mut cache,
-            |first, logits| {
-                let rows = model::logit_rows(logits)?;
-                for (offset, mut row) in rows.into_iter().enumerate() {
-                    let i = first_row + first + offset;
-                    if i < first_row {
-                        continue;
-                    }
-                    if i > prompt_len {
-                        apply_penalty(&mut row, &combined[prompt_len..i], penalty);
-                    }
-                    let target = combined[i + 1] as usize;
-                    sum += log_softmax_at(&row, target);
-                    n += 1;
-                }
-                Ok(())
-            },
-        )?;
-        let reward = sum / n as f64;
-        Ok(if reward.is_finite() { reward } else { LOWEST })
+        let mut sums = vec![(0.0f64, 0usize); scored.len()];
+        self.engine.packed_logits(&prefix, &seqs, |seq, k, row| {
+            let combined = &scored[seq].1;
+            let i = first_row + k;
+            let mut row = row.to_vec();
+            if i > prompt_len {
+                apply_penalty(&mut row, &combined[prompt_len..i], penalty);
+            }
+            let target = combined[i + 1] as usize;
+            sums[seq].0 += log_softmax_at(&row, target);
+            sums[seq].1 += 1;
+            Ok(())
+        })?;
+        for ((i, _), (sum, n)) in scored.iter().zip(sums) {
+            let reward = sum / n as f64;
+            out[*i] = if reward.is_finite() { reward } else { LOWEST };
+        }
+        Ok(out)
     }
 }
 

@@ -255,7 +255,9 @@ impl Pipeline {
         let mut masks = Vec::new();
         let mut functions = Vec::with_capacity(self.models.len());
         for model in &mut self.models {
+            let started = std::time::Instant::now();
             let raw = model.rewards(&input)?;
+            tracing::debug!(target: "reward::pipeline", step = name, function = model.name(), completions = completions.len(), seconds = started.elapsed().as_secs_f64(), "reward function scored");
             let normalized = model.normalize(&raw);
             let mut filled_raw = vec![None; responses.len()];
             let mut filled = vec![0.0; responses.len()];
@@ -370,11 +372,7 @@ impl RewardModel for DpoReward {
         Kind::Reward { weight: DPO_WEIGHT }
     }
     fn rewards(&mut self, input: &StepInput<'_>) -> Result<Vec<f64>> {
-        input
-            .completions
-            .iter()
-            .map(|c| self.dpo.reward(input.prompt, c))
-            .collect()
+        self.dpo.rewards(input.prompt, input.completions)
     }
     fn normalize(&mut self, raw: &[f64]) -> Vec<f64> {
         self.norm.normalize(raw)

@@ -66,3 +66,37 @@ fn dpo_rules_and_values() {
         "penalised {rep_penalised} vs plain {rep_plain}"
     );
 }
+
+/// A step's completions scored together (packed several to a forward pass, more rows than
+/// one pass takes) get the rewards each gets alone, the −11 rules included, in order.
+#[test]
+fn batched_rewards_equal_one_at_a_time() {
+    let engine = engine();
+    let dpo = Dpo::new(engine.clone());
+    let prompt = "Explain briefly how rivers shape the land around them.\n\n";
+    let mut completions: Vec<String> = vec![
+        "short".into(),
+        " Rivers carve valleys by eroding rock and carrying sediment downstream.".into(),
+        String::new(),
+        " Paris Paris Paris Paris Paris Paris Paris Paris".into(),
+    ];
+    // Long ones, so the batch needs more than one packed pass (1,024 rows each).
+    for i in 0..12 {
+        completions.push(format!(
+            " Answer {i}: {}",
+            "Water flows downhill, cutting channels, depositing silt on floodplains and building deltas where it meets the sea. ".repeat(4)
+        ));
+    }
+    let rows: usize = completions.iter().map(|c| engine.tokenizer().encode(c).len()).sum();
+    assert!(rows > 1100, "{rows} rows should need two passes");
+    let batched = dpo.rewards(prompt, &completions).unwrap();
+    assert_eq!(batched.len(), completions.len());
+    let one_at_a_time = Dpo::new(engine.clone());
+    for (c, got) in completions.iter().zip(&batched) {
+        let alone = one_at_a_time.reward(prompt, c).unwrap();
+        assert!((got - alone).abs() < 1e-5, "{c:?}: batched {got} vs alone {alone}");
+    }
+    assert_eq!(batched[0], LOWEST);
+    assert_eq!(batched[2], LOWEST);
+    assert!(batched[1] > LOWEST && batched[1] < 0.0);
+}
