@@ -594,7 +594,7 @@ fn count_streamed_tokens(text: &str) -> usize {
 async fn serve_load(addr: SocketAddr, model: &str, streams: usize, tokens: usize) -> Result<(usize, f64), String> {
     let body = |max_tokens: usize| {
         serde_json::json!({"model": model, "prompt": SERVE_PROMPT, "max_tokens": max_tokens, "temperature": 0.0,
-                           "stream": true, "stream_options": {"include_usage": true}})
+                           "stream": true, "stream_options": {"include_usage": true}, "ignore_eos": true})
         .to_string()
     };
     // Warm-up (first-request costs), not timed.

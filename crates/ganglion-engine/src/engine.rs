@@ -90,6 +90,9 @@ pub struct GenerateRequest {
     pub top_logprobs: usize,
     /// If set, score the prompt too with this many alternatives per position.
     pub prompt_logprobs: Option<usize>,
+    /// Keep generating through EOS and end-of-turn tokens, to `max_tokens` (vLLM's and
+    /// llama.cpp's `ignore_eos`: throughput benchmarks of a fixed length).
+    pub ignore_eos: bool,
 }
 
 /// One generated token.
@@ -207,7 +210,7 @@ impl Generation {
         let tok = engine.tokenizer();
         // EOS or an end-of-turn token (`<|im_end|>`, Gemma's `<end_of_turn>`…), as llama.cpp
         // and vLLM stop.
-        if engine.end_of_generation.contains(&id) {
+        if engine.end_of_generation.contains(&id) && !self.req.ignore_eos {
             self.text.push_str(&self.decoder.finish());
             return Ok((self.finish_with(FinishReason::Stop, out), None));
         }
@@ -846,6 +849,7 @@ mod tests {
 
     fn req(prompt: Vec<u32>, seed: u64, temperature: f32) -> GenerateRequest {
         GenerateRequest {
+            ignore_eos: false,
             prompt,
             max_tokens: 12,
             sampling: SamplingParams { temperature, seed, ..Default::default() },

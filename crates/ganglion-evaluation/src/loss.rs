@@ -200,6 +200,7 @@ impl Default for DegeneracyCheck {
 
 fn greedy(engine: &Engine, prompt: &[u32], n: usize) -> Result<Vec<u32>, LossError> {
     let req = GenerateRequest {
+        ignore_eos: false,
         prompt: prompt.to_vec(),
         max_tokens: n,
         sampling: SamplingParams { temperature: 0.0, ..SamplingParams::default() },

@@ -208,6 +208,7 @@ impl Reference for LocalReference {
 
     async fn generate(&self, prompt: Vec<u32>, sampling: Sampling) -> Result<Generated> {
         let request = GenerateRequest {
+            ignore_eos: false,
             prompt,
             max_tokens: sampling.max_tokens.max(1) as usize,
             sampling: engine_sampling(&sampling),

@@ -73,6 +73,9 @@ pub struct CommonParams {
     pub return_tokens_as_token_ids: Option<bool>,
     /// vLLM: logprobs of the prompt tokens with this many alternatives.
     pub prompt_logprobs: Option<i64>,
+    /// vLLM and llama.cpp: generate through EOS and end-of-turn tokens, to `max_tokens`.
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
 }
 
 /// `POST /v1/chat/completions` body.
@@ -342,6 +345,7 @@ impl ChatRequest {
         };
         let max_tokens = self.common.max_tokens(self.max_completion_tokens.or(self.common.max_tokens), usize::MAX, prompt.len(), limit)?;
         let req = GenerateRequest {
+            ignore_eos: self.common.ignore_eos.unwrap_or(false),
             max_tokens,
             sampling: self.common.sampling()?,
             stop: self.common.stops()?,
@@ -386,6 +390,7 @@ impl CompletionRequest {
         let logprobs = self.logprobs.map(|k| to_usize(k, "logprobs", 0, MAX_TOP_K as i64)).transpose()?;
         let max_tokens = self.common.max_tokens(self.common.max_tokens, 16, prompt.len(), limit)?;
         let req = GenerateRequest {
+            ignore_eos: self.common.ignore_eos.unwrap_or(false),
             max_tokens,
             sampling: self.common.sampling()?,
             stop: self.common.stops()?,
@@ -557,6 +562,11 @@ mod tests {
         body["repetition_penalty"] = json!(1.1);
         body["min_p"] = json!(0.0);
         assert!(chat(body.clone()).is_ok());
+        // vLLM's and llama.cpp's `ignore_eos` is implemented: it reaches the engine request.
+        body["ignore_eos"] = json!(true);
+        assert!(chat(body.clone()).unwrap().0.ignore_eos);
+        body["ignore_eos"] = json!(false);
+        assert!(!chat(body.clone()).unwrap().0.ignore_eos);
         body["min_p"] = json!(0.05);
         assert_eq!(chat(body.clone()).unwrap_err().param.as_deref(), Some("min_p"));
         body["min_p"] = json!(0.0);

@@ -372,6 +372,7 @@ mod tests {
     fn request(engine: &Engine, max_tokens: usize) -> Generation {
         engine
             .start(GenerateRequest {
+                ignore_eos: false,
                 prompt: vec![5, 6, 7],
                 max_tokens,
                 sampling: SamplingParams { temperature: 0.0, ..Default::default() },
@@ -419,6 +420,7 @@ mod tests {
     fn sampled(engine: &Engine, prompt: Vec<u32>, seed: u64, max_tokens: usize) -> Generation {
         engine
             .start(GenerateRequest {
+                ignore_eos: false,
                 prompt,
                 max_tokens,
                 sampling: SamplingParams { temperature: 0.9, top_p: 0.95, seed, ..Default::default() },

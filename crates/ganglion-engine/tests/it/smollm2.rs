@@ -58,6 +58,7 @@ fn chat_template_is_the_models_chatml() {
 fn chat_request(question: &str, seed: u64, temperature: f32, max_tokens: usize) -> GenerateRequest {
     let msgs = [ChatMessage { role: "user".into(), content: question.into() }];
     GenerateRequest {
+        ignore_eos: false,
         prompt: engine().tokenizer().encode_chat(&msgs, true).unwrap(),
         max_tokens,
         sampling: SamplingParams { temperature, seed, top_p: 0.95, ..Default::default() },
@@ -83,6 +84,7 @@ fn greedy_continuation_is_sensible_and_is_the_argmax() {
     let tok = engine().tokenizer();
     let prompt = tok.encode("The capital of France is");
     let req = GenerateRequest {
+        ignore_eos: false,
         prompt: prompt.clone(),
         max_tokens: 6,
         sampling: SamplingParams { temperature: 0.0, ..Default::default() },
@@ -107,6 +109,13 @@ fn chat_generation_stops_at_end_of_turn() {
     assert_eq!(finish, FinishReason::Stop, "{text}");
     assert!(!text.is_empty() && !text.contains("<|im_end|>"), "{text}");
     assert_eq!(ids.last().copied(), engine().tokenizer().eos_token());
+
+    // `ignore_eos`: the same tokens up to the end of turn, which is generated and passed,
+    // then on to `max_tokens`.
+    let (_, finish, through) = generate_text(GenerateRequest { ignore_eos: true, ..chat_request("Say hello.", 0, 0.0, ids.len() + 8) });
+    assert_eq!(finish, FinishReason::Length);
+    assert_eq!(through.len(), ids.len() + 8);
+    assert_eq!(through[..ids.len()], ids[..]);
 }
 
 /// Seeded sampling: prints the text for the cross-thread-count check when run as a helper.

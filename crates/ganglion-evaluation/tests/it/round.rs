@@ -34,6 +34,7 @@ fn the_model_that_wrote_the_data_wins_and_copies_are_skipped() {
         .map(|(i, p)| {
             let prompt = engine.tokenizer().encode_chat(&[ChatMessage { role: "user".into(), content: (*p).into() }], true).unwrap();
             let req = GenerateRequest {
+                ignore_eos: false,
                 prompt,
                 max_tokens: 24,
                 sampling: SamplingParams { temperature: 0.0, seed: i as u64, ..SamplingParams::default() },
