@@ -639,6 +639,10 @@ pub fn export_gguf(gguf: &Path, out: &Path, dtype: ExportDType) -> EngineResult<
         std::fs::write(partial.join(TOKENIZER_CONFIG_FILE), pretty(&tokenizer_config)?).map_err(|e| EngineError::io(&partial, e))?;
         std::fs::write(partial.join(TOKENIZER_FILE), &tokenizer_json).map_err(|e| EngineError::io(&partial, e))?;
         candle_core::safetensors::save(&tensors, partial.join(WEIGHTS_FILE))?;
+        // The safetensors writer creates its file owner-only (0600); the directory is for
+        // publishing, so it gets the same permissions as the JSON files beside it.
+        let readable = std::fs::metadata(partial.join(CONFIG_FILE)).map_err(|e| EngineError::io(&partial, e))?.permissions();
+        std::fs::set_permissions(partial.join(WEIGHTS_FILE), readable).map_err(|e| EngineError::io(&partial, e))?;
         std::fs::rename(&partial, out).map_err(|e| EngineError::io(out, e))
     };
     let result = write();

@@ -98,7 +98,7 @@ pub struct Candidate {
     pub block: u64,
     /// Its plain directory hash.
     pub hash: String,
-    /// The GGUF file to evaluate.
+    /// The model to evaluate: a GGUF file, or a Hugging Face safetensors directory.
     pub model: PathBuf,
 }
 

@@ -53,9 +53,11 @@ pub(crate) enum ModelCommand {
     ///
     /// The directory holds `config.json` (LlamaForCausalLM), `model.safetensors` (the
     /// dequantized weights, query/key rows in Hugging Face's order), `tokenizer.json` and
-    /// `tokenizer_config.json` (chat template, BOS/EOS): what transformers, vLLM and
-    /// `ganglion miner model publish` take. Every Ganglion command that takes a model path also
-    /// takes such a directory. Written beside OUT and renamed into place when complete.
+    /// `tokenizer_config.json` (chat template, BOS/EOS), in the layout of a transformers
+    /// checkpoint (the tests read the weights with candle-transformers' llama and the
+    /// tokenizer files with transformers' AutoTokenizer). `ganglion miner model publish`,
+    /// the model-evaluation validator and `ganglion engine serve --model DIR` take such a
+    /// directory. Written beside OUT and renamed into place when complete.
     #[command(verbatim_doc_comment)]
     Export {
         /// The GGUF: a path, a known name (`smollm2`) or a pulled `hf:` reference.

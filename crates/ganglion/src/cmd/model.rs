@@ -26,8 +26,8 @@ use crate::cmd::{AxonArgs, runtime};
 /// Each step: read every miner's chain commitment (`namespace:name:commit:hash:competition`),
 /// download what is new or changed (from the miner's axon for `axon:` commitments, from the
 /// Hugging Face Hub with --hub), check it (size, directory hash, architecture, parameter
-/// count, weight norms; a GGUF or safetensors + config.json + tokenizer.json), draw fresh samples, compute every model's loss over the
-/// response tokens, compare models sample by sample (an earlier commit wins ties within
+/// count, weight norms; a GGUF or safetensors + config.json + tokenizer.json), draw fresh
+/// samples, compute every model's loss over the response tokens, compare models sample by sample (an earlier commit wins ties within
 /// epsilon; copies of an earlier commit get nothing), and turn win rates into weights
 /// (softmax, EMA per competition). Every evaluation goes to the records store.
 #[derive(Debug, clap::Args)]
@@ -223,7 +223,8 @@ pub(crate) fn run_validator(args: ValidatorArgs) -> anyhow::Result<ExitCode> {
 /// `ganglion miner model …`.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum MinerModelCommand {
-    /// Hash a model directory (one GGUF plus tokenizer/config files) with the finetuning
+    /// Hash a model directory (one GGUF plus any tokenizer/config files, or Hugging Face
+    /// safetensors + config.json + tokenizer.json, as `ganglion model export` writes) with the finetuning
     /// subnet's directory hash and commit `namespace:name:commit:hash:competition` on chain
     /// (at most 128 bytes). Serve the same directory with `miner model serve`, or publish a
     /// Hugging Face Hub snapshot with --repo/--revision.
@@ -249,7 +250,7 @@ pub(crate) struct PublishArgs {
     /// Subnet id.
     #[arg(long, env = "GANGLION_NETUID", default_value_t = 1)]
     netuid: u16,
-    /// The model directory.
+    /// The model directory: one .gguf, or safetensors + config.json + tokenizer.json.
     #[arg(long)]
     dir: PathBuf,
     /// The model's name in an `axon:` commitment (served by this miner).
