@@ -411,7 +411,7 @@ pub(crate) fn corrupt(path: &Path, reason: impl std::fmt::Display) -> EngineErro
     EngineError::CorruptModel { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
-pub(crate) struct Meta<'a> {
+struct Meta<'a> {
     content: &'a gguf_file::Content,
     path: &'a Path,
 }
@@ -507,7 +507,7 @@ pub(crate) fn open_gguf(path: &Path) -> EngineResult<(std::fs::File, gguf_file::
 }
 
 /// The hyper-parameters under `<architecture>.*`.
-pub(crate) fn read_config(meta: &Meta<'_>, arch: Architecture, vocab_size: usize) -> EngineResult<LlamaConfig> {
+fn read_config(meta: &Meta<'_>, arch: Architecture, vocab_size: usize) -> EngineResult<LlamaConfig> {
     let key = |k: &str| format!("{}.{k}", arch.gguf_name());
     let has = |k: &str| meta.content.metadata.contains_key(&key(k));
     let n_embd = meta.usize(&key("embedding_length"))?;
